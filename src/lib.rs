@@ -1,0 +1,7 @@
+//! ringftp (skeleton)
+pub mod auth;
+pub mod ports;
+pub mod storage;
+
+pub use auth::{AuthError, Authenticator, User, UserList};
+pub use storage::{ErrorKind, FsStorage, Storage, StorageError};
