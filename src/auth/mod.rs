@@ -39,7 +39,11 @@ pub struct User {
 impl User {
     /// A read-write user whose home is the storage root.
     pub fn new(name: impl Into<String>) -> Self {
-        User { name: name.into(), home: PathBuf::new(), read_only: false }
+        User {
+            name: name.into(),
+            home: PathBuf::new(),
+            read_only: false,
+        }
     }
 
     /// Sets the home directory, relative to the storage root.

@@ -18,7 +18,10 @@ impl PortPool {
     /// Takes a free port, from `shard`'s slice first, then from the others'.
     pub fn acquire(self: &Arc<Self>, shard: usize) -> Option<PortLease> {
         let _ = shard;
-        Some(PortLease { pool: Arc::clone(self), port: *self.range.start() })
+        Some(PortLease {
+            pool: Arc::clone(self),
+            port: *self.range.start(),
+        })
     }
 }
 

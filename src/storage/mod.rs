@@ -153,7 +153,13 @@ impl Metadata {
     /// Metadata with the given kind and size; mode 0o644 (0o755 for directories), no time.
     pub fn new(kind: FileKind, len: u64) -> Self {
         let mode = if kind == FileKind::Dir { 0o755 } else { 0o644 };
-        Metadata { kind, len, modified: None, mode, nlink: 1 }
+        Metadata {
+            kind,
+            len,
+            modified: None,
+            mode,
+            nlink: 1,
+        }
     }
 
     /// Sets the modification time.
@@ -313,7 +319,10 @@ impl From<io::Error> for StorageError {
                 _ => ErrorKind::Local,
             },
         };
-        StorageError { kind, source: Some(err) }
+        StorageError {
+            kind,
+            source: Some(err),
+        }
     }
 }
 

@@ -1,0 +1,15 @@
+//! The FTP protocol, sans I/O: framing, commands, replies, addresses, paths and listings.
+//!
+//! Nothing here touches a socket, a file or a clock; everything is a pure function or a small
+//! state machine over bytes, so it can be unit-tested with tables and fuzzed directly.
+
+pub mod address;
+pub mod command;
+pub mod line;
+pub mod listing;
+pub mod path;
+pub mod reply;
+
+pub use command::{parse, Command, EpsvArg, ParseError, TransferType};
+pub use line::{Line, LineBuffer};
+pub use reply::{code, Reply};
