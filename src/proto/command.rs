@@ -134,6 +134,8 @@ pub enum ParseError {
     UnsupportedParameter,
     /// EPRT/EPSV with a network protocol other than 1 or 2 (522).
     UnsupportedProtocol,
+    /// The line was longer than the limit and was discarded (500).
+    LineTooLong,
 }
 
 impl ParseError {
@@ -155,6 +157,7 @@ impl ParseError {
                 code::UNSUPPORTED_PROTOCOL,
                 "Network protocol not supported, use (1,2)",
             ),
+            ParseError::LineTooLong => Reply::new(code::SYNTAX_ERROR, "Command line too long"),
         }
     }
 }
@@ -384,6 +387,7 @@ mod tests {
             ParseError::BadArgument,
             ParseError::UnsupportedParameter,
             ParseError::UnsupportedProtocol,
+            ParseError::LineTooLong,
         ] {
             let code = e.reply().code();
             assert!((500..600).contains(&code), "{e:?} -> {code}");

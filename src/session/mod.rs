@@ -300,6 +300,15 @@ impl Session {
         }
     }
 
+    /// Answers a line that did not parse (500, 501, 502, 504 or 522).
+    pub fn handle_parse_error(&mut self, error: crate::proto::ParseError) {
+        if self.closing {
+            return;
+        }
+        self.rename_from = None;
+        self.reply(error.reply());
+    }
+
     fn handle_during_transfer(&mut self, cmd: Command<'_>) {
         match cmd {
             Command::Abor => {

@@ -1,0 +1,313 @@
+//! Moving bytes between storage and a data connection.
+//!
+//! Binary transfers of files splice through a pipe: file -> pipe with io_uring (never blocks
+//! the shard), pipe -> socket with a non-blocking `splice(2)` when the socket is writable.
+//! Uploads run the same loop the other way. TYPE A, and storages that give a stream instead
+//! of a file descriptor, take the buffered path. Each chunk ends with a yield, so one fast
+//! transfer cannot starve the other sessions of its shard.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag, SpliceFFlags};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio_uring::buf::BoundedBuf;
+
+use super::ascii;
+use super::pipes::PipePool;
+use super::splice::splice;
+
+/// Size of the buffers of the buffered path; large buffers matter more than zero-copy on
+/// loopback (FACTS.md: 64 KiB costs about twice the CPU of 1 MiB).
+const BUFFER: usize = 256 * 1024;
+
+/// Which side failed: the network (426) or the storage (451/452/552).
+#[derive(Debug)]
+pub(crate) enum DataError {
+    Net(io::Error),
+    Storage(io::Error),
+}
+
+/// The current offset of a file descriptor, where storage positioned it.
+fn position(fd: &OwnedFd) -> io::Result<i64> {
+    Ok(nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekCur)?)
+}
+
+/// Sends a file from its current position to the socket, zero-copy.
+pub(crate) async fn send_file(
+    file: OwnedFd,
+    sock: &TcpStream,
+    pipes: &Rc<PipePool>,
+) -> Result<u64, DataError> {
+    let mut offset = position(&file).map_err(DataError::Storage)?;
+    let file = Rc::new(file);
+    let mut lease = pipes.get().map_err(DataError::Storage)?;
+    let (pipe_read, pipe_write, chunk) = {
+        let p = lease.pipe();
+        (Rc::clone(&p.read), Rc::clone(&p.write), p.size)
+    };
+    let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
+    let mut total = 0u64;
+    loop {
+        lease.dirty = true;
+        let n = splice(&file, offset, &pipe_write, -1, chunk)
+            .await
+            .map_err(DataError::Storage)?;
+        if n == 0 {
+            lease.dirty = false;
+            break;
+        }
+        offset += n as i64;
+        pipe_to_socket(&pipe_read, sock, n).await?;
+        lease.dirty = false;
+        total += n as u64;
+        tokio::task::yield_now().await;
+    }
+    drop((pipe_read, pipe_write));
+    drop(lease);
+    Ok(total)
+}
+
+/// Drains exactly `n` bytes from the pipe into the socket as it becomes writable.
+async fn pipe_to_socket(pipe: &OwnedFd, sock: &TcpStream, mut n: usize) -> Result<(), DataError> {
+    let flags =
+        SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    while n > 0 {
+        sock.writable().await.map_err(DataError::Net)?;
+        let res = sock.try_io(Interest::WRITABLE, || {
+            nix::fcntl::splice(pipe.as_fd(), None, sock.as_fd(), None, n, flags)
+                .map_err(io::Error::from)
+        });
+        match res {
+            Ok(0) => return Err(DataError::Net(io::ErrorKind::WriteZero.into())),
+            Ok(m) => n -= m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(DataError::Net(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Receives into a file from its current position until the client closes, zero-copy.
+pub(crate) async fn receive_file(
+    sock: &TcpStream,
+    file: OwnedFd,
+    pipes: &Rc<PipePool>,
+) -> Result<u64, DataError> {
+    // splice(2) refuses files opened with O_APPEND; write at the end explicitly instead.
+    let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| DataError::Storage(e.into()))?;
+    let mut offset = if OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
+        let without = OFlag::from_bits_truncate(flags) - OFlag::O_APPEND;
+        fcntl(&file, FcntlArg::F_SETFL(without)).map_err(|e| DataError::Storage(e.into()))?;
+        nix::unistd::lseek(&file, 0, nix::unistd::Whence::SeekEnd)
+            .map_err(|e| DataError::Storage(e.into()))?
+    } else {
+        position(&file).map_err(DataError::Storage)?
+    };
+    let file = Rc::new(file);
+    let mut lease = pipes.get().map_err(DataError::Storage)?;
+    let (pipe_read, pipe_write, chunk) = {
+        let p = lease.pipe();
+        (Rc::clone(&p.read), Rc::clone(&p.write), p.size)
+    };
+    let sflags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+    let mut total = 0u64;
+    loop {
+        sock.readable().await.map_err(DataError::Net)?;
+        let res = sock.try_io(Interest::READABLE, || {
+            nix::fcntl::splice(sock.as_fd(), None, pipe_write.as_fd(), None, chunk, sflags)
+                .map_err(io::Error::from)
+        });
+        let mut n = match res {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(DataError::Net(e)),
+        };
+        lease.dirty = true;
+        while n > 0 {
+            let len = u32::try_from(n).unwrap_or(u32::MAX);
+            let m = splice(&pipe_read, -1, &file, offset, len)
+                .await
+                .map_err(DataError::Storage)?;
+            if m == 0 {
+                return Err(DataError::Storage(io::ErrorKind::WriteZero.into()));
+            }
+            offset += m as i64;
+            n -= m;
+            total += m as u64;
+        }
+        lease.dirty = false;
+        tokio::task::yield_now().await;
+    }
+    drop((pipe_read, pipe_write));
+    drop(lease);
+    Ok(total)
+}
+
+/// Sends a file through a buffer, converting line ends for TYPE A. File reads go through
+/// io_uring so they do not block the shard.
+pub(crate) async fn send_file_buffered(
+    file: std::fs::File,
+    sock: &mut TcpStream,
+    ascii: bool,
+) -> Result<u64, DataError> {
+    let mut offset = position(&OwnedFd::from(
+        file.try_clone().map_err(DataError::Storage)?,
+    ))
+    .map_err(DataError::Storage)? as u64;
+    let file = tokio_uring::fs::File::from_std(file);
+    let mut buf = Vec::with_capacity(BUFFER);
+    let mut wire = Vec::new();
+    let mut prev_cr = false;
+    let mut total = 0u64;
+    loop {
+        buf.clear();
+        let (res, b) = file.read_at(buf, offset).await;
+        buf = b;
+        let n = res.map_err(DataError::Storage)?;
+        if n == 0 {
+            break;
+        }
+        offset += n as u64;
+        let out = if ascii {
+            wire.clear();
+            ascii::to_wire(&buf, &mut prev_cr, &mut wire);
+            &wire
+        } else {
+            &buf
+        };
+        sock.write_all(out).await.map_err(DataError::Net)?;
+        total += out.len() as u64;
+        tokio::task::yield_now().await;
+    }
+    Ok(total)
+}
+
+/// Receives into a file through a buffer, converting line ends for TYPE A. Writes go through
+/// io_uring with owned buffers that come back from each write, so the loop does not allocate.
+pub(crate) async fn receive_file_buffered(
+    sock: &mut TcpStream,
+    file: std::fs::File,
+    ascii: bool,
+) -> Result<u64, DataError> {
+    let fd = OwnedFd::from(file.try_clone().map_err(DataError::Storage)?);
+    let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(|e| DataError::Storage(e.into()))?;
+    let mut offset = if OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
+        nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekEnd)
+            .map_err(|e| DataError::Storage(e.into()))?
+    } else {
+        position(&fd).map_err(DataError::Storage)?
+    } as u64;
+    drop(fd);
+    let file = tokio_uring::fs::File::from_std(file);
+    let mut buf = vec![0u8; BUFFER];
+    let mut disk = Vec::with_capacity(if ascii { BUFFER } else { 0 });
+    let mut pending_cr = false;
+    let mut total = 0u64;
+    loop {
+        let n = sock.read(&mut buf).await.map_err(DataError::Net)?;
+        total += n as u64;
+        if ascii {
+            disk.clear();
+            ascii::from_wire(buf.get(..n).unwrap_or_default(), &mut pending_cr, &mut disk);
+            if n == 0 && pending_cr {
+                disk.push(b'\r');
+            }
+            let len = disk.len();
+            if len > 0 {
+                let (res, back) = file.write_all_at(disk, offset).await;
+                res.map_err(DataError::Storage)?;
+                disk = back;
+                offset += len as u64;
+            }
+        } else if n > 0 {
+            let (res, back) = file.write_all_at(buf.slice(..n), offset).await;
+            res.map_err(DataError::Storage)?;
+            buf = back.into_inner();
+            offset += n as u64;
+        }
+        if n == 0 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(total)
+}
+
+/// Sends a host-provided stream.
+pub(crate) async fn send_stream(
+    mut src: Pin<Box<dyn AsyncRead>>,
+    sock: &mut TcpStream,
+    ascii: bool,
+) -> Result<u64, DataError> {
+    let mut buf = vec![0u8; BUFFER];
+    let mut wire = Vec::new();
+    let mut prev_cr = false;
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf).await.map_err(DataError::Storage)?;
+        if n == 0 {
+            break;
+        }
+        let data = buf.get(..n).unwrap_or_default();
+        let out = if ascii {
+            wire.clear();
+            ascii::to_wire(data, &mut prev_cr, &mut wire);
+            &wire[..]
+        } else {
+            data
+        };
+        sock.write_all(out).await.map_err(DataError::Net)?;
+        total += out.len() as u64;
+        tokio::task::yield_now().await;
+    }
+    Ok(total)
+}
+
+/// Receives into a host-provided stream and shuts it down at the end.
+pub(crate) async fn receive_stream(
+    sock: &mut TcpStream,
+    mut dst: Pin<Box<dyn AsyncWrite>>,
+    ascii: bool,
+) -> Result<u64, DataError> {
+    let mut buf = vec![0u8; BUFFER];
+    let mut disk = Vec::new();
+    let mut pending_cr = false;
+    let mut total = 0u64;
+    loop {
+        let n = sock.read(&mut buf).await.map_err(DataError::Net)?;
+        let data = buf.get(..n).unwrap_or_default();
+        if ascii {
+            disk.clear();
+            ascii::from_wire(data, &mut pending_cr, &mut disk);
+            if n == 0 && pending_cr {
+                disk.push(b'\r');
+            }
+            dst.write_all(&disk).await.map_err(DataError::Storage)?;
+        } else {
+            dst.write_all(data).await.map_err(DataError::Storage)?;
+        }
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        tokio::task::yield_now().await;
+    }
+    dst.shutdown().await.map_err(DataError::Storage)?;
+    Ok(total)
+}
+
+/// Sends bytes already in memory (listings).
+pub(crate) async fn send_bytes(bytes: &[u8], sock: &mut TcpStream) -> Result<u64, DataError> {
+    sock.write_all(bytes).await.map_err(DataError::Net)?;
+    Ok(bytes.len() as u64)
+}
+
+/// Closes the sending side cleanly so the client sees EOF after the last byte.
+pub(crate) async fn finish(sock: &mut TcpStream) {
+    let _ = sock.shutdown().await;
+}

@@ -1,0 +1,437 @@
+//! One control connection: reads command lines, drives the sans-IO [`Session`], carries out
+//! its actions, and writes its replies.
+//!
+//! Reads run in a small task of their own that forwards what arrives over a channel. A
+//! tokio-uring read cannot be cancelled without losing what it read, so the main loop never
+//! drops one; it waits on the channel, the running transfer's events, the idle timer and the
+//! shutdown signal together, all of which are safe to drop.
+//!
+//! While a transfer runs, ABOR, STAT and NOOP are handled at once; other commands are kept in
+//! order and handled when it ends (pipelined commands get their replies in order).
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::Shard;
+use crate::auth::Authenticator;
+use crate::datapath::{self, AcceptPolicy, DataConnect, Event, PendingAccept, TransferEnv};
+use crate::proto::{self, Line, LineBuffer, ParseError};
+use crate::session::{
+    Action, DataChannel, FsOutcome, FsRequest, Session, SessionConfig, Transfer, TransferOutcome,
+};
+use crate::storage::{DirEntry, ErrorKind, Storage};
+
+/// Bytes per control read: commands are short, and 10,000 idle sessions each hold one buffer.
+const READ_BUF: usize = 1024;
+/// Commands kept while a transfer runs before the connection stops reading.
+const MAX_DEFERRED: usize = 64;
+
+type Stream = tokio_uring::net::TcpStream;
+
+struct Running {
+    task: JoinHandle<()>,
+    events: mpsc::UnboundedReceiver<Event>,
+}
+
+struct Control<S, A> {
+    shard: Rc<Shard<S, A>>,
+    stream: Rc<Stream>,
+    session: Session,
+    lines: LineBuffer,
+    /// Lines that arrived during a transfer; `None` stands for an over-long line.
+    deferred: VecDeque<Option<Vec<u8>>>,
+    out: Vec<u8>,
+    passive: Option<PendingAccept>,
+    transfer: Option<Running>,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+fn local_addr(stream: &Stream) -> io::Result<SocketAddr> {
+    // SAFETY: the stream owns the descriptor and outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    socket2::SockRef::from(&fd)
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP socket"))
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Serves one accepted control connection until it closes.
+pub(crate) async fn serve<S: Storage, A: Authenticator>(
+    shard: Rc<Shard<S, A>>,
+    stream: Stream,
+    peer: SocketAddr,
+) {
+    let span = tracing::info_span!("session", %peer, shard = shard.id);
+    shard.sessions.set(shard.sessions.get() + 1);
+    let guard = SessionCount(Rc::clone(&shard));
+    async move {
+        let _ = stream.set_nodelay(true);
+        let local = match local_addr(&stream) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "no local address");
+                return;
+            }
+        };
+        let config = &guard.0.config;
+        let mut session_config = SessionConfig::default();
+        session_config.greeting.clone_from(&config.greeting);
+        session_config.max_login_failures = config.max_login_failures;
+        session_config.dangerous_allow_foreign_active = config.dangerous_foreign_data;
+        let stream = Rc::new(stream);
+        let (tx, rx) = mpsc::channel(4);
+        let reader = tokio_uring::spawn(read_loop(Rc::clone(&stream), tx));
+        let mut control = Control {
+            session: Session::new(session_config, peer, local),
+            lines: LineBuffer::new(config.max_line),
+            shard: Rc::clone(&guard.0),
+            stream,
+            deferred: VecDeque::new(),
+            out: Vec::with_capacity(256),
+            passive: None,
+            transfer: None,
+            local,
+            peer,
+        };
+        tracing::debug!("connected");
+        if let Err(e) = control.run(rx).await {
+            tracing::debug!(error = %e, "control connection ended");
+        }
+        reader.abort();
+        control.finish();
+        tracing::debug!("closed");
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Counts the shard's sessions for graceful shutdown, also when a session task is dropped.
+struct SessionCount<S, A>(Rc<Shard<S, A>>);
+
+impl<S, A> Drop for SessionCount<S, A> {
+    fn drop(&mut self) {
+        self.0.sessions.set(self.0.sessions.get().saturating_sub(1));
+    }
+}
+
+async fn read_loop(stream: Rc<Stream>, tx: mpsc::Sender<Vec<u8>>) {
+    loop {
+        let (res, buf) = stream.read(Vec::with_capacity(READ_BUF)).await;
+        match res {
+            Ok(n) if n > 0 => {
+                if tx.send(buf).await.is_err() {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+}
+
+async fn next_event(transfer: &mut Option<Running>) -> Event {
+    match transfer {
+        // A transfer task that ended without reporting (it panicked) counts as a local error.
+        Some(r) => r
+            .events
+            .recv()
+            .await
+            .unwrap_or(Event::Done(TransferOutcome::StorageFailed(
+                ErrorKind::Local,
+            ))),
+        None => std::future::pending().await,
+    }
+}
+
+impl<S: Storage, A: Authenticator> Control<S, A> {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Vec<u8>>) -> io::Result<()> {
+        let idle = self.shard.config.idle_timeout;
+        let mut shutdown = self.shard.shutdown.clone();
+        let mut shutting_down = false;
+        let mut idle_deadline = Instant::now() + idle;
+        self.run_actions().await;
+        loop {
+            self.process_lines().await;
+            if shutting_down && !self.session.is_transferring() {
+                self.session.shutdown("Server shutting down.");
+                self.run_actions().await;
+            }
+            self.flush().await?;
+            if self.session.is_closing() {
+                return Ok(());
+            }
+            let can_read = self.deferred.len() < MAX_DEFERRED;
+            tokio::select! {
+                event = next_event(&mut self.transfer) => {
+                    self.on_event(event);
+                    idle_deadline = Instant::now() + idle;
+                    self.run_actions().await;
+                }
+                chunk = rx.recv(), if can_read => match chunk {
+                    Some(bytes) => {
+                        self.lines.push(&bytes);
+                        idle_deadline = Instant::now() + idle;
+                    }
+                    None => return Ok(()),
+                },
+                () = tokio::time::sleep_until(idle_deadline), if self.transfer.is_none() => {
+                    tracing::info!("idle timeout");
+                    self.session.shutdown("Timeout.");
+                    self.run_actions().await;
+                }
+                changed = shutdown.changed(), if !shutting_down => {
+                    shutting_down = changed.is_err() || *shutdown.borrow();
+                }
+            }
+        }
+    }
+
+    /// Handles buffered lines as far as the session can take them.
+    async fn process_lines(&mut self) {
+        loop {
+            if self.session.is_closing() {
+                return;
+            }
+            if self.session.is_transferring() {
+                let Some(line) = self.lines.next_line() else {
+                    return;
+                };
+                match line {
+                    Line::Complete(l) => match proto::parse(l) {
+                        Ok(cmd) if Session::handles_during_transfer(&cmd) => {
+                            self.session.handle_command(cmd)
+                        }
+                        _ => self.deferred.push_back(Some(l.to_vec())),
+                    },
+                    Line::TooLong => self.deferred.push_back(None),
+                }
+            } else if let Some(line) = self.deferred.pop_front() {
+                match line {
+                    Some(l) => match proto::parse(&l) {
+                        Ok(cmd) => self.session.handle_command(cmd),
+                        Err(e) => self.session.handle_parse_error(e),
+                    },
+                    None => self.session.handle_parse_error(ParseError::LineTooLong),
+                }
+            } else {
+                let Some(line) = self.lines.next_line() else {
+                    return;
+                };
+                match line {
+                    Line::Complete(l) => match proto::parse(l) {
+                        Ok(cmd) => self.session.handle_command(cmd),
+                        Err(e) => self.session.handle_parse_error(e),
+                    },
+                    Line::TooLong => self.session.handle_parse_error(ParseError::LineTooLong),
+                }
+            }
+            self.run_actions().await;
+        }
+    }
+
+    /// Carries out everything the session asked for.
+    async fn run_actions(&mut self) {
+        while let Some(action) = self.session.poll_action() {
+            match action {
+                Action::Reply(r) => r.write_to(&mut self.out),
+                Action::Authenticate { username, password } => {
+                    let result = self.shard.auth.authenticate(&username, &password).await;
+                    match &result {
+                        Ok(user) => tracing::info!(user = %user.name, "login"),
+                        Err(e) => {
+                            tracing::info!(user = %username, error = %e, "login failed");
+                            // A growing delay makes password guessing slow.
+                            let step = u64::from(self.session.login_failures() + 1).min(8);
+                            tokio::time::sleep(std::time::Duration::from_millis(250 * step)).await;
+                        }
+                    }
+                    self.session.login_done(result);
+                }
+                Action::Fs(request) => {
+                    let outcome = self.run_fs(&request).await;
+                    self.session.fs_done(outcome, SystemTime::now());
+                }
+                Action::OpenPassive => self.open_passive(),
+                Action::ClosePassive => self.close_passive(),
+                Action::Transfer(t) => self.start_transfer(t),
+                Action::Abort => self.abort_transfer(),
+                // The main loop sees `is_closing` after flushing the replies before it.
+                Action::Close => {}
+            }
+        }
+    }
+
+    async fn run_fs(&self, request: &FsRequest) -> FsOutcome {
+        let Some(user) = self.session.user() else {
+            return FsOutcome::Failed(ErrorKind::PermissionDenied);
+        };
+        let storage = &*self.shard.storage;
+        let path = request.storage_path();
+        let result = match request {
+            FsRequest::Metadata(_) => storage.metadata(user, path).await.map(FsOutcome::Metadata),
+            FsRequest::List(virtual_path) => match storage.metadata(user, path).await {
+                Ok(meta) if meta.is_dir() => storage.list(user, path).await.map(FsOutcome::Listing),
+                Ok(meta) => Ok(FsOutcome::Listing(vec![DirEntry {
+                    name: proto::path::file_name(virtual_path).to_vec(),
+                    metadata: meta,
+                }])),
+                Err(e) => Err(e),
+            },
+            FsRequest::MakeDir(_) => storage.make_dir(user, path).await.map(|()| FsOutcome::Done),
+            FsRequest::RemoveDir(_) => storage
+                .remove_dir(user, path)
+                .await
+                .map(|()| FsOutcome::Done),
+            FsRequest::RemoveFile(_) => storage
+                .remove_file(user, path)
+                .await
+                .map(|()| FsOutcome::Done),
+            FsRequest::Rename { to, .. } => storage
+                .rename(user, path, proto::path::storage_path(to))
+                .await
+                .map(|()| FsOutcome::Done),
+        };
+        match result {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::debug!(error = %e, ?request, "storage refused");
+                FsOutcome::Failed(e.kind())
+            }
+        }
+    }
+
+    fn open_passive(&mut self) {
+        self.close_passive();
+        let ip = canonical(self.local.ip());
+        let config = &self.shard.config;
+        let policy = AcceptPolicy {
+            peer: canonical(self.peer.ip()),
+            allow_foreign: config.dangerous_foreign_data,
+            timeout: config.data_timeout,
+        };
+        match datapath::open_passive(&self.shard.ports, self.shard.id, ip, policy) {
+            Ok(Some((port, pending))) => {
+                self.passive = Some(pending);
+                let announce = config.public_address.unwrap_or(ip);
+                self.session.passive_opened(SocketAddr::new(announce, port));
+            }
+            Ok(None) => {
+                tracing::warn!("passive port range exhausted");
+                self.session.passive_failed();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a passive port");
+                self.session.passive_failed();
+            }
+        }
+    }
+
+    fn close_passive(&mut self) {
+        if let Some(p) = self.passive.take() {
+            p.abort();
+        }
+    }
+
+    fn start_transfer(&mut self, transfer: Transfer) {
+        let connect = match transfer.channel {
+            DataChannel::Passive => self
+                .passive
+                .take()
+                .map_or(DataConnect::Missing, DataConnect::Passive),
+            DataChannel::Active(target) => {
+                self.close_passive();
+                DataConnect::Active {
+                    local: canonical(self.local.ip()),
+                    target,
+                }
+            }
+        };
+        let Some(user) = self.session.user().cloned() else {
+            self.session
+                .transfer_done(TransferOutcome::OpenFailed(ErrorKind::PermissionDenied));
+            return;
+        };
+        let env = TransferEnv {
+            storage: std::sync::Arc::clone(&self.shard.storage),
+            pipes: Rc::clone(&self.shard.pipes),
+            user,
+            connect_timeout: self.shard.config.data_timeout,
+            splice_uploads: self.shard.config.splice_uploads,
+        };
+        tracing::debug!(kind = ?transfer.kind, path = %String::from_utf8_lossy(&transfer.path), "transfer");
+        let (tx, events) = mpsc::unbounded_channel();
+        let task = tokio_uring::spawn(datapath::run(env, transfer, connect, tx).in_current_span());
+        self.transfer = Some(Running { task, events });
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Started { name, size } => self.session.transfer_started(&name, size),
+            Event::Done(outcome) => {
+                self.transfer = None;
+                tracing::debug!(?outcome, "transfer done");
+                self.session.transfer_done(outcome);
+            }
+        }
+    }
+
+    fn abort_transfer(&mut self) {
+        let Some(mut running) = self.transfer.take() else {
+            return;
+        };
+        // A transfer that finished before the ABOR arrived reports that, not an abort.
+        let mut outcome = TransferOutcome::Aborted;
+        while let Ok(event) = running.events.try_recv() {
+            match event {
+                Event::Started { name, size } => self.session.transfer_started(&name, size),
+                Event::Done(o) => outcome = o,
+            }
+        }
+        running.task.abort();
+        self.session.transfer_done(outcome);
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.out);
+        // A client that never reads its replies must not hold the session forever.
+        let write = self.stream.write_all(buf);
+        match tokio::time::timeout(self.shard.config.idle_timeout, write).await {
+            Ok((res, mut buf)) => {
+                buf.clear();
+                self.out = buf;
+                res
+            }
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client does not read replies",
+            )),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(t) = self.transfer.take() {
+            t.task.abort();
+        }
+        self.close_passive();
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}

@@ -1,0 +1,193 @@
+//! The thread-per-core runtime: one shard per core, each a thread with its own tokio-uring
+//! runtime, its own control listeners (SO_REUSEPORT: the kernel spreads connections over the
+//! shards), its own pipes and its own slice of the passive ports.
+//!
+//! A session lives and dies on the shard that accepted it, with its data connections, so
+//! per-shard state is plain `Rc`/`Cell`: nothing is locked per command or per byte. The only
+//! things shared between threads are the configuration, the storage and authenticator
+//! (immutable, behind `Arc`), the lock-free port pool, and the shutdown signal.
+
+mod control;
+
+use std::cell::Cell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::watch;
+
+use crate::auth::Authenticator;
+use crate::datapath::PipePool;
+use crate::ports::PortPool;
+use crate::server::{Config, ServerHandle, StartError};
+use crate::storage::Storage;
+
+/// What every task of one shard shares.
+pub(crate) struct Shard<S, A> {
+    pub(crate) id: usize,
+    pub(crate) config: Arc<Config>,
+    pub(crate) storage: Arc<S>,
+    pub(crate) auth: Arc<A>,
+    pub(crate) ports: Arc<PortPool>,
+    pub(crate) pipes: Rc<PipePool>,
+    pub(crate) sessions: Cell<usize>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Binds one listener per shard on `addr` with SO_REUSEPORT; port 0 becomes the port the
+/// first one got, so all shards share it.
+fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        if addr.is_ipv6() {
+            // So that [::]:21 and 0.0.0.0:21 can both be given.
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.set_cloexec(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        out.push(listener);
+    }
+    Ok(out)
+}
+
+/// Binds the listeners, starts the shards, and returns once all of them run.
+pub(crate) fn start<S: Storage, A: Authenticator>(
+    config: Config,
+    storage: Arc<S>,
+    auth: Arc<A>,
+) -> Result<ServerHandle, StartError> {
+    let shards = config.cores;
+    let mut per_shard: Vec<Vec<std::net::TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut local_addrs = Vec::new();
+    for &addr in &config.listen {
+        let listeners = bind_listeners(addr, shards).map_err(|e| StartError::Bind(addr, e))?;
+        if let Some(first) = listeners.first() {
+            local_addrs.push(first.local_addr().map_err(|e| StartError::Bind(addr, e))?);
+        }
+        for (slot, l) in per_shard.iter_mut().zip(listeners) {
+            slot.push(l);
+        }
+    }
+    let ports = PortPool::new(config.passive_ports.clone(), shards);
+    let config = Arc::new(config);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+    let mut threads = Vec::with_capacity(shards);
+    for (id, listeners) in per_shard.into_iter().enumerate() {
+        let config = Arc::clone(&config);
+        let storage = Arc::clone(&storage);
+        let auth = Arc::clone(&auth);
+        let ports = Arc::clone(&ports);
+        let shutdown = shutdown_rx.clone();
+        let ready = ready_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ringftp-shard-{id}"))
+            .spawn(move || {
+                // Runtime::new, not tokio_uring::start: start() panics when io_uring is blocked.
+                let rt = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                rt.block_on(async move {
+                    let shard = Rc::new(Shard {
+                        id,
+                        pipes: PipePool::new(config.pipe_size),
+                        config,
+                        storage,
+                        auth,
+                        ports,
+                        sessions: Cell::new(0),
+                        shutdown,
+                    });
+                    run_shard(shard, listeners).await;
+                });
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                let _ = shutdown_tx.send(true);
+                return Err(StartError::Thread(e));
+            }
+        }
+    }
+    drop(ready_tx);
+    for _ in 0..threads.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let _ = shutdown_tx.send(true);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(StartError::IoUring(e));
+            }
+            Err(_) => break,
+        }
+    }
+    tracing::info!(addrs = ?local_addrs, shards, "ringftp listening");
+    Ok(ServerHandle {
+        local_addrs,
+        shutdown: shutdown_tx,
+        threads,
+    })
+}
+
+async fn run_shard<S: Storage, A: Authenticator>(
+    shard: Rc<Shard<S, A>>,
+    listeners: Vec<std::net::TcpListener>,
+) {
+    let mut accepting = Vec::new();
+    for l in listeners {
+        let listener = tokio_uring::net::TcpListener::from_std(l);
+        accepting.push(tokio_uring::spawn(accept_loop(Rc::clone(&shard), listener)));
+    }
+    let mut shutdown = shard.shutdown.clone();
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    // Stop accepting; sessions see the signal themselves and close once their transfer ends.
+    for task in &accepting {
+        task.abort();
+    }
+    let deadline = tokio::time::Instant::now() + shard.config.shutdown_grace;
+    while shard.sessions.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give sessions that were told to close a moment to flush their 421.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+async fn accept_loop<S: Storage, A: Authenticator>(
+    shard: Rc<Shard<S, A>>,
+    listener: tokio_uring::net::TcpListener,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tokio_uring::spawn(control::serve(Rc::clone(&shard), stream, peer));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE: back off instead of spinning; the backlog holds the clients.
+                tracing::warn!(error = %e, shard = shard.id, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The embedding API: a builder that validates the configuration, and a handle to a running
+//! server.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::auth::Authenticator;
+use crate::engine;
+use crate::storage::Storage;
+
+/// Everything the engine needs to know; built and checked by [`ServerBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) passive_ports: RangeInclusive<u16>,
+    pub(crate) public_address: Option<IpAddr>,
+    pub(crate) cores: usize,
+    pub(crate) greeting: String,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) data_timeout: Duration,
+    pub(crate) max_line: usize,
+    pub(crate) max_login_failures: u32,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) pipe_size: usize,
+    pub(crate) splice_uploads: bool,
+    pub(crate) dangerous_foreign_data: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Vec::new(),
+            passive_ports: 49152..=65534,
+            public_address: None,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            greeting: "ringftp ready".into(),
+            idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(30),
+            max_line: 4096,
+            max_login_failures: 3,
+            shutdown_grace: Duration::from_secs(10),
+            pipe_size: 256 * 1024,
+            splice_uploads: true,
+            dangerous_foreign_data: false,
+        }
+    }
+}
+
+/// An FTP server, configured and ready to run.
+///
+/// ```no_run
+/// use ringftp::{FsStorage, Server, User, UserList};
+///
+/// let storage = FsStorage::new("/srv/ftp")?;
+/// let users = UserList::new().user_with_password(User::new("alice"), b"secret");
+/// let server = Server::builder(storage, users)
+///     .listen("127.0.0.1:2121".parse()?)
+///     .passive_ports(50000..=50999)
+///     .build()?;
+/// server.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Server<S, A> {
+    config: Config,
+    storage: Arc<S>,
+    auth: Arc<A>,
+}
+
+impl<S, A> fmt::Debug for Server<S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage, A: Authenticator> Server<S, A> {
+    /// Starts configuring a server that serves `storage` to the users `auth` accepts.
+    pub fn builder(storage: S, auth: A) -> ServerBuilder<S, A> {
+        ServerBuilder {
+            config: Config::default(),
+            storage,
+            auth,
+            error: None,
+        }
+    }
+
+    /// Runs the server on the calling thread until it fails; one shard thread per core.
+    pub fn run(self) -> Result<(), StartError> {
+        self.start()?.wait();
+        Ok(())
+    }
+
+    /// Starts the server in the background and returns a handle to it. Returns once every
+    /// shard is accepting, or with the reason one could not start.
+    pub fn start(self) -> Result<ServerHandle, StartError> {
+        engine::start(self.config, self.storage, self.auth)
+    }
+}
+
+/// Configures a [`Server`]; every option has a safe default.
+pub struct ServerBuilder<S, A> {
+    config: Config,
+    storage: S,
+    auth: A,
+    error: Option<BuildError>,
+}
+
+impl<S, A> fmt::Debug for ServerBuilder<S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
+    /// Adds an address to listen on (repeat for IPv4 and IPv6). Port 0 picks a free port,
+    /// shared by all shards; [`ServerHandle::local_addrs`] tells which. Default
+    /// `127.0.0.1:2121` when none is given.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.config.listen.push(addr);
+        self
+    }
+
+    /// The passive data port range (default 49152-65534), split between the shards.
+    pub fn passive_ports(mut self, ports: RangeInclusive<u16>) -> Self {
+        self.config.passive_ports = ports;
+        self
+    }
+
+    /// The address announced in PASV replies, for a server behind NAT (default: the address
+    /// the client connected to).
+    pub fn public_address(mut self, ip: IpAddr) -> Self {
+        self.config.public_address = Some(ip);
+        self
+    }
+
+    /// Number of shards, one thread and io_uring each (default: available cores).
+    pub fn cores(mut self, cores: usize) -> Self {
+        self.config.cores = cores;
+        self
+    }
+
+    /// The text of the 220 greeting.
+    pub fn greeting(mut self, text: impl Into<String>) -> Self {
+        self.config.greeting = text.into();
+        self
+    }
+
+    /// Closes a control connection with no command for this long (default 300 s); no
+    /// timeout runs while a transfer is in progress.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a data connection to be made (default 30 s), then 425.
+    pub fn data_timeout(mut self, timeout: Duration) -> Self {
+        self.config.data_timeout = timeout;
+        self
+    }
+
+    /// The longest command line accepted (default 4096 bytes); longer ones get 500.
+    pub fn max_line_length(mut self, bytes: usize) -> Self {
+        self.config.max_line = bytes;
+        self
+    }
+
+    /// Failed logins after which the connection is closed (default 3).
+    pub fn max_login_failures(mut self, n: u32) -> Self {
+        self.config.max_login_failures = n;
+        self
+    }
+
+    /// How long [`ServerHandle::shutdown`] lets running transfers finish (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.config.shutdown_grace = grace;
+        self
+    }
+
+    /// The pipe size splice aims for (default 256 KiB; the kernel may grant less).
+    pub fn pipe_size(mut self, bytes: usize) -> Self {
+        self.config.pipe_size = bytes;
+        self
+    }
+
+    /// Whether uploads to files move by splice (default) or through a buffer.
+    pub fn splice_uploads(mut self, enabled: bool) -> Self {
+        self.config.splice_uploads = enabled;
+        self
+    }
+
+    /// Allows PORT/EPRT to an address other than the client's or to a port below 1024, and
+    /// passive connections from other addresses. This enables FTP bounce attacks and data
+    /// connection hijacking; only for closed networks with FXP-style setups.
+    pub fn dangerous_allow_foreign_data_connections(mut self, allow: bool) -> Self {
+        self.config.dangerous_foreign_data = allow;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(mut self) -> Result<Server<S, A>, BuildError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let c = &mut self.config;
+        if c.listen.is_empty() {
+            c.listen
+                .push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2121));
+        }
+        if c.passive_ports.is_empty() || *c.passive_ports.start() == 0 {
+            return Err(BuildError::PassivePorts);
+        }
+        if c.cores == 0 || c.cores > 1024 {
+            return Err(BuildError::Cores);
+        }
+        if c.max_line < 16 {
+            return Err(BuildError::MaxLineLength);
+        }
+        if c.greeting.contains(['\r', '\n']) {
+            return Err(BuildError::Greeting);
+        }
+        if c.idle_timeout.is_zero() || c.data_timeout.is_zero() {
+            return Err(BuildError::Timeout);
+        }
+        Ok(Server {
+            config: self.config,
+            storage: Arc::new(self.storage),
+            auth: Arc::new(self.auth),
+        })
+    }
+}
+
+/// A configuration [`ServerBuilder::build`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The passive port range is empty or includes port 0.
+    PassivePorts,
+    /// Zero cores, or more than 1024.
+    Cores,
+    /// A maximum line length under 16 bytes would refuse ordinary commands.
+    MaxLineLength,
+    /// The greeting contains a line break.
+    Greeting,
+    /// A timeout of zero.
+    Timeout,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BuildError::PassivePorts => "the passive port range is empty or includes port 0",
+            BuildError::Cores => "cores must be between 1 and 1024",
+            BuildError::MaxLineLength => "the maximum line length must be at least 16 bytes",
+            BuildError::Greeting => "the greeting must be one line",
+            BuildError::Timeout => "timeouts must be longer than zero",
+        })
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// Why a server could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listen address could not be bound.
+    Bind(SocketAddr, std::io::Error),
+    /// io_uring is unavailable; the message names the cause and the fix.
+    IoUring(std::io::Error),
+    /// A shard thread could not be started.
+    Thread(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::IoUring(e) => {
+                let cause = match e.raw_os_error() {
+                    Some(libc::EPERM) => {
+                        "blocked: kernel.io_uring_disabled is set, or a container seccomp profile \
+                         forbids io_uring_setup (Docker 25+ does by default). Fix: `sysctl -w \
+                         kernel.io_uring_disabled=0`, or run the container with a seccomp \
+                         profile that allows io_uring (e.g. --security-opt seccomp=unconfined)"
+                    }
+                    Some(libc::ENOSYS) => "this kernel has no io_uring (Linux 5.7 or newer is needed)",
+                    Some(libc::ENOMEM) => {
+                        "not enough locked memory for the ring. Fix: raise `ulimit -l` (RLIMIT_MEMLOCK)"
+                    }
+                    _ => "io_uring_setup failed",
+                };
+                write!(f, "io_uring is not available ({e}): {cause}")
+            }
+            StartError::Thread(e) => write!(f, "cannot start a shard thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind(_, e) | StartError::IoUring(e) | StartError::Thread(e) => Some(e),
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct ServerHandle {
+    pub(crate) local_addrs: Vec<SocketAddr>,
+    pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
+    pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The addresses the server listens on (with the real port where 0 was asked for).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Stops accepting, lets running transfers finish within the grace period, closes
+    /// every session with 421, and waits for the shards to end.
+    pub fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        self.wait();
+    }
+
+    /// Waits until the server ends (after [`ServerHandle::shutdown`] from elsewhere, or
+    /// never).
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// A signal that shuts the server down from another thread (e.g. a Ctrl-C handler).
+    pub fn shutdown_trigger(&self) -> ShutdownTrigger {
+        ShutdownTrigger(self.shutdown.clone())
+    }
+}
+
+/// Shuts the server down when triggered; cheap to clone and send.
+#[derive(Debug, Clone)]
+pub struct ShutdownTrigger(tokio::sync::watch::Sender<bool>);
+
+impl ShutdownTrigger {
+    /// Starts a graceful shutdown.
+    pub fn trigger(&self) {
+        let _ = self.0.send(true);
+    }
+}
