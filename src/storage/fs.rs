@@ -1,44 +1,336 @@
-//! The filesystem backend. (stub: filled in by a helper)
-use std::path::{Path, PathBuf};
+//! The filesystem backend.
+//!
+//! Confinement is the kernel's job, not ours: every lookup is an `openat2` relative to a
+//! directory descriptor with `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`, so `..`, absolute
+//! symlinks, relative symlinks that climb out and `/proc` magic links all fail (EXDEV/ELOOP,
+//! which map to 550 Permission denied). Because the check happens inside the one syscall that
+//! resolves the path, there is no window in which a concurrent rename or a freshly planted
+//! symlink could redirect a path that was checked as a string first.
+//!
+//! Operations that create, remove or rename resolve the *parent* directory that way and then
+//! act on the last component as a plain name (`mkdirat`, `unlinkat`, `renameat`), which never
+//! follows a symlink in that position.
+//!
+//! The trait's methods are `async` but the syscalls here are quick metadata operations, so they
+//! run inline on the caller's thread; the bulk data moves through the returned descriptors.
 
-use super::*;
+use std::ffi::{CStr, OsStr};
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{openat2, renameat, AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
+use nix::unistd::{unlinkat, UnlinkatFlags};
+
+use super::{
+    DataSink, DataSource, DirEntry, ErrorKind, FileKind, Metadata, Result, Storage, WriteMode,
+};
+use crate::auth::User;
+
+/// Resolution flags for every lookup: stay below the starting directory, and refuse
+/// `/proc/*/fd`-style magic links, which jump anywhere regardless of `RESOLVE_BENEATH`'s
+/// ancestry check on their target.
+const RESOLVE: ResolveFlag = ResolveFlag::RESOLVE_BENEATH.union(ResolveFlag::RESOLVE_NO_MAGICLINKS);
+
+/// How often a lookup is retried when `openat2` reports EAGAIN: the kernel returns it when a
+/// concurrent rename made it unable to prove a `..` stayed beneath; a retry usually succeeds.
+const EAGAIN_RETRIES: usize = 4;
+
+/// Permission bits of new files and directories (before the umask).
+const FILE_MODE: u32 = 0o644;
+const DIR_MODE: u32 = 0o755;
 
 /// Serves a directory tree, confined to it by the kernel.
+///
+/// Holds the root open as an `O_PATH` descriptor, so renaming or replacing the root's path
+/// after start-up does not change what is served.
 #[derive(Debug)]
 pub struct FsStorage {
+    /// The root as given, for logs.
     root: PathBuf,
+    /// The root directory, opened once; every lookup starts here.
+    root_fd: OwnedFd,
 }
 
 impl FsStorage {
     /// Serves the directory `root`.
+    ///
+    /// Fails if `root` is not an existing directory, or if the kernel lacks `openat2`
+    /// (Linux 5.6+), without which confinement cannot be guaranteed.
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
-        Ok(FsStorage { root: root.into() })
+        let root = root.into();
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        let root_fd = nix::fcntl::open(&root, flags, Mode::empty()).map_err(|errno| {
+            let what = match errno {
+                Errno::ENOENT => "does not exist",
+                Errno::ENOTDIR => "is not a directory",
+                _ => "cannot be opened",
+            };
+            io::Error::new(
+                io::Error::from(errno).kind(),
+                format!("storage root {}: {what} ({errno})", root.display()),
+            )
+        })?;
+        // Probe now, so a kernel or seccomp filter without openat2 fails at start-up rather
+        // than on every client request.
+        let probe = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(RESOLVE);
+        if let Err(errno) = openat2(&root_fd, ".", probe) {
+            let msg = match errno {
+                Errno::ENOSYS => "openat2 is not available (needs Linux 5.6 or newer)".to_owned(),
+                _ => format!("openat2 failed on the storage root {}: {errno}", root.display()),
+            };
+            return Err(io::Error::new(io::Error::from(errno).kind(), msg));
+        }
+        Ok(FsStorage { root, root_fd })
+    }
+
+    /// The root directory as given to [`FsStorage::new`].
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The user's home directory, below the root.
+    fn home(&self, user: &User) -> Result<DirFd<'_>> {
+        if user.home.as_os_str().is_empty() {
+            return Ok(DirFd::Borrowed(self.root_fd.as_fd()));
+        }
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+        open_beneath(self.root_fd.as_fd(), &user.home, flags, 0).map(DirFd::Owned)
+    }
+}
+
+/// A directory to resolve from: the root or home kept open elsewhere, or one opened just now.
+enum DirFd<'a> {
+    Borrowed(BorrowedFd<'a>),
+    Owned(OwnedFd),
+}
+
+impl AsFd for DirFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            DirFd::Borrowed(fd) => *fd,
+            DirFd::Owned(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// Opens `path` beneath `dir` (the empty path is `dir` itself), never leaving `dir`.
+fn open_beneath(dir: BorrowedFd<'_>, path: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd> {
+    Ok(openat2_beneath(dir, path, flags, mode)?)
+}
+
+/// [`open_beneath`] with the raw errno, for callers that remap some of them.
+fn openat2_beneath(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlag,
+    mode: u32,
+) -> nix::Result<OwnedFd> {
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .mode(Mode::from_bits_truncate(mode))
+        .resolve(RESOLVE);
+    let mut retries = 0;
+    loop {
+        match openat2(dir, path, how) {
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) if retries < EAGAIN_RETRIES => retries += 1,
+            result => return result,
+        }
+    }
+}
+
+/// Splits a path into its parent (relative to the home; empty for the home itself) and its
+/// last component. The home itself has no parent within reach, so it cannot be the target of
+/// a create, remove or rename.
+fn split(path: &Path) -> Result<(&Path, &OsStr)> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Ok((parent, name)),
+        _ => Err(ErrorKind::PermissionDenied.into()),
+    }
+}
+
+/// Opens the parent directory of `path` beneath `home` and returns it with the last component.
+fn parent_beneath<'h, 'p>(home: &'h DirFd<'_>, path: &'p Path) -> Result<(DirFd<'h>, &'p OsStr)> {
+    let (parent, name) = split(path)?;
+    if parent.as_os_str().is_empty() {
+        return Ok((DirFd::Borrowed(home.as_fd()), name));
+    }
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+    let fd = open_beneath(home.as_fd(), parent, flags, 0)?;
+    Ok((DirFd::Owned(fd), name))
+}
+
+/// Refuses writes for read-only users even if the session forgot to check: the storage is
+/// the last line of defence.
+fn writable(user: &User) -> Result<()> {
+    if user.read_only {
+        return Err(ErrorKind::PermissionDenied.into());
+    }
+    Ok(())
+}
+
+/// Data can only flow through regular files: a directory gets its own reply, and devices,
+/// fifos and sockets (which could block or have side effects) are refused.
+fn require_regular(stat: &FileStat) -> Result<()> {
+    match file_kind(stat.st_mode) {
+        FileKind::File => Ok(()),
+        FileKind::Dir => Err(ErrorKind::IsADirectory.into()),
+        _ => Err(ErrorKind::PermissionDenied.into()),
+    }
+}
+
+/// Clears the `O_NONBLOCK` used while opening (so a fifo could not block the open), leaving
+/// the data path a plain blocking descriptor.
+fn clear_nonblock(fd: &OwnedFd) -> Result<()> {
+    let flags = OFlag::from_bits_retain(nix::fcntl::fcntl(fd, FcntlArg::F_GETFL)?);
+    nix::fcntl::fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+fn file_kind(st_mode: libc::mode_t) -> FileKind {
+    match st_mode & libc::S_IFMT {
+        libc::S_IFREG => FileKind::File,
+        libc::S_IFDIR => FileKind::Dir,
+        libc::S_IFLNK => FileKind::Symlink,
+        _ => FileKind::Other,
+    }
+}
+
+/// A `stat` timestamp as a `SystemTime`; `None` if it is out of range.
+fn system_time(secs: i64, nsecs: i64) -> Option<SystemTime> {
+    let nanos = Duration::from_nanos(u64::try_from(nsecs).ok().filter(|&n| n < 1_000_000_000)?);
+    let base = match u64::try_from(secs) {
+        Ok(secs) => UNIX_EPOCH.checked_add(Duration::from_secs(secs))?,
+        Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))?,
+    };
+    base.checked_add(nanos)
+}
+
+fn to_metadata(stat: &FileStat) -> Metadata {
+    Metadata {
+        kind: file_kind(stat.st_mode),
+        len: u64::try_from(stat.st_size).unwrap_or(0),
+        modified: system_time(stat.st_mtime, stat.st_mtime_nsec),
+        mode: stat.st_mode & 0o7777,
+        // `nlink_t` is u64 on some targets and u32 on others.
+        #[allow(clippy::useless_conversion)]
+        nlink: u64::from(stat.st_nlink),
     }
 }
 
 impl Storage for FsStorage {
-    async fn metadata(&self, _user: &User, _path: &Path) -> Result<Metadata> {
-        Err(ErrorKind::Local.into())
+    async fn metadata(&self, user: &User, path: &Path) -> Result<Metadata> {
+        let home = self.home(user)?;
+        // O_PATH follows symlinks (within the root) and needs no read permission.
+        let fd = open_beneath(home.as_fd(), path, OFlag::O_PATH, 0)?;
+        Ok(to_metadata(&fstat(&fd)?))
     }
-    async fn list(&self, _user: &User, _path: &Path) -> Result<Vec<DirEntry>> {
-        Err(ErrorKind::Local.into())
+
+    async fn list(&self, user: &User, path: &Path) -> Result<Vec<DirEntry>> {
+        let home = self.home(user)?;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+        let mut dir = Dir::from_fd(open_beneath(home.as_fd(), path, flags, 0)?)?;
+        // Collect the names first: the iterator borrows the directory that fstatat needs.
+        let mut names = Vec::new();
+        for entry in dir.iter() {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name != c"." && name != c".." {
+                names.push(name.to_owned());
+            }
+        }
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let name: &CStr = &name;
+            match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(stat) => entries.push(DirEntry {
+                    name: name.to_bytes().to_vec(),
+                    metadata: to_metadata(&stat),
+                }),
+                // Removed since readdir saw it: it is simply not there any more.
+                Err(Errno::ENOENT) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
     }
-    async fn open_read(&self, _user: &User, _path: &Path, _offset: u64) -> Result<DataSource> {
-        Err(ErrorKind::Local.into())
+
+    async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {
+        let home = self.home(user)?;
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+        let fd = open_beneath(home.as_fd(), path, flags, 0)?;
+        require_regular(&fstat(&fd)?)?;
+        clear_nonblock(&fd)?;
+        let mut file = File::from(fd);
+        // Past the end is fine: reading then yields nothing, as REST beyond EOF should.
+        file.seek(SeekFrom::Start(offset))?;
+        Ok(DataSource::File(file))
     }
-    async fn open_write(&self, _user: &User, _path: &Path, _mode: WriteMode) -> Result<DataSink> {
-        Err(ErrorKind::Local.into())
+
+    async fn open_write(&self, user: &User, path: &Path, mode: WriteMode) -> Result<DataSink> {
+        writable(user)?;
+        let home = self.home(user)?;
+        let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+        match mode {
+            WriteMode::Truncate => flags |= OFlag::O_TRUNC,
+            WriteMode::Append => flags |= OFlag::O_APPEND,
+            WriteMode::Resume(_) => {}
+            WriteMode::CreateNew => flags |= OFlag::O_EXCL,
+        }
+        let fd = match openat2_beneath(home.as_fd(), path, flags, FILE_MODE) {
+            // A fifo or socket without a reader: not something to upload into.
+            Err(Errno::ENXIO) => return Err(ErrorKind::PermissionDenied.into()),
+            result => result?,
+        };
+        require_regular(&fstat(&fd)?)?;
+        clear_nonblock(&fd)?;
+        let mut file = File::from(fd);
+        if let WriteMode::Resume(offset) = mode {
+            file.set_len(offset)?;
+            file.seek(SeekFrom::Start(offset))?;
+        }
+        Ok(DataSink::File(file))
     }
-    async fn make_dir(&self, _user: &User, _path: &Path) -> Result<()> {
-        Err(ErrorKind::Local.into())
+
+    async fn make_dir(&self, user: &User, path: &Path) -> Result<()> {
+        writable(user)?;
+        let home = self.home(user)?;
+        let (parent, name) = parent_beneath(&home, path)?;
+        mkdirat(&parent, name, Mode::from_bits_truncate(DIR_MODE))?;
+        Ok(())
     }
-    async fn remove_dir(&self, _user: &User, _path: &Path) -> Result<()> {
-        Err(ErrorKind::Local.into())
+
+    async fn remove_dir(&self, user: &User, path: &Path) -> Result<()> {
+        writable(user)?;
+        let home = self.home(user)?;
+        let (parent, name) = parent_beneath(&home, path)?;
+        unlinkat(&parent, name, UnlinkatFlags::RemoveDir)?;
+        Ok(())
     }
-    async fn remove_file(&self, _user: &User, _path: &Path) -> Result<()> {
-        Err(ErrorKind::Local.into())
+
+    async fn remove_file(&self, user: &User, path: &Path) -> Result<()> {
+        writable(user)?;
+        let home = self.home(user)?;
+        let (parent, name) = parent_beneath(&home, path)?;
+        // On a directory this fails with EISDIR, which is the reply we want.
+        unlinkat(&parent, name, UnlinkatFlags::NoRemoveDir)?;
+        Ok(())
     }
-    async fn rename(&self, _user: &User, _from: &Path, _to: &Path) -> Result<()> {
-        Err(ErrorKind::Local.into())
+
+    async fn rename(&self, user: &User, from: &Path, to: &Path) -> Result<()> {
+        writable(user)?;
+        let home = self.home(user)?;
+        let (from_parent, from_name) = parent_beneath(&home, from)?;
+        let (to_parent, to_name) = parent_beneath(&home, to)?;
+        renameat(&from_parent, from_name, &to_parent, to_name)?;
+        Ok(())
     }
 }
