@@ -78,11 +78,16 @@ impl FsStorage {
         })?;
         // Probe now, so a kernel or seccomp filter without openat2 fails at start-up rather
         // than on every client request.
-        let probe = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(RESOLVE);
+        let probe = OpenHow::new()
+            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+            .resolve(RESOLVE);
         if let Err(errno) = openat2(&root_fd, ".", probe) {
             let msg = match errno {
                 Errno::ENOSYS => "openat2 is not available (needs Linux 5.6 or newer)".to_owned(),
-                _ => format!("openat2 failed on the storage root {}: {errno}", root.display()),
+                _ => format!(
+                    "openat2 failed on the storage root {}: {errno}",
+                    root.display()
+                ),
             };
             return Err(io::Error::new(io::Error::from(errno).kind(), msg));
         }
@@ -131,7 +136,11 @@ fn openat2_beneath(
     flags: OFlag,
     mode: u32,
 ) -> nix::Result<OwnedFd> {
-    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
     let how = OpenHow::new()
         .flags(flags | OFlag::O_CLOEXEC)
         .mode(Mode::from_bits_truncate(mode))
