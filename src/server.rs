@@ -25,7 +25,7 @@ pub(crate) struct Config {
     pub(crate) max_login_failures: u32,
     pub(crate) shutdown_grace: Duration,
     pub(crate) pipe_size: usize,
-    pub(crate) splice_uploads: bool,
+    pub(crate) splice: bool,
     pub(crate) dangerous_foreign_data: bool,
 }
 
@@ -43,7 +43,7 @@ impl Default for Config {
             max_login_failures: 3,
             shutdown_grace: Duration::from_secs(10),
             pipe_size: 256 * 1024,
-            splice_uploads: true,
+            splice: true,
             dangerous_foreign_data: false,
         }
     }
@@ -188,9 +188,10 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
-    /// Whether uploads to files move by splice (default) or through a buffer.
-    pub fn splice_uploads(mut self, enabled: bool) -> Self {
-        self.config.splice_uploads = enabled;
+    /// Whether binary transfers of files move by splice through a pipe (default), or
+    /// through a userspace buffer (for comparison, or for filesystems without splice).
+    pub fn splice(mut self, enabled: bool) -> Self {
+        self.config.splice = enabled;
         self
     }
 

@@ -53,8 +53,8 @@ pub(crate) struct TransferEnv<S> {
     pub(crate) pipes: Rc<PipePool>,
     pub(crate) user: User,
     pub(crate) connect_timeout: Duration,
-    /// Uploads by splice (socket -> pipe -> file) rather than a buffered copy.
-    pub(crate) splice_uploads: bool,
+    /// Binary file transfers by splice rather than a buffered copy.
+    pub(crate) splice: bool,
 }
 
 /// Runs one transfer to the end and reports through `events`. Dropping the future (ABOR)
@@ -109,7 +109,7 @@ async fn run_transfer<S: Storage>(
     };
     let _ = events.send(Event::Started { name, size });
     let result = match opened {
-        Opened::Source(DataSource::File(file), _) if !t.ascii => {
+        Opened::Source(DataSource::File(file), _) if !t.ascii && env.splice => {
             transfer::send_file(OwnedFd::from(file), &sock, &env.pipes).await
         }
         Opened::Source(DataSource::File(file), _) => {
@@ -118,7 +118,7 @@ async fn run_transfer<S: Storage>(
         Opened::Source(DataSource::Stream(s), _) => {
             transfer::send_stream(s, &mut sock, t.ascii).await
         }
-        Opened::Sink(DataSink::File(file), _) if !t.ascii && env.splice_uploads => {
+        Opened::Sink(DataSink::File(file), _) if !t.ascii && env.splice => {
             transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes).await
         }
         Opened::Sink(DataSink::File(file), _) => {

@@ -372,7 +372,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             pipes: Rc::clone(&self.shard.pipes),
             user,
             connect_timeout: self.shard.config.data_timeout,
-            splice_uploads: self.shard.config.splice_uploads,
+            splice: self.shard.config.splice,
         };
         tracing::debug!(kind = ?transfer.kind, path = %String::from_utf8_lossy(&transfer.path), "transfer");
         let (tx, events) = mpsc::unbounded_channel();
