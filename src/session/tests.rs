@@ -340,8 +340,10 @@ fn active_mode_bounce_protection() {
         "{out:?}"
     );
 
-    let mut cfg = SessionConfig::default();
-    cfg.dangerous_allow_foreign_active = true;
+    let cfg = SessionConfig {
+        dangerous_allow_foreign_active: true,
+        ..Default::default()
+    };
     let mut s = Session::new(cfg, addr("127.0.0.1:40000"), addr("127.0.0.1:2121"));
     login(&mut s);
     assert_eq!(
