@@ -171,6 +171,7 @@ pub fn parse_epsv_reply(text: &[u8]) -> Result<u16, AddressError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

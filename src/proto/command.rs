@@ -302,6 +302,7 @@ pub(crate) fn trim(s: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;

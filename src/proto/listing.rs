@@ -171,6 +171,7 @@ pub fn write_facts(name: &[u8], meta: &Metadata, writable: bool, out: &mut Vec<u
 pub const FACTS_FEATURE: &str = "MLST type*;size*;modify*;perm*;UNIX.mode*;";
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

@@ -3,6 +3,14 @@
 //! Nothing here touches a socket, a file or a clock; everything is a pure function or a small
 //! state machine over bytes, so it can be unit-tested with tables and fuzzed directly.
 
+// A peer controls every input here: no panicking shortcuts (fuzzed, see fuzz/).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 pub mod address;
 pub mod command;
 pub mod line;

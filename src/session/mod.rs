@@ -16,6 +16,14 @@
 //!
 //! Tests are transcripts: command lines in, replies and actions out.
 
+// A peer controls every input here: no panicking shortcuts (fuzzed, see fuzz/).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod files;
 
 use std::collections::VecDeque;
@@ -699,4 +707,5 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests;
