@@ -20,6 +20,9 @@ pub(crate) struct Config {
     pub(crate) cores: usize,
     pub(crate) greeting: String,
     pub(crate) idle_timeout: Duration,
+    pub(crate) login_timeout: Duration,
+    pub(crate) max_sessions: usize,
+    pub(crate) max_sessions_per_ip: u32,
     pub(crate) data_timeout: Duration,
     pub(crate) max_line: usize,
     pub(crate) max_login_failures: u32,
@@ -38,6 +41,9 @@ impl Default for Config {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             greeting: "ringftp ready".into(),
             idle_timeout: Duration::from_secs(300),
+            login_timeout: Duration::from_secs(60),
+            max_sessions: 20_000,
+            max_sessions_per_ip: 256,
             data_timeout: Duration::from_secs(30),
             max_line: 4096,
             max_login_failures: 3,
@@ -158,6 +164,25 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
+    /// Closes a connection that has not logged in after this long (default 60 s), with 421.
+    pub fn login_timeout(mut self, timeout: Duration) -> Self {
+        self.config.login_timeout = timeout;
+        self
+    }
+
+    /// The most sessions at once, over all shards (default 20,000; 0: no limit). Beyond it a
+    /// new connection gets 421 and is closed.
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.config.max_sessions = n;
+        self
+    }
+
+    /// The most sessions at once from one client address (default 256; 0: no limit).
+    pub fn max_sessions_per_ip(mut self, n: u32) -> Self {
+        self.config.max_sessions_per_ip = n;
+        self
+    }
+
     /// How long to wait for a data connection to be made (default 30 s), then 425.
     pub fn data_timeout(mut self, timeout: Duration) -> Self {
         self.config.data_timeout = timeout;
@@ -225,7 +250,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         if c.greeting.contains(['\r', '\n']) {
             return Err(BuildError::Greeting);
         }
-        if c.idle_timeout.is_zero() || c.data_timeout.is_zero() {
+        if c.idle_timeout.is_zero() || c.data_timeout.is_zero() || c.login_timeout.is_zero() {
             return Err(BuildError::Timeout);
         }
         Ok(Server {

@@ -55,6 +55,18 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
 
+    /// Seconds a connection may take to log in.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    login_timeout: u64,
+
+    /// Most sessions at once (0: no limit); more get 421.
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    max_sessions: usize,
+
+    /// Most sessions at once from one client address (0: no limit).
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_sessions_per_ip: u32,
+
     /// Seconds to wait for a data connection.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     data_timeout: u64,
@@ -123,6 +135,7 @@ fn run(args: Args) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .init();
 
+    raise_fd_limit();
     let storage = FsStorage::new(&args.root)
         .map_err(|e| format!("cannot serve {}: {e}", args.root.display()))?;
     let mut users = match &args.users_file {
@@ -141,7 +154,10 @@ fn run(args: Args) -> Result<(), String> {
         .passive_ports(args.passive_ports.clone())
         .greeting(args.greeting.clone())
         .idle_timeout(Duration::from_secs(args.idle_timeout))
-        .data_timeout(Duration::from_secs(args.data_timeout));
+        .data_timeout(Duration::from_secs(args.data_timeout))
+        .login_timeout(Duration::from_secs(args.login_timeout))
+        .max_sessions(args.max_sessions)
+        .max_sessions_per_ip(args.max_sessions_per_ip);
     for addr in &args.listen {
         builder = builder.listen(*addr);
     }
@@ -178,4 +194,15 @@ fn run(args: Args) -> Result<(), String> {
     });
     handle.wait();
     Ok(())
+}
+
+/// Every session needs a few descriptors (control, data, file, pipe): raise the soft limit to
+/// the hard one, as servers do, so the session limit is reached before EMFILE is.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+            tracing::warn!(soft, hard, "cannot raise the open-file limit");
+        }
+    }
 }

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::Shard;
+use super::{limits, Shard};
 use crate::auth::Authenticator;
 use crate::datapath::{self, AcceptPolicy, DataConnect, Event, PendingAccept, TransferEnv};
 use crate::proto::{self, Line, LineBuffer, ParseError};
@@ -83,6 +83,23 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     let guard = SessionCount(Rc::clone(&shard));
     async move {
         let _ = stream.set_nodelay(true);
+        let _permit = match guard.0.limits.admit(peer.ip()) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                tracing::info!(?refusal, "connection refused: too many sessions");
+                let text: &[u8] = match refusal {
+                    limits::Refusal::Total => b"421 Too many users, try again later.\r\n",
+                    limits::Refusal::PerAddress => {
+                        b"421 Too many connections from your address.\r\n"
+                    }
+                };
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(text))
+                        .await;
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        };
         let local = match local_addr(&stream) {
             Ok(a) => a,
             Err(e) => {
@@ -165,6 +182,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let mut shutdown = self.shard.shutdown.clone();
         let mut shutting_down = false;
         let mut idle_deadline = Instant::now() + idle;
+        let login_deadline = Instant::now() + self.shard.config.login_timeout;
         self.run_actions().await;
         loop {
             self.process_lines().await;
@@ -190,6 +208,11 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     }
                     None => return Ok(()),
                 },
+                () = tokio::time::sleep_until(login_deadline), if self.session.user().is_none() && !self.session.is_waiting() => {
+                    tracing::info!("login timeout");
+                    self.session.shutdown("Login timeout.");
+                    self.run_actions().await;
+                }
                 () = tokio::time::sleep_until(idle_deadline), if self.transfer.is_none() => {
                     tracing::info!("idle timeout");
                     self.session.shutdown("Timeout.");

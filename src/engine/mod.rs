@@ -8,6 +8,7 @@
 //! (immutable, behind `Arc`), the lock-free port pool, and the shutdown signal.
 
 mod control;
+mod limits;
 
 use std::cell::Cell;
 use std::io;
@@ -24,6 +25,7 @@ use crate::datapath::PipePool;
 use crate::ports::PortPool;
 use crate::server::{Config, ServerHandle, StartError};
 use crate::storage::Storage;
+use limits::Limits;
 
 /// What every task of one shard shares.
 pub(crate) struct Shard<S, A> {
@@ -32,6 +34,7 @@ pub(crate) struct Shard<S, A> {
     pub(crate) storage: Arc<S>,
     pub(crate) auth: Arc<A>,
     pub(crate) ports: Arc<PortPool>,
+    pub(crate) limits: Arc<Limits>,
     pub(crate) pipes: Rc<PipePool>,
     pub(crate) sessions: Cell<usize>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -80,6 +83,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         }
     }
     let ports = PortPool::new(config.passive_ports.clone(), shards);
+    let limits = Limits::new(config.max_sessions, config.max_sessions_per_ip);
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
@@ -89,6 +93,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         let storage = Arc::clone(&storage);
         let auth = Arc::clone(&auth);
         let ports = Arc::clone(&ports);
+        let limits = Arc::clone(&limits);
         let shutdown = shutdown_rx.clone();
         let ready = ready_tx.clone();
         let spawned = std::thread::Builder::new()
@@ -111,6 +116,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
                         storage,
                         auth,
                         ports,
+                        limits,
                         sessions: Cell::new(0),
                         shutdown,
                     });

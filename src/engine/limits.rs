@@ -1,0 +1,130 @@
+//! Session limits shared by all shards: sessions in total and per client address.
+//!
+//! Per-address counts live in a fixed table of atomic counters indexed by a keyed hash of the
+//! address, so admission takes no lock and the table never grows, whatever a flood of
+//! addresses does. Two addresses that share a slot share its count, which can only make the
+//! limit stricter for them; the hash key is random per process, so a peer cannot aim its
+//! addresses at someone else's slot.
+
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+const SLOTS: usize = 4096;
+
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Total,
+    PerAddress,
+}
+
+/// The counters; one per server, shared by the shards.
+#[derive(Debug)]
+pub(crate) struct Limits {
+    max_total: usize,
+    max_per_ip: u32,
+    total: AtomicUsize,
+    per_ip: Box<[AtomicU32]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Limits {
+    /// `0` means no limit.
+    pub(crate) fn new(max_total: usize, max_per_ip: u32) -> Arc<Self> {
+        Arc::new(Limits {
+            max_total: if max_total == 0 {
+                usize::MAX
+            } else {
+                max_total
+            },
+            max_per_ip: if max_per_ip == 0 {
+                u32::MAX
+            } else {
+                max_per_ip
+            },
+            total: AtomicUsize::new(0),
+            per_ip: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        })
+    }
+
+    fn slot(&self, ip: IpAddr) -> usize {
+        (self.hasher.hash_one(ip) as usize) % SLOTS
+    }
+
+    /// Admits a session from `ip`, or says why not. The permit releases both counts on drop.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::Total);
+        }
+        let slot = self.slot(ip);
+        let counter = self.per_ip.get(slot);
+        if counter.is_some_and(|c| c.fetch_add(1, Ordering::AcqRel) >= self.max_per_ip) {
+            if let Some(c) = counter {
+                c.fetch_sub(1, Ordering::AcqRel);
+            }
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::PerAddress);
+        }
+        Ok(Permit {
+            limits: Arc::clone(self),
+            slot,
+        })
+    }
+
+    /// Sessions open now.
+    #[cfg(test)]
+    pub(crate) fn sessions(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+}
+
+/// An admitted session's place in the counts.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    limits: Arc<Limits>,
+    slot: usize,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Some(c) = self.limits.per_ip.get(self.slot) {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.limits.total.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_and_per_address() {
+        let limits = Limits::new(3, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let p1 = limits.admit(a).unwrap();
+        let _p2 = limits.admit(a).unwrap();
+        assert_eq!(limits.admit(a).unwrap_err(), Refusal::PerAddress);
+        let _p3 = limits.admit(b).unwrap();
+        assert_eq!(limits.admit(b).unwrap_err(), Refusal::Total);
+        assert_eq!(limits.sessions(), 3);
+        drop(p1);
+        assert!(limits.admit(a).is_ok());
+        assert_eq!(limits.sessions(), 3);
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let limits = Limits::new(0, 0);
+        let ip: IpAddr = "::1".parse().unwrap();
+        let permits: Vec<_> = (0..1000).map(|_| limits.admit(ip).unwrap()).collect();
+        assert_eq!(limits.sessions(), 1000);
+        drop(permits);
+        assert_eq!(limits.sessions(), 0);
+    }
+}
