@@ -57,4 +57,6 @@ pub mod storage;
 
 pub use auth::{AuthError, Authenticator, User, UserList};
 pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
-pub use storage::{DataSink, DataSource, ErrorKind, FsStorage, Storage, StorageError};
+pub use storage::{
+    DataSink, DataSource, ErrorKind, FsStorage, Storage, StorageError, UploadPolicy,
+};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::auth::Authenticator;
 use crate::engine;
-use crate::storage::Storage;
+use crate::storage::{Storage, UploadPolicy};
 
 /// Everything the engine needs to know; built and checked by [`ServerBuilder`].
 #[derive(Debug, Clone)]
@@ -29,6 +29,7 @@ pub(crate) struct Config {
     pub(crate) shutdown_grace: Duration,
     pub(crate) pipe_size: usize,
     pub(crate) splice: bool,
+    pub(crate) uploads: UploadPolicy,
     pub(crate) dangerous_foreign_data: bool,
 }
 
@@ -50,6 +51,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             pipe_size: 256 * 1024,
             splice: true,
+            uploads: UploadPolicy::Keep,
             dangerous_foreign_data: false,
         }
     }
@@ -217,6 +219,13 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// through a userspace buffer (for comparison, or for filesystems without splice).
     pub fn splice(mut self, enabled: bool) -> Self {
         self.config.splice = enabled;
+        self
+    }
+
+    /// What an interrupted upload leaves: the partial file ([`UploadPolicy::Keep`], the
+    /// default, so REST can resume it) or nothing ([`UploadPolicy::Atomic`]).
+    pub fn uploads(mut self, policy: UploadPolicy) -> Self {
+        self.config.uploads = policy;
         self
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use nix::sys::signal::{SigSet, Signal};
-use ringftp::{FsStorage, Server, User, UserList};
+use ringftp::{FsStorage, Server, UploadPolicy, User, UserList};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -55,6 +55,11 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 300)]
     idle_timeout: u64,
 
+    /// What an interrupted upload leaves: `keep` (the partial file, resumable with REST) or
+    /// `atomic` (nothing: uploads appear under their name only when complete).
+    #[arg(long, value_name = "POLICY", default_value = "keep", value_parser = parse_uploads)]
+    uploads: UploadPolicy,
+
     /// Seconds a connection may take to log in.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     login_timeout: u64,
@@ -88,6 +93,14 @@ fn parse_user(s: &str) -> Result<(String, String), String> {
     match s.split_once(':') {
         Some((name, pass)) if !name.is_empty() => Ok((name.to_string(), pass.to_string())),
         _ => Err("expected NAME:PASSWORD".into()),
+    }
+}
+
+fn parse_uploads(s: &str) -> Result<UploadPolicy, String> {
+    match s {
+        "keep" => Ok(UploadPolicy::Keep),
+        "atomic" => Ok(UploadPolicy::Atomic),
+        _ => Err("expected keep or atomic".into()),
     }
 }
 
@@ -157,7 +170,8 @@ fn run(args: Args) -> Result<(), String> {
         .data_timeout(Duration::from_secs(args.data_timeout))
         .login_timeout(Duration::from_secs(args.login_timeout))
         .max_sessions(args.max_sessions)
-        .max_sessions_per_ip(args.max_sessions_per_ip);
+        .max_sessions_per_ip(args.max_sessions_per_ip)
+        .uploads(args.uploads);
     for addr in &args.listen {
         builder = builder.listen(*addr);
     }

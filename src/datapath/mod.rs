@@ -26,7 +26,9 @@ use transfer::DataError;
 use crate::auth::User;
 use crate::proto::listing;
 use crate::session::{Transfer, TransferKind, TransferOutcome};
-use crate::storage::{DataSink, DataSource, DirEntry, ErrorKind, Storage, StorageError, WriteMode};
+use crate::storage::{
+    DataSink, DataSource, DirEntry, ErrorKind, Storage, StorageError, UploadPolicy, WriteMode,
+};
 
 /// How the data connection of a transfer is made.
 pub(crate) enum DataConnect {
@@ -55,6 +57,12 @@ pub(crate) struct TransferEnv<S> {
     pub(crate) connect_timeout: Duration,
     /// Binary file transfers by splice rather than a buffered copy.
     pub(crate) splice: bool,
+    /// What an interrupted upload leaves behind.
+    pub(crate) uploads: UploadPolicy,
+    /// Whether the client has closed its control connection. In stream mode the end of an
+    /// upload is the data connection closing, which is also what a dying client does; a
+    /// control connection closed at the same moment tells the two apart.
+    pub(crate) control_closed: Rc<dyn Fn() -> bool>,
 }
 
 /// Runs one transfer to the end and reports through `events`. Dropping the future (ABOR)
@@ -71,7 +79,8 @@ pub(crate) async fn run<S: Storage>(
 
 enum Opened {
     Source(DataSource, Option<u64>),
-    Sink(DataSink, Vec<u8>),
+    /// The sink, the name for the 150 reply, and whether it must be committed at the end.
+    Sink(DataSink, Vec<u8>, bool),
     Listing(Vec<u8>),
 }
 
@@ -104,10 +113,13 @@ async fn run_transfer<S: Storage>(
     let mut sock = sock;
     let (name, size) = match &opened {
         Opened::Source(_, size) => (t.file_name().to_vec(), *size),
-        Opened::Sink(_, name) => (name.clone(), None),
+        Opened::Sink(_, name, _) => (name.clone(), None),
         Opened::Listing(_) => (Vec::new(), None),
     };
     let _ = events.send(Event::Started { name, size });
+    // An atomic upload is committed with a second handle on its file, as the first one moves
+    // into the data path.
+    let mut commit = None;
     let result = match opened {
         Opened::Source(DataSource::File(file), _) if !t.ascii && env.splice => {
             transfer::send_file(OwnedFd::from(file), &sock, &env.pipes).await
@@ -118,17 +130,40 @@ async fn run_transfer<S: Storage>(
         Opened::Source(DataSource::Stream(s), _) => {
             transfer::send_stream(s, &mut sock, t.ascii).await
         }
-        Opened::Sink(DataSink::File(file), _) if !t.ascii && env.splice => {
-            transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes).await
+        Opened::Sink(DataSink::File(file), _, replace) => {
+            if replace {
+                match file.try_clone() {
+                    Ok(f) => commit = Some(f),
+                    Err(e) => return TransferOutcome::StorageFailed(StorageError::from(e).kind()),
+                }
+            }
+            if !t.ascii && env.splice {
+                transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes).await
+            } else {
+                transfer::receive_file_buffered(&mut sock, file, t.ascii).await
+            }
         }
-        Opened::Sink(DataSink::File(file), _) => {
-            transfer::receive_file_buffered(&mut sock, file, t.ascii).await
-        }
-        Opened::Sink(DataSink::Stream(s), _) => {
+        Opened::Sink(DataSink::Stream(s), _, _) => {
             transfer::receive_stream(&mut sock, s, t.ascii).await
         }
         Opened::Listing(bytes) => transfer::send_bytes(&bytes, &mut sock).await,
     };
+    if let (Ok(_), Some(file)) = (&result, commit) {
+        // Let a control-connection close sent together with the data close arrive.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if (env.control_closed)() {
+            tracing::info!("client went away at the end of an atomic upload; not committed");
+            return TransferOutcome::ConnectionLost;
+        }
+        if let Err(e) = env
+            .storage
+            .commit_write(&env.user, t.storage_path(), &file)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot commit the upload");
+            return TransferOutcome::StorageFailed(e.kind());
+        }
+    }
     if !t.kind.is_upload() {
         transfer::finish(&mut sock).await;
     }
@@ -162,20 +197,22 @@ async fn open_storage<S: Storage>(
             Ok(Opened::Source(source, size))
         }
         TransferKind::Stor => {
-            let mode = if t.offset > 0 {
-                WriteMode::Resume(t.offset)
-            } else {
-                WriteMode::Truncate
+            let mode = match (t.offset, env.uploads) {
+                (0, UploadPolicy::Atomic) => WriteMode::Replace,
+                (0, _) => WriteMode::Truncate,
+                (offset, _) => WriteMode::Resume(offset),
             };
+            let sink = storage.open_write(user, path, mode).await?;
             Ok(Opened::Sink(
-                storage.open_write(user, path, mode).await?,
+                sink,
                 t.file_name().to_vec(),
+                mode == WriteMode::Replace,
             ))
         }
-        TransferKind::Appe => Ok(Opened::Sink(
-            storage.open_write(user, path, WriteMode::Append).await?,
-            t.file_name().to_vec(),
-        )),
+        TransferKind::Appe => {
+            let sink = storage.open_write(user, path, WriteMode::Append).await?;
+            Ok(Opened::Sink(sink, t.file_name().to_vec(), false))
+        }
         TransferKind::Stou => open_unique(env, t).await,
         TransferKind::List | TransferKind::Nlst | TransferKind::Mlsd => {
             let meta = storage.metadata(user, path).await?;
@@ -217,7 +254,7 @@ async fn open_unique<S: Storage>(
         {
             Ok(sink) => {
                 let name = crate::proto::path::file_name(&candidate).to_vec();
-                return Ok(Opened::Sink(sink, name));
+                return Ok(Opened::Sink(sink, name, false));
             }
             Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),

@@ -65,6 +65,22 @@ fn local_addr(stream: &Stream) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::other("not an IP socket"))
 }
 
+/// Whether the client closed the control connection: a peek that finds end-of-stream (or an
+/// error other than "nothing to read yet").
+fn peer_closed(stream: &Stream) -> bool {
+    use nix::sys::socket::{recv, MsgFlags};
+    let mut byte = [0u8; 1];
+    match recv(
+        stream.as_raw_fd(),
+        &mut byte,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => true,
+        Ok(_) | Err(nix::errno::Errno::EAGAIN) => false,
+        Err(_) => true,
+    }
+}
+
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -396,6 +412,11 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             user,
             connect_timeout: self.shard.config.data_timeout,
             splice: self.shard.config.splice,
+            uploads: self.shard.config.uploads,
+            control_closed: {
+                let stream = Rc::clone(&self.stream);
+                Rc::new(move || peer_closed(&stream))
+            },
         };
         tracing::debug!(kind = ?transfer.kind, path = %String::from_utf8_lossy(&transfer.path), "transfer");
         let (tx, events) = mpsc::unbounded_channel();

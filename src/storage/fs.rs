@@ -17,15 +17,18 @@
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{openat2, renameat, AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{
+    openat, openat2, renameat, AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag, AT_FDCWD,
+};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
-use nix::unistd::{unlinkat, UnlinkatFlags};
+use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 
 use super::{
     DataSink, DataSource, DirEntry, ErrorKind, FileKind, Metadata, Result, Storage, WriteMode,
@@ -293,6 +296,10 @@ impl Storage for FsStorage {
             WriteMode::Append => flags |= OFlag::O_APPEND,
             WriteMode::Resume(_) => {}
             WriteMode::CreateNew => flags |= OFlag::O_EXCL,
+            WriteMode::Replace => {}
+        }
+        if mode == WriteMode::Replace {
+            return open_unnamed(&home, path);
         }
         let fd = match openat2_beneath(home.as_fd(), path, flags, FILE_MODE) {
             // A fifo or socket without a reader: not something to upload into.
@@ -341,5 +348,70 @@ impl Storage for FsStorage {
         let (to_parent, to_name) = parent_beneath(&home, to)?;
         renameat(&from_parent, from_name, &to_parent, to_name)?;
         Ok(())
+    }
+
+    async fn commit_write(&self, user: &User, path: &Path, file: &File) -> Result<()> {
+        writable(user)?;
+        let home = self.home(user)?;
+        let (parent, name) = parent_beneath(&home, path)?;
+        // Give the unnamed file a temporary name, then rename it over the target: rename is
+        // atomic, so a reader sees the old file or the whole new one, never a part.
+        let tmp = format!(
+            ".ringftp-{}-{}.part",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let linked = linkat(
+            file.as_fd(),
+            "",
+            &parent,
+            tmp.as_str(),
+            AtFlags::AT_EMPTY_PATH,
+        )
+        .or_else(|_| {
+            // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link works for anyone.
+            let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+            linkat(
+                AT_FDCWD,
+                proc_path.as_str(),
+                &parent,
+                tmp.as_str(),
+                AtFlags::AT_SYMLINK_FOLLOW,
+            )
+        });
+        linked?;
+        if let Err(e) = renameat(&parent, tmp.as_str(), &parent, name) {
+            let _ = unlinkat(&parent, tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}
+
+/// Names the temporaries of atomic uploads, unique within this process.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Opens an unnamed file (`O_TMPFILE`) in the directory of `path`, for an atomic upload: it
+/// has no name until [`FsStorage::commit_write`] links it in, so if the upload fails, or the
+/// server is killed, the kernel frees it and nothing is left behind.
+fn open_unnamed(home: &DirFd<'_>, path: &Path) -> Result<DataSink> {
+    let (parent, name) = parent_beneath(home, path)?;
+    // Refuse early what the final rename would refuse late.
+    match fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) if file_kind(st.st_mode) == FileKind::Dir => {
+            return Err(ErrorKind::IsADirectory.into())
+        }
+        _ => {}
+    }
+    let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
+    match openat(&parent, ".", flags, Mode::from_bits_truncate(FILE_MODE)) {
+        Ok(fd) => Ok(DataSink::File(File::from(fd))),
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR) => {
+            tracing::warn!(
+                "this filesystem has no O_TMPFILE: atomic uploads are not possible here"
+            );
+            Err(ErrorKind::Local.into())
+        }
+        Err(e) => Err(e.into()),
     }
 }

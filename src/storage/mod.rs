@@ -65,6 +65,34 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Renames `from` to `to`, replacing a file at `to` (RNFR + RNTO).
     fn rename(&self, user: &User, from: &Path, to: &Path) -> impl Future<Output = Result<()>>;
+
+    /// Makes a finished upload opened with [`WriteMode::Replace`] appear under `path`, all at
+    /// once. Called only after every byte arrived; an upload that fails is dropped instead and
+    /// must leave no trace. The default does nothing (backends without `Replace` support).
+    /// Stream sinks commit in `poll_shutdown`, which the data path calls only on success.
+    fn commit_write(
+        &self,
+        user: &User,
+        path: &Path,
+        file: &std::fs::File,
+    ) -> impl Future<Output = Result<()>> {
+        let _ = (user, path, file);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// What happens to an upload that does not complete (client disconnect, ABOR, server stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UploadPolicy {
+    /// The partial file stays under its name, so the client can resume with REST (vsftpd's
+    /// behaviour).
+    #[default]
+    Keep,
+    /// A STOR writes to a hidden file that replaces the target only when the transfer
+    /// completes: a reader never sees half a file under the final name, and an interrupted
+    /// upload (even by SIGKILL) leaves nothing. APPE and REST + STOR still write in place.
+    Atomic,
 }
 
 /// How [`Storage::open_write`] opens a file.
@@ -79,6 +107,10 @@ pub enum WriteMode {
     Resume(u64),
     /// Create a file that must not exist yet (STOU).
     CreateNew,
+    /// Write a new file that takes the place of `path` only when
+    /// [`Storage::commit_write`] is called; until then readers see the old file, or none
+    /// ([`UploadPolicy::Atomic`]).
+    Replace,
 }
 
 /// Where the bytes of a download come from.
