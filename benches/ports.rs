@@ -14,17 +14,14 @@ fn single(c: &mut Criterion) {
     let mut g = c.benchmark_group("ports/single");
     for shards in [1usize, 8] {
         let pool = PortPool::new(RANGE, shards);
-        g.bench_function(
-            BenchmarkId::new("acquire_drop", format!("{shards}_shards")),
-            |b| b.iter(|| drop(black_box(pool.acquire(black_box(0))))),
-        );
+        g.bench_function(BenchmarkId::new("acquire_drop", format!("{shards}_shards")), |b| {
+            b.iter(|| drop(black_box(pool.acquire(black_box(0)))))
+        });
     }
     // Same, with half the slice already leased (longer scans).
     let pool = PortPool::new(RANGE, 1);
     let held: Vec<_> = (0..500).filter_map(|_| pool.acquire(0)).collect();
-    g.bench_function("acquire_drop/half_full", |b| {
-        b.iter(|| drop(black_box(pool.acquire(black_box(0)))))
-    });
+    g.bench_function("acquire_drop/half_full", |b| b.iter(|| drop(black_box(pool.acquire(black_box(0))))));
     drop(held);
     g.finish();
 }
@@ -32,12 +29,7 @@ fn single(c: &mut Criterion) {
 /// `threads` threads, each doing `iters` acquire+drop cycles from shard
 /// `shard_of(t)`, started together behind a barrier. Returns the wall time
 /// of the slowest thread (thread spawn is not measured).
-fn run_threads(
-    pool: &Arc<PortPool>,
-    threads: usize,
-    iters: u64,
-    shard_of: fn(usize) -> usize,
-) -> Duration {
+fn run_threads(pool: &Arc<PortPool>, threads: usize, iters: u64, shard_of: fn(usize) -> usize) -> Duration {
     let barrier = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -54,11 +46,7 @@ fn run_threads(
             })
         })
         .collect();
-    handles
-        .into_iter()
-        .filter_map(|h| h.join().ok())
-        .max()
-        .unwrap_or_default()
+    handles.into_iter().filter_map(|h| h.join().ok()).max().unwrap_or_default()
 }
 
 fn contended(c: &mut Criterion) {

@@ -49,14 +49,14 @@
 pub mod auth;
 mod datapath;
 mod engine;
+pub mod events;
+mod metrics;
 pub mod ports;
 pub mod proto;
 mod server;
 pub mod session;
 pub mod storage;
 
-pub use auth::{AuthError, Authenticator, User, UserList};
+pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
 pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
-pub use storage::{
-    DataSink, DataSource, ErrorKind, FsStorage, Storage, StorageError, UploadPolicy,
-};
+pub use storage::{DataSink, DataSource, ErrorKind, FsStorage, Storage, StorageError, UploadPolicy};

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::auth::Authenticator;
 use crate::engine;
+use crate::events::EventListener;
 use crate::storage::{Storage, UploadPolicy};
 
 /// Everything the engine needs to know; built and checked by [`ServerBuilder`].
@@ -31,6 +32,7 @@ pub(crate) struct Config {
     pub(crate) splice: bool,
     pub(crate) uploads: UploadPolicy,
     pub(crate) dangerous_foreign_data: bool,
+    pub(crate) metrics: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             splice: true,
             uploads: UploadPolicy::Keep,
             dangerous_foreign_data: false,
+            metrics: None,
         }
     }
 }
@@ -75,25 +78,19 @@ pub struct Server<S, A> {
     config: Config,
     storage: Arc<S>,
     auth: Arc<A>,
+    events: Option<Arc<dyn EventListener>>,
 }
 
 impl<S, A> fmt::Debug for Server<S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Server")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Server").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
 impl<S: Storage, A: Authenticator> Server<S, A> {
     /// Starts configuring a server that serves `storage` to the users `auth` accepts.
     pub fn builder(storage: S, auth: A) -> ServerBuilder<S, A> {
-        ServerBuilder {
-            config: Config::default(),
-            storage,
-            auth,
-            error: None,
-        }
+        ServerBuilder { config: Config::default(), storage, auth, events: None }
     }
 
     /// Runs the server on the calling thread until it fails; one shard thread per core.
@@ -105,7 +102,7 @@ impl<S: Storage, A: Authenticator> Server<S, A> {
     /// Starts the server in the background and returns a handle to it. Returns once every
     /// shard is accepting, or with the reason one could not start.
     pub fn start(self) -> Result<ServerHandle, StartError> {
-        engine::start(self.config, self.storage, self.auth)
+        engine::start(self.config, self.storage, self.auth, self.events)
     }
 }
 
@@ -114,14 +111,12 @@ pub struct ServerBuilder<S, A> {
     config: Config,
     storage: S,
     auth: A,
-    error: Option<BuildError>,
+    events: Option<Arc<dyn EventListener>>,
 }
 
 impl<S, A> fmt::Debug for ServerBuilder<S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerBuilder")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("ServerBuilder").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -237,15 +232,26 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
+    /// Receives [`Event`](crate::events::Event)s: logins, finished transfers, deletions...
+    /// It is called on shard threads and must not block; [`crate::events::channel`] gives a
+    /// bounded queue that counts what a slow host misses.
+    pub fn events(mut self, listener: impl EventListener) -> Self {
+        self.events = Some(Arc::new(listener));
+        self
+    }
+
+    /// Serves Prometheus metrics at `http://ADDR/metrics` (port 0: any free port, see
+    /// [`ServerHandle::metrics_addr`]).
+    pub fn metrics(mut self, addr: SocketAddr) -> Self {
+        self.config.metrics = Some(addr);
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(mut self) -> Result<Server<S, A>, BuildError> {
-        if let Some(e) = self.error {
-            return Err(e);
-        }
         let c = &mut self.config;
         if c.listen.is_empty() {
-            c.listen
-                .push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2121));
+            c.listen.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2121));
         }
         if c.passive_ports.is_empty() || *c.passive_ports.start() == 0 {
             return Err(BuildError::PassivePorts);
@@ -266,6 +272,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
             config: self.config,
             storage: Arc::new(self.storage),
             auth: Arc::new(self.auth),
+            events: self.events,
         })
     }
 }
@@ -349,14 +356,22 @@ impl std::error::Error for StartError {
 #[derive(Debug)]
 pub struct ServerHandle {
     pub(crate) local_addrs: Vec<SocketAddr>,
+    pub(crate) metrics_addr: Option<SocketAddr>,
     pub(crate) shutdown: tokio::sync::watch::Sender<bool>,
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
+    /// The metrics thread and its stop flag.
+    pub(crate) metrics: Option<(std::thread::JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
 }
 
 impl ServerHandle {
     /// The addresses the server listens on (with the real port where 0 was asked for).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The metrics address, if [`ServerBuilder::metrics`] was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Stops accepting, lets running transfers finish within the grace period, closes
@@ -366,11 +381,15 @@ impl ServerHandle {
         self.wait();
     }
 
-    /// Waits until the server ends (after [`ServerHandle::shutdown`] from elsewhere, or
-    /// never).
+    /// Waits until the server ends (after a [`ShutdownTrigger`] fires, or never). Dropping
+    /// the handle without waiting shuts the server down in the background.
     pub fn wait(self) {
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Some((thread, stop)) = self.metrics {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = thread.join();
         }
     }
 

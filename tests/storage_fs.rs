@@ -19,10 +19,7 @@ impl TempDir {
     fn new(name: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "ringftp-storage-fs-{}-{n}-{name}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("ringftp-storage-fs-{}-{n}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -61,10 +58,7 @@ impl Fixture {
 }
 
 fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(future)
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
 }
 
 fn user() -> User {
@@ -136,14 +130,8 @@ fn metadata_of_file_dir_and_missing() {
         let meta = fx.storage.metadata(&user(), p("")).await.unwrap();
         assert!(meta.is_dir());
 
-        assert_eq!(
-            kind(fx.storage.metadata(&user(), p("missing")).await),
-            ErrorKind::NotFound
-        );
-        assert_eq!(
-            kind(fx.storage.metadata(&user(), p("file/below")).await),
-            ErrorKind::NotADirectory
-        );
+        assert_eq!(kind(fx.storage.metadata(&user(), p("missing")).await), ErrorKind::NotFound);
+        assert_eq!(kind(fx.storage.metadata(&user(), p("file/below")).await), ErrorKind::NotADirectory);
     });
 }
 
@@ -159,26 +147,12 @@ fn list_is_sorted_and_does_not_follow_symlinks() {
         let names: Vec<&[u8]> = entries.iter().map(|e| e.name.as_slice()).collect();
         assert_eq!(names, [&b"a.txt"[..], b"b.txt", b"c", b"d-link"]);
         let kinds: Vec<FileKind> = entries.iter().map(|e| e.metadata.kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                FileKind::File,
-                FileKind::File,
-                FileKind::Dir,
-                FileKind::Symlink
-            ]
-        );
+        assert_eq!(kinds, [FileKind::File, FileKind::File, FileKind::Dir, FileKind::Symlink]);
         assert_eq!(entries[1].metadata.len, 2);
 
         assert!(fx.storage.list(&user(), p("c")).await.unwrap().is_empty());
-        assert_eq!(
-            kind(fx.storage.list(&user(), p("a.txt")).await),
-            ErrorKind::NotADirectory
-        );
-        assert_eq!(
-            kind(fx.storage.list(&user(), p("nope")).await),
-            ErrorKind::NotFound
-        );
+        assert_eq!(kind(fx.storage.list(&user(), p("a.txt")).await), ErrorKind::NotADirectory);
+        assert_eq!(kind(fx.storage.list(&user(), p("nope")).await), ErrorKind::NotFound);
     });
 }
 
@@ -195,40 +169,20 @@ fn read_from_offsets() {
         let source = fx.storage.open_read(&user(), p("file"), 100).await.unwrap();
         assert_eq!(read_all(source), b"");
 
-        assert_eq!(
-            kind(fx.storage.open_read(&user(), p("dir"), 0).await),
-            ErrorKind::IsADirectory
-        );
-        assert_eq!(
-            kind(fx.storage.open_read(&user(), p(""), 0).await),
-            ErrorKind::IsADirectory
-        );
-        assert_eq!(
-            kind(fx.storage.open_read(&user(), p("missing"), 0).await),
-            ErrorKind::NotFound
-        );
+        assert_eq!(kind(fx.storage.open_read(&user(), p("dir"), 0).await), ErrorKind::IsADirectory);
+        assert_eq!(kind(fx.storage.open_read(&user(), p(""), 0).await), ErrorKind::IsADirectory);
+        assert_eq!(kind(fx.storage.open_read(&user(), p("missing"), 0).await), ErrorKind::NotFound);
     });
 }
 
 #[test]
 fn read_refuses_a_fifo_without_blocking() {
     let fx = Fixture::new("fifo");
-    nix::unistd::mkfifo(
-        &fx.root().join("fifo"),
-        nix::sys::stat::Mode::from_bits_truncate(0o644),
-    )
-    .unwrap();
+    nix::unistd::mkfifo(&fx.root().join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     block_on(async {
+        assert_eq!(kind(fx.storage.open_read(&user(), p("fifo"), 0).await), ErrorKind::PermissionDenied);
         assert_eq!(
-            kind(fx.storage.open_read(&user(), p("fifo"), 0).await),
-            ErrorKind::PermissionDenied
-        );
-        assert_eq!(
-            kind(
-                fx.storage
-                    .open_write(&user(), p("fifo"), WriteMode::Truncate)
-                    .await
-            ),
+            kind(fx.storage.open_write(&user(), p("fifo"), WriteMode::Truncate).await),
             ErrorKind::PermissionDenied
         );
         let entries = fx.storage.list(&user(), p("")).await.unwrap();
@@ -241,78 +195,42 @@ fn write_modes() {
     let fx = Fixture::new("write");
     let file = fx.root().join("file");
     block_on(async {
-        let sink = fx
-            .storage
-            .open_write(&user(), p("file"), WriteMode::Truncate)
-            .await
-            .unwrap();
+        let sink = fx.storage.open_write(&user(), p("file"), WriteMode::Truncate).await.unwrap();
         write_all(sink, b"first version");
         assert_eq!(fs::read(&file).unwrap(), b"first version");
 
-        let sink = fx
-            .storage
-            .open_write(&user(), p("file"), WriteMode::Truncate)
-            .await
-            .unwrap();
+        let sink = fx.storage.open_write(&user(), p("file"), WriteMode::Truncate).await.unwrap();
         write_all(sink, b"second");
         assert_eq!(fs::read(&file).unwrap(), b"second");
 
-        let sink = fx
-            .storage
-            .open_write(&user(), p("file"), WriteMode::Append)
-            .await
-            .unwrap();
+        let sink = fx.storage.open_write(&user(), p("file"), WriteMode::Append).await.unwrap();
         write_all(sink, b"+more");
         assert_eq!(fs::read(&file).unwrap(), b"second+more");
 
         // Resume keeps the first 3 bytes and drops the tail before writing.
-        let sink = fx
-            .storage
-            .open_write(&user(), p("file"), WriteMode::Resume(3))
-            .await
-            .unwrap();
+        let sink = fx.storage.open_write(&user(), p("file"), WriteMode::Resume(3)).await.unwrap();
         write_all(sink, b"ond");
         assert_eq!(fs::read(&file).unwrap(), b"second");
 
-        let sink = fx
-            .storage
-            .open_write(&user(), p("appended"), WriteMode::Append)
-            .await
-            .unwrap();
+        let sink = fx.storage.open_write(&user(), p("appended"), WriteMode::Append).await.unwrap();
         write_all(sink, b"new");
         assert_eq!(fs::read(fx.root().join("appended")).unwrap(), b"new");
 
         assert_eq!(
-            kind(
-                fx.storage
-                    .open_write(&user(), p("file"), WriteMode::CreateNew)
-                    .await
-            ),
+            kind(fx.storage.open_write(&user(), p("file"), WriteMode::CreateNew).await),
             ErrorKind::AlreadyExists
         );
-        let sink = fx
-            .storage
-            .open_write(&user(), p("fresh"), WriteMode::CreateNew)
-            .await
-            .unwrap();
+        let sink = fx.storage.open_write(&user(), p("fresh"), WriteMode::CreateNew).await.unwrap();
         write_all(sink, b"unique");
         assert_eq!(fs::read(fx.root().join("fresh")).unwrap(), b"unique");
 
         fs::create_dir(fx.root().join("dir")).unwrap();
         assert_eq!(
-            kind(
-                fx.storage
-                    .open_write(&user(), p("dir"), WriteMode::Truncate)
-                    .await
-            ),
+            kind(fx.storage.open_write(&user(), p("dir"), WriteMode::Truncate).await),
             ErrorKind::IsADirectory
         );
         assert_eq!(
-            kind(
-                fx.storage
-                    .open_write(&user(), p("no/such/dir/file"), WriteMode::Truncate)
-                    .await
-            ),
+            kind(fx.storage.open_write(&user(), p("no/such/dir/file"), WriteMode::Truncate).await),
             ErrorKind::NotFound
         );
     });
@@ -326,25 +244,12 @@ fn read_only_user_cannot_write() {
     let ro = User::new("ro").read_only(true);
     block_on(async {
         let denied = ErrorKind::PermissionDenied;
-        assert_eq!(
-            kind(
-                fx.storage
-                    .open_write(&ro, p("file"), WriteMode::Truncate)
-                    .await
-            ),
-            denied
-        );
+        assert_eq!(kind(fx.storage.open_write(&ro, p("file"), WriteMode::Truncate).await), denied);
         assert_eq!(kind(fx.storage.make_dir(&ro, p("new")).await), denied);
         assert_eq!(kind(fx.storage.remove_dir(&ro, p("dir")).await), denied);
         assert_eq!(kind(fx.storage.remove_file(&ro, p("file")).await), denied);
-        assert_eq!(
-            kind(fx.storage.rename(&ro, p("file"), p("moved")).await),
-            denied
-        );
-        assert_eq!(
-            read_all(fx.storage.open_read(&ro, p("file"), 0).await.unwrap()),
-            b"keep"
-        );
+        assert_eq!(kind(fx.storage.rename(&ro, p("file"), p("moved")).await), denied);
+        assert_eq!(read_all(fx.storage.open_read(&ro, p("file"), 0).await.unwrap()), b"keep");
     });
     assert_eq!(fs::read(fx.root().join("file")).unwrap(), b"keep");
 }
@@ -357,48 +262,27 @@ fn directories_delete_and_rename() {
         s.make_dir(&user(), p("d")).await.unwrap();
         s.make_dir(&user(), p("d/sub")).await.unwrap();
         assert!(fx.root().join("d/sub").is_dir());
-        assert_eq!(
-            kind(s.make_dir(&user(), p("d")).await),
-            ErrorKind::AlreadyExists
-        );
-        assert_eq!(
-            kind(s.make_dir(&user(), p("x/y")).await),
-            ErrorKind::NotFound
-        );
+        assert_eq!(kind(s.make_dir(&user(), p("d")).await), ErrorKind::AlreadyExists);
+        assert_eq!(kind(s.make_dir(&user(), p("x/y")).await), ErrorKind::NotFound);
 
-        assert_eq!(
-            kind(s.remove_dir(&user(), p("d")).await),
-            ErrorKind::DirectoryNotEmpty
-        );
+        assert_eq!(kind(s.remove_dir(&user(), p("d")).await), ErrorKind::DirectoryNotEmpty);
         s.remove_dir(&user(), p("d/sub")).await.unwrap();
         assert!(!fx.root().join("d/sub").exists());
 
         fs::write(fx.root().join("d/f"), b"data").unwrap();
-        assert_eq!(
-            kind(s.remove_file(&user(), p("d")).await),
-            ErrorKind::IsADirectory
-        );
-        assert_eq!(
-            kind(s.remove_dir(&user(), p("d/f")).await),
-            ErrorKind::NotADirectory
-        );
+        assert_eq!(kind(s.remove_file(&user(), p("d")).await), ErrorKind::IsADirectory);
+        assert_eq!(kind(s.remove_dir(&user(), p("d/f")).await), ErrorKind::NotADirectory);
 
         s.rename(&user(), p("d/f"), p("g")).await.unwrap();
         assert_eq!(fs::read(fx.root().join("g")).unwrap(), b"data");
         fs::write(fx.root().join("h"), b"old").unwrap();
         s.rename(&user(), p("g"), p("h")).await.unwrap();
         assert_eq!(fs::read(fx.root().join("h")).unwrap(), b"data");
-        assert_eq!(
-            kind(s.rename(&user(), p("g"), p("i")).await),
-            ErrorKind::NotFound
-        );
+        assert_eq!(kind(s.rename(&user(), p("g"), p("i")).await), ErrorKind::NotFound);
 
         s.remove_file(&user(), p("h")).await.unwrap();
         assert!(!fx.root().join("h").exists());
-        assert_eq!(
-            kind(s.remove_file(&user(), p("h")).await),
-            ErrorKind::NotFound
-        );
+        assert_eq!(kind(s.remove_file(&user(), p("h")).await), ErrorKind::NotFound);
         s.remove_dir(&user(), p("d")).await.unwrap();
 
         // The home itself cannot be created, removed or renamed.
@@ -442,23 +326,13 @@ fn symlink_escapes_are_refused() {
     };
     block_on(async {
         let s = &fx.storage;
-        for link in [
-            "etc",
-            "passwd",
-            "out",
-            "secret",
-            "magic",
-            "etc/passwd",
-            "out/secret",
-        ] {
+        for link in ["etc", "passwd", "out", "secret", "magic", "etc/passwd", "out/secret"] {
             refused(kind(s.metadata(&user(), p(link)).await));
             refused(kind(s.open_read(&user(), p(link), 0).await));
             refused(kind(s.list(&user(), p(link)).await));
         }
         for target in ["out/new", "secret", "etc/new"] {
-            refused(kind(
-                s.open_write(&user(), p(target), WriteMode::Truncate).await,
-            ));
+            refused(kind(s.open_write(&user(), p(target), WriteMode::Truncate).await));
         }
         refused(kind(s.make_dir(&user(), p("out/newdir")).await));
         refused(kind(s.remove_file(&user(), p("out/secret")).await));
@@ -470,17 +344,11 @@ fn symlink_escapes_are_refused() {
         refused(kind(s.metadata(&user(), p("/etc/passwd")).await));
 
         // Links that stay inside work, even through `..`.
-        assert_eq!(
-            read_all(s.open_read(&user(), p("sub/up"), 0).await.unwrap()),
-            b"inside"
-        );
+        assert_eq!(read_all(s.open_read(&user(), p("sub/up"), 0).await.unwrap()), b"inside");
         assert!(s.metadata(&user(), p("sub/self")).await.unwrap().is_dir());
         assert_eq!(s.list(&user(), p("sub/self")).await.unwrap().len(), 2);
     });
-    assert_eq!(
-        fs::read(fx.dir.path().join("outside/secret")).unwrap(),
-        b"top secret"
-    );
+    assert_eq!(fs::read(fx.dir.path().join("outside/secret")).unwrap(), b"top secret");
     assert!(!fx.dir.path().join("outside/new").exists());
     assert!(!fx.dir.path().join("outside/newdir").exists());
 }
@@ -500,46 +368,20 @@ fn users_are_confined_to_their_home() {
     let alice = User::new("alice").home("alice");
     block_on(async {
         let s = &fx.storage;
-        let names: Vec<Vec<u8>> = s
-            .list(&alice, p(""))
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        assert_eq!(
-            names,
-            [
-                b"a-link".to_vec(),
-                b"bob".to_vec(),
-                b"docs".to_vec(),
-                b"top".to_vec()
-            ]
-        );
-        assert_eq!(
-            read_all(s.open_read(&alice, p("docs/a"), 0).await.unwrap()),
-            b"alice's"
-        );
-        assert_eq!(
-            read_all(s.open_read(&alice, p("a-link"), 0).await.unwrap()),
-            b"alice's"
-        );
+        let names: Vec<Vec<u8>> = s.list(&alice, p("")).await.unwrap().into_iter().map(|e| e.name).collect();
+        assert_eq!(names, [b"a-link".to_vec(), b"bob".to_vec(), b"docs".to_vec(), b"top".to_vec()]);
+        assert_eq!(read_all(s.open_read(&alice, p("docs/a"), 0).await.unwrap()), b"alice's");
+        assert_eq!(read_all(s.open_read(&alice, p("a-link"), 0).await.unwrap()), b"alice's");
 
         let refused = |err: ErrorKind| assert_eq!(err, ErrorKind::PermissionDenied);
         refused(kind(s.list(&alice, p("bob")).await));
         refused(kind(s.open_read(&alice, p("bob/b"), 0).await));
         refused(kind(s.open_read(&alice, p("top"), 0).await));
         refused(kind(s.remove_file(&alice, p("bob/b")).await));
-        refused(kind(
-            s.open_write(&alice, p("bob/new"), WriteMode::Truncate)
-                .await,
-        ));
+        refused(kind(s.open_write(&alice, p("bob/new"), WriteMode::Truncate).await));
 
         // The same paths are fine for a user whose home is the root.
-        assert_eq!(
-            read_all(s.open_read(&user(), p("bob/b"), 0).await.unwrap()),
-            b"bob's"
-        );
+        assert_eq!(read_all(s.open_read(&user(), p("bob/b"), 0).await.unwrap()), b"bob's");
 
         // A home that is missing, a file, or outside the root locks the user out.
         for home in ["carol", "top", "../outside", "/etc"] {
@@ -566,10 +408,7 @@ fn non_utf8_names_round_trip() {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].name, name);
         let path = Path::new(OsStr::from_bytes(&entries[0].name));
-        assert_eq!(
-            read_all(fx.storage.open_read(&user(), path, 0).await.unwrap()),
-            b"latin-1"
-        );
+        assert_eq!(read_all(fx.storage.open_read(&user(), path, 0).await.unwrap()), b"latin-1");
 
         let new_name = Path::new(OsStr::from_bytes(b"\xfe\xfd"));
         fx.storage.rename(&user(), path, new_name).await.unwrap();
@@ -582,13 +421,7 @@ fn nul_in_a_name_is_an_invalid_name() {
     let fx = Fixture::new("nul");
     block_on(async {
         let path = Path::new(OsStr::from_bytes(b"a\0b"));
-        assert_eq!(
-            kind(fx.storage.metadata(&user(), path).await),
-            ErrorKind::InvalidName
-        );
-        assert_eq!(
-            kind(fx.storage.make_dir(&user(), path).await),
-            ErrorKind::InvalidName
-        );
+        assert_eq!(kind(fx.storage.metadata(&user(), path).await), ErrorKind::InvalidName);
+        assert_eq!(kind(fx.storage.make_dir(&user(), path).await), ErrorKind::InvalidName);
     });
 }

@@ -109,12 +109,10 @@ impl UserList {
     /// typo never silently locks someone out or lets someone in.
     pub fn from_file(path: impl AsRef<Path>) -> io::Result<Self> {
         let path = path.as_ref();
-        let text = fs::read_to_string(path).map_err(|err| {
-            io::Error::new(err.kind(), format!("users file {}: {err}", path.display()))
-        })?;
-        UserList::parse(&text).map_err(|err| {
-            io::Error::new(err.kind(), format!("users file {}, {err}", path.display()))
-        })
+        let text = fs::read_to_string(path)
+            .map_err(|err| io::Error::new(err.kind(), format!("users file {}: {err}", path.display())))?;
+        UserList::parse(&text)
+            .map_err(|err| io::Error::new(err.kind(), format!("users file {}, {err}", path.display())))
     }
 
     /// Parses the contents of a users file (see [`UserList::from_file`]).
@@ -126,10 +124,7 @@ impl UserList {
                 continue;
             }
             let invalid = |what: &str| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("line {}: {what}", index + 1),
-                )
+                io::Error::new(io::ErrorKind::InvalidData, format!("line {}: {what}", index + 1))
             };
             let account = parse_line(line).map_err(|what| invalid(&what))?;
             if list.users.contains_key(&account.user.name) {
@@ -178,9 +173,7 @@ impl fmt::Debug for UserList {
 /// Parses `name:phc_hash:home:ro|rw`; the error says what is wrong.
 fn parse_line(line: &str) -> Result<Account, String> {
     // The flag is split off the end so a home may itself contain ':'.
-    let (rest, flag) = line
-        .rsplit_once(':')
-        .ok_or("expected name:hash:home:ro|rw")?;
+    let (rest, flag) = line.rsplit_once(':').ok_or("expected name:hash:home:ro|rw")?;
     let mut fields = rest.splitn(3, ':');
     let (Some(name), Some(hash), Some(home)) = (fields.next(), fields.next(), fields.next()) else {
         return Err("expected name:hash:home:ro|rw".into());
@@ -189,16 +182,11 @@ fn parse_line(line: &str) -> Result<Account, String> {
         return Err("empty user name".into());
     }
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "user name {name:?} contains whitespace or control characters"
-        ));
+        return Err(format!("user name {name:?} contains whitespace or control characters"));
     }
     check_hash(hash).map_err(|err| format!("password hash of {name:?}: {err}"))?;
     let home = PathBuf::from(home);
-    if !home
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-    {
+    if !home.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
         return Err(format!(
             "home {:?} of {name:?} must be relative to the storage root, without '..'",
             home.display().to_string()
@@ -209,10 +197,7 @@ fn parse_line(line: &str) -> Result<Account, String> {
         "rw" => false,
         other => return Err(format!("access {other:?} of {name:?} is neither ro nor rw")),
     };
-    Ok(Account {
-        user: User::new(name).home(home).read_only(read_only),
-        hash: hash.to_owned(),
-    })
+    Ok(Account { user: User::new(name).home(home).read_only(read_only), hash: hash.to_owned() })
 }
 
 /// Checks that `hash` is an argon2 PHC string with parameters argon2 accepts.
@@ -237,9 +222,7 @@ fn cheap_hasher() -> Result<Argon2<'static>, password_hash::Error> {
 fn hash_with(argon: &Argon2<'_>, password: &[u8]) -> Result<String, password_hash::Error> {
     let mut salt = [0u8; 16];
     // try_fill_bytes, not SaltString::generate: the latter panics if the OS has no randomness.
-    OsRng
-        .try_fill_bytes(&mut salt)
-        .map_err(|_| password_hash::Error::Crypto)?;
+    OsRng.try_fill_bytes(&mut salt).map_err(|_| password_hash::Error::Crypto)?;
     let salt = SaltString::encode_b64(&salt)?;
     Ok(argon.hash_password(password, &salt)?.to_string())
 }
@@ -265,10 +248,7 @@ impl Authenticator for UserList {
             Some(account) => (Some(account.user.clone()), account.hash.clone()),
             None => {
                 if let Some(anonymous) = &self.anonymous {
-                    if ANONYMOUS_NAMES
-                        .iter()
-                        .any(|n| n.eq_ignore_ascii_case(username))
-                    {
+                    if ANONYMOUS_NAMES.iter().any(|n| n.eq_ignore_ascii_case(username)) {
                         return Ok(anonymous.clone());
                     }
                 }

@@ -80,6 +80,10 @@ struct Args {
     #[arg(long, default_value = "ringftp ready")]
     greeting: String,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9121).
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
+
     /// Log level or filter: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
@@ -105,15 +109,11 @@ fn parse_uploads(s: &str) -> Result<UploadPolicy, String> {
 }
 
 fn parse_range(s: &str) -> Result<RangeInclusive<u16>, String> {
-    let (lo, hi) = s
-        .split_once('-')
-        .ok_or("expected MIN-MAX, e.g. 50000-50999")?;
+    let (lo, hi) = s.split_once('-').ok_or("expected MIN-MAX, e.g. 50000-50999")?;
     let lo: u16 = lo.trim().parse().map_err(|_| format!("bad port {lo:?}"))?;
     let hi: u16 = hi.trim().parse().map_err(|_| format!("bad port {hi:?}"))?;
     if lo == 0 || lo > hi {
-        return Err(format!(
-            "{lo}-{hi} is not a range of ports 1-65535 with MIN <= MAX"
-        ));
+        return Err(format!("{lo}-{hi} is not a range of ports 1-65535 with MIN <= MAX"));
     }
     Ok(lo..=hi)
 }
@@ -132,25 +132,20 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), String> {
     if args.hash_password {
         let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read password: {e}"))?;
+        std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read password: {e}"))?;
         let password = line.trim_end_matches(['\r', '\n']);
-        let hash = ringftp::auth::hash_password(password.as_bytes())
-            .map_err(|e| format!("cannot hash: {e}"))?;
+        let hash =
+            ringftp::auth::hash_password(password.as_bytes()).map_err(|e| format!("cannot hash: {e}"))?;
         println!("{hash}");
         return Ok(());
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .map_err(|e| format!("bad --log-level {:?}: {e}", args.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     raise_fd_limit();
-    let storage = FsStorage::new(&args.root)
-        .map_err(|e| format!("cannot serve {}: {e}", args.root.display()))?;
+    let storage =
+        FsStorage::new(&args.root).map_err(|e| format!("cannot serve {}: {e}", args.root.display()))?;
     let mut users = match &args.users_file {
         Some(path) => UserList::from_file(path).map_err(|e| e.to_string())?,
         None => UserList::new(),
@@ -178,6 +173,9 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(ip) = args.public_address {
         builder = builder.public_address(ip);
     }
+    if let Some(addr) = args.metrics {
+        builder = builder.metrics(addr);
+    }
     if let Some(n) = args.cores {
         builder = builder.cores(n);
     }
@@ -188,13 +186,14 @@ fn run(args: Args) -> Result<(), String> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
-    signals
-        .thread_block()
-        .map_err(|e| format!("cannot block signals: {e}"))?;
+    signals.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
 
     let handle = server.start().map_err(|e| e.to_string())?;
     for addr in handle.local_addrs() {
         println!("ringftpd listening on {addr}");
+    }
+    if let Some(addr) = handle.metrics_addr() {
+        println!("ringftpd metrics on http://{addr}/metrics");
     }
     if anonymous {
         println!("anonymous read-only access is enabled");

@@ -33,11 +33,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 fn bind_listener(ip: IpAddr, port: u16) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(
-        Domain::for_address(SocketAddr::new(ip, port)),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
+    let socket =
+        Socket::new(Domain::for_address(SocketAddr::new(ip, port)), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.set_cloexec(true)?;
@@ -86,12 +83,7 @@ async fn accept_from_peer(
     let result = loop {
         let accepted = tokio::time::timeout_at(deadline, listener.accept()).await;
         match accepted {
-            Err(_) => {
-                break Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no data connection",
-                ))
-            }
+            Err(_) => break Err(io::Error::new(io::ErrorKind::TimedOut, "no data connection")),
             Ok(Err(e)) => break Err(e),
             Ok(Ok((sock, from))) => {
                 if policy.allow_foreign || canonical(from.ip()) == canonical(policy.peer) {
@@ -113,18 +105,11 @@ pub(crate) async fn connect_active(
     target: SocketAddr,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let socket = if target.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(SocketAddr::new(local_ip, 0))?;
     match tokio::time::timeout(timeout, socket.connect(target)).await {
         Ok(res) => res,
-        Err(_) => Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            "active connect timed out",
-        )),
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "active connect timed out")),
     }
 }

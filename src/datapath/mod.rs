@@ -8,9 +8,11 @@
 mod ascii;
 mod connect;
 mod pipes;
+mod rate;
 mod splice;
 mod transfer;
 
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -21,7 +23,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 pub(crate) use connect::{open_passive, AcceptPolicy, PendingAccept};
 pub(crate) use pipes::PipePool;
-use transfer::DataError;
+pub(crate) use rate::RateLimit;
+use transfer::{DataError, Meter};
 
 use crate::auth::User;
 use crate::proto::listing;
@@ -63,6 +66,10 @@ pub(crate) struct TransferEnv<S> {
     /// upload is the data connection closing, which is also what a dying client does; a
     /// control connection closed at the same moment tells the two apart.
     pub(crate) control_closed: Rc<dyn Fn() -> bool>,
+    /// The user's rate limit for this direction, shared with their other transfers.
+    pub(crate) rate: Option<Arc<RateLimit>>,
+    /// Bytes moved so far, readable by the engine even after an abort.
+    pub(crate) moved: Rc<Cell<u64>>,
 }
 
 /// Runs one transfer to the end and reports through `events`. Dropping the future (ABOR)
@@ -120,15 +127,16 @@ async fn run_transfer<S: Storage>(
     // An atomic upload is committed with a second handle on its file, as the first one moves
     // into the data path.
     let mut commit = None;
+    let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved };
     let result = match opened {
         Opened::Source(DataSource::File(file), _) if !t.ascii && env.splice => {
-            transfer::send_file(OwnedFd::from(file), &sock, &env.pipes).await
+            transfer::send_file(OwnedFd::from(file), &sock, &env.pipes, &meter).await
         }
         Opened::Source(DataSource::File(file), _) => {
-            transfer::send_file_buffered(file, &mut sock, t.ascii).await
+            transfer::send_file_buffered(file, &mut sock, t.ascii, &meter).await
         }
         Opened::Source(DataSource::Stream(s), _) => {
-            transfer::send_stream(s, &mut sock, t.ascii).await
+            transfer::send_stream(s, &mut sock, t.ascii, &meter).await
         }
         Opened::Sink(DataSink::File(file), _, replace) => {
             if replace {
@@ -138,15 +146,15 @@ async fn run_transfer<S: Storage>(
                 }
             }
             if !t.ascii && env.splice {
-                transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes).await
+                transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes, &meter).await
             } else {
-                transfer::receive_file_buffered(&mut sock, file, t.ascii).await
+                transfer::receive_file_buffered(&mut sock, file, t.ascii, &meter).await
             }
         }
         Opened::Sink(DataSink::Stream(s), _, _) => {
-            transfer::receive_stream(&mut sock, s, t.ascii).await
+            transfer::receive_stream(&mut sock, s, t.ascii, &meter).await
         }
-        Opened::Listing(bytes) => transfer::send_bytes(&bytes, &mut sock).await,
+        Opened::Listing(bytes) => transfer::send_bytes(&bytes, &mut sock, &meter).await,
     };
     if let (Ok(_), Some(file)) = (&result, commit) {
         // Let a control-connection close sent together with the data close arrive.
@@ -155,11 +163,7 @@ async fn run_transfer<S: Storage>(
             tracing::info!("client went away at the end of an atomic upload; not committed");
             return TransferOutcome::ConnectionLost;
         }
-        if let Err(e) = env
-            .storage
-            .commit_write(&env.user, t.storage_path(), &file)
-            .await
-        {
+        if let Err(e) = env.storage.commit_write(&env.user, t.storage_path(), &file).await {
             tracing::warn!(error = %e, "cannot commit the upload");
             return TransferOutcome::StorageFailed(e.kind());
         }
@@ -180,10 +184,7 @@ async fn run_transfer<S: Storage>(
     }
 }
 
-async fn open_storage<S: Storage>(
-    env: &TransferEnv<S>,
-    t: &Transfer,
-) -> Result<Opened, StorageError> {
+async fn open_storage<S: Storage>(env: &TransferEnv<S>, t: &Transfer) -> Result<Opened, StorageError> {
     let storage = &env.storage;
     let user = &env.user;
     let path = t.storage_path();
@@ -203,11 +204,7 @@ async fn open_storage<S: Storage>(
                 (offset, _) => WriteMode::Resume(offset),
             };
             let sink = storage.open_write(user, path, mode).await?;
-            Ok(Opened::Sink(
-                sink,
-                t.file_name().to_vec(),
-                mode == WriteMode::Replace,
-            ))
+            Ok(Opened::Sink(sink, t.file_name().to_vec(), mode == WriteMode::Replace))
         }
         TransferKind::Appe => {
             let sink = storage.open_write(user, path, WriteMode::Append).await?;
@@ -221,25 +218,15 @@ async fn open_storage<S: Storage>(
             } else if t.kind == TransferKind::Mlsd {
                 return Err(ErrorKind::NotADirectory.into());
             } else {
-                vec![DirEntry {
-                    name: t.file_name().to_vec(),
-                    metadata: meta,
-                }]
+                vec![DirEntry { name: t.file_name().to_vec(), metadata: meta }]
             };
-            Ok(Opened::Listing(format_listing(
-                t,
-                &entries,
-                SystemTime::now(),
-            )))
+            Ok(Opened::Listing(format_listing(t, &entries, SystemTime::now())))
         }
     }
 }
 
 /// STOU: the requested name if free, else `name.1`, `name.2`, ... (vsftpd's scheme).
-async fn open_unique<S: Storage>(
-    env: &TransferEnv<S>,
-    t: &Transfer,
-) -> Result<Opened, StorageError> {
+async fn open_unique<S: Storage>(env: &TransferEnv<S>, t: &Transfer) -> Result<Opened, StorageError> {
     let mut candidate = t.path.clone();
     for i in 0..100u32 {
         if i > 0 {
@@ -247,11 +234,7 @@ async fn open_unique<S: Storage>(
             candidate.extend_from_slice(format!(".{i}").as_bytes());
         }
         let path = crate::proto::path::storage_path(&candidate);
-        match env
-            .storage
-            .open_write(&env.user, path, WriteMode::CreateNew)
-            .await
-        {
+        match env.storage.open_write(&env.user, path, WriteMode::CreateNew).await {
             Ok(sink) => {
                 let name = crate::proto::path::file_name(&candidate).to_vec();
                 return Ok(Opened::Sink(sink, name, false));

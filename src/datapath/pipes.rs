@@ -35,10 +35,7 @@ pub(crate) struct PipePool {
 
 impl PipePool {
     pub(crate) fn new(want_size: usize) -> Rc<Self> {
-        Rc::new(PipePool {
-            idle: RefCell::new(Vec::new()),
-            want_size,
-        })
+        Rc::new(PipePool { idle: RefCell::new(Vec::new()), want_size })
     }
 
     /// Takes a clean pipe from the pool or makes one.
@@ -47,11 +44,7 @@ impl PipePool {
             Some(p) => p,
             None => self.create()?,
         };
-        Ok(PipeLease {
-            pipe,
-            pool: Rc::clone(self),
-            dirty: false,
-        })
+        Ok(PipeLease { pipe, pool: Rc::clone(self), dirty: false })
     }
 
     fn create(&self) -> io::Result<Pipe> {
@@ -60,11 +53,7 @@ impl PipePool {
         // EPERM past pipe-max-size or the user budget: keep the default size.
         let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(want));
         let size = fcntl(&write, FcntlArg::F_GETPIPE_SZ)?;
-        Ok(Pipe {
-            read: Rc::new(read),
-            write: Rc::new(write),
-            size: size.max(4096) as usize,
-        })
+        Ok(Pipe { read: Rc::new(read), write: Rc::new(write), size: size.max(4096) as usize })
     }
 }
 
@@ -85,8 +74,7 @@ impl PipeLease {
 
 impl Drop for PipeLease {
     fn drop(&mut self) {
-        let in_use =
-            Rc::strong_count(&self.pipe.read) > 1 || Rc::strong_count(&self.pipe.write) > 1;
+        let in_use = Rc::strong_count(&self.pipe.read) > 1 || Rc::strong_count(&self.pipe.write) > 1;
         if self.dirty || in_use {
             return;
         }

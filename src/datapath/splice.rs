@@ -23,11 +23,7 @@ impl OneshotOutputTransform for SpliceOutput {
     /// is dropped (tokio-uring keeps the stored data of an abandoned op until it completes).
     type StoredData = (Rc<OwnedFd>, Rc<OwnedFd>);
 
-    fn transform_oneshot_output(
-        self,
-        _fds: Self::StoredData,
-        cqe: cqueue::Entry,
-    ) -> io::Result<usize> {
+    fn transform_oneshot_output(self, _fds: Self::StoredData, cqe: cqueue::Entry) -> io::Result<usize> {
         let res = cqe.result();
         if res < 0 {
             Err(io::Error::from_raw_os_error(-res))
@@ -53,7 +49,5 @@ pub(crate) async fn splice(
         len,
     )
     .build();
-    UnsubmittedOneshot::new((Rc::clone(fd_in), Rc::clone(fd_out)), SpliceOutput, sqe)
-        .submit()
-        .await
+    UnsubmittedOneshot::new((Rc::clone(fd_in), Rc::clone(fd_out)), SpliceOutput, sqe).submit().await
 }

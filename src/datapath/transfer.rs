@@ -6,6 +6,7 @@
 //! of a file descriptor, take the buffered path. Each chunk ends with a yield, so one fast
 //! transfer cannot starve the other sessions of its shard.
 
+use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
@@ -18,11 +19,32 @@ use tokio_uring::buf::BoundedBuf;
 
 use super::ascii;
 use super::pipes::PipePool;
+use super::rate::{throttle, RateLimit};
 use super::splice::splice;
 
 /// Size of the buffers of the buffered path; large buffers matter more than zero-copy on
 /// loopback (FACTS.md: 64 KiB costs about twice the CPU of 1 MiB).
 const BUFFER: usize = 256 * 1024;
+
+/// Counts the bytes a transfer moves and paces it: the user's rate limit if any, and a yield
+/// after every chunk so one fast transfer cannot starve the shard's other sessions.
+pub(crate) struct Meter<'a> {
+    pub(crate) rate: Option<&'a RateLimit>,
+    pub(crate) moved: &'a Cell<u64>,
+}
+
+impl Meter<'_> {
+    /// The largest chunk to move at once, given the buffer or pipe size.
+    fn chunk(&self, max: usize) -> usize {
+        self.rate.map_or(max, |r| r.chunk(max))
+    }
+
+    async fn account(&self, bytes: usize) {
+        self.moved.set(self.moved.get() + bytes as u64);
+        throttle(self.rate, bytes).await;
+        tokio::task::yield_now().await;
+    }
+}
 
 /// Which side failed: the network (426) or the storage (451/452/552).
 #[derive(Debug)]
@@ -41,6 +63,7 @@ pub(crate) async fn send_file(
     file: OwnedFd,
     sock: &TcpStream,
     pipes: &Rc<PipePool>,
+    meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     let mut offset = position(&file).map_err(DataError::Storage)?;
     let file = Rc::new(file);
@@ -49,13 +72,11 @@ pub(crate) async fn send_file(
         let p = lease.pipe();
         (Rc::clone(&p.read), Rc::clone(&p.write), p.size)
     };
-    let chunk = u32::try_from(chunk).unwrap_or(u32::MAX);
+    let chunk = u32::try_from(meter.chunk(chunk)).unwrap_or(u32::MAX);
     let mut total = 0u64;
     loop {
         lease.dirty = true;
-        let n = splice(&file, offset, &pipe_write, -1, chunk)
-            .await
-            .map_err(DataError::Storage)?;
+        let n = splice(&file, offset, &pipe_write, -1, chunk).await.map_err(DataError::Storage)?;
         if n == 0 {
             lease.dirty = false;
             break;
@@ -64,7 +85,7 @@ pub(crate) async fn send_file(
         pipe_to_socket(&pipe_read, sock, n).await?;
         lease.dirty = false;
         total += n as u64;
-        tokio::task::yield_now().await;
+        meter.account(n).await;
     }
     drop((pipe_read, pipe_write));
     drop(lease);
@@ -73,13 +94,11 @@ pub(crate) async fn send_file(
 
 /// Drains exactly `n` bytes from the pipe into the socket as it becomes writable.
 async fn pipe_to_socket(pipe: &OwnedFd, sock: &TcpStream, mut n: usize) -> Result<(), DataError> {
-    let flags =
-        SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
+    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_MORE;
     while n > 0 {
         sock.writable().await.map_err(DataError::Net)?;
         let res = sock.try_io(Interest::WRITABLE, || {
-            nix::fcntl::splice(pipe.as_fd(), None, sock.as_fd(), None, n, flags)
-                .map_err(io::Error::from)
+            nix::fcntl::splice(pipe.as_fd(), None, sock.as_fd(), None, n, flags).map_err(io::Error::from)
         });
         match res {
             Ok(0) => return Err(DataError::Net(io::ErrorKind::WriteZero.into())),
@@ -96,6 +115,7 @@ pub(crate) async fn receive_file(
     sock: &TcpStream,
     file: OwnedFd,
     pipes: &Rc<PipePool>,
+    meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     // splice(2) refuses files opened with O_APPEND; write at the end explicitly instead.
     let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| DataError::Storage(e.into()))?;
@@ -113,6 +133,7 @@ pub(crate) async fn receive_file(
         let p = lease.pipe();
         (Rc::clone(&p.read), Rc::clone(&p.write), p.size)
     };
+    let chunk = meter.chunk(chunk);
     let sflags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let mut total = 0u64;
     loop {
@@ -121,18 +142,16 @@ pub(crate) async fn receive_file(
             nix::fcntl::splice(sock.as_fd(), None, pipe_write.as_fd(), None, chunk, sflags)
                 .map_err(io::Error::from)
         });
-        let mut n = match res {
+        let (mut n, got) = match res {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(n) => (n, n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(DataError::Net(e)),
         };
         lease.dirty = true;
         while n > 0 {
             let len = u32::try_from(n).unwrap_or(u32::MAX);
-            let m = splice(&pipe_read, -1, &file, offset, len)
-                .await
-                .map_err(DataError::Storage)?;
+            let m = splice(&pipe_read, -1, &file, offset, len).await.map_err(DataError::Storage)?;
             if m == 0 {
                 return Err(DataError::Storage(io::ErrorKind::WriteZero.into()));
             }
@@ -141,7 +160,7 @@ pub(crate) async fn receive_file(
             total += m as u64;
         }
         lease.dirty = false;
-        tokio::task::yield_now().await;
+        meter.account(got).await;
     }
     drop((pipe_read, pipe_write));
     drop(lease);
@@ -154,13 +173,12 @@ pub(crate) async fn send_file_buffered(
     file: std::fs::File,
     sock: &mut TcpStream,
     ascii: bool,
+    meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
-    let mut offset = position(&OwnedFd::from(
-        file.try_clone().map_err(DataError::Storage)?,
-    ))
-    .map_err(DataError::Storage)? as u64;
+    let mut offset = position(&OwnedFd::from(file.try_clone().map_err(DataError::Storage)?))
+        .map_err(DataError::Storage)? as u64;
     let file = tokio_uring::fs::File::from_std(file);
-    let mut buf = Vec::with_capacity(BUFFER);
+    let mut buf = Vec::with_capacity(meter.chunk(BUFFER));
     let mut wire = Vec::new();
     let mut prev_cr = false;
     let mut total = 0u64;
@@ -182,7 +200,7 @@ pub(crate) async fn send_file_buffered(
         };
         sock.write_all(out).await.map_err(DataError::Net)?;
         total += out.len() as u64;
-        tokio::task::yield_now().await;
+        meter.account(out.len()).await;
     }
     Ok(total)
 }
@@ -193,18 +211,18 @@ pub(crate) async fn receive_file_buffered(
     sock: &mut TcpStream,
     file: std::fs::File,
     ascii: bool,
+    meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     let fd = OwnedFd::from(file.try_clone().map_err(DataError::Storage)?);
     let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(|e| DataError::Storage(e.into()))?;
     let mut offset = if OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
-        nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekEnd)
-            .map_err(|e| DataError::Storage(e.into()))?
+        nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekEnd).map_err(|e| DataError::Storage(e.into()))?
     } else {
         position(&fd).map_err(DataError::Storage)?
     } as u64;
     drop(fd);
     let file = tokio_uring::fs::File::from_std(file);
-    let mut buf = vec![0u8; BUFFER];
+    let mut buf = vec![0u8; meter.chunk(BUFFER)];
     let mut disk = Vec::with_capacity(if ascii { BUFFER } else { 0 });
     let mut pending_cr = false;
     let mut total = 0u64;
@@ -233,7 +251,7 @@ pub(crate) async fn receive_file_buffered(
         if n == 0 {
             break;
         }
-        tokio::task::yield_now().await;
+        meter.account(n).await;
     }
     Ok(total)
 }
@@ -243,8 +261,9 @@ pub(crate) async fn send_stream(
     mut src: Pin<Box<dyn AsyncRead>>,
     sock: &mut TcpStream,
     ascii: bool,
+    meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
-    let mut buf = vec![0u8; BUFFER];
+    let mut buf = vec![0u8; meter.chunk(BUFFER)];
     let mut wire = Vec::new();
     let mut prev_cr = false;
     let mut total = 0u64;
@@ -263,7 +282,7 @@ pub(crate) async fn send_stream(
         };
         sock.write_all(out).await.map_err(DataError::Net)?;
         total += out.len() as u64;
-        tokio::task::yield_now().await;
+        meter.account(out.len()).await;
     }
     Ok(total)
 }
@@ -273,8 +292,9 @@ pub(crate) async fn receive_stream(
     sock: &mut TcpStream,
     mut dst: Pin<Box<dyn AsyncWrite>>,
     ascii: bool,
+    meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
-    let mut buf = vec![0u8; BUFFER];
+    let mut buf = vec![0u8; meter.chunk(BUFFER)];
     let mut disk = Vec::new();
     let mut pending_cr = false;
     let mut total = 0u64;
@@ -295,15 +315,20 @@ pub(crate) async fn receive_stream(
             break;
         }
         total += n as u64;
-        tokio::task::yield_now().await;
+        meter.account(n).await;
     }
     dst.shutdown().await.map_err(DataError::Storage)?;
     Ok(total)
 }
 
 /// Sends bytes already in memory (listings).
-pub(crate) async fn send_bytes(bytes: &[u8], sock: &mut TcpStream) -> Result<u64, DataError> {
+pub(crate) async fn send_bytes(
+    bytes: &[u8],
+    sock: &mut TcpStream,
+    meter: &Meter<'_>,
+) -> Result<u64, DataError> {
     sock.write_all(bytes).await.map_err(DataError::Net)?;
+    meter.moved.set(bytes.len() as u64);
     Ok(bytes.len() as u64)
 }
 

@@ -9,10 +9,12 @@
 //! While a transfer runs, ABOR, STAT and NOOP are handled at once; other commands are kept in
 //! order and handled when it ends (pipelined commands get their replies in order).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, BorrowedFd};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -21,12 +23,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::users::UserLease;
 use super::{limits, Shard};
-use crate::auth::Authenticator;
+use crate::auth::{AuthError, Authenticator};
 use crate::datapath::{self, AcceptPolicy, DataConnect, Event, PendingAccept, TransferEnv};
+use crate::events::{Event as HostEvent, TransferRecord};
 use crate::proto::{self, Line, LineBuffer, ParseError};
 use crate::session::{
-    Action, DataChannel, FsOutcome, FsRequest, Session, SessionConfig, Transfer, TransferOutcome,
+    Action, DataChannel, FsOutcome, FsRequest, Session, SessionConfig, Transfer, TransferKind,
+    TransferOutcome,
 };
 use crate::storage::{DirEntry, ErrorKind, Storage};
 
@@ -40,6 +45,10 @@ type Stream = tokio_uring::net::TcpStream;
 struct Running {
     task: JoinHandle<()>,
     events: mpsc::UnboundedReceiver<Event>,
+    kind: TransferKind,
+    path: Vec<u8>,
+    started: Instant,
+    moved: Rc<Cell<u64>>,
 }
 
 struct Control<S, A> {
@@ -54,15 +63,14 @@ struct Control<S, A> {
     transfer: Option<Running>,
     local: SocketAddr,
     peer: SocketAddr,
+    /// The logged-in user's share of per-user limits.
+    user_lease: Option<UserLease>,
 }
 
 fn local_addr(stream: &Stream) -> io::Result<SocketAddr> {
     // SAFETY: the stream owns the descriptor and outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    socket2::SockRef::from(&fd)
-        .local_addr()?
-        .as_socket()
-        .ok_or_else(|| io::Error::other("not an IP socket"))
+    socket2::SockRef::from(&fd).local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
 }
 
 /// Whether the client closed the control connection: a peek that finds end-of-stream (or an
@@ -70,15 +78,16 @@ fn local_addr(stream: &Stream) -> io::Result<SocketAddr> {
 fn peer_closed(stream: &Stream) -> bool {
     use nix::sys::socket::{recv, MsgFlags};
     let mut byte = [0u8; 1];
-    match recv(
-        stream.as_raw_fd(),
-        &mut byte,
-        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-    ) {
+    match recv(stream.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
         Ok(0) => true,
         Ok(_) | Err(nix::errno::Errno::EAGAIN) => false,
         Err(_) => true,
     }
+}
+
+fn virtual_path(path: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(path))
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -94,8 +103,9 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     stream: Stream,
     peer: SocketAddr,
 ) {
-    let span = tracing::info_span!("session", %peer, shard = shard.id);
+    let span = tracing::info_span!("session", %peer, shard = shard.id, user = tracing::field::Empty);
     shard.sessions.set(shard.sessions.get() + 1);
+    shard.metrics.session_opened();
     let guard = SessionCount(Rc::clone(&shard));
     async move {
         let _ = stream.set_nodelay(true);
@@ -105,13 +115,9 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
                 tracing::info!(?refusal, "connection refused: too many sessions");
                 let text: &[u8] = match refusal {
                     limits::Refusal::Total => b"421 Too many users, try again later.\r\n",
-                    limits::Refusal::PerAddress => {
-                        b"421 Too many connections from your address.\r\n"
-                    }
+                    limits::Refusal::PerAddress => b"421 Too many connections from your address.\r\n",
                 };
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(text))
-                        .await;
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(text)).await;
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 return;
             }
@@ -142,6 +148,7 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
             transfer: None,
             local,
             peer,
+            user_lease: None,
         };
         tracing::debug!("connected");
         if let Err(e) = control.run(rx).await {
@@ -149,6 +156,9 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
         }
         reader.abort();
         control.finish();
+        if let Some(user) = control.session.user() {
+            control.emit(HostEvent::Logout { user: user.name.clone(), peer });
+        }
         tracing::debug!("closed");
     }
     .instrument(span)
@@ -161,6 +171,7 @@ struct SessionCount<S, A>(Rc<Shard<S, A>>);
 impl<S, A> Drop for SessionCount<S, A> {
     fn drop(&mut self) {
         self.0.sessions.set(self.0.sessions.get().saturating_sub(1));
+        self.0.metrics.session_closed();
     }
 }
 
@@ -181,13 +192,9 @@ async fn read_loop(stream: Rc<Stream>, tx: mpsc::Sender<Vec<u8>>) {
 async fn next_event(transfer: &mut Option<Running>) -> Event {
     match transfer {
         // A transfer task that ended without reporting (it panicked) counts as a local error.
-        Some(r) => r
-            .events
-            .recv()
-            .await
-            .unwrap_or(Event::Done(TransferOutcome::StorageFailed(
-                ErrorKind::Local,
-            ))),
+        Some(r) => {
+            r.events.recv().await.unwrap_or(Event::Done(TransferOutcome::StorageFailed(ErrorKind::Local)))
+        }
         None => std::future::pending().await,
     }
 }
@@ -253,9 +260,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 };
                 match line {
                     Line::Complete(l) => match proto::parse(l) {
-                        Ok(cmd) if Session::handles_during_transfer(&cmd) => {
-                            self.session.handle_command(cmd)
-                        }
+                        Ok(cmd) if Session::handles_during_transfer(&cmd) => self.session.handle_command(cmd),
                         _ => self.deferred.push_back(Some(l.to_vec())),
                     },
                     Line::TooLong => self.deferred.push_back(None),
@@ -288,11 +293,30 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
     async fn run_actions(&mut self) {
         while let Some(action) = self.session.poll_action() {
             match action {
-                Action::Reply(r) => r.write_to(&mut self.out),
+                Action::Reply(r) => {
+                    self.shard.metrics.reply(r.code());
+                    r.write_to(&mut self.out);
+                }
                 Action::Authenticate { username, password } => {
-                    let result = self.shard.auth.authenticate(&username, &password).await;
+                    let mut result = self.shard.auth.authenticate(&username, &password).await;
+                    if let Ok(user) = &result {
+                        // Per-user limits apply from login on, across every shard.
+                        match self.shard.users.admit(user) {
+                            Some(lease) => self.user_lease = Some(lease),
+                            None => result = Err(AuthError::TooManySessions),
+                        }
+                    }
+                    self.shard.metrics.login(result.is_ok());
+                    self.emit(HostEvent::Login {
+                        user: username.clone(),
+                        peer: self.peer,
+                        ok: result.is_ok(),
+                    });
                     match &result {
-                        Ok(user) => tracing::info!(user = %user.name, "login"),
+                        Ok(user) => {
+                            tracing::Span::current().record("user", user.name.as_str());
+                            tracing::info!(user = %user.name, "login");
+                        }
                         Err(e) => {
                             tracing::info!(user = %username, error = %e, "login failed");
                             // A growing delay makes password guessing slow.
@@ -304,6 +328,9 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 }
                 Action::Fs(request) => {
                     let outcome = self.run_fs(&request).await;
+                    if matches!(outcome, FsOutcome::Done) {
+                        self.fs_event(&request);
+                    }
                     self.session.fs_done(outcome, SystemTime::now());
                 }
                 Action::OpenPassive => self.open_passive(),
@@ -333,18 +360,11 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 Err(e) => Err(e),
             },
             FsRequest::MakeDir(_) => storage.make_dir(user, path).await.map(|()| FsOutcome::Done),
-            FsRequest::RemoveDir(_) => storage
-                .remove_dir(user, path)
-                .await
-                .map(|()| FsOutcome::Done),
-            FsRequest::RemoveFile(_) => storage
-                .remove_file(user, path)
-                .await
-                .map(|()| FsOutcome::Done),
-            FsRequest::Rename { to, .. } => storage
-                .rename(user, path, proto::path::storage_path(to))
-                .await
-                .map(|()| FsOutcome::Done),
+            FsRequest::RemoveDir(_) => storage.remove_dir(user, path).await.map(|()| FsOutcome::Done),
+            FsRequest::RemoveFile(_) => storage.remove_file(user, path).await.map(|()| FsOutcome::Done),
+            FsRequest::Rename { to, .. } => {
+                storage.rename(user, path, proto::path::storage_path(to)).await.map(|()| FsOutcome::Done)
+            }
         };
         match result {
             Ok(outcome) => outcome,
@@ -389,23 +409,17 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
 
     fn start_transfer(&mut self, transfer: Transfer) {
         let connect = match transfer.channel {
-            DataChannel::Passive => self
-                .passive
-                .take()
-                .map_or(DataConnect::Missing, DataConnect::Passive),
+            DataChannel::Passive => self.passive.take().map_or(DataConnect::Missing, DataConnect::Passive),
             DataChannel::Active(target) => {
                 self.close_passive();
-                DataConnect::Active {
-                    local: canonical(self.local.ip()),
-                    target,
-                }
+                DataConnect::Active { local: canonical(self.local.ip()), target }
             }
         };
         let Some(user) = self.session.user().cloned() else {
-            self.session
-                .transfer_done(TransferOutcome::OpenFailed(ErrorKind::PermissionDenied));
+            self.session.transfer_done(TransferOutcome::OpenFailed(ErrorKind::PermissionDenied));
             return;
         };
+        let moved = Rc::new(Cell::new(0u64));
         let env = TransferEnv {
             storage: std::sync::Arc::clone(&self.shard.storage),
             pipes: Rc::clone(&self.shard.pipes),
@@ -413,6 +427,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             connect_timeout: self.shard.config.data_timeout,
             splice: self.shard.config.splice,
             uploads: self.shard.config.uploads,
+            rate: self.user_lease.as_ref().and_then(|l| {
+                if transfer.kind.is_upload() {
+                    l.shared.upload.clone()
+                } else {
+                    l.shared.download.clone()
+                }
+            }),
+            moved: Rc::clone(&moved),
             control_closed: {
                 let stream = Rc::clone(&self.stream);
                 Rc::new(move || peer_closed(&stream))
@@ -420,18 +442,82 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         };
         tracing::debug!(kind = ?transfer.kind, path = %String::from_utf8_lossy(&transfer.path), "transfer");
         let (tx, events) = mpsc::unbounded_channel();
+        let (kind, path) = (transfer.kind, transfer.path.clone());
         let task = tokio_uring::spawn(datapath::run(env, transfer, connect, tx).in_current_span());
-        self.transfer = Some(Running { task, events });
+        self.transfer = Some(Running { task, events, kind, path, started: Instant::now(), moved });
     }
 
     fn on_event(&mut self, event: Event) {
         match event {
             Event::Started { name, size } => self.session.transfer_started(&name, size),
             Event::Done(outcome) => {
-                self.transfer = None;
+                if let Some(running) = self.transfer.take() {
+                    self.transfer_ended(&running, outcome);
+                }
                 tracing::debug!(?outcome, "transfer done");
                 self.session.transfer_done(outcome);
             }
+        }
+    }
+
+    /// Counts a finished transfer and tells the host.
+    fn transfer_ended(&self, running: &Running, outcome: TransferOutcome) {
+        let bytes = running.moved.get();
+        let (command, upload) = match running.kind {
+            TransferKind::Retr => ("RETR", false),
+            TransferKind::Stor => ("STOR", true),
+            TransferKind::Appe => ("APPE", true),
+            TransferKind::Stou => ("STOU", true),
+            TransferKind::List => ("LIST", false),
+            TransferKind::Nlst => ("NLST", false),
+            TransferKind::Mlsd => ("MLSD", false),
+        };
+        let result = match outcome {
+            TransferOutcome::Completed { .. } => "ok",
+            TransferOutcome::Aborted => "aborted",
+            TransferOutcome::OpenFailed(_) => "refused",
+            TransferOutcome::NoDataConnection => "no_connection",
+            TransferOutcome::ConnectionLost => "connection_lost",
+            TransferOutcome::StorageFailed(_) => "storage_error",
+        };
+        self.shard.metrics.transfer(command, result, bytes, upload);
+        let Some(user) = self.session.user() else { return };
+        if !matches!(
+            running.kind,
+            TransferKind::Retr | TransferKind::Stor | TransferKind::Appe | TransferKind::Stou
+        ) || matches!(outcome, TransferOutcome::OpenFailed(_) | TransferOutcome::NoDataConnection)
+        {
+            return;
+        }
+        let record = TransferRecord {
+            user: user.name.clone(),
+            peer: self.peer,
+            path: virtual_path(&running.path),
+            bytes,
+            duration: running.started.elapsed(),
+            complete: matches!(outcome, TransferOutcome::Completed { .. }),
+        };
+        self.emit(if upload { HostEvent::Upload(record) } else { HostEvent::Download(record) });
+    }
+
+    fn fs_event(&self, request: &FsRequest) {
+        let Some(user) = self.session.user() else { return };
+        let user = user.name.clone();
+        let event = match request {
+            FsRequest::MakeDir(p) => HostEvent::DirCreated { user, path: virtual_path(p) },
+            FsRequest::RemoveDir(p) => HostEvent::DirRemoved { user, path: virtual_path(p) },
+            FsRequest::RemoveFile(p) => HostEvent::Deleted { user, path: virtual_path(p) },
+            FsRequest::Rename { from, to } => {
+                HostEvent::Renamed { user, from: virtual_path(from), to: virtual_path(to) }
+            }
+            _ => return,
+        };
+        self.emit(event);
+    }
+
+    fn emit(&self, event: HostEvent) {
+        if let Some(listener) = &self.shard.events {
+            listener.on_event(event);
         }
     }
 
@@ -448,6 +534,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             }
         }
         running.task.abort();
+        self.transfer_ended(&running, outcome);
         self.session.transfer_done(outcome);
     }
 
@@ -464,16 +551,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 self.out = buf;
                 res
             }
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client does not read replies",
-            )),
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read replies")),
         }
     }
 
     fn finish(&mut self) {
-        if let Some(t) = self.transfer.take() {
-            t.task.abort();
+        if let Some(running) = self.transfer.take() {
+            running.task.abort();
+            self.transfer_ended(&running, TransferOutcome::ConnectionLost);
         }
         self.close_passive();
         let _ = self.stream.shutdown(std::net::Shutdown::Both);

@@ -9,6 +9,7 @@
 
 mod control;
 mod limits;
+mod users;
 
 use std::cell::Cell;
 use std::io;
@@ -26,6 +27,10 @@ use crate::ports::PortPool;
 use crate::server::{Config, ServerHandle, StartError};
 use crate::storage::Storage;
 use limits::Limits;
+use users::UserRegistry;
+
+use crate::events::EventListener;
+use crate::metrics::{self, Metrics};
 
 /// What every task of one shard shares.
 pub(crate) struct Shard<S, A> {
@@ -35,6 +40,9 @@ pub(crate) struct Shard<S, A> {
     pub(crate) auth: Arc<A>,
     pub(crate) ports: Arc<PortPool>,
     pub(crate) limits: Arc<Limits>,
+    pub(crate) users: Arc<UserRegistry>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) events: Option<Arc<dyn EventListener>>,
     pub(crate) pipes: Rc<PipePool>,
     pub(crate) sessions: Cell<usize>,
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -69,6 +77,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
     config: Config,
     storage: Arc<S>,
     auth: Arc<A>,
+    events: Option<Arc<dyn EventListener>>,
 ) -> Result<ServerHandle, StartError> {
     let shards = config.cores;
     let mut per_shard: Vec<Vec<std::net::TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
@@ -84,6 +93,12 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
     }
     let ports = PortPool::new(config.passive_ports.clone(), shards);
     let limits = Limits::new(config.max_sessions, config.max_sessions_per_ip);
+    let users = Arc::new(UserRegistry::default());
+    let metrics = Metrics::new(Arc::clone(&ports));
+    let metrics_listener = match config.metrics {
+        Some(addr) => Some(metrics::bind(addr).map_err(|e| StartError::Bind(addr, e))?),
+        None => None,
+    };
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
@@ -94,35 +109,39 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         let auth = Arc::clone(&auth);
         let ports = Arc::clone(&ports);
         let limits = Arc::clone(&limits);
+        let users = Arc::clone(&users);
+        let metrics = Arc::clone(&metrics);
+        let events = events.clone();
         let shutdown = shutdown_rx.clone();
         let ready = ready_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("ringftp-shard-{id}"))
-            .spawn(move || {
-                // Runtime::new, not tokio_uring::start: start() panics when io_uring is blocked.
-                let rt = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = ready.send(Ok(()));
-                rt.block_on(async move {
-                    let shard = Rc::new(Shard {
-                        id,
-                        pipes: PipePool::new(config.pipe_size),
-                        config,
-                        storage,
-                        auth,
-                        ports,
-                        limits,
-                        sessions: Cell::new(0),
-                        shutdown,
-                    });
-                    run_shard(shard, listeners).await;
+        let spawned = std::thread::Builder::new().name(format!("ringftp-shard-{id}")).spawn(move || {
+            // Runtime::new, not tokio_uring::start: start() panics when io_uring is blocked.
+            let rt = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            rt.block_on(async move {
+                let shard = Rc::new(Shard {
+                    id,
+                    pipes: PipePool::new(config.pipe_size),
+                    config,
+                    storage,
+                    auth,
+                    ports,
+                    limits,
+                    users,
+                    metrics,
+                    events,
+                    sessions: Cell::new(0),
+                    shutdown,
                 });
+                run_shard(shard, listeners).await;
             });
+        });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -145,12 +164,20 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
             Err(_) => break,
         }
     }
+    let mut metrics_addr = None;
+    let mut metrics_thread = None;
+    if let Some(listener) = metrics_listener {
+        metrics_addr = listener.local_addr().ok();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("ringftp-metrics".into())
+            .spawn(move || metrics::serve(listener, metrics, flag))
+            .map_err(StartError::Thread)?;
+        metrics_thread = Some((thread, stop));
+    }
     tracing::info!(addrs = ?local_addrs, shards, "ringftp listening");
-    Ok(ServerHandle {
-        local_addrs,
-        shutdown: shutdown_tx,
-        threads,
-    })
+    Ok(ServerHandle { local_addrs, metrics_addr, shutdown: shutdown_tx, threads, metrics: metrics_thread })
 }
 
 async fn run_shard<S: Storage, A: Authenticator>(

@@ -134,11 +134,7 @@ impl PortPool {
         let shards = shards.max(1);
         let start = (*range.start()).max(1);
         let end = *range.end();
-        let len = if start > end {
-            0
-        } else {
-            usize::from(end) - usize::from(start) + 1
-        };
+        let len = if start > end { 0 } else { usize::from(end) - usize::from(start) + 1 };
         let (base, extra) = (len / shards, len % shards);
         let mut first = 0;
         let slices = (0..shards)
@@ -175,13 +171,7 @@ impl PortPool {
             if let Some(idx) = slice.acquire() {
                 let port = usize::from(self.start) + slice.first() + idx;
                 match u16::try_from(port) {
-                    Ok(port) => {
-                        return Some(PortLease {
-                            slice: Arc::clone(slice),
-                            idx,
-                            port,
-                        })
-                    }
+                    Ok(port) => return Some(PortLease { slice: Arc::clone(slice), idx, port }),
                     // Unreachable: offsets stay inside the range. Give the bit
                     // back rather than leak it.
                     Err(_) => slice.release(idx),
@@ -250,9 +240,7 @@ impl fmt::Debug for PortPool {
             let end = usize::from(self.start) + self.len - 1;
             d.field("range", &format_args!("{}..={}", self.start, end));
         }
-        d.field("shards", &self.slices.len())
-            .field("in_use", &self.in_use())
-            .finish()
+        d.field("shards", &self.slices.len()).field("in_use", &self.in_use()).finish()
     }
 }
 
@@ -278,9 +266,7 @@ impl PortLease {
 
 impl fmt::Debug for PortLease {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PortLease")
-            .field("port", &self.port)
-            .finish()
+        f.debug_struct("PortLease").field("port", &self.port).finish()
     }
 }
 

@@ -55,21 +55,11 @@ impl Slice {
             let pad = u64::MAX << tail;
             pad_bits = pad.count_ones();
             let last = words - 1; // words >= 1 because tail != 0
-            if let Some(w) = lines
-                .get(last / LINE_WORDS)
-                .and_then(|l| l.0.get(last % LINE_WORDS))
-            {
+            if let Some(w) = lines.get(last / LINE_WORDS).and_then(|l| l.0.get(last % LINE_WORDS)) {
                 w.store(pad, Ordering::Relaxed);
             }
         }
-        Slice {
-            first,
-            len,
-            words,
-            pad_bits,
-            cursor: AtomicUsize::new(0),
-            lines,
-        }
+        Slice { first, len, words, pad_bits, cursor: AtomicUsize::new(0), lines }
     }
 
     /// Offset of the slice's first port from the start of the range.
@@ -84,9 +74,7 @@ impl Slice {
 
     #[inline]
     fn word(&self, w: usize) -> Option<&AtomicU64> {
-        self.lines
-            .get(w / LINE_WORDS)
-            .and_then(|l| l.0.get(w % LINE_WORDS))
+        self.lines.get(w / LINE_WORDS).and_then(|l| l.0.get(w % LINE_WORDS))
     }
 
     /// Takes a free bit among `mask` in word `w`; returns its bit number.
@@ -143,8 +131,7 @@ impl Slice {
             if let Some(bit) = self.take_in_word(w, mask) {
                 let idx = w * WORD_BITS + bit;
                 let next = idx + 1;
-                self.cursor
-                    .store(if next >= n { 0 } else { next }, Ordering::Relaxed);
+                self.cursor.store(if next >= n { 0 } else { next }, Ordering::Relaxed);
                 return Some(idx);
             }
         }

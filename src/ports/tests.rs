@@ -53,9 +53,7 @@ fn cursor_rotates_instead_of_reusing() {
     assert_eq!(first.port(), 3000);
     drop(first);
     // The just-released port is not handed straight back out.
-    let seen: Vec<u16> = (0..10)
-        .map(|_| pool.acquire(0).expect("port").port())
-        .collect();
+    let seen: Vec<u16> = (0..10).map(|_| pool.acquire(0).expect("port").port()).collect();
     // (Each lease is dropped immediately, so each acquire moves one on.)
     assert_eq!(seen, (3001..=3009).chain([3000]).collect::<Vec<_>>());
 }
@@ -92,9 +90,7 @@ fn slices_disjoint_and_cover_range() {
 #[test]
 fn nearly_equal_slices_large() {
     let pool = PortPool::new(1..=65535, 16);
-    let sizes: Vec<usize> = (0..16)
-        .map(|s| pool.slice_range(s).expect("non-empty").count())
-        .collect();
+    let sizes: Vec<usize> = (0..16).map(|s| pool.slice_range(s).expect("non-empty").count()).collect();
     assert_eq!(sizes.iter().sum::<usize>(), 65535);
     let (min, max) = (sizes.iter().min(), sizes.iter().max());
     assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{sizes:?}");
@@ -112,12 +108,7 @@ fn steals_when_own_slice_full() {
     assert_eq!(pool.in_use_by_slice(2), 3);
     // Drain the rest through shard 2; everything is still handed out once.
     let rest = drain(&pool, 2);
-    let mut all: Vec<u16> = own
-        .iter()
-        .chain([&stolen])
-        .chain(&rest)
-        .map(|l| l.port())
-        .collect();
+    let mut all: Vec<u16> = own.iter().chain([&stolen]).chain(&rest).map(|l| l.port()).collect();
     all.sort_unstable();
     assert_eq!(all, (100..=109).collect::<Vec<_>>());
     // Freeing a port in slice 0 makes it reachable from shard 1 by stealing.
@@ -193,21 +184,9 @@ fn new_with_bad_ranges() {
 fn try_new_errors() {
     #[allow(clippy::reversed_empty_ranges)]
     let r = PortPool::try_new(60000..=50000, 2);
-    assert_eq!(
-        r.err(),
-        Some(PortRangeError::Empty {
-            start: 60000,
-            end: 50000
-        })
-    );
-    assert_eq!(
-        PortPool::try_new(0..=100, 2).err(),
-        Some(PortRangeError::ZeroPort)
-    );
-    assert_eq!(
-        PortPool::try_new(0..=0, 2).err(),
-        Some(PortRangeError::ZeroPort)
-    );
+    assert_eq!(r.err(), Some(PortRangeError::Empty { start: 60000, end: 50000 }));
+    assert_eq!(PortPool::try_new(0..=100, 2).err(), Some(PortRangeError::ZeroPort));
+    assert_eq!(PortPool::try_new(0..=0, 2).err(), Some(PortRangeError::ZeroPort));
     assert!(PortPool::try_new(1..=1, 0).is_ok());
     let msg = PortRangeError::Empty { start: 2, end: 1 }.to_string();
     assert!(msg.contains("2-1"), "{msg}");
@@ -229,10 +208,7 @@ fn debug_output() {
     let pool = PortPool::new(100..=109, 3);
     let l = pool.acquire(0).expect("port");
     let s = format!("{pool:?} {l:?}");
-    assert!(
-        s.contains("100..=109") && s.contains("in_use: 1") && s.contains("port: 100"),
-        "{s}"
-    );
+    assert!(s.contains("100..=109") && s.contains("in_use: 1") && s.contains("port: 100"), "{s}");
 }
 
 #[test]
@@ -253,11 +229,7 @@ fn concurrent_never_double_leased() {
                 for i in 0..CYCLES {
                     if let Some(l) = pool.acquire(t) {
                         let slot = &held[usize::from(l.port() - 40000)];
-                        assert!(
-                            !slot.swap(true, Ordering::SeqCst),
-                            "port {} leased twice",
-                            l.port()
-                        );
+                        assert!(!slot.swap(true, Ordering::SeqCst), "port {} leased twice", l.port());
                         mine.push(l);
                         got += 1;
                     }
@@ -265,11 +237,7 @@ fn concurrent_never_double_leased() {
                     if mine.len() == 2 || (i % 3 == 0 && !mine.is_empty()) {
                         let l = mine.swap_remove(i % mine.len());
                         let slot = &held[usize::from(l.port() - 40000)];
-                        assert!(
-                            slot.swap(false, Ordering::SeqCst),
-                            "port {} not marked held",
-                            l.port()
-                        );
+                        assert!(slot.swap(false, Ordering::SeqCst), "port {} not marked held", l.port());
                         drop(l);
                     }
                 }

@@ -38,9 +38,7 @@ fn parse_six(s: &[u8]) -> Result<SocketAddrV4, AddressError> {
         if part.is_empty() || part.len() > 3 || !part.iter().all(u8::is_ascii_digit) {
             return Err(AddressError::Malformed);
         }
-        let v = part
-            .iter()
-            .fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
+        let v = part.iter().fold(0u16, |acc, &d| acc * 10 + u16::from(d - b'0'));
         *slot = u8::try_from(v).map_err(|_| AddressError::OutOfRange)?;
     }
     if parts.next().is_some() {
@@ -68,25 +66,15 @@ pub fn parse_eprt(arg: &[u8]) -> Result<SocketAddr, AddressError> {
         return Err(AddressError::Malformed);
     }
     let mut fields = rest.split(|&b| b == delim);
-    let (Some(proto), Some(addr), Some(port), Some(b""), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
+    let (Some(proto), Some(addr), Some(port), Some(b""), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next(), fields.next())
+    else {
         return Err(AddressError::Malformed);
     };
     let addr = std::str::from_utf8(addr).map_err(|_| AddressError::Malformed)?;
     let ip: IpAddr = match proto {
-        b"1" => addr
-            .parse::<Ipv4Addr>()
-            .map_err(|_| AddressError::Malformed)?
-            .into(),
-        b"2" => addr
-            .parse::<Ipv6Addr>()
-            .map_err(|_| AddressError::Malformed)?
-            .into(),
+        b"1" => addr.parse::<Ipv4Addr>().map_err(|_| AddressError::Malformed)?.into(),
+        b"2" => addr.parse::<Ipv6Addr>().map_err(|_| AddressError::Malformed)?.into(),
         p if !p.is_empty() && p.iter().all(u8::is_ascii_digit) => {
             return Err(AddressError::UnsupportedProtocol)
         }
@@ -100,9 +88,7 @@ fn parse_port_number(s: &[u8]) -> Result<u16, AddressError> {
     if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
         return Err(AddressError::Malformed);
     }
-    let v = s
-        .iter()
-        .fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
+    let v = s.iter().fold(0u32, |acc, &d| acc * 10 + u32::from(d - b'0'));
     match u16::try_from(v) {
         Ok(0) | Err(_) => Err(AddressError::OutOfRange),
         Ok(p) => Ok(p),
@@ -139,29 +125,18 @@ pub fn format_eprt(addr: SocketAddr) -> String {
 /// Finds the address in a 227 reply text: the first run of six comma-separated numbers
 /// (RFC 959 leaves the surrounding text free, and servers differ).
 pub fn parse_pasv_reply(text: &[u8]) -> Result<SocketAddrV4, AddressError> {
-    let start = text
-        .iter()
-        .position(u8::is_ascii_digit)
-        .ok_or(AddressError::Malformed)?;
+    let start = text.iter().position(u8::is_ascii_digit).ok_or(AddressError::Malformed)?;
     let rest = text.get(start..).unwrap_or_default();
-    let end = rest
-        .iter()
-        .position(|&b| !(b.is_ascii_digit() || b == b',' || b == b' '))
-        .unwrap_or(rest.len());
+    let end =
+        rest.iter().position(|&b| !(b.is_ascii_digit() || b == b',' || b == b' ')).unwrap_or(rest.len());
     parse_six(super::command::trim(rest.get(..end).unwrap_or_default()))
 }
 
 /// Finds the port in a 229 reply text: `(<d><d><d>port<d>)`.
 pub fn parse_epsv_reply(text: &[u8]) -> Result<u16, AddressError> {
-    let open = text
-        .iter()
-        .position(|&b| b == b'(')
-        .ok_or(AddressError::Malformed)?;
+    let open = text.iter().position(|&b| b == b'(').ok_or(AddressError::Malformed)?;
     let inner = text.get(open + 1..).unwrap_or_default();
-    let close = inner
-        .iter()
-        .position(|&b| b == b')')
-        .ok_or(AddressError::Malformed)?;
+    let close = inner.iter().position(|&b| b == b')').ok_or(AddressError::Malformed)?;
     let inner = inner.get(..close).unwrap_or_default();
     let (&d, rest) = inner.split_first().ok_or(AddressError::Malformed)?;
     match rest {
@@ -199,15 +174,9 @@ mod tests {
     #[test]
     fn eprt_table() {
         let cases: &[(&[u8], Result<SocketAddr, AddressError>)] = &[
-            (
-                b"|1|132.235.1.2|6275|",
-                Ok("132.235.1.2:6275".parse().unwrap()),
-            ),
+            (b"|1|132.235.1.2|6275|", Ok("132.235.1.2:6275".parse().unwrap())),
             (b"|2|::1|5282|", Ok("[::1]:5282".parse().unwrap())),
-            (
-                b"!2!1080::8:800:200C:417A!5282!",
-                Ok("[1080::8:800:200C:417A]:5282".parse().unwrap()),
-            ),
+            (b"!2!1080::8:800:200C:417A!5282!", Ok("[1080::8:800:200C:417A]:5282".parse().unwrap())),
             (b"|3|1.2.3.4|5|", Err(AddressError::UnsupportedProtocol)),
             (b"|1|::1|5|", Err(AddressError::Malformed)),
             (b"|2|1.2.3.4|5|", Err(AddressError::Malformed)),

@@ -144,19 +144,15 @@ impl ParseError {
         match self {
             ParseError::Empty => Reply::new(code::SYNTAX_ERROR, "Empty command"),
             ParseError::UnknownVerb => Reply::new(code::SYNTAX_ERROR, "Unknown command"),
-            ParseError::NotImplemented => {
-                Reply::new(code::NOT_IMPLEMENTED, "Command not implemented")
-            }
+            ParseError::NotImplemented => Reply::new(code::NOT_IMPLEMENTED, "Command not implemented"),
             ParseError::MissingArgument => Reply::new(code::SYNTAX_ERROR_ARGS, "Missing argument"),
             ParseError::BadArgument => Reply::new(code::SYNTAX_ERROR_ARGS, "Invalid argument"),
-            ParseError::UnsupportedParameter => Reply::new(
-                code::PARAMETER_NOT_IMPLEMENTED,
-                "Command not implemented for that parameter",
-            ),
-            ParseError::UnsupportedProtocol => Reply::new(
-                code::UNSUPPORTED_PROTOCOL,
-                "Network protocol not supported, use (1,2)",
-            ),
+            ParseError::UnsupportedParameter => {
+                Reply::new(code::PARAMETER_NOT_IMPLEMENTED, "Command not implemented for that parameter")
+            }
+            ParseError::UnsupportedProtocol => {
+                Reply::new(code::UNSUPPORTED_PROTOCOL, "Network protocol not supported, use (1,2)")
+            }
             ParseError::LineTooLong => Reply::new(code::SYNTAX_ERROR, "Command line too long"),
         }
     }
@@ -321,17 +317,11 @@ mod tests {
             (b"TYPE L 8", Command::Type(TransferType::Binary)),
             (b"MODE S", Command::Mode),
             (b"STRU F", Command::Stru),
-            (
-                b"RETR a file with spaces",
-                Command::Retr(b"a file with spaces"),
-            ),
+            (b"RETR a file with spaces", Command::Retr(b"a file with spaces")),
             (b"RETR \xff\xfe", Command::Retr(b"\xff\xfe")),
             (b"REST 0", Command::Rest(0)),
             (b"REST 18446744073709551615", Command::Rest(u64::MAX)),
-            (
-                b"PORT 127,0,0,1,4,1",
-                Command::Port(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1025)),
-            ),
+            (b"PORT 127,0,0,1,4,1", Command::Port(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1025))),
             (b"EPSV", Command::Epsv(EpsvArg::Any)),
             (b"EPSV all", Command::Epsv(EpsvArg::All)),
             (b"EPSV 2", Command::Epsv(EpsvArg::Protocol(2))),

@@ -185,34 +185,18 @@ mod tests {
     #[test]
     fn crlf_lf_and_partial() {
         let got = lines(100, &[b"USER a\r\nPASS", b" b\nNOOP\r", b"\n"]);
-        assert_eq!(
-            got,
-            vec![
-                Ok(b"USER a".to_vec()),
-                Ok(b"PASS b".to_vec()),
-                Ok(b"NOOP".to_vec())
-            ]
-        );
+        assert_eq!(got, vec![Ok(b"USER a".to_vec()), Ok(b"PASS b".to_vec()), Ok(b"NOOP".to_vec())]);
     }
 
     #[test]
     fn bare_cr_is_data() {
-        assert_eq!(
-            lines(100, &[b"RETR a\rb\r\n"]),
-            vec![Ok(b"RETR a\rb".to_vec())]
-        );
+        assert_eq!(lines(100, &[b"RETR a\rb\r\n"]), vec![Ok(b"RETR a\rb".to_vec())]);
     }
 
     #[test]
     fn telnet_sequences_removed() {
         // IAC IP, IAC DM before ABOR, as clients send it; IAC WILL x negotiation; IAC IAC = 0xFF.
-        let got = lines(
-            100,
-            &[
-                b"\xff\xf4\xff\xf2ABOR\r\n",
-                b"\xff\xfb\x01RETR \xff\xffx\r\n",
-            ],
-        );
+        let got = lines(100, &[b"\xff\xf4\xff\xf2ABOR\r\n", b"\xff\xfb\x01RETR \xff\xffx\r\n"]);
         assert_eq!(got, vec![Ok(b"ABOR".to_vec()), Ok(b"RETR \xffx".to_vec())]);
     }
 
@@ -232,10 +216,7 @@ mod tests {
     fn over_long_line_reported_once_in_order() {
         let long = vec![b'x'; 50];
         let got = lines(10, &[b"NOOP\r\n", &long, &long, b"\r\nQUIT\r\n"]);
-        assert_eq!(
-            got,
-            vec![Ok(b"NOOP".to_vec()), Err(()), Ok(b"QUIT".to_vec())]
-        );
+        assert_eq!(got, vec![Ok(b"NOOP".to_vec()), Err(()), Ok(b"QUIT".to_vec())]);
     }
 
     #[test]

@@ -6,9 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::storage::{FileKind, Metadata};
 
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
+const MONTHS: [&[u8; 3]; 12] =
+    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
 
 /// A UTC calendar time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,14 +36,7 @@ impl DateTime {
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400) as u32;
         let (year, month, day) = civil_from_days(days);
-        DateTime {
-            year,
-            month,
-            day,
-            hour: rem / 3600,
-            minute: rem / 60 % 60,
-            second: rem % 60,
-        }
+        DateTime { year, month, day, hour: rem / 3600, minute: rem / 60 % 60, second: rem % 60 }
     }
 }
 
@@ -66,10 +58,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 pub fn write_timeval(t: SystemTime, out: &mut Vec<u8>) {
     let d = DateTime::from_system_time(t);
     let year = d.year.clamp(0, 9999);
-    let s = format!(
-        "{year:04}{:02}{:02}{:02}{:02}{:02}",
-        d.month, d.day, d.hour, d.minute, d.second
-    );
+    let s = format!("{year:04}{:02}{:02}{:02}{:02}{:02}", d.month, d.day, d.hour, d.minute, d.second);
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -104,18 +93,9 @@ pub fn write_list_line(name: &[u8], meta: &Metadata, now: SystemTime, out: &mut 
     let d = DateTime::from_system_time(modified);
     const HALF_YEAR: Duration = Duration::from_secs(182 * 86_400);
     let recent = modified <= now + Duration::from_secs(3600)
-        && now
-            .duration_since(modified)
-            .map_or(true, |age| age < HALF_YEAR);
-    let month = MONTHS
-        .get(d.month.saturating_sub(1) as usize)
-        .copied()
-        .unwrap_or(b"Jan");
-    let when = if recent {
-        format!("{:02}:{:02}", d.hour, d.minute)
-    } else {
-        format!("{:>5}", d.year)
-    };
+        && now.duration_since(modified).map_or(true, |age| age < HALF_YEAR);
+    let month = MONTHS.get(d.month.saturating_sub(1) as usize).copied().unwrap_or(b"Jan");
+    let when = if recent { format!("{:02}:{:02}", d.hour, d.minute) } else { format!("{:>5}", d.year) };
     let head = format!(
         " {:>3} ftp      ftp      {:>13} {} {:>2} {when} ",
         meta.nlink,
@@ -136,10 +116,7 @@ pub fn write_nlst_line(name: &[u8], out: &mut Vec<u8>) {
 
 /// A name with CR and LF replaced, so one entry is always one line.
 fn write_name(name: &[u8], out: &mut Vec<u8>) {
-    out.extend(
-        name.iter()
-            .map(|&b| if b == b'\r' || b == b'\n' { b'?' } else { b }),
-    );
+    out.extend(name.iter().map(|&b| if b == b'\r' || b == b'\n' { b'?' } else { b }));
 }
 
 /// Appends MLSx facts and the name: `type=file;size=1;modify=...;perm=...;UNIX.mode=0644; name`
@@ -185,10 +162,7 @@ mod tests {
         assert_eq!((d.year, d.month, d.day, d.hour), (1970, 1, 1, 0));
         // 2024-02-29 12:34:56 UTC, a leap day.
         let d = DateTime::from_system_time(at(1_709_210_096));
-        assert_eq!(
-            (d.year, d.month, d.day, d.hour, d.minute, d.second),
-            (2024, 2, 29, 12, 34, 56)
-        );
+        assert_eq!((d.year, d.month, d.day, d.hour, d.minute, d.second), (2024, 2, 29, 12, 34, 56));
         let mut out = Vec::new();
         write_timeval(at(1_709_210_096), &mut out);
         assert_eq!(out, b"20240229123456");
@@ -197,18 +171,14 @@ mod tests {
     #[test]
     fn list_lines() {
         let now = at(1_709_210_096);
-        let meta = Metadata::new(FileKind::File, 1234)
-            .modified(at(1_709_210_096 - 3600))
-            .mode(0o644);
+        let meta = Metadata::new(FileKind::File, 1234).modified(at(1_709_210_096 - 3600)).mode(0o644);
         let mut out = Vec::new();
         write_list_line(b"a\nb.txt", &meta, now, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "-rw-r--r--   1 ftp      ftp               1234 Feb 29 11:34 a?b.txt\r\n"
         );
-        let old = Metadata::new(FileKind::Dir, 4096)
-            .modified(at(0))
-            .mode(0o755);
+        let old = Metadata::new(FileKind::Dir, 4096).modified(at(0)).mode(0o755);
         let mut out = Vec::new();
         write_list_line(b"d", &old, now, &mut out);
         assert!(String::from_utf8(out).unwrap().starts_with("drwxr-xr-x "));
@@ -219,9 +189,6 @@ mod tests {
         let meta = Metadata::new(FileKind::File, 5).modified(at(0)).mode(0o600);
         let mut out = Vec::new();
         write_facts(b"f", &meta, false, &mut out);
-        assert_eq!(
-            out,
-            b"type=file;size=5;modify=19700101000000;perm=r;UNIX.mode=0600; f"
-        );
+        assert_eq!(out, b"type=file;size=5;modify=19700101000000;perm=r;UNIX.mode=0600; f");
     }
 }

@@ -4,12 +4,7 @@
 //! state machine over bytes, so it can be unit-tested with tables and fuzzed directly.
 
 // A peer controls every input here: no panicking shortcuts (fuzzed, see fuzz/).
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 pub mod address;
 pub mod command;

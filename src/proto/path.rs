@@ -91,12 +91,7 @@ mod tests {
             ("/", b"...", "/..."),
         ];
         for (cwd, arg, want) in ok {
-            assert_eq!(
-                r(cwd, arg).as_deref(),
-                Ok(want),
-                "{cwd} + {}",
-                String::from_utf8_lossy(arg)
-            );
+            assert_eq!(r(cwd, arg).as_deref(), Ok(want), "{cwd} + {}", String::from_utf8_lossy(arg));
         }
         assert_eq!(r("/", b"a\0b"), Err(PathError::Nul));
         assert_eq!(r("/", &[b'x'; MAX_PATH + 1]), Err(PathError::TooLong));

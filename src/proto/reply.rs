@@ -110,18 +110,12 @@ pub struct Reply {
 impl Reply {
     /// A reply with static text.
     pub const fn new(code: u16, text: &'static str) -> Self {
-        Reply {
-            code,
-            text: Cow::Borrowed(text.as_bytes()),
-        }
+        Reply { code, text: Cow::Borrowed(text.as_bytes()) }
     }
 
     /// A reply with text built at run time (may contain non-UTF-8 path bytes).
     pub fn owned(code: u16, text: impl Into<Vec<u8>>) -> Self {
-        Reply {
-            code,
-            text: Cow::Owned(text.into()),
-        }
+        Reply { code, text: Cow::Owned(text.into()) }
     }
 
     /// The reply code.
@@ -142,11 +136,7 @@ impl Reply {
     /// Appends the wire form to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let code = clamp_code(self.code);
-        let digits = [
-            b'0' + (code / 100) as u8,
-            b'0' + (code / 10 % 10) as u8,
-            b'0' + (code % 10) as u8,
-        ];
+        let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
         let text = self.text.strip_suffix(b"\n").unwrap_or(&self.text);
         let mut lines = text.split(|&b| b == b'\n').peekable();
         let mut first = true;

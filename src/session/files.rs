@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::{Action, DataChannel, FsOutcome, Session, Waiting};
+use crate::auth::Permissions;
 use crate::proto::command::{trim, Command, TransferType};
 use crate::proto::reply::{code, quote_path, Reply};
 use crate::proto::{listing, path};
@@ -72,18 +73,12 @@ pub enum TransferKind {
 impl TransferKind {
     /// Whether bytes flow from the client to storage.
     pub fn is_upload(self) -> bool {
-        matches!(
-            self,
-            TransferKind::Stor | TransferKind::Appe | TransferKind::Stou
-        )
+        matches!(self, TransferKind::Stor | TransferKind::Appe | TransferKind::Stou)
     }
 
     /// Whether this is a directory listing.
     pub fn is_listing(self) -> bool {
-        matches!(
-            self,
-            TransferKind::List | TransferKind::Nlst | TransferKind::Mlsd
-        )
+        matches!(self, TransferKind::List | TransferKind::Nlst | TransferKind::Mlsd)
     }
 }
 
@@ -159,12 +154,12 @@ impl Session {
     }
 
     fn writable(&self) -> bool {
-        self.user().is_some_and(|u| !u.read_only)
+        self.user().is_some_and(|u| u.permissions.write)
     }
 
-    /// Refuses a write for a read-only user; returns whether it may go on.
-    fn check_write(&mut self) -> bool {
-        if self.writable() {
+    /// Refuses what the user's permissions do not allow; returns whether it may go on.
+    fn allowed(&mut self, check: fn(&Permissions) -> bool) -> bool {
+        if self.user().is_some_and(|u| check(&u.permissions)) {
             true
         } else {
             self.reply_static(code::FILE_NOT_FOUND, "Permission denied.");
@@ -216,28 +211,28 @@ impl Session {
                 }
             }
             Command::Mkd(arg) => {
-                if self.check_write() {
+                if self.allowed(|p| p.mkdir) {
                     if let Some(p) = self.resolve(arg) {
                         self.fs(FsPurpose::Mkd(p.clone()), FsRequest::MakeDir(p));
                     }
                 }
             }
             Command::Rmd(arg) => {
-                if self.check_write() {
+                if self.allowed(|p| p.delete) {
                     if let Some(p) = self.resolve(arg) {
                         self.fs(FsPurpose::Rmd, FsRequest::RemoveDir(p));
                     }
                 }
             }
             Command::Dele(arg) => {
-                if self.check_write() {
+                if self.allowed(|p| p.delete) {
                     if let Some(p) = self.resolve(arg) {
                         self.fs(FsPurpose::Dele, FsRequest::RemoveFile(p));
                     }
                 }
             }
             Command::Rnfr(arg) => {
-                if self.check_write() {
+                if self.allowed(|p| p.rename) {
                     if let Some(p) = self.resolve(arg) {
                         self.fs(FsPurpose::Rnfr(p.clone()), FsRequest::Metadata(p));
                     }
@@ -263,7 +258,10 @@ impl Session {
     }
 
     fn transfer(&mut self, kind: TransferKind, arg: Option<&[u8]>) {
-        if kind.is_upload() && !self.check_write() {
+        if kind.is_upload() && !self.allowed(|p| p.write) {
+            return;
+        }
+        if kind == TransferKind::Retr && !self.allowed(|p| p.read) {
             return;
         }
         let Some(channel) = self.data else {
@@ -291,10 +289,7 @@ impl Session {
             channel,
             writable: self.writable(),
         };
-        self.waiting = Waiting::Transfer {
-            kind,
-            aborting: false,
-        };
+        self.waiting = Waiting::Transfer { kind, aborting: false };
         self.actions.push_back(Action::Transfer(transfer));
     }
 
@@ -320,24 +315,19 @@ impl Session {
                 self.cwd = p;
                 self.reply_static(code::FILE_ACTION_OK, "Directory successfully changed.");
             }
-            (FsPurpose::Cwd(_), _) => {
-                self.reply_static(code::FILE_NOT_FOUND, "Failed to change directory.")
-            }
+            (FsPurpose::Cwd(_), _) => self.reply_static(code::FILE_NOT_FOUND, "Failed to change directory."),
             (FsPurpose::Size, Some(m)) if m.is_file() => {
                 self.reply(Reply::owned(code::FILE_STATUS, m.len.to_string()))
             }
-            (FsPurpose::Size, _) => {
-                self.reply_static(code::FILE_NOT_FOUND, "Could not get file size.")
-            }
+            (FsPurpose::Size, _) => self.reply_static(code::FILE_NOT_FOUND, "Could not get file size."),
             (FsPurpose::Mdtm, Some(m)) if m.is_file() && m.modified.is_some() => {
                 let mut text = Vec::with_capacity(14);
                 listing::write_timeval(m.modified.unwrap_or(SystemTime::UNIX_EPOCH), &mut text);
                 self.reply(Reply::owned(code::FILE_STATUS, text));
             }
-            (FsPurpose::Mdtm, _) => self.reply_static(
-                code::FILE_NOT_FOUND,
-                "Could not get file modification time.",
-            ),
+            (FsPurpose::Mdtm, _) => {
+                self.reply_static(code::FILE_NOT_FOUND, "Could not get file modification time.")
+            }
             (FsPurpose::Rnfr(p), Some(_)) => {
                 self.rename_from = Some(p);
                 self.reply_static(code::PENDING, "Ready for RNTO.");
@@ -358,13 +348,10 @@ impl Session {
                 self.reply(Reply::owned(code::PATH_CREATED, text));
             }
             (FsPurpose::Rnto, _) => self.reply_static(code::FILE_ACTION_OK, "Rename successful."),
-            (FsPurpose::Rmd, _) => self.reply_static(
-                code::FILE_ACTION_OK,
-                "Remove directory operation successful.",
-            ),
-            (FsPurpose::Dele, _) => {
-                self.reply_static(code::FILE_ACTION_OK, "Delete operation successful.")
+            (FsPurpose::Rmd, _) => {
+                self.reply_static(code::FILE_ACTION_OK, "Remove directory operation successful.")
             }
+            (FsPurpose::Dele, _) => self.reply_static(code::FILE_ACTION_OK, "Delete operation successful."),
             // A request answered with the wrong kind of outcome: an engine bug, not the peer's.
             (FsPurpose::Rnfr(_) | FsPurpose::Mlst(_), None) | (FsPurpose::Stat, _) => {
                 self.reply_static(code::LOCAL_ERROR, "Local error in processing.")
@@ -374,14 +361,11 @@ impl Session {
 
     fn fs_failed(&mut self, purpose: &FsPurpose, kind: ErrorKind) {
         match purpose {
-            FsPurpose::Cwd(_) => {
-                self.reply_static(code::FILE_NOT_FOUND, "Failed to change directory.")
-            }
+            FsPurpose::Cwd(_) => self.reply_static(code::FILE_NOT_FOUND, "Failed to change directory."),
             FsPurpose::Size => self.reply_static(code::FILE_NOT_FOUND, "Could not get file size."),
-            FsPurpose::Mdtm => self.reply_static(
-                code::FILE_NOT_FOUND,
-                "Could not get file modification time.",
-            ),
+            FsPurpose::Mdtm => {
+                self.reply_static(code::FILE_NOT_FOUND, "Could not get file modification time.")
+            }
             _ => self.reply(Reply::new(kind.reply_code(), kind.text())),
         }
     }

@@ -17,12 +17,7 @@
 //! Tests are transcripts: command lines in, replies and actions out.
 
 // A peer controls every input here: no panicking shortcuts (fuzzed, see fuzz/).
-#![deny(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod files;
 
@@ -281,9 +276,7 @@ impl Session {
                 self.transfer_type = t;
                 match t {
                     TransferType::Ascii => self.reply_static(code::OK, "Switching to ASCII mode."),
-                    TransferType::Binary => {
-                        self.reply_static(code::OK, "Switching to Binary mode.")
-                    }
+                    TransferType::Binary => self.reply_static(code::OK, "Switching to Binary mode."),
                 }
             }
             Command::Mode => self.reply_static(code::OK, "Mode set to S."),
@@ -291,10 +284,7 @@ impl Session {
             Command::Allo => self.reply_static(code::SUPERFLUOUS, "ALLO command ignored."),
             Command::Rest(offset) => {
                 self.rest = offset;
-                self.reply(Reply::owned(
-                    code::PENDING,
-                    format!("Restart position accepted ({offset})."),
-                ));
+                self.reply(Reply::owned(code::PENDING, format!("Restart position accepted ({offset}).")));
             }
             Command::Abor => {
                 self.data = None;
@@ -356,10 +346,7 @@ impl Session {
         match std::mem::replace(&mut self.login, Login::Anonymous) {
             Login::NeedPassword(username) => {
                 self.waiting = Waiting::Auth;
-                self.actions.push_back(Action::Authenticate {
-                    username,
-                    password: password.to_vec(),
-                });
+                self.actions.push_back(Action::Authenticate { username, password: password.to_vec() });
             }
             Login::LoggedIn(user) => {
                 self.login = Login::LoggedIn(user);
@@ -380,6 +367,10 @@ impl Session {
                 self.login = Login::LoggedIn(user);
                 self.login_failures = 0;
                 self.reply_static(code::LOGGED_IN, "Login successful.");
+            }
+            Err(AuthError::TooManySessions) => {
+                self.reply_static(code::NOT_AVAILABLE, "Too many sessions for this user.");
+                self.close();
             }
             Err(_) => {
                 self.login_failures += 1;
@@ -409,10 +400,7 @@ impl Session {
     fn opts(&mut self, arg: &[u8]) {
         let arg = crate::proto::command::trim(arg);
         let (name, value) = match arg.iter().position(|&b| b == b' ') {
-            Some(i) => (
-                arg.get(..i).unwrap_or_default(),
-                arg.get(i + 1..).unwrap_or_default(),
-            ),
+            Some(i) => (arg.get(..i).unwrap_or_default(), arg.get(i + 1..).unwrap_or_default()),
             None => (arg, &b""[..]),
         };
         if name.eq_ignore_ascii_case(b"UTF8") || name.eq_ignore_ascii_case(b"UTF-8") {
@@ -420,20 +408,14 @@ impl Session {
             if value.is_empty() || value.eq_ignore_ascii_case(b"ON") {
                 self.reply_static(code::OK, "Always in UTF8 mode.");
             } else {
-                self.reply_static(
-                    code::PARAMETER_NOT_IMPLEMENTED,
-                    "UTF8 cannot be turned off.",
-                );
+                self.reply_static(code::PARAMETER_NOT_IMPLEMENTED, "UTF8 cannot be turned off.");
             }
         } else if name.eq_ignore_ascii_case(b"MLST") {
             // All facts are always sent; acknowledge the ones asked for that exist.
             let known = ["type", "size", "modify", "perm", "UNIX.mode"];
             let mut chosen = String::new();
             for fact in value.split(|&b| b == b';') {
-                if let Some(k) = known
-                    .iter()
-                    .find(|k| k.as_bytes().eq_ignore_ascii_case(fact))
-                {
+                if let Some(k) = known.iter().find(|k| k.as_bytes().eq_ignore_ascii_case(fact)) {
                     chosen.push_str(k);
                     chosen.push(';');
                 }
@@ -495,10 +477,7 @@ impl Session {
             return;
         }
         if self.epsv_all && !extended {
-            self.reply_static(
-                code::BAD_SEQUENCE,
-                "EPSV ALL in effect: only EPSV is allowed.",
-            );
+            self.reply_static(code::BAD_SEQUENCE, "EPSV ALL in effect: only EPSV is allowed.");
             return;
         }
         let family = if self.local.is_ipv4() { 1 } else { 2 };
@@ -544,19 +523,13 @@ impl Session {
     pub fn passive_failed(&mut self) {
         if matches!(self.waiting, Waiting::Passive { .. }) {
             self.waiting = Waiting::Nothing;
-            self.reply_static(
-                code::CANT_OPEN_DATA,
-                "No passive port available, try again later.",
-            );
+            self.reply_static(code::CANT_OPEN_DATA, "No passive port available, try again later.");
         }
     }
 
     fn active(&mut self, addr: SocketAddr, extended: bool) {
         if self.epsv_all {
-            self.reply_static(
-                code::BAD_SEQUENCE,
-                "EPSV ALL in effect: only EPSV is allowed.",
-            );
+            self.reply_static(code::BAD_SEQUENCE, "EPSV ALL in effect: only EPSV is allowed.");
             return;
         }
         let addr = canonical(addr);
@@ -569,10 +542,7 @@ impl Session {
                 return;
             }
             if addr.port() < 1024 {
-                self.reply_static(
-                    code::SYNTAX_ERROR_ARGS,
-                    "Illegal PORT command: port below 1024.",
-                );
+                self.reply_static(code::SYNTAX_ERROR_ARGS, "Illegal PORT command: port below 1024.");
                 return;
             }
         }
@@ -664,10 +634,7 @@ impl Session {
                 }
             }
             TransferOutcome::ConnectionLost => {
-                self.reply_static(
-                    code::TRANSFER_ABORTED,
-                    "Connection closed; transfer aborted.",
-                );
+                self.reply_static(code::TRANSFER_ABORTED, "Connection closed; transfer aborted.");
                 if aborting {
                     self.reply_static(code::CLOSING_DATA, "ABOR successful.");
                 }

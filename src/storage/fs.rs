@@ -24,16 +24,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{
-    openat, openat2, renameat, AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag, AT_FDCWD,
-};
+use nix::fcntl::{openat, openat2, renameat, AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 
-use super::{
-    DataSink, DataSource, DirEntry, ErrorKind, FileKind, Metadata, Result, Storage, WriteMode,
-};
-use crate::auth::User;
+use super::{DataSink, DataSource, DirEntry, ErrorKind, FileKind, Metadata, Result, Storage, WriteMode};
+use crate::auth::{Permissions, User};
 
 /// Resolution flags for every lookup: stay below the starting directory, and refuse
 /// `/proc/*/fd`-style magic links, which jump anywhere regardless of `RESOLVE_BENEATH`'s
@@ -81,16 +77,11 @@ impl FsStorage {
         })?;
         // Probe now, so a kernel or seccomp filter without openat2 fails at start-up rather
         // than on every client request.
-        let probe = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-            .resolve(RESOLVE);
+        let probe = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(RESOLVE);
         if let Err(errno) = openat2(&root_fd, ".", probe) {
             let msg = match errno {
                 Errno::ENOSYS => "openat2 is not available (needs Linux 5.6 or newer)".to_owned(),
-                _ => format!(
-                    "openat2 failed on the storage root {}: {errno}",
-                    root.display()
-                ),
+                _ => format!("openat2 failed on the storage root {}: {errno}", root.display()),
             };
             return Err(io::Error::new(io::Error::from(errno).kind(), msg));
         }
@@ -133,21 +124,10 @@ fn open_beneath(dir: BorrowedFd<'_>, path: &Path, flags: OFlag, mode: u32) -> Re
 }
 
 /// [`open_beneath`] with the raw errno, for callers that remap some of them.
-fn openat2_beneath(
-    dir: BorrowedFd<'_>,
-    path: &Path,
-    flags: OFlag,
-    mode: u32,
-) -> nix::Result<OwnedFd> {
-    let path = if path.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        path
-    };
-    let how = OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .mode(Mode::from_bits_truncate(mode))
-        .resolve(RESOLVE);
+fn openat2_beneath(dir: BorrowedFd<'_>, path: &Path, flags: OFlag, mode: u32) -> nix::Result<OwnedFd> {
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    let how =
+        OpenHow::new().flags(flags | OFlag::O_CLOEXEC).mode(Mode::from_bits_truncate(mode)).resolve(RESOLVE);
     let mut retries = 0;
     loop {
         match openat2(dir, path, how) {
@@ -181,11 +161,12 @@ fn parent_beneath<'h, 'p>(home: &'h DirFd<'_>, path: &'p Path) -> Result<(DirFd<
 
 /// Refuses writes for read-only users even if the session forgot to check: the storage is
 /// the last line of defence.
-fn writable(user: &User) -> Result<()> {
-    if user.read_only {
-        return Err(ErrorKind::PermissionDenied.into());
+fn permit(user: &User, allowed: fn(&Permissions) -> bool) -> Result<()> {
+    if allowed(&user.permissions) {
+        Ok(())
+    } else {
+        Err(ErrorKind::PermissionDenied.into())
     }
-    Ok(())
 }
 
 /// Data can only flow through regular files: a directory gets its own reply, and devices,
@@ -262,10 +243,9 @@ impl Storage for FsStorage {
         for name in names {
             let name: &CStr = &name;
             match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(stat) => entries.push(DirEntry {
-                    name: name.to_bytes().to_vec(),
-                    metadata: to_metadata(&stat),
-                }),
+                Ok(stat) => {
+                    entries.push(DirEntry { name: name.to_bytes().to_vec(), metadata: to_metadata(&stat) })
+                }
                 // Removed since readdir saw it: it is simply not there any more.
                 Err(Errno::ENOENT) => {}
                 Err(errno) => return Err(errno.into()),
@@ -276,6 +256,7 @@ impl Storage for FsStorage {
     }
 
     async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {
+        permit(user, |p| p.read)?;
         let home = self.home(user)?;
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
         let fd = open_beneath(home.as_fd(), path, flags, 0)?;
@@ -288,7 +269,7 @@ impl Storage for FsStorage {
     }
 
     async fn open_write(&self, user: &User, path: &Path, mode: WriteMode) -> Result<DataSink> {
-        writable(user)?;
+        permit(user, |p| p.write)?;
         let home = self.home(user)?;
         let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
         match mode {
@@ -317,7 +298,7 @@ impl Storage for FsStorage {
     }
 
     async fn make_dir(&self, user: &User, path: &Path) -> Result<()> {
-        writable(user)?;
+        permit(user, |p| p.mkdir)?;
         let home = self.home(user)?;
         let (parent, name) = parent_beneath(&home, path)?;
         mkdirat(&parent, name, Mode::from_bits_truncate(DIR_MODE))?;
@@ -325,7 +306,7 @@ impl Storage for FsStorage {
     }
 
     async fn remove_dir(&self, user: &User, path: &Path) -> Result<()> {
-        writable(user)?;
+        permit(user, |p| p.delete)?;
         let home = self.home(user)?;
         let (parent, name) = parent_beneath(&home, path)?;
         unlinkat(&parent, name, UnlinkatFlags::RemoveDir)?;
@@ -333,7 +314,7 @@ impl Storage for FsStorage {
     }
 
     async fn remove_file(&self, user: &User, path: &Path) -> Result<()> {
-        writable(user)?;
+        permit(user, |p| p.delete)?;
         let home = self.home(user)?;
         let (parent, name) = parent_beneath(&home, path)?;
         // On a directory this fails with EISDIR, which is the reply we want.
@@ -342,7 +323,7 @@ impl Storage for FsStorage {
     }
 
     async fn rename(&self, user: &User, from: &Path, to: &Path) -> Result<()> {
-        writable(user)?;
+        permit(user, |p| p.rename)?;
         let home = self.home(user)?;
         let (from_parent, from_name) = parent_beneath(&home, from)?;
         let (to_parent, to_name) = parent_beneath(&home, to)?;
@@ -351,33 +332,17 @@ impl Storage for FsStorage {
     }
 
     async fn commit_write(&self, user: &User, path: &Path, file: &File) -> Result<()> {
-        writable(user)?;
+        permit(user, |p| p.write)?;
         let home = self.home(user)?;
         let (parent, name) = parent_beneath(&home, path)?;
         // Give the unnamed file a temporary name, then rename it over the target: rename is
         // atomic, so a reader sees the old file or the whole new one, never a part.
-        let tmp = format!(
-            ".ringftp-{}-{}.part",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let linked = linkat(
-            file.as_fd(),
-            "",
-            &parent,
-            tmp.as_str(),
-            AtFlags::AT_EMPTY_PATH,
-        )
-        .or_else(|_| {
+        let tmp =
+            format!(".ringftp-{}-{}.part", std::process::id(), TMP_COUNTER.fetch_add(1, Ordering::Relaxed));
+        let linked = linkat(file.as_fd(), "", &parent, tmp.as_str(), AtFlags::AT_EMPTY_PATH).or_else(|_| {
             // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; the /proc link works for anyone.
             let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-            linkat(
-                AT_FDCWD,
-                proc_path.as_str(),
-                &parent,
-                tmp.as_str(),
-                AtFlags::AT_SYMLINK_FOLLOW,
-            )
+            linkat(AT_FDCWD, proc_path.as_str(), &parent, tmp.as_str(), AtFlags::AT_SYMLINK_FOLLOW)
         });
         linked?;
         if let Err(e) = renameat(&parent, tmp.as_str(), &parent, name) {
@@ -398,18 +363,14 @@ fn open_unnamed(home: &DirFd<'_>, path: &Path) -> Result<DataSink> {
     let (parent, name) = parent_beneath(home, path)?;
     // Refuse early what the final rename would refuse late.
     match fstatat(&parent, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-        Ok(st) if file_kind(st.st_mode) == FileKind::Dir => {
-            return Err(ErrorKind::IsADirectory.into())
-        }
+        Ok(st) if file_kind(st.st_mode) == FileKind::Dir => return Err(ErrorKind::IsADirectory.into()),
         _ => {}
     }
     let flags = OFlag::O_TMPFILE | OFlag::O_WRONLY | OFlag::O_CLOEXEC;
     match openat(&parent, ".", flags, Mode::from_bits_truncate(FILE_MODE)) {
         Ok(fd) => Ok(DataSink::File(File::from(fd))),
         Err(Errno::EOPNOTSUPP | Errno::EISDIR) => {
-            tracing::warn!(
-                "this filesystem has no O_TMPFILE: atomic uploads are not possible here"
-            );
+            tracing::warn!("this filesystem has no O_TMPFILE: atomic uploads are not possible here");
             Err(ErrorKind::Local.into())
         }
         Err(e) => Err(e.into()),

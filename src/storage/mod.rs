@@ -39,20 +39,11 @@ pub trait Storage: Send + Sync + 'static {
     fn list(&self, user: &User, path: &Path) -> impl Future<Output = Result<Vec<DirEntry>>>;
 
     /// Opens `path` for reading, positioned at `offset` (RETR, after REST).
-    fn open_read(
-        &self,
-        user: &User,
-        path: &Path,
-        offset: u64,
-    ) -> impl Future<Output = Result<DataSource>>;
+    fn open_read(&self, user: &User, path: &Path, offset: u64) -> impl Future<Output = Result<DataSource>>;
 
     /// Opens `path` for writing as `mode` says (STOR, APPE, STOU, REST + STOR).
-    fn open_write(
-        &self,
-        user: &User,
-        path: &Path,
-        mode: WriteMode,
-    ) -> impl Future<Output = Result<DataSink>>;
+    fn open_write(&self, user: &User, path: &Path, mode: WriteMode)
+        -> impl Future<Output = Result<DataSink>>;
 
     /// Creates the directory `path` (MKD).
     fn make_dir(&self, user: &User, path: &Path) -> impl Future<Output = Result<()>>;
@@ -185,13 +176,7 @@ impl Metadata {
     /// Metadata with the given kind and size; mode 0o644 (0o755 for directories), no time.
     pub fn new(kind: FileKind, len: u64) -> Self {
         let mode = if kind == FileKind::Dir { 0o755 } else { 0o644 };
-        Metadata {
-            kind,
-            len,
-            modified: None,
-            mode,
-            nlink: 1,
-        }
+        Metadata { kind, len, modified: None, mode, nlink: 1 }
     }
 
     /// Sets the modification time.
@@ -351,10 +336,7 @@ impl From<io::Error> for StorageError {
                 _ => ErrorKind::Local,
             },
         };
-        StorageError {
-            kind,
-            source: Some(err),
-        }
+        StorageError { kind, source: Some(err) }
     }
 }
 
