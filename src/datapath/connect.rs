@@ -5,6 +5,8 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+
+use crate::proto::address::canonical;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,13 +25,6 @@ pub(crate) struct AcceptPolicy {
     pub(crate) peer: IpAddr,
     pub(crate) allow_foreign: bool,
     pub(crate) timeout: Duration,
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 fn bind_listener(ip: IpAddr, port: u16) -> io::Result<std::net::TcpListener> {

@@ -29,6 +29,15 @@ impl std::fmt::Display for AddressError {
 
 impl std::error::Error for AddressError {}
 
+/// Maps an IPv4-mapped IPv6 address (what a dual-stack socket reports for an IPv4 peer) to
+/// plain IPv4, so comparisons and PASV replies see the address the client sees.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// Parses six comma-separated decimal bytes `h1,h2,h3,h4,p1,p2` (PORT argument, PASV reply).
 fn parse_six(s: &[u8]) -> Result<SocketAddrV4, AddressError> {
     let mut n = [0u8; 6];

@@ -22,7 +22,7 @@
 mod files;
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use crate::auth::{AuthError, User};
 use crate::proto::command::{Command, EpsvArg, TransferType};
@@ -661,16 +661,9 @@ impl Session {
     }
 }
 
-/// Maps IPv4-mapped IPv6 addresses (from a dual-stack listener) to plain IPv4, so address
-/// comparisons and PASV formatting see what the client sees.
+/// [`address::canonical`] for a socket address.
 fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        v4 => v4,
-    }
+    SocketAddr::new(address::canonical(addr.ip()), addr.port())
 }
 
 #[cfg(test)]
