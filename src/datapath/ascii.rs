@@ -31,6 +31,57 @@ pub(crate) fn from_wire(input: &[u8], pending_cr: &mut bool, out: &mut Vec<u8>) 
     }
 }
 
+/// The sending side's conversion state: a no-op in binary mode.
+#[derive(Debug, Default)]
+pub(crate) struct ToWire {
+    ascii: bool,
+    prev_cr: bool,
+    out: Vec<u8>,
+}
+
+impl ToWire {
+    pub(crate) fn new(ascii: bool) -> Self {
+        ToWire { ascii, ..ToWire::default() }
+    }
+
+    /// The bytes to put on the wire for `data`.
+    pub(crate) fn convert<'a>(&'a mut self, data: &'a [u8]) -> &'a [u8] {
+        if !self.ascii {
+            return data;
+        }
+        self.out.clear();
+        to_wire(data, &mut self.prev_cr, &mut self.out);
+        &self.out
+    }
+}
+
+/// The receiving side's conversion state: a no-op in binary mode.
+#[derive(Debug, Default)]
+pub(crate) struct FromWire {
+    ascii: bool,
+    pending_cr: bool,
+    out: Vec<u8>,
+}
+
+impl FromWire {
+    pub(crate) fn new(ascii: bool) -> Self {
+        FromWire { ascii, ..FromWire::default() }
+    }
+
+    /// The bytes to store for `data`; at `eof` a held-back CR is released.
+    pub(crate) fn convert<'a>(&'a mut self, data: &'a [u8], eof: bool) -> &'a [u8] {
+        if !self.ascii {
+            return data;
+        }
+        self.out.clear();
+        from_wire(data, &mut self.pending_cr, &mut self.out);
+        if eof && std::mem::take(&mut self.pending_cr) {
+            self.out.push(b'\r');
+        }
+        &self.out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio_uring::buf::BoundedBuf;
 
-use super::ascii;
+use super::ascii::{FromWire, ToWire};
 use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
 use super::splice::splice;
@@ -179,8 +179,7 @@ pub(crate) async fn send_file_buffered(
         .map_err(DataError::Storage)? as u64;
     let file = tokio_uring::fs::File::from_std(file);
     let mut buf = Vec::with_capacity(meter.chunk(BUFFER));
-    let mut wire = Vec::new();
-    let mut prev_cr = false;
+    let mut wire = ToWire::new(ascii);
     let mut total = 0u64;
     loop {
         buf.clear();
@@ -191,13 +190,7 @@ pub(crate) async fn send_file_buffered(
             break;
         }
         offset += n as u64;
-        let out = if ascii {
-            wire.clear();
-            ascii::to_wire(&buf, &mut prev_cr, &mut wire);
-            &wire
-        } else {
-            &buf
-        };
+        let out = wire.convert(&buf);
         sock.write_all(out).await.map_err(DataError::Net)?;
         total += out.len() as u64;
         meter.account(out.len()).await;
@@ -223,24 +216,19 @@ pub(crate) async fn receive_file_buffered(
     drop(fd);
     let file = tokio_uring::fs::File::from_std(file);
     let mut buf = vec![0u8; meter.chunk(BUFFER)];
-    let mut disk = Vec::with_capacity(if ascii { BUFFER } else { 0 });
-    let mut pending_cr = false;
+    let mut disk = FromWire::new(true);
     let mut total = 0u64;
     loop {
         let n = sock.read(&mut buf).await.map_err(DataError::Net)?;
         total += n as u64;
         if ascii {
-            disk.clear();
-            ascii::from_wire(buf.get(..n).unwrap_or_default(), &mut pending_cr, &mut disk);
-            if n == 0 && pending_cr {
-                disk.push(b'\r');
-            }
-            let len = disk.len();
+            // io_uring takes owned buffers: the converted bytes are copied once more.
+            let out = disk.convert(buf.get(..n).unwrap_or_default(), n == 0).to_vec();
+            let len = out.len() as u64;
             if len > 0 {
-                let (res, back) = file.write_all_at(disk, offset).await;
+                let (res, _) = file.write_all_at(out, offset).await;
                 res.map_err(DataError::Storage)?;
-                disk = back;
-                offset += len as u64;
+                offset += len;
             }
         } else if n > 0 {
             let (res, back) = file.write_all_at(buf.slice(..n), offset).await;
@@ -264,22 +252,14 @@ pub(crate) async fn send_stream(
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     let mut buf = vec![0u8; meter.chunk(BUFFER)];
-    let mut wire = Vec::new();
-    let mut prev_cr = false;
+    let mut wire = ToWire::new(ascii);
     let mut total = 0u64;
     loop {
         let n = src.read(&mut buf).await.map_err(DataError::Storage)?;
         if n == 0 {
             break;
         }
-        let data = buf.get(..n).unwrap_or_default();
-        let out = if ascii {
-            wire.clear();
-            ascii::to_wire(data, &mut prev_cr, &mut wire);
-            &wire[..]
-        } else {
-            data
-        };
+        let out = wire.convert(buf.get(..n).unwrap_or_default());
         sock.write_all(out).await.map_err(DataError::Net)?;
         total += out.len() as u64;
         meter.account(out.len()).await;
@@ -295,22 +275,12 @@ pub(crate) async fn receive_stream(
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     let mut buf = vec![0u8; meter.chunk(BUFFER)];
-    let mut disk = Vec::new();
-    let mut pending_cr = false;
+    let mut disk = FromWire::new(ascii);
     let mut total = 0u64;
     loop {
         let n = sock.read(&mut buf).await.map_err(DataError::Net)?;
-        let data = buf.get(..n).unwrap_or_default();
-        if ascii {
-            disk.clear();
-            ascii::from_wire(data, &mut pending_cr, &mut disk);
-            if n == 0 && pending_cr {
-                disk.push(b'\r');
-            }
-            dst.write_all(&disk).await.map_err(DataError::Storage)?;
-        } else {
-            dst.write_all(data).await.map_err(DataError::Storage)?;
-        }
+        let out = disk.convert(buf.get(..n).unwrap_or_default(), n == 0);
+        dst.write_all(out).await.map_err(DataError::Storage)?;
         if n == 0 {
             break;
         }
