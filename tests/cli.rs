@@ -28,11 +28,7 @@ fn help_exits_zero_and_mentions_every_flag() {
         "--log-level",
         "--hash-password",
     ] {
-        assert!(
-            out.stdout.contains(flag),
-            "--help does not mention {flag}:\n{}",
-            out.stdout
-        );
+        assert!(out.stdout.contains(flag), "--help does not mention {flag}:\n{}", out.stdout);
     }
 }
 
@@ -51,18 +47,9 @@ fn nonexistent_root_exits_2_with_one_line() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", out.describe());
     let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one line on stderr:\n{}",
-        out.describe()
-    );
+    assert_eq!(lines.len(), 1, "expected one line on stderr:\n{}", out.describe());
     assert!(lines[0].starts_with("ringftpd: "), "{}", out.describe());
-    assert!(
-        lines[0].contains("does-not-exist"),
-        "the message should name the root: {}",
-        lines[0]
-    );
+    assert!(lines[0].contains("does-not-exist"), "the message should name the root: {}", lines[0]);
     assert!(out.stdout.is_empty(), "{}", out.describe());
 }
 
@@ -72,10 +59,7 @@ fn root_that_is_a_file_exits_2() {
     let file = scratch.join("plain-file");
     fs::write(&file, b"x").unwrap();
     let out = run_text_timeout(
-        Command::new(BIN)
-            .arg("--root")
-            .arg(&file)
-            .args(["--listen", "127.0.0.1:0"]),
+        Command::new(BIN).arg("--root").arg(&file).args(["--listen", "127.0.0.1:0"]),
         Duration::from_secs(10),
     );
     assert_eq!(out.status.code(), Some(2), "{}", out.describe());
@@ -112,10 +96,7 @@ fn inverted_passive_range_is_refused() {
 
 #[test]
 fn unknown_flag_exits_2() {
-    let out = run_text_timeout(
-        Command::new(BIN).arg("--no-such-flag"),
-        Duration::from_secs(10),
-    );
+    let out = run_text_timeout(Command::new(BIN).arg("--no-such-flag"), Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(2), "{}", out.describe());
 }
 
@@ -125,11 +106,7 @@ fn hash_password(password: &str) -> String {
         Duration::from_secs(30),
         Some(format!("{password}\n").as_bytes()),
     );
-    assert!(
-        out.status.success(),
-        "--hash-password failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "--hash-password failed: {}", String::from_utf8_lossy(&out.stderr));
     let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(hash.starts_with("$argon2"), "not a PHC hash: {hash:?}");
     hash
@@ -146,20 +123,10 @@ fn users_file_with_hashed_passwords_and_a_read_only_user() {
     fs::create_dir_all(builder.work()).unwrap();
     fs::create_dir_all(builder.root().join("pub")).unwrap();
     fs::write(builder.root().join("pub/readme.txt"), b"read me\n").unwrap();
-    fs::write(
-        &users,
-        format!("# test users\nalice:{alice_hash}::rw\ncarol:{carol_hash}:pub:ro\n"),
-    )
-    .unwrap();
-    let server = builder
-        .arg("--users-file")
-        .arg(users.display().to_string())
-        .start();
+    fs::write(&users, format!("# test users\nalice:{alice_hash}::rw\ncarol:{carol_hash}:pub:ro\n")).unwrap();
+    let server = builder.arg("--users-file").arg(users.display().to_string()).start();
     assert!(
-        !server
-            .stdout_lines()
-            .iter()
-            .any(|l| l.contains("anonymous")),
+        !server.stdout_lines().iter().any(|l| l.contains("anonymous")),
         "a users file must not enable anonymous access: {:?}",
         server.stdout_lines()
     );
@@ -203,16 +170,8 @@ fn users_file_with_hashed_passwords_and_a_read_only_user() {
     assert_eq!(fs::read(&got).unwrap(), b"read me\n");
     let put = r.lines_with("put: ");
     assert!(put[0].starts_with("put: ERR 550"), "{}", r.describe());
-    assert!(
-        r.lines_with("raw: ")[0].starts_with("raw: ERR 550"),
-        "MKD: {}",
-        r.describe()
-    );
-    assert!(
-        r.lines_with("raw: ")[1].starts_with("raw: ERR 550"),
-        "DELE: {}",
-        r.describe()
-    );
+    assert!(r.lines_with("raw: ")[0].starts_with("raw: ERR 550"), "MKD: {}", r.describe());
+    assert!(r.lines_with("raw: ")[1].starts_with("raw: ERR 550"), "DELE: {}", r.describe());
     // Her home is her root: `..` does not reach the real root.
     assert!(r.stdout.contains("nlst| readme.txt"), "{}", r.describe());
     assert!(!r.stdout.contains("nlst| alice.bin"), "{}", r.describe());
@@ -226,11 +185,7 @@ fn users_file_with_hashed_passwords_and_a_read_only_user() {
 fn greeting_flag_sets_the_220_text() {
     let server = TestServer::with_args("greeting", &["--greeting", "hello from the tests"]);
     let r = py(&server, &["raw NOOP"]).ok(&server);
-    assert!(
-        r.stdout.contains("greeting: 220 hello from the tests"),
-        "{}",
-        r.describe()
-    );
+    assert!(r.stdout.contains("greeting: 220 hello from the tests"), "{}", r.describe());
 }
 
 #[test]
@@ -246,10 +201,7 @@ fn idle_timeout_closes_the_session_with_421() {
         waited >= Duration::from_millis(700) && waited < Duration::from_secs(5),
         "idle timeout of 1 s fired after {waited:?}"
     );
-    assert!(
-        c.closed_by_server(),
-        "the connection should be closed after 421"
-    );
+    assert!(c.closed_by_server(), "the connection should be closed after 421");
 }
 
 #[test]
@@ -275,16 +227,9 @@ fn sigterm_while_idle_exits_zero() {
     server.signal(libc::SIGTERM);
     let status = server.wait_exit(Duration::from_secs(5));
     let Some(status) = status else {
-        panic!(
-            "ringftpd still running 5 s after SIGTERM\n{}",
-            server.log_for_failure()
-        );
+        panic!("ringftpd still running 5 s after SIGTERM\n{}", server.log_for_failure());
     };
-    assert!(
-        status.success(),
-        "exit status after SIGTERM: {status}\n{}",
-        server.log_for_failure()
-    );
+    assert!(status.success(), "exit status after SIGTERM: {status}\n{}", server.log_for_failure());
 }
 
 #[test]
@@ -305,17 +250,10 @@ fn sigterm_sends_421_to_connected_clients() {
     let mut logged_in = Control::connect(server.addr(), Duration::from_secs(10));
     logged_in.login(USER, PASS);
     let mut anonymous = Control::connect(server.addr(), Duration::from_secs(10));
-    assert!(server.wait_for_log(Duration::from_secs(5), |log| {
-        log.matches("connected").count() >= 2
-    }));
+    assert!(server.wait_for_log(Duration::from_secs(5), |log| { log.matches("connected").count() >= 2 }));
     server.signal(libc::SIGTERM);
-    for (who, c) in [
-        ("logged-in", &mut logged_in),
-        ("not logged in", &mut anonymous),
-    ] {
-        let (code, text) = c
-            .reply()
-            .unwrap_or_else(|e| panic!("{who} client: no 421 at shutdown: {e}"));
+    for (who, c) in [("logged-in", &mut logged_in), ("not logged in", &mut anonymous)] {
+        let (code, text) = c.reply().unwrap_or_else(|e| panic!("{who} client: no 421 at shutdown: {e}"));
         assert_eq!(code, 421, "{who}: {text}");
         assert!(c.closed_by_server(), "{who}: not closed after 421");
     }

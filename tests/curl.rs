@@ -34,11 +34,7 @@ impl Mode {
         let (want, reply, not): (&str, &str, &[&str]) = match self {
             Mode::Epsv => ("EPSV", "< 229 ", &["PASV", "EPRT", "PORT"]),
             Mode::Pasv => ("PASV", "< 227 ", &["EPSV", "EPRT", "PORT"]),
-            Mode::Eprt => (
-                "EPRT |1|127.0.0.1|",
-                "< 200 EPRT",
-                &["EPSV", "PASV", "PORT"],
-            ),
+            Mode::Eprt => ("EPRT |1|127.0.0.1|", "< 200 EPRT", &["EPSV", "PASV", "PORT"]),
             Mode::Port => ("PORT 127,0,0,1,", "< 200 PORT", &["EPSV", "PASV", "EPRT"]),
         };
         assert!(
@@ -46,26 +42,16 @@ impl Mode {
             "curl did not send {want} ({self:?}); sent {sent:?}\n{}",
             server.log_for_failure()
         );
-        assert!(
-            r.stderr.contains(reply),
-            "no {reply:?} reply in {self:?} mode:\n{}",
-            r.describe()
-        );
+        assert!(r.stderr.contains(reply), "no {reply:?} reply in {self:?} mode:\n{}", r.describe());
         for other in not {
-            assert!(
-                !has(other),
-                "curl fell back to {other} in {self:?} mode; sent {sent:?}"
-            );
+            assert!(!has(other), "curl fell back to {other} in {self:?} mode; sent {sent:?}");
         }
     }
 }
 
 fn upload(server: &TestServer, mode: Mode, src: &Path, remote: &str) -> Ran {
     let mut c = curl(server);
-    c.args(mode.curl_args())
-        .arg("-T")
-        .arg(src)
-        .arg(server.url(remote));
+    c.args(mode.curl_args()).arg("-T").arg(src).arg(server.url(remote));
     let r = run_text(&mut c).ok(server);
     mode.check(&r, server);
     assert!(r.stderr.contains("< 226"), "{}", r.describe());
@@ -74,10 +60,7 @@ fn upload(server: &TestServer, mode: Mode, src: &Path, remote: &str) -> Ran {
 
 fn download(server: &TestServer, mode: Mode, remote: &str, dst: &Path) -> Ran {
     let mut c = curl(server);
-    c.args(mode.curl_args())
-        .arg("-o")
-        .arg(dst)
-        .arg(server.url(remote));
+    c.args(mode.curl_args()).arg("-o").arg(dst).arg(server.url(remote));
     let r = run_text(&mut c).ok(server);
     mode.check(&r, server);
     assert!(r.stderr.contains("< 226"), "{}", r.describe());
@@ -162,15 +145,10 @@ fn curl_resume_download_uses_rest() {
     let head = 1_048_579usize;
     fs::write(&part, &fs::read(&full).unwrap()[..head]).unwrap();
     let mut c = curl(&server);
-    c.args(["-C", "-", "-o"])
-        .arg(&part)
-        .arg(server.url("full.bin"));
+    c.args(["-C", "-", "-o"]).arg(&part).arg(server.url("full.bin"));
     let r = run_text(&mut c).ok(&server);
     let sent = curl_sent(&r.stderr);
-    assert!(
-        sent.iter().any(|c| c == &format!("REST {head}")),
-        "curl did not send REST {head}: {sent:?}"
-    );
+    assert!(sent.iter().any(|c| c == &format!("REST {head}")), "curl did not send REST {head}: {sent:?}");
     assert!(r.stderr.contains("< 350"), "{}", r.describe());
     assert_same_file(&full, &part, &server);
 }
@@ -183,19 +161,13 @@ fn curl_resume_upload() {
     let remote = server.root().join("partial.bin");
     fs::write(&remote, &fs::read(&src).unwrap()[..1_234_567]).unwrap();
     let mut c = curl(&server);
-    c.args(["-C", "-", "-T"])
-        .arg(&src)
-        .arg(server.url("partial.bin"));
+    c.args(["-C", "-", "-T"]).arg(&src).arg(server.url("partial.bin"));
     let r = run_text(&mut c).ok(&server);
     let sent = curl_sent(&r.stderr);
     // curl asks SIZE, then appends the rest (APPE) or restarts the STOR there (REST).
     assert!(sent.iter().any(|c| c == "SIZE partial.bin"), "{sent:?}");
     assert!(r.stderr.contains("< 213 1234567"), "{}", r.describe());
-    assert!(
-        sent.iter()
-            .any(|c| c == "APPE partial.bin" || c == "REST 1234567"),
-        "{sent:?}"
-    );
+    assert!(sent.iter().any(|c| c == "APPE partial.bin" || c == "REST 1234567"), "{sent:?}");
     assert_same_file(&src, &remote, &server);
 }
 
@@ -206,41 +178,24 @@ fn curl_create_dirs_and_quote_commands() {
     fs::write(&src, b"nested file\n").unwrap();
     // --ftp-create-dirs makes a/b/c; a pre-quote MKD runs before the transfer.
     let mut c = curl(&server);
-    c.args(["--ftp-create-dirs", "-Q", "MKD /pre", "-T"])
-        .arg(&src)
-        .arg(server.url("a/b/c/f.txt"));
+    c.args(["--ftp-create-dirs", "-Q", "MKD /pre", "-T"]).arg(&src).arg(server.url("a/b/c/f.txt"));
     let r = run_text(&mut c).ok(&server);
     assert!(r.stderr.contains("> MKD a"), "{}", r.describe());
-    assert_eq!(
-        fs::read(server.root().join("a/b/c/f.txt")).unwrap(),
-        b"nested file\n"
-    );
+    assert_eq!(fs::read(server.root().join("a/b/c/f.txt")).unwrap(), b"nested file\n");
     assert!(server.root().join("pre").is_dir());
 
     // Post-quote: rename, then delete, after a listing.
     let mut c = curl(&server);
-    c.args([
-        "--list-only",
-        "-Q",
-        "-RNFR /a/b/c/f.txt",
-        "-Q",
-        "-RNTO /a/g.txt",
-        "-Q",
-        "-RMD /pre",
-    ])
-    .arg(server.url("a/b/c/"));
+    c.args(["--list-only", "-Q", "-RNFR /a/b/c/f.txt", "-Q", "-RNTO /a/g.txt", "-Q", "-RMD /pre"])
+        .arg(server.url("a/b/c/"));
     let r = run_text(&mut c).ok(&server);
     assert_eq!(r.stdout.trim(), "f.txt", "{}", r.describe());
     assert!(!server.root().join("a/b/c/f.txt").exists());
-    assert_eq!(
-        fs::read(server.root().join("a/g.txt")).unwrap(),
-        b"nested file\n"
-    );
+    assert_eq!(fs::read(server.root().join("a/g.txt")).unwrap(), b"nested file\n");
     assert!(!server.root().join("pre").exists());
 
     let mut c = curl(&server);
-    c.args(["--list-only", "-Q", "-DELE /a/g.txt"])
-        .arg(server.url("a/"));
+    c.args(["--list-only", "-Q", "-DELE /a/g.txt"]).arg(server.url("a/"));
     let r = run_text(&mut c).ok(&server);
     let mut names: Vec<&str> = r.stdout.lines().collect();
     names.sort_unstable();
@@ -249,8 +204,7 @@ fn curl_create_dirs_and_quote_commands() {
 
     // A failing quote command makes curl fail (550 for a missing file).
     let mut c = curl(&server);
-    c.args(["--list-only", "-Q", "DELE /missing"])
-        .arg(server.url(""));
+    c.args(["--list-only", "-Q", "DELE /missing"]).arg(server.url(""));
     let r = run_text(&mut c).fails(&server);
     assert!(r.stderr.contains("< 550"), "{}", r.describe());
 }
@@ -259,9 +213,7 @@ fn curl_create_dirs_and_quote_commands() {
 fn curl_missing_file_is_550() {
     let server = TestServer::start("curl-missing");
     let mut c = curl(&server);
-    c.arg("-o")
-        .arg(server.work().join("x"))
-        .arg(server.url("nope.bin"));
+    c.arg("-o").arg(server.work().join("x")).arg(server.url("nope.bin"));
     let r = run_text(&mut c).fails(&server);
     assert!(r.stderr.contains("< 550"), "{}", r.describe());
     // curl's "remote file not found".
@@ -272,19 +224,14 @@ fn curl_missing_file_is_550() {
 fn curl_one_url_per_process_over_many_files() {
     // Many short sessions one after the other: each must be served (no leaked ports or
     // sessions in between).
-    let server = TestServer::builder("curl-many")
-        .args(["--passive-ports", "32100-32103"])
-        .start();
+    let server = TestServer::builder("curl-many").args(["--passive-ports", "32100-32103"]).start();
     for i in 0..40u64 {
         let name = format!("f{i}.bin");
         let p = server.root().join(&name);
         make_file(&p, 1000 + i, i);
         let dst = server.work().join(&name);
         let mut c = curl(&server);
-        c.args(Mode::Epsv.curl_args())
-            .arg("-o")
-            .arg(&dst)
-            .arg(server.url(&name));
+        c.args(Mode::Epsv.curl_args()).arg("-o").arg(&dst).arg(server.url(&name));
         let r = run_text(&mut c).ok(&server);
         assert!(r.stderr.contains("|||3210"), "{}", r.describe());
         assert_same_file(&p, &dst, &server);

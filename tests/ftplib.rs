@@ -69,23 +69,14 @@ fn ftplib_rest_retr_resumes_download() {
         }
         let copy = server.work().join(format!("part_{tag}.bin"));
         fs::copy(&part, &copy).unwrap();
-        let r = py_opts(
-            &server,
-            &opts,
-            &[&format!("get full.bin {} {head}", q(&copy))],
-        )
-        .ok(&server);
+        let r = py_opts(&server, &opts, &[&format!("get full.bin {} {head}", q(&copy))]).ok(&server);
         assert!(r.stdout.contains("get: 226"), "{}", r.describe());
         assert_same_file(&full, &copy, &server);
     }
     // REST beyond the end: nothing is sent, the transfer still completes.
     let tail = server.work().join("tail.bin");
     fs::copy(&full, &tail).unwrap();
-    let r = py(
-        &server,
-        &[&format!("get full.bin {} {}", q(&tail), 2 * MIB + 333)],
-    )
-    .ok(&server);
+    let r = py(&server, &[&format!("get full.bin {} {}", q(&tail), 2 * MIB + 333)]).ok(&server);
     assert!(r.stdout.contains("get: 226"), "{}", r.describe());
     assert_same_file(&full, &tail, &server);
 }
@@ -130,12 +121,7 @@ fn ftplib_file_and_directory_commands() {
     make_file(&sized, MIB + 1, 13);
     // 2024-02-29 12:34:56 UTC
     let mtime = UNIX_EPOCH + Duration::from_secs(1_709_210_096);
-    fs::File::options()
-        .write(true)
-        .open(&sized)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
+    fs::File::options().write(true).open(&sized).unwrap().set_modified(mtime).unwrap();
 
     let r = py(
         &server,
@@ -198,11 +184,7 @@ fn ftplib_file_and_directory_commands() {
     ];
     assert_eq!(raw.len(), expect.len(), "{}", r.describe());
     for ((what, want), got) in expect.iter().zip(&raw) {
-        assert!(
-            got.starts_with(want),
-            "{what}: expected {want:?}, got {got:?}\n{}",
-            r.describe()
-        );
+        assert!(got.starts_with(want), "{what}: expected {want:?}, got {got:?}\n{}", r.describe());
     }
     assert!(!root.join("a.txt").exists());
     assert!(!root.join("renamed.txt").exists());
@@ -218,11 +200,7 @@ fn ftplib_rename_moves_content_between_directories() {
     make_file(&f, 65_537, 14);
     let sha = sha256_file(&f);
     fs::create_dir(root.join("dst")).unwrap();
-    let r = py(
-        &server,
-        &["raw RNFR data.bin", "raw RNTO dst/moved.bin", "nlst dst"],
-    )
-    .ok(&server);
+    let r = py(&server, &["raw RNFR data.bin", "raw RNTO dst/moved.bin", "nlst dst"]).ok(&server);
     assert!(r.stdout.contains("raw: 250"), "{}", r.describe());
     assert!(!f.exists());
     assert_eq!(sha256_file(&root.join("dst/moved.bin")), sha);
@@ -253,20 +231,12 @@ fn ftplib_stou_creates_unique_names() {
     assert_eq!(prelim.len(), 3, "{}", r.describe());
     assert_eq!(r.lines_with("stou: 226").len(), 3, "{}", r.describe());
     let mut names = Vec::new();
-    for (line, content) in
-        prelim
-            .iter()
-            .zip([&b"first upload"[..], b"second upload", b"third upload"])
-    {
+    for (line, content) in prelim.iter().zip([&b"first upload"[..], b"second upload", b"third upload"]) {
         let name = line
             .strip_prefix("stou-150: 150 FILE: ")
             .unwrap_or_else(|| panic!("STOU preliminary reply {line:?} is not '150 FILE: name'"))
             .trim();
-        assert_eq!(
-            fs::read(root.join(name)).unwrap_or_default(),
-            content,
-            "file {name} named in {line:?}"
-        );
+        assert_eq!(fs::read(root.join(name)).unwrap_or_default(), content, "file {name} named in {line:?}");
         names.push(name.to_string());
     }
     names.sort();
@@ -284,14 +254,8 @@ fn ftplib_appe_appends_and_creates() {
     make_file(&first, 100_003, 15);
     let more = work.join("more.bin");
     make_file(&more, MIB + 7, 16);
-    let r = py(
-        &server,
-        &[
-            &format!("appe {} log.bin", q(&more)),
-            &format!("appe {} fresh.bin", q(&more)),
-        ],
-    )
-    .ok(&server);
+    let r = py(&server, &[&format!("appe {} log.bin", q(&more)), &format!("appe {} fresh.bin", q(&more))])
+        .ok(&server);
     assert_eq!(r.lines_with("appe: 226").len(), 2, "{}", r.describe());
     let mut want = pattern(100_003, 15);
     want.extend_from_slice(&pattern(MIB as usize + 7, 16));
@@ -324,10 +288,7 @@ fn ftplib_type_a_converts_line_ends() {
     let wire = work.join("big.wire");
     let r = py(&server, &[&format!("aget big.txt {}", q(&wire))]).ok(&server);
     assert!(r.stdout.contains("aget: 226"), "{}", r.describe());
-    let want: Vec<u8> = String::from_utf8(big.clone())
-        .unwrap()
-        .replace('\n', "\r\n")
-        .into_bytes();
+    let want: Vec<u8> = String::from_utf8(big.clone()).unwrap().replace('\n', "\r\n").into_bytes();
     let got = fs::read(&wire).unwrap();
     assert_eq!(got.len(), want.len(), "TYPE A size");
     assert!(got == want, "TYPE A content differs");
@@ -347,31 +308,16 @@ fn ftplib_abor_during_large_retr() {
     let r = py(&server, &["abor huge.bin", "raw NOOP", "raw PWD"]).ok(&server);
     assert!(r.stdout.contains("abor-150: 150"), "{}", r.describe());
     let replies = r.lines_with("abor-reply: ");
-    let codes: Vec<&str> = replies
-        .iter()
-        .map(|l| &l["abor-reply: ".len()..][..3])
-        .collect();
-    assert!(
-        codes == ["426", "226"] || codes == ["226"],
-        "ABOR replies {replies:?}\n{}",
-        r.describe()
-    );
+    let codes: Vec<&str> = replies.iter().map(|l| &l["abor-reply: ".len()..][..3]).collect();
+    assert!(codes == ["426", "226"] || codes == ["226"], "ABOR replies {replies:?}\n{}", r.describe());
     let data = r.lines_with("abor-data: ");
     assert!(
         data.len() == 1 && !data[0].contains("still open"),
         "the data connection must be closed after ABOR: {data:?}"
     );
     // The control connection still works.
-    assert!(
-        r.stdout.contains("raw: 200"),
-        "NOOP after ABOR:\n{}",
-        r.describe()
-    );
-    assert!(
-        r.stdout.contains("raw: 257"),
-        "PWD after ABOR:\n{}",
-        r.describe()
-    );
+    assert!(r.stdout.contains("raw: 200"), "NOOP after ABOR:\n{}", r.describe());
+    assert!(r.stdout.contains("raw: 257"), "PWD after ABOR:\n{}", r.describe());
     assert!(r.stdout.contains("abor: done"), "{}", r.describe());
 }
 
@@ -396,11 +342,7 @@ fn ftplib_abort_method_with_urgent_data() {
         r.describe(),
         server.log_for_failure()
     );
-    assert!(
-        r.stdout.contains("raw: 200"),
-        "NOOP after abort():\n{}",
-        r.describe()
-    );
+    assert!(r.stdout.contains("raw: 200"), "NOOP after abort():\n{}", r.describe());
 }
 
 #[test]
@@ -413,29 +355,14 @@ fn ftplib_second_passive_request_without_transfer() {
     let r = py_opts(
         &server,
         &["--user", USER, "--password", PASS, "--timeout", "8"],
-        &[
-            "raw EPSV",
-            "raw EPSV",
-            "raw PASV",
-            &format!("get f.txt {}", q(&got)),
-            "raw NOOP",
-        ],
+        &["raw EPSV", "raw EPSV", "raw PASV", &format!("get f.txt {}", q(&got)), "raw NOOP"],
     )
     .ok(&server);
     let raw = r.lines_with("raw: ");
     assert!(raw.len() == 4, "{}", r.describe());
     assert!(raw[0].starts_with("raw: 229"), "{}", r.describe());
-    assert!(
-        raw[1].starts_with("raw: 229"),
-        "second EPSV:\n{}\n{}",
-        r.describe(),
-        server.log_for_failure()
-    );
-    assert!(
-        raw[2].starts_with("raw: 227"),
-        "PASV after EPSV:\n{}",
-        r.describe()
-    );
+    assert!(raw[1].starts_with("raw: 229"), "second EPSV:\n{}\n{}", r.describe(), server.log_for_failure());
+    assert!(raw[2].starts_with("raw: 227"), "PASV after EPSV:\n{}", r.describe());
     assert!(r.stdout.contains("get: 226"), "{}", r.describe());
     assert_eq!(fs::read(&got).unwrap(), b"payload");
 }
@@ -446,19 +373,12 @@ fn ftplib_mdtm_matches_fresh_upload_time() {
     let src = server.work().join("s.txt");
     fs::write(&src, b"now").unwrap();
     let before = SystemTime::now();
-    let r = py(
-        &server,
-        &[&format!("put {} s.txt", q(&src)), "raw MDTM s.txt"],
-    )
-    .ok(&server);
+    let r = py(&server, &[&format!("put {} s.txt", q(&src)), "raw MDTM s.txt"]).ok(&server);
     let line = r.lines_with("raw: 213 ");
     assert_eq!(line.len(), 1, "{}", r.describe());
     let stamp = line[0]["raw: 213 ".len()..].trim();
     assert_eq!(stamp.len(), 14, "MDTM {stamp:?}");
-    let disk = fs::metadata(server.root().join("s.txt"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let disk = fs::metadata(server.root().join("s.txt")).unwrap().modified().unwrap();
     assert!(disk >= before - Duration::from_secs(2));
     let secs = disk.duration_since(UNIX_EPOCH).unwrap().as_secs();
     assert_eq!(stamp, utc_stamp(secs), "MDTM must be the mtime in UTC");
@@ -478,10 +398,5 @@ fn utc_stamp(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60)
 }

@@ -16,11 +16,7 @@ fn tree(dir: &Path) -> BTreeMap<String, (bool, String)> {
         for entry in fs::read_dir(dir).unwrap() {
             let entry = entry.unwrap();
             let path = entry.path();
-            let rel = path
-                .strip_prefix(base)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
+            let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
             if entry.file_type().unwrap().is_dir() {
                 out.insert(rel, (true, String::new()));
                 walk(base, &path, out);
@@ -55,12 +51,7 @@ fn lftp_mirror_downloads_a_tree() {
     let r = run_text(&mut lftp(&server, &work, "mirror / mirrored")).ok(&server);
     let want = tree(&server.root());
     let got = tree(&work.join("mirrored"));
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "{}",
-        r.describe()
-    );
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{}", r.describe());
     assert_eq!(got, want, "mirrored files differ");
 }
 
@@ -73,12 +64,7 @@ fn lftp_reverse_mirror_uploads_a_tree() {
     let r = run_text(&mut lftp(&server, &work, "mirror -R local /uploaded")).ok(&server);
     let got = tree(&server.root().join("uploaded"));
     let want = tree(&local);
-    assert_eq!(
-        got.keys().collect::<Vec<_>>(),
-        want.keys().collect::<Vec<_>>(),
-        "{}",
-        r.describe()
-    );
+    assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{}", r.describe());
     assert_eq!(got, want, "uploaded files differ");
 }
 
@@ -134,14 +120,7 @@ fn lftp_ls_and_cls() {
 
     let r = run_text(&mut lftp(&server, &work, "cls -1")).ok(&server);
     let names: Vec<&str> = r.stdout.lines().collect();
-    let mut want = vec![
-        "docs/",
-        "données/",
-        "empty dir/",
-        "one.bin",
-        "top.bin",
-        "zero.bin",
-    ];
+    let mut want = vec!["docs/", "données/", "empty dir/", "one.bin", "top.bin", "zero.bin"];
     want.sort_unstable();
     let mut sorted = names.clone();
     sorted.sort_unstable();
@@ -149,19 +128,10 @@ fn lftp_ls_and_cls() {
 
     // cls -l uses MLSD facts: sizes are exact.
     let r = run_text(&mut lftp(&server, &work, "cls -l docs/deep")).ok(&server);
-    let line = r
-        .stdout
-        .lines()
-        .find(|l| l.ends_with("mid.bin"))
-        .unwrap_or_else(|| panic!("{}", r.describe()));
+    let line =
+        r.stdout.lines().find(|l| l.ends_with("mid.bin")).unwrap_or_else(|| panic!("{}", r.describe()));
     assert!(line.contains("200000"), "{line}");
-    assert!(
-        r.stdout
-            .lines()
-            .any(|l| l.starts_with('d') && l.ends_with("deeper/")),
-        "{}",
-        r.describe()
-    );
+    assert!(r.stdout.lines().any(|l| l.starts_with('d') && l.ends_with("deeper/")), "{}", r.describe());
 
     // ls is the server's LIST output.
     let r = run_text(&mut lftp(&server, &work, "cd docs; ls")).ok(&server);
@@ -172,13 +142,7 @@ fn lftp_ls_and_cls() {
         .unwrap_or_else(|| panic!("{}", r.describe()));
     assert!(line.starts_with("-rw"), "{line}");
     assert!(line.split_whitespace().any(|f| f == "1000"), "{line}");
-    assert!(
-        r.stdout
-            .lines()
-            .any(|l| l.starts_with('d') && l.ends_with(" deep")),
-        "{}",
-        r.describe()
-    );
+    assert!(r.stdout.lines().any(|l| l.starts_with('d') && l.ends_with(" deep")), "{}", r.describe());
 
     // A missing directory fails the command.
     let r = run_text(&mut lftp(&server, &work, "cls /nowhere")).fails(&server);

@@ -18,12 +18,7 @@ fn populate(server: &TestServer) -> Vec<(&'static str, u64, bool)> {
     make_file(&root.join(UTF8_NAME), 42, 3);
     fs::create_dir(root.join("sub")).unwrap();
     make_file(&root.join("sub/inner.bin"), 4096, 4);
-    vec![
-        ("plain.txt", 123, false),
-        ("with space.txt", 7, false),
-        (UTF8_NAME, 42, false),
-        ("sub", 0, true),
-    ]
+    vec![("plain.txt", 123, false), ("with space.txt", 7, false), (UTF8_NAME, 42, false), ("sub", 0, true)]
 }
 
 /// The name in an `ls -l` line: everything after the 8th field.
@@ -32,26 +27,20 @@ fn ls_name(line: &str) -> (char, u64, String) {
     let mut fields = Vec::new();
     for _ in 0..8 {
         rest = rest.trim_start();
-        let end = rest
-            .find(' ')
-            .unwrap_or_else(|| panic!("short LIST line {line:?}"));
+        let end = rest.find(' ').unwrap_or_else(|| panic!("short LIST line {line:?}"));
         fields.push(&rest[..end]);
         rest = &rest[end..];
     }
     let name = rest.strip_prefix(' ').unwrap_or(rest).to_string();
     let kind = fields[0].chars().next().unwrap();
-    let size = fields[4]
-        .parse()
-        .unwrap_or_else(|_| panic!("size in {line:?}"));
+    let size = fields[4].parse().unwrap_or_else(|_| panic!("size in {line:?}"));
     (kind, size, name)
 }
 
 /// Facts and name of an MLSx line: `type=file;size=1;...; name`.
 fn facts(line: &str) -> (std::collections::HashMap<String, String>, String) {
     let line = line.strip_prefix(' ').unwrap_or(line);
-    let (facts, name) = line
-        .split_once("; ")
-        .unwrap_or_else(|| panic!("not an MLSx line {line:?}"));
+    let (facts, name) = line.split_once("; ").unwrap_or_else(|| panic!("not an MLSx line {line:?}"));
     let map = facts
         .split(';')
         .filter(|f| !f.is_empty())
@@ -67,18 +56,10 @@ fn facts(line: &str) -> (std::collections::HashMap<String, String>, String) {
 fn ftplib_list_nlst_mlsd() {
     let server = TestServer::start("list-ftplib");
     let expected = populate(&server);
-    let r = py(
-        &server,
-        &["list", "nlst", "mlsd", "list -la", "nlst sub", "list sub"],
-    )
-    .ok(&server);
+    let r = py(&server, &["list", "nlst", "mlsd", "list -la", "nlst sub", "list sub"]).ok(&server);
 
     // LIST
-    let list: Vec<String> = r
-        .lines_with("list| ")
-        .iter()
-        .map(|l| l["list| ".len()..].to_string())
-        .collect();
+    let list: Vec<String> = r.lines_with("list| ").iter().map(|l| l["list| ".len()..].to_string()).collect();
     // "list" and "list -la" give the same entries; "list sub" one more.
     assert_eq!(list.len(), 2 * expected.len() + 1, "{}", r.describe());
     for (name, size, is_dir) in &expected {
@@ -93,29 +74,20 @@ fn ftplib_list_nlst_mlsd() {
         }
     }
     assert!(
-        list.iter()
-            .any(|l| ls_name(l) == ('-', 4096, "inner.bin".into())),
+        list.iter().any(|l| ls_name(l) == ('-', 4096, "inner.bin".into())),
         "LIST sub:\n{}",
         r.describe()
     );
 
     // NLST: exactly the names.
-    let nlst: Vec<String> = r
-        .lines_with("nlst| ")
-        .iter()
-        .map(|l| l["nlst| ".len()..].to_string())
-        .collect();
+    let nlst: Vec<String> = r.lines_with("nlst| ").iter().map(|l| l["nlst| ".len()..].to_string()).collect();
     let root_names: BTreeSet<&str> = nlst[..nlst.len() - 1].iter().map(String::as_str).collect();
     let want: BTreeSet<&str> = expected.iter().map(|e| e.0).collect();
     assert_eq!(root_names, want, "{}", r.describe());
     assert_eq!(nlst.last().unwrap(), "inner.bin", "NLST sub: {nlst:?}");
 
     // MLSD: types and sizes as facts.
-    let mlsd: Vec<String> = r
-        .lines_with("mlsd| ")
-        .iter()
-        .map(|l| l["mlsd| ".len()..].to_string())
-        .collect();
+    let mlsd: Vec<String> = r.lines_with("mlsd| ").iter().map(|l| l["mlsd| ".len()..].to_string()).collect();
     assert_eq!(mlsd.len(), expected.len(), "{}", r.describe());
     for (name, size, is_dir) in &expected {
         let (f, _) = mlsd
@@ -172,11 +144,7 @@ fn ftplib_mlst_and_stat() {
     mlst(3, "dir", None, "sub");
     mlst(4, "dir", None, "/");
     assert!(raw[5].starts_with("raw: ERR 550"), "{}", raw[5]);
-    assert!(
-        raw[6].starts_with("raw: 213") && raw[6].contains("inner.bin"),
-        "STAT sub: {}",
-        raw[6]
-    );
+    assert!(raw[6].starts_with("raw: 213") && raw[6].contains("inner.bin"), "STAT sub: {}", raw[6]);
     assert!(raw[7].starts_with("raw: 211"), "STAT: {}", raw[7]);
     assert!(r.stdout.contains("nlst: ERR 550"), "{}", r.describe());
     // MLSD of a file is an error (RFC 3659: MLSD lists directories).
@@ -191,11 +159,7 @@ fn curl_listings_and_utf8_names() {
     let mut c = curl(&server);
     c.arg(server.url(""));
     let r = run_text(&mut c).ok(&server);
-    assert!(
-        curl_sent(&r.stderr).iter().any(|c| c == "LIST"),
-        "{}",
-        r.describe()
-    );
+    assert!(curl_sent(&r.stderr).iter().any(|c| c == "LIST"), "{}", r.describe());
     let names: BTreeSet<String> = r.stdout.lines().map(|l| ls_name(l).2).collect();
     let want: BTreeSet<String> = expected.iter().map(|e| e.0.to_string()).collect();
     assert_eq!(names, want, "{}", r.describe());
@@ -204,11 +168,7 @@ fn curl_listings_and_utf8_names() {
     let mut c = curl(&server);
     c.arg("--list-only").arg(server.url("sub/"));
     let r = run_text(&mut c).ok(&server);
-    assert!(
-        curl_sent(&r.stderr).iter().any(|c| c == "NLST"),
-        "{}",
-        r.describe()
-    );
+    assert!(curl_sent(&r.stderr).iter().any(|c| c == "NLST"), "{}", r.describe());
     assert_eq!(r.stdout.trim_end(), "inner.bin");
 
     // Files with a space and UTF-8 in the name, both ways.
@@ -223,22 +183,12 @@ fn curl_listings_and_utf8_names() {
     fs::write(&src, "grüße, мир\n").unwrap();
     let up_name = "upload ü ñ 文字.txt";
     let mut c = curl(&server);
-    c.arg("-T")
-        .arg(&src)
-        .arg(server.url(&format!("sub/{up_name}")));
+    c.arg("-T").arg(&src).arg(server.url(&format!("sub/{up_name}")));
     run_text(&mut c).ok(&server);
-    assert_eq!(
-        fs::read_to_string(server.root().join("sub").join(up_name)).unwrap(),
-        "grüße, мир\n"
-    );
+    assert_eq!(fs::read_to_string(server.root().join("sub").join(up_name)).unwrap(), "grüße, мир\n");
     let mut c = curl(&server);
     c.arg("--list-only").arg(server.url("sub/"));
     let r = run_text(&mut c).ok(&server);
     let names: BTreeSet<&str> = r.stdout.lines().collect();
-    assert_eq!(
-        names,
-        BTreeSet::from(["inner.bin", up_name]),
-        "{}",
-        r.describe()
-    );
+    assert_eq!(names, BTreeSet::from(["inner.bin", up_name]), "{}", r.describe());
 }

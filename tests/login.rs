@@ -20,13 +20,7 @@ fn bad_password_530_then_retry_succeeds() {
     let r = py_opts(
         &server,
         &[],
-        &[
-            "login bob wrong",
-            "login nobody secret",
-            "login bob secret",
-            "raw PWD",
-            "nlst",
-        ],
+        &["login bob wrong", "login nobody secret", "login bob secret", "raw PWD", "nlst"],
     )
     .ok(&server);
     let logins = r.lines_with("login: ");
@@ -35,33 +29,16 @@ fn bad_password_530_then_retry_succeeds() {
     assert!(logins[1].starts_with("login: ERR 530"), "{}", r.describe());
     assert!(logins[2].starts_with("login: 230"), "{}", r.describe());
     // The delay grows with each failure: ~250 ms, then ~500 ms.
-    assert!(
-        ms_of(&logins[0]) >= 200,
-        "first failure too fast: {}",
-        logins[0]
-    );
-    assert!(
-        ms_of(&logins[1]) >= 450,
-        "second failure too fast: {}",
-        logins[1]
-    );
-    assert!(
-        r.stdout.contains("raw: 257 \"/\""),
-        "PWD after login: {}",
-        r.describe()
-    );
+    assert!(ms_of(&logins[0]) >= 200, "first failure too fast: {}", logins[0]);
+    assert!(ms_of(&logins[1]) >= 450, "second failure too fast: {}", logins[1]);
+    assert!(r.stdout.contains("raw: 257 \"/\""), "PWD after login: {}", r.describe());
     assert!(r.stdout.contains("nlst| hello.txt"), "{}", r.describe());
 }
 
 #[test]
 fn three_failures_answer_421_and_close() {
     let server = TestServer::start("login-421");
-    let r = py_opts(
-        &server,
-        &[],
-        &["login bob a", "login bob b", "login bob c", "raw NOOP"],
-    )
-    .ok(&server);
+    let r = py_opts(&server, &[], &["login bob a", "login bob b", "login bob c", "raw NOOP"]).ok(&server);
     let logins = r.lines_with("login: ");
     assert!(logins[0].starts_with("login: ERR 530"), "{}", r.describe());
     assert!(logins[1].starts_with("login: ERR 530"), "{}", r.describe());
@@ -76,10 +53,7 @@ fn three_failures_answer_421_and_close() {
 fn anonymous_is_read_only() {
     let server = TestServer::builder("anon").no_default_user().start();
     assert!(
-        server
-            .stdout_lines()
-            .iter()
-            .any(|l| l == "anonymous read-only access is enabled"),
+        server.stdout_lines().iter().any(|l| l == "anonymous read-only access is enabled"),
         "stdout: {:?}",
         server.stdout_lines()
     );
@@ -91,9 +65,7 @@ fn anonymous_is_read_only() {
     // curl logs in as anonymous by default.
     let got = work.join("public.bin");
     let mut c = std::process::Command::new("curl");
-    c.args(["-sS", "-v", "--max-time", "60", "-o"])
-        .arg(&got)
-        .arg(server.url("public.bin"));
+    c.args(["-sS", "-v", "--max-time", "60", "-o"]).arg(&got).arg(server.url("public.bin"));
     let r = run_text(&mut c).ok(&server);
     assert!(r.stderr.contains("> USER anonymous"), "{}", r.describe());
     assert_same_file(&public, &got, &server);
@@ -102,9 +74,7 @@ fn anonymous_is_read_only() {
     let src = work.join("src.bin");
     make_file(&src, 1000, 2);
     let mut c = std::process::Command::new("curl");
-    c.args(["-sS", "-v", "--max-time", "60", "-T"])
-        .arg(&src)
-        .arg(server.url("upload.bin"));
+    c.args(["-sS", "-v", "--max-time", "60", "-T"]).arg(&src).arg(server.url("upload.bin"));
     let r = run_text(&mut c).fails(&server);
     assert!(r.stderr.contains("< 550"), "{}", r.describe());
     assert!(!server.root().join("upload.bin").exists());
@@ -127,11 +97,7 @@ fn anonymous_is_read_only() {
     .ok(&server);
     for prefix in ["put: ", "appe: ", "stou: "] {
         let l = r.lines_with(prefix);
-        assert!(
-            l.len() == 1 && l[0].starts_with(&format!("{prefix}ERR 550")),
-            "{prefix}{}",
-            r.describe()
-        );
+        assert!(l.len() == 1 && l[0].starts_with(&format!("{prefix}ERR 550")), "{prefix}{}", r.describe());
     }
     for l in r.lines_with("raw: ") {
         assert!(l.starts_with("raw: ERR 550"), "{l}\n{}", r.describe());
@@ -140,10 +106,8 @@ fn anonymous_is_read_only() {
     assert_same_file(&public, &work.join("again.bin"), &server);
     assert_same_file(&public, &server.root().join("public.bin"), &server);
     assert!(server.root().join("dir").is_dir());
-    let names: Vec<_> = fs::read_dir(server.root())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
+    let names: Vec<_> =
+        fs::read_dir(server.root()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     assert_eq!(names.len(), 2, "root changed: {names:?}");
 }
 

@@ -47,13 +47,8 @@ fn commands_before_login_get_530() {
         "ABOR",
         "SITE HELP",
     ];
-    let allowed = [
-        ("NOOP", "200"),
-        ("SYST", "215"),
-        ("FEAT", "211"),
-        ("HELP", "214"),
-        ("OPTS UTF8 ON", "200"),
-    ];
+    let allowed =
+        [("NOOP", "200"), ("SYST", "215"), ("FEAT", "211"), ("HELP", "214"), ("OPTS UTF8 ON", "200")];
     let mut steps: Vec<String> = refused.iter().map(|c| format!("raw {c}")).collect();
     steps.extend(allowed.iter().map(|(c, _)| format!("raw {c}")));
     steps.push("login bob secret".into());
@@ -61,31 +56,15 @@ fn commands_before_login_get_530() {
     let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
     let r = py_opts(&server, &[], &steps).ok(&server);
     let raw = r.lines_with("raw: ");
-    assert_eq!(
-        raw.len(),
-        refused.len() + allowed.len() + 1,
-        "{}",
-        r.describe()
-    );
+    assert_eq!(raw.len(), refused.len() + allowed.len() + 1, "{}", r.describe());
     for (cmd, line) in refused.iter().zip(&raw) {
-        assert!(
-            line.starts_with("raw: ERR 530"),
-            "{cmd} before login: {line}\n{}",
-            r.describe()
-        );
+        assert!(line.starts_with("raw: ERR 530"), "{cmd} before login: {line}\n{}", r.describe());
     }
     for ((cmd, code), line) in allowed.iter().zip(&raw[refused.len()..]) {
-        assert!(
-            line.starts_with(&format!("raw: {code}")),
-            "{cmd} before login: {line}"
-        );
+        assert!(line.starts_with(&format!("raw: {code}")), "{cmd} before login: {line}");
     }
     assert!(r.stdout.contains("login: 230"), "{}", r.describe());
-    assert!(
-        raw.last().unwrap().starts_with("raw: 213 11"),
-        "{}",
-        r.describe()
-    );
+    assert!(raw.last().unwrap().starts_with("raw: 213 11"), "{}", r.describe());
     let names: Vec<_> = fs::read_dir(server.root()).unwrap().collect();
     assert_eq!(names.len(), 1, "something was created before login");
 }
@@ -137,10 +116,7 @@ fn port_and_eprt_bounce_refused() {
     }
     assert!(r.stdout.contains("get: 226"), "{}", r.describe());
     assert_eq!(fs::read(&got).unwrap(), b"payload for the bounce");
-    assert!(
-        victim.accept().is_err(),
-        "the server connected to the foreign address"
-    );
+    assert!(victim.accept().is_err(), "the server connected to the foreign address");
 }
 
 #[test]
@@ -207,11 +183,7 @@ fn foreign_passive_connection_then_data_timeout_425() {
     let mut stranger = connect_from("127.0.0.2", port);
     let mut buf = Vec::new();
     match stranger.read_to_end(&mut buf) {
-        Ok(_) => assert!(
-            buf.is_empty(),
-            "a foreign connection got {} bytes",
-            buf.len()
-        ),
+        Ok(_) => assert!(buf.is_empty(), "a foreign connection got {} bytes", buf.len()),
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
     // Nobody else comes: 425 at the data timeout, and the session goes on.
@@ -290,11 +262,7 @@ fn dotdot_cannot_leave_the_root() {
     ];
     assert_eq!(raw.len(), expect.len(), "{}", r.describe());
     for (want, line) in expect.iter().zip(&raw) {
-        assert!(
-            line.starts_with(want),
-            "want {want}: {line}\n{}",
-            r.describe()
-        );
+        assert!(line.starts_with(want), "want {want}: {line}\n{}", r.describe());
     }
     let gets = r.lines_with("get: ");
     assert_eq!(gets.len(), 4, "{}", r.describe());
@@ -306,8 +274,7 @@ fn dotdot_cannot_leave_the_root() {
     // `..` at the top lists the root itself.
     let nlst: BTreeSetS = r.lines_with("nlst| ").into_iter().collect();
     assert!(
-        nlst.iter()
-            .all(|l| l == "nlst| inside.txt" || l == "nlst| escaped.txt"),
+        nlst.iter().all(|l| l == "nlst| inside.txt" || l == "nlst| escaped.txt"),
         "NLST .. shows something outside the root: {nlst:?}"
     );
     assert!(nlst.contains("nlst| inside.txt"), "{}", r.describe());
@@ -373,11 +340,7 @@ fn symlinks_out_of_the_root_are_refused() {
             if line.starts_with("raw: 257") {
                 continue; // PWD
             }
-            assert!(
-                line.starts_with(&format!("{prefix}ERR 550")),
-                "expected 550: {line}\n{}",
-                r.describe()
-            );
+            assert!(line.starts_with(&format!("{prefix}ERR 550")), "expected 550: {line}\n{}", r.describe());
         }
     }
     let gets = r.lines_with("get: ");
@@ -410,12 +373,7 @@ fn special_files_are_refused_not_hung() {
     let r = py_opts(
         &server,
         &["--user", USER, "--password", PASS, "--timeout", "10"],
-        &[
-            &format!("get pipe {}", q(&got)),
-            &format!("put {} pipe", q(&src)),
-            "raw SIZE pipe",
-            "raw NOOP",
-        ],
+        &[&format!("get pipe {}", q(&got)), &format!("put {} pipe", q(&src)), "raw SIZE pipe", "raw NOOP"],
     )
     .ok(&server);
     assert!(r.stdout.contains("get: ERR 550"), "{}", r.describe());

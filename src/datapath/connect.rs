@@ -13,6 +13,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::ports::{PortLease, PortPool};
 
@@ -57,7 +58,8 @@ pub(crate) fn open_passive(
             Ok(std_listener) => {
                 let listener = TcpListener::from_std(std_listener)?;
                 let port = lease.port();
-                let task = tokio::task::spawn_local(accept_from_peer(listener, lease, policy));
+                let task =
+                    tokio::task::spawn_local(accept_from_peer(listener, lease, policy).in_current_span());
                 return Ok(Some((port, task)));
             }
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {

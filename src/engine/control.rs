@@ -75,6 +75,12 @@ fn local_addr(stream: &Stream) -> io::Result<SocketAddr> {
     socket2::SockRef::from(&fd).local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
 }
 
+fn set_oob_inline(stream: &Stream) -> io::Result<()> {
+    // SAFETY: the stream owns the descriptor and outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    socket2::SockRef::from(&fd).set_out_of_band_inline(true)
+}
+
 /// Whether the client closed the control connection: a peek that finds end-of-stream (or an
 /// error other than "nothing to read yet").
 fn peer_closed(stream: &Stream) -> bool {
@@ -104,6 +110,9 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     let guard = SessionCount(Rc::clone(&shard));
     async move {
         let _ = stream.set_nodelay(true);
+        // Clients send ABOR as TCP urgent data (RFC 959 §4.1.3); without OOBINLINE the kernel
+        // takes its last byte out of the stream and the command never ends.
+        let _ = set_oob_inline(&stream);
         let _permit = match guard.0.limits.admit(peer.ip()) {
             Ok(permit) => permit,
             Err(refusal) => {

@@ -48,15 +48,10 @@ impl Scratch {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos());
-        let tag: String = tag
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(40)
-            .collect();
-        let path = std::env::temp_dir().join(format!(
-            "ringftp-e2e-{}-{n}-{nanos:x}-{tag}",
-            std::process::id()
-        ));
+        let tag: String =
+            tag.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).take(40).collect();
+        let path =
+            std::env::temp_dir().join(format!("ringftp-e2e-{}-{n}-{nanos:x}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
         Scratch { path }
@@ -138,11 +133,8 @@ impl ServerBuilder {
         let work = self.work();
         fs::create_dir_all(&root).unwrap();
         fs::create_dir_all(&work).unwrap();
-        let listen = if self.listen.is_empty() {
-            vec!["127.0.0.1:0".to_string()]
-        } else {
-            self.listen.clone()
-        };
+        let listen =
+            if self.listen.is_empty() { vec!["127.0.0.1:0".to_string()] } else { self.listen.clone() };
         let mut args: Vec<String> = vec!["--root".into(), root.display().to_string()];
         for l in &listen {
             args.push("--listen".into());
@@ -324,9 +316,7 @@ impl TestServer {
 
     /// Everything the server logged so far, without ANSI colour codes.
     pub fn stderr_log(&self) -> String {
-        fs::read(&self.stderr_path)
-            .map(|b| strip_ansi(&String::from_utf8_lossy(&b)))
-            .unwrap_or_default()
+        fs::read(&self.stderr_path).map(|b| strip_ansi(&String::from_utf8_lossy(&b))).unwrap_or_default()
     }
 
     /// Waits (bounded) until the log satisfies `pred`; returns whether it did.
@@ -383,10 +373,7 @@ impl TestServer {
                 lines[lines.len() - EDGE..].join("\n")
             )
         };
-        format!(
-            "---- ringftpd {:?} stderr ----\n{body}\n---- end of ringftpd stderr ----",
-            self.args
-        )
+        format!("---- ringftpd {:?} stderr ----\n{body}\n---- end of ringftpd stderr ----", self.args)
     }
 
     /// The whole log if it is at most `2 * edge` bytes, else its first and last `edge` bytes.
@@ -432,9 +419,7 @@ impl Drop for TestServer {
             loop {
                 match child.try_wait() {
                     Ok(Some(_)) => return,
-                    Ok(None) if Instant::now() < deadline => {
-                        thread::sleep(Duration::from_millis(10))
-                    }
+                    Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
                     _ => break,
                 }
             }
@@ -499,17 +484,11 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 pub fn run_with_input(cmd: &mut Command, timeout: Duration, input: Option<&[u8]>) -> Output {
     let what = format!("{cmd:?}");
     let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {what}: {e} (is the client installed? it is required)")
-        });
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e} (is the client installed? it is required)"));
     if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
         // Small inputs only (a password): this cannot block on a full pipe.
         let _ = stdin.write_all(input);
@@ -569,12 +548,7 @@ impl Ran {
 
     /// Fails the test (with the output and the server log) unless the command succeeded.
     pub fn ok(self, server: &TestServer) -> Ran {
-        assert!(
-            self.status.success(),
-            "client failed:\n{}\n{}",
-            self.describe(),
-            server.log_for_failure()
-        );
+        assert!(self.status.success(), "client failed:\n{}\n{}", self.describe(), server.log_for_failure());
         self
     }
 
@@ -591,11 +565,7 @@ impl Ran {
 
     /// Output lines of the Python client that start with `prefix`.
     pub fn lines_with(&self, prefix: &str) -> Vec<String> {
-        self.stdout
-            .lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(str::to_string)
-            .collect()
+        self.stdout.lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect()
     }
 }
 
@@ -618,8 +588,7 @@ pub fn run_text_timeout(cmd: &mut Command, timeout: Duration) -> Ran {
 /// curl, verbose (the sent commands appear in stderr as `> CMD`), logged in as bob, bounded.
 pub fn curl(server: &TestServer) -> Command {
     let mut c = Command::new("curl");
-    c.args(["-sS", "-v", "--max-time", "60", "--user"])
-        .arg(format!("{USER}:{PASS}"));
+    c.args(["-sS", "-v", "--max-time", "60", "--user"]).arg(format!("{USER}:{PASS}"));
     // Each URL comes from `server.url()`; the server is taken for symmetry with the others.
     let _ = server;
     c
@@ -627,11 +596,7 @@ pub fn curl(server: &TestServer) -> Command {
 
 /// The FTP commands curl sent (`> CMD` lines of its verbose output).
 pub fn curl_sent(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter_map(|l| l.strip_prefix("> "))
-        .map(str::to_string)
-        .collect()
+    stderr.lines().filter_map(|l| l.strip_prefix("> ")).map(str::to_string).collect()
 }
 
 /// The path of the Python ftplib client.
@@ -643,11 +608,7 @@ pub fn ftpclient_script() -> PathBuf {
 /// steps (see the script's docstring).
 pub fn ftpclient(server: &TestServer) -> Command {
     let mut c = Command::new("python3");
-    c.arg(ftpclient_script())
-        .arg("--host")
-        .arg(server.host())
-        .arg("--port")
-        .arg(server.port().to_string());
+    c.arg(ftpclient_script()).arg("--host").arg(server.host()).arg("--port").arg(server.port().to_string());
     c
 }
 
@@ -709,14 +670,11 @@ pub struct Control {
 impl Control {
     /// Connects and reads the 220 greeting; every read is bounded by `timeout`.
     pub fn connect(addr: SocketAddr, timeout: Duration) -> Control {
-        let stream = TcpStream::connect_timeout(&addr, timeout)
-            .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        let stream =
+            TcpStream::connect_timeout(&addr, timeout).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         stream.set_read_timeout(Some(timeout)).unwrap();
         stream.set_write_timeout(Some(timeout)).unwrap();
-        let mut c = Control {
-            reader: BufReader::new(stream.try_clone().unwrap()),
-            writer: stream,
-        };
+        let mut c = Control { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
         let (code, text) = c.reply().expect("greeting");
         assert_eq!(code, 220, "greeting: {text}");
         c
@@ -753,8 +711,7 @@ impl Control {
     /// Sends one command line and reads its reply.
     pub fn cmd(&mut self, line: &str) -> (u16, String) {
         self.send(line);
-        self.reply()
-            .unwrap_or_else(|e| panic!("reply to {line:?}: {e}"))
+        self.reply().unwrap_or_else(|e| panic!("reply to {line:?}: {e}"))
     }
 
     pub fn send(&mut self, line: &str) {
@@ -765,9 +722,7 @@ impl Control {
 
     /// Sends bytes as they are (no CRLF added).
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.writer
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("send {bytes:?}: {e}"));
+        self.writer.write_all(bytes).unwrap_or_else(|e| panic!("send {bytes:?}: {e}"));
     }
 
     /// USER + PASS; asserts 230.
@@ -800,9 +755,7 @@ pub struct Pattern {
 
 impl Pattern {
     pub fn new(seed: u64) -> Pattern {
-        Pattern {
-            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
-        }
+        Pattern { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1 }
     }
 
     /// Fills `buf` (whose length is a multiple of 8) with the next bytes of the stream.
@@ -877,9 +830,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Asserts two files have the same length and SHA-256.
 pub fn assert_same_file(expected: &Path, actual: &Path, server: &TestServer) {
-    let want_len = fs::metadata(expected)
-        .unwrap_or_else(|e| panic!("{}: {e}", expected.display()))
-        .len();
+    let want_len = fs::metadata(expected).unwrap_or_else(|e| panic!("{}: {e}", expected.display())).len();
     let got_len = match fs::metadata(actual) {
         Ok(m) => m.len(),
         Err(e) => panic!(
