@@ -99,7 +99,7 @@ pub enum Command<'a> {
 /// The representation type of TYPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransferType {
-    /// TYPE A [N]: ASCII, lines end in CRLF on the wire.
+    /// `TYPE A [N]`: ASCII, lines end in CRLF on the wire.
     Ascii,
     /// TYPE I or TYPE L 8: bytes as they are.
     Binary,

@@ -185,7 +185,9 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     let log_level = pick(matches, "log_level", args.log_level.clone(), file.log_level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&log_level)
         .map_err(|e| format!("bad log level {log_level:?}: {e}"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: logs sent to a file or journal stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 
     raise_fd_limit();
     let root = match &file.root {
