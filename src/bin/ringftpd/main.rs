@@ -190,6 +190,9 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 
     raise_fd_limit();
+    // A write past RLIMIT_FSIZE must fail with EFBIG (answered 452), not kill the server.
+    // SAFETY: setting a signal to SIG_IGN installs no handler code.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGXFSZ, nix::sys::signal::SigHandler::SigIgn) };
     let root = match &file.root {
         Some(root) if !given(matches, "root") => base.join(root),
         _ => args.root.clone(),
