@@ -142,8 +142,8 @@ async fn run_transfer<S: Storage>(
     let mut commit = None;
     let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved };
     let result = match opened {
-        Opened::Source(DataSource::File(file), _) if !t.ascii && env.splice => {
-            transfer::send_file(OwnedFd::from(file), &sock, &env.pipes, &meter).await
+        Opened::Source(DataSource::File(file), len) if !t.ascii && env.splice => {
+            transfer::send_file(OwnedFd::from(file), len, &sock, &env.pipes, &meter).await
         }
         Opened::Source(DataSource::File(file), _) => {
             transfer::send_file_buffered(file, &mut sock, t.ascii, &meter).await

@@ -59,13 +59,19 @@ fn position(fd: &OwnedFd) -> io::Result<i64> {
 }
 
 /// Sends a file from its current position to the socket, zero-copy.
+///
+/// `len` is the file's size when it was opened: the loop stops there rather than asking the
+/// kernel once more only to learn of the end (an io-wq round trip per small file). A file
+/// that shrinks meanwhile still ends at its real end.
 pub(crate) async fn send_file(
     file: OwnedFd,
+    len: Option<u64>,
     sock: &TcpStream,
     pipes: &Rc<PipePool>,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     let mut offset = position(&file).map_err(DataError::Storage)?;
+    let mut remaining = len.map_or(u64::MAX, |len| len.saturating_sub(offset as u64));
     let file = Rc::new(file);
     let mut lease = pipes.get().map_err(DataError::Storage)?;
     let (pipe_read, pipe_write, chunk) = {
@@ -74,14 +80,16 @@ pub(crate) async fn send_file(
     };
     let chunk = u32::try_from(meter.chunk(chunk)).unwrap_or(u32::MAX);
     let mut total = 0u64;
-    loop {
+    while remaining > 0 {
         lease.dirty = true;
-        let n = splice(&file, offset, &pipe_write, -1, chunk).await.map_err(DataError::Storage)?;
+        let want = u32::try_from(remaining).unwrap_or(u32::MAX).min(chunk);
+        let n = splice(&file, offset, &pipe_write, -1, want).await.map_err(DataError::Storage)?;
         if n == 0 {
             lease.dirty = false;
             break;
         }
         offset += n as i64;
+        remaining = remaining.saturating_sub(n as u64);
         pipe_to_socket(&pipe_read, sock, n).await?;
         lease.dirty = false;
         total += n as u64;
