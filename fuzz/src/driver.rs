@@ -122,6 +122,57 @@ pub struct Config {
     pub sizes: Vec<u64>,
     /// How each ABOR is answered, used in turn (default: `Aborted`).
     pub aborts: Vec<AbortWith>,
+    /// Steps run before the script's, so it can start deep in a session.
+    pub prelude: Prelude,
+}
+
+#[derive(Arbitrary, Debug, Clone, Copy)]
+pub enum Prelude {
+    Nothing,
+    /// USER, PASS, logged in read-write.
+    Login,
+    /// USER, PASS, logged in read-only.
+    LoginReadOnly,
+    /// Logged in, then EPSV answered.
+    LoginEpsv,
+    /// Logged in, then PORT to the client.
+    LoginPort,
+}
+
+impl Prelude {
+    fn steps(self) -> Vec<Step> {
+        let cmd = |verb, arg| Step::Command(verb, arg, Ending::CrLf);
+        let ok = || {
+            Step::Answer(Answer::Ok {
+                port: 50000,
+                bytes: 100,
+            })
+        };
+        let mut steps = Vec::new();
+        if matches!(self, Prelude::Nothing) {
+            return steps;
+        }
+        steps.push(cmd(Verb::User, Arg::Bytes(b"bob".to_vec())));
+        steps.push(cmd(Verb::Pass, Arg::Bytes(b"pw".to_vec())));
+        steps.push(match self {
+            Prelude::LoginReadOnly => Step::Answer(Answer::OkReadOnly {
+                port: 50000,
+                bytes: 100,
+            }),
+            _ => ok(),
+        });
+        match self {
+            Prelude::LoginEpsv => {
+                steps.push(cmd(Verb::Epsv, Arg::None));
+                steps.push(ok());
+            }
+            Prelude::LoginPort => {
+                steps.push(cmd(Verb::Eprt, Arg::Data(AddrChoice::V4Loopback, 3000)))
+            }
+            _ => {}
+        }
+        steps
+    }
 }
 
 #[derive(Arbitrary, Debug, Clone, Copy)]
@@ -682,7 +733,7 @@ impl Driver {
     /// Runs a whole script, then answers everything until the session is idle.
     pub fn run(script: &Script) {
         let mut d = Driver::new(&script.config);
-        for step in &script.steps {
+        for step in script.config.prelude.steps().iter().chain(&script.steps) {
             d.step(step);
         }
         d.finish();
@@ -710,7 +761,7 @@ impl Driver {
                     self.process_lines();
                 }
             }
-            Step::Stray(kind, a) => self.stray(*kind, *a),
+            Step::Stray(kind, a) => self.stray(*kind, *a, false),
             Step::Shutdown => {
                 if self.closed {
                     self.call(Call::AfterClose, |s| s.shutdown("Server shutting down."));
@@ -721,6 +772,17 @@ impl Driver {
             }
         }
         self.check_counts();
+        // Invariant 7, at every step: answers nobody asked for are ignored.
+        for kind in [
+            StrayKind::Login,
+            StrayKind::Fs,
+            StrayKind::PassiveOpened,
+            StrayKind::PassiveFailed,
+            StrayKind::Started,
+            StrayKind::Done,
+        ] {
+            self.stray(kind, Answer::Fail(Failure::Lost), true);
+        }
     }
 
     fn input(&mut self, bytes: &[u8]) {
@@ -1266,7 +1328,7 @@ impl Driver {
     // -----------------------------------------------------------------------------------------
     // Stray answers and the end.
 
-    fn stray(&mut self, kind: StrayKind, a: Answer) {
+    fn stray(&mut self, kind: StrayKind, a: Answer, quiet: bool) {
         let matches_owed = matches!(
             (kind, &self.owed),
             (StrayKind::Login, Some(Owed::Auth))
@@ -1294,7 +1356,9 @@ impl Driver {
             Call::Stray
         };
         let now = self.now;
-        trace!("   stray {kind:?} {a:?}");
+        if !quiet {
+            trace!("   stray {kind:?} {a:?}");
+        }
         match kind {
             StrayKind::Login => {
                 self.call(call, |s| s.login_done(Ok(User::new("mallory"))));
@@ -1379,6 +1443,7 @@ impl Default for Config {
             times: vec![TimeChoice::Ago(3600), TimeChoice::Ago(86_400 * 400)],
             sizes: Vec::new(),
             aborts: Vec::new(),
+            prelude: Prelude::Nothing,
         }
     }
 }
@@ -1436,7 +1501,7 @@ impl Script {
     /// - `!stray login|fs|opened|failed|started|done`: an answer nobody asked for;
     /// - `!shutdown`;
     /// - before the first line only: `!max N`, `!failures N`, `!peer v4|v6|mapped|other`,
-    ///   `!local ...`, `!foreign`, `!abort aborted|completed|started|startedcompleted|lost`
+    ///   `!local ...`, `!foreign`, `!login` (start logged in), `!abort aborted|completed|started|startedcompleted|lost`
     ///   (one per ABOR, in order).
     pub fn from_text(text: &[u8]) -> Script {
         let mut config = Config::default();
@@ -1499,6 +1564,10 @@ impl Script {
                 }
                 b"local" => {
                     config.local = addr_choice(arg.unwrap_or_default());
+                    continue;
+                }
+                b"login" => {
+                    config.prelude = Prelude::Login;
                     continue;
                 }
                 b"foreign" => {
