@@ -1,0 +1,18 @@
+//! The sans-IO session, driven like the engine drives it, against an in-memory storage.
+//!
+//! Input: a readable transcript after `FTP\n` (see `Script::from_text`; the seed corpus is
+//! written that way), or anything else, decoded with `arbitrary` into a `Script`. The
+//! invariants are listed in `fuzz/src/driver.rs`.
+//!
+//! `RINGFTP_FUZZ_TRACE=1` prints the transcript; `RINGFTP_FUZZ_KNOWN_BUGS=1` also checks
+//! behaviour known to be wrong (see the report in `fuzz/regressions/session/`).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use ringftp_fuzz::driver::{Driver, Script};
+
+fuzz_target!(|data: &[u8]| {
+    if let Some(script) = Script::decode(data) {
+        Driver::run(&script);
+    }
+});
