@@ -12,7 +12,6 @@
 #   FUZZ_TIMEOUT    seconds one input may take before it counts as a hang (default 10)
 #   FUZZ_SANITIZER  address (default) or none (about twice as fast, still catches panics)
 #   FUZZ_ARGS       extra libFuzzer flags, e.g. "-max_len=8192 -dict=my.dict"
-#   RINGFTP_FUZZ_KNOWN_BUGS=1  also check behaviour known to be wrong (see fuzz/regressions/)
 #
 # Running for hours (outside CI), e.g. four hours of the session target on 8 cores:
 #   FUZZ_SECONDS=14400 FUZZ_JOBS=8 fuzz/run.sh session

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 
 use libfuzzer_sys::fuzz_target;
 use ringftp::proto::address::{
-    format_eprt, format_epsv, format_pasv, format_port, parse_eprt, parse_epsv_reply,
-    parse_pasv_reply, parse_port, AddressError,
+    format_eprt, format_epsv, format_pasv, format_port, parse_eprt, parse_epsv_reply, parse_pasv_reply,
+    parse_port, AddressError,
 };
 use ringftp::proto::{parse, Command};
 
@@ -82,21 +82,12 @@ fuzz_target!(|data: &[u8]| {
     }
     // Addresses made from the bytes.
     if let [a, b, c, d, p1, p2, ..] = *data {
-        check_v4(SocketAddrV4::new(
-            Ipv4Addr::new(a, b, c, d),
-            u16::from_be_bytes([p1, p2]),
-        ));
-        check_any(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::new(a, b, c, d)),
-            u16::from_be_bytes([p1, p2]),
-        ));
+        check_v4(SocketAddrV4::new(Ipv4Addr::new(a, b, c, d), u16::from_be_bytes([p1, p2])));
+        check_any(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), u16::from_be_bytes([p1, p2])));
     }
     if data.len() >= 18 {
         let mut ip = [0u8; 16];
         ip.copy_from_slice(&data[..16]);
-        check_any(SocketAddr::new(
-            IpAddr::V6(Ipv6Addr::from(ip)),
-            u16::from_be_bytes([data[16], data[17]]),
-        ));
+        check_any(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), u16::from_be_bytes([data[16], data[17]])));
     }
 });

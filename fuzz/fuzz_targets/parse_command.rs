@@ -121,16 +121,11 @@ fn reference_lines(filtered: &[u8], max: usize) -> Vec<Want> {
         let complete = parts.peek().is_some();
         if complete {
             let line = part.strip_suffix(b"\r").unwrap_or(part);
-            out.push(if line.len() > max {
-                Want::TooLong
-            } else {
-                Want::Complete(line.to_vec())
-            });
+            out.push(if line.len() > max { Want::TooLong } else { Want::Complete(line.to_vec()) });
         } else {
             // The limit is hit by a byte past `max`, except a CR right after `max` bytes,
             // which may be the CR of CRLF.
-            let over =
-                part.len() > max + 1 || (part.len() == max + 1 && part.last() != Some(&b'\r'));
+            let over = part.len() > max + 1 || (part.len() == max + 1 && part.last() != Some(&b'\r'));
             if over {
                 out.push(Want::TooLong);
             }
@@ -171,12 +166,7 @@ fn check_command(cmd: Command<'_>) {
 
 fuzz_target!(|data: &[u8]| {
     let (max, split, repeat, stream) = match data {
-        [m, s, r, rest @ ..] => (
-            MAXES[*m as usize % MAXES.len()],
-            *s,
-            1 + (*r as usize % 16),
-            rest,
-        ),
+        [m, s, r, rest @ ..] => (MAXES[*m as usize % MAXES.len()], *s, 1 + (*r as usize % 16), rest),
         _ => return,
     };
     // Chunk sizes: 1..=256 bytes, a few patterns chosen by `split`.

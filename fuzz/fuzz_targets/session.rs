@@ -4,8 +4,7 @@
 //! written that way), or anything else, decoded with `arbitrary` into a `Script`. The
 //! invariants are listed in `fuzz/src/driver.rs`.
 //!
-//! `RINGFTP_FUZZ_TRACE=1` prints the transcript; `RINGFTP_FUZZ_KNOWN_BUGS=1` also checks
-//! behaviour known to be wrong (see the report in `fuzz/regressions/session/`).
+//! `RINGFTP_FUZZ_TRACE=1` prints the transcript.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -73,13 +73,6 @@ use crate::memfs::{MemFs, Write};
 use crate::paths::check_virtual;
 use crate::wire::write_and_check;
 
-/// Whether to also check behaviour known to be wrong in the library (see `KNOWN BUG` below),
-/// set by `RINGFTP_FUZZ_KNOWN_BUGS=1`. Off by default so CI stays green until it is fixed.
-fn check_known_bugs() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("RINGFTP_FUZZ_KNOWN_BUGS").is_some_and(|v| v != "0"))
-}
-
 /// Whether to print the transcript to stderr (`RINGFTP_FUZZ_TRACE=1`), for reproducing.
 fn trace() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
@@ -142,12 +135,7 @@ pub enum Prelude {
 impl Prelude {
     fn steps(self) -> Vec<Step> {
         let cmd = |verb, arg| Step::Command(verb, arg, Ending::CrLf);
-        let ok = || {
-            Step::Answer(Answer::Ok {
-                port: 50000,
-                bytes: 100,
-            })
-        };
+        let ok = || Step::Answer(Answer::Ok { port: 50000, bytes: 100 });
         let mut steps = Vec::new();
         if matches!(self, Prelude::Nothing) {
             return steps;
@@ -155,10 +143,7 @@ impl Prelude {
         steps.push(cmd(Verb::User, Arg::Bytes(b"bob".to_vec())));
         steps.push(cmd(Verb::Pass, Arg::Bytes(b"pw".to_vec())));
         steps.push(match self {
-            Prelude::LoginReadOnly => Step::Answer(Answer::OkReadOnly {
-                port: 50000,
-                bytes: 100,
-            }),
+            Prelude::LoginReadOnly => Step::Answer(Answer::OkReadOnly { port: 50000, bytes: 100 }),
             _ => ok(),
         });
         match self {
@@ -166,9 +151,7 @@ impl Prelude {
                 steps.push(cmd(Verb::Epsv, Arg::None));
                 steps.push(ok());
             }
-            Prelude::LoginPort => {
-                steps.push(cmd(Verb::Eprt, Arg::Data(AddrChoice::V4Loopback, 3000)))
-            }
+            Prelude::LoginPort => steps.push(cmd(Verb::Eprt, Arg::Data(AddrChoice::V4Loopback, 3000))),
             _ => {}
         }
         steps
@@ -325,9 +308,7 @@ impl Failure {
             (Failure::Storage(k), false) => TransferOutcome::OpenFailed(k.kind()),
             (Failure::NoData | Failure::Lost, false) => TransferOutcome::NoDataConnection,
             (Failure::Lost | Failure::NoData, true) => TransferOutcome::ConnectionLost,
-            (Failure::Storage(k) | Failure::Midway(k), _) => {
-                TransferOutcome::StorageFailed(k.kind())
-            }
+            (Failure::Storage(k) | Failure::Midway(k), _) => TransferOutcome::StorageFailed(k.kind()),
             // A transfer task that ended without reporting.
             (Failure::AuthUnavailable, _) => TransferOutcome::StorageFailed(ErrorKind::Local),
         }
@@ -551,11 +532,8 @@ impl Arg {
                         address::format_port(std::net::SocketAddrV4::new(ip, *port)).as_bytes(),
                     ),
                     (Verb::Port, _) => out.extend_from_slice(
-                        address::format_port(std::net::SocketAddrV4::new(
-                            Ipv4Addr::LOCALHOST,
-                            *port,
-                        ))
-                        .as_bytes(),
+                        address::format_port(std::net::SocketAddrV4::new(Ipv4Addr::LOCALHOST, *port))
+                            .as_bytes(),
                     ),
                     _ => out.extend_from_slice(address::format_eprt(addr).as_bytes()),
                 }
@@ -686,18 +664,14 @@ pub fn check_listing(kind: TransferKind, entries: &[DirEntry], now: SystemTime, 
     // MLSD/MLST facts: the name follows the first "; ".
     if kind == TransferKind::Mlsd {
         for line in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            assert!(
-                line.windows(2).any(|w| w == b"; "),
-                "facts line without \"; \": {line:?}"
-            );
+            assert!(line.windows(2).any(|w| w == b"; "), "facts line without \"; \": {line:?}");
         }
     }
 }
 
 impl Driver {
     pub fn new(config: &Config) -> Self {
-        let now =
-            UNIX_EPOCH + Duration::from_secs(1_577_836_800 + u64::from(config.now_days) * 86_400);
+        let now = UNIX_EPOCH + Duration::from_secs(1_577_836_800 + u64::from(config.now_days) * 86_400);
         let times: Vec<_> = config.times.iter().map(|&t| time_of(t, now)).collect();
         let fs = MemFs::sample(&times, &config.sizes);
         let mut sc = SessionConfig::default();
@@ -822,11 +796,7 @@ impl Driver {
                 let during = match &line {
                     Some(l) => match proto::parse(l) {
                         Ok(cmd) if Session::handles_during_transfer(&cmd) => {
-                            Some(if matches!(cmd, Command::Abor) {
-                                Call::Abort
-                            } else {
-                                Call::InTransfer
-                            })
+                            Some(if matches!(cmd, Command::Abor) { Call::Abort } else { Call::InTransfer })
                         }
                         _ => None,
                     },
@@ -854,11 +824,7 @@ impl Driver {
         if call != Call::AfterClose {
             self.fed += 1;
         }
-        trace!(
-            ">> {}",
-            line.as_deref()
-                .map_or("<too long>".into(), String::from_utf8_lossy)
-        );
+        trace!(">> {}", line.as_deref().map_or("<too long>".into(), String::from_utf8_lossy));
         self.call(call, |s| match line.as_deref().map(proto::parse) {
             Some(Ok(cmd)) => s.handle_command(cmd),
             Some(Err(e)) => s.handle_parse_error(e),
@@ -868,11 +834,7 @@ impl Driver {
 
     /// Calls into the session, carries out and checks what it asks for.
     fn call(&mut self, call: Call, f: impl FnOnce(&mut Session)) -> Out {
-        let before = (
-            self.session.is_waiting(),
-            self.session.is_transferring(),
-            self.session.is_closing(),
-        );
+        let before = (self.session.is_waiting(), self.session.is_transferring(), self.session.is_closing());
         f(&mut self.session);
         let out = self.drain(call);
         self.check_state();
@@ -890,10 +852,7 @@ impl Driver {
             }
             Call::InTransfer => {
                 assert!(out.prelims.is_empty(), "{out:?}");
-                assert!(
-                    out.finals == [200] || out.finals == [211],
-                    "NOOP/STAT during a transfer: {out:?}"
-                );
+                assert!(out.finals == [200] || out.finals == [211], "NOOP/STAT during a transfer: {out:?}");
                 assert!(transferring, "NOOP/STAT ended the transfer");
             }
             Call::Abort => {
@@ -906,11 +865,7 @@ impl Driver {
             }
             Call::Answer | Call::Done => {
                 assert!(out.prelims.is_empty(), "{out:?}");
-                assert_eq!(
-                    out.finals.len(),
-                    1,
-                    "an answer gives one final reply: {out:?}"
-                );
+                assert_eq!(out.finals.len(), 1, "an answer gives one final reply: {out:?}");
                 assert!(!waiting, "still waiting after the answer");
                 if call == Call::Done {
                     assert!(TRANSFER_FINAL.contains(&out.finals[0]), "{out:?}");
@@ -924,10 +879,7 @@ impl Driver {
             Call::Stray => {
                 assert_eq!(out.actions, 0, "an answer nobody asked for did something");
                 let after = (waiting, transferring, self.session.is_closing());
-                assert_eq!(
-                    before, after,
-                    "an answer nobody asked for changed the state"
-                );
+                assert_eq!(before, after, "an answer nobody asked for changed the state");
             }
             Call::Shutdown => {
                 assert_eq!(out.finals, [421], "{out:?}");
@@ -971,11 +923,7 @@ impl Driver {
                     if t.channel == DataChannel::Passive {
                         self.listener = false;
                     }
-                    self.owe(Owed::Transfer(Running {
-                        t,
-                        started: false,
-                        target: None,
-                    }));
+                    self.owe(Owed::Transfer(Running { t, started: false, target: None }));
                 }
                 Action::Abort => {
                     trace!("   Abort");
@@ -993,28 +941,18 @@ impl Driver {
     }
 
     fn owe(&mut self, owed: Owed) {
-        assert!(
-            self.owed.is_none(),
-            "a second answer owed ({owed:?}) while one is ({:?})",
-            self.owed
-        );
+        assert!(self.owed.is_none(), "a second answer owed ({owed:?}) while one is ({:?})", self.owed);
         self.owed = Some(owed);
     }
 
     fn on_reply(&mut self, r: &Reply, call: Call, out: &mut Out) {
         let code = r.code();
-        assert!(
-            (100..600).contains(&code),
-            "the session made a reply with code {code}"
-        );
+        assert!((100..600).contains(&code), "the session made a reply with code {code}");
         let wire = write_and_check(r);
         trace!("<< {}", String::from_utf8_lossy(&wire).trim_end());
         if r.is_preliminary() {
             assert_eq!(code, 150, "unexpected 1xx");
-            assert!(
-                matches!(call, Call::Started | Call::Abort),
-                "150 from {call:?}"
-            );
+            assert!(matches!(call, Call::Started | Call::Abort), "150 from {call:?}");
             assert!(!self.open_150, "a second 150 for one transfer");
             // (ABOR answers the transfer before its replies are drained.)
             assert!(
@@ -1073,14 +1011,11 @@ impl Driver {
     }
 
     fn writable(&self) -> bool {
-        self.session.user().is_some_and(|u| !u.read_only)
+        self.session.user().is_some_and(|u| !u.is_read_only())
     }
 
     fn check_fs_request(&self, req: &FsRequest) {
-        assert!(
-            self.session.user().is_some(),
-            "storage before login: {req:?}"
-        );
+        assert!(self.session.user().is_some(), "storage before login: {req:?}");
         match req {
             FsRequest::Metadata(p) | FsRequest::List(p) => check_virtual(p),
             FsRequest::MakeDir(p) | FsRequest::RemoveDir(p) | FsRequest::RemoveFile(p) => {
@@ -1097,10 +1032,7 @@ impl Driver {
     }
 
     fn check_transfer(&self, t: &Transfer) {
-        assert!(
-            self.session.user().is_some(),
-            "transfer before login: {t:?}"
-        );
+        assert!(self.session.user().is_some(), "transfer before login: {t:?}");
         check_virtual(&t.path);
         if t.kind.is_upload() {
             assert!(self.writable(), "an upload for a read-only user: {t:?}");
@@ -1195,14 +1127,10 @@ impl Driver {
                                 let now = self.now;
                                 self.fs.write_done(path, *mode, bytes.into(), now);
                             }
-                            self.done(TransferOutcome::Completed {
-                                bytes: bytes.into(),
-                            })
+                            self.done(TransferOutcome::Completed { bytes: bytes.into() })
                         }
                         Answer::Fail(f) => self.done(f.outcome(true)),
-                        Answer::Odd(_, n) => self.done(TransferOutcome::Completed {
-                            bytes: u64::from(n),
-                        }),
+                        Answer::Odd(_, n) => self.done(TransferOutcome::Completed { bytes: u64::from(n) }),
                     }
                 }
             }
@@ -1227,22 +1155,14 @@ impl Driver {
         let Some(Owed::Transfer(r)) = self.owed.take() else {
             panic!("Abort without a transfer: {:?}", self.owed);
         };
-        let how = self
-            .aborts
-            .get(self.abort_index)
-            .copied()
-            .unwrap_or(AbortWith::Aborted);
+        let how = self.aborts.get(self.abort_index).copied().unwrap_or(AbortWith::Aborted);
         self.abort_index += 1;
         let (start, outcome) = match how {
             AbortWith::Aborted => (false, TransferOutcome::Aborted),
             AbortWith::AlreadyDone(f) => (false, f.outcome(r.started)),
-            AbortWith::AlreadyCompleted(b) => {
-                (false, TransferOutcome::Completed { bytes: b.into() })
-            }
+            AbortWith::AlreadyCompleted(b) => (false, TransferOutcome::Completed { bytes: b.into() }),
             AbortWith::StartedThenAborted => (true, TransferOutcome::Aborted),
-            AbortWith::StartedThenCompleted(b) => {
-                (true, TransferOutcome::Completed { bytes: b.into() })
-            }
+            AbortWith::StartedThenCompleted(b) => (true, TransferOutcome::Completed { bytes: b.into() }),
         };
         let name = r.t.file_name().to_vec();
         if start && !r.started {
@@ -1295,10 +1215,7 @@ impl Driver {
                 } else if t.kind == TransferKind::Mlsd {
                     return Err(ErrorKind::NotADirectory);
                 } else {
-                    vec![DirEntry {
-                        name: name.clone(),
-                        metadata: meta,
-                    }]
+                    vec![DirEntry { name: name.clone(), metadata: meta }]
                 };
                 check_listing(t.kind, &entries, self.now, t.writable);
                 Ok((Vec::new(), None))
@@ -1333,28 +1250,13 @@ impl Driver {
             (kind, &self.owed),
             (StrayKind::Login, Some(Owed::Auth))
                 | (StrayKind::Fs, Some(Owed::Fs(_)))
-                | (
-                    StrayKind::PassiveOpened | StrayKind::PassiveFailed,
-                    Some(Owed::Passive)
-                )
-                | (
-                    StrayKind::Started | StrayKind::Done,
-                    Some(Owed::Transfer(_))
-                )
+                | (StrayKind::PassiveOpened | StrayKind::PassiveFailed, Some(Owed::Passive))
+                | (StrayKind::Started | StrayKind::Done, Some(Owed::Transfer(_)))
         );
         if matches_owed {
             return;
         }
-        // KNOWN BUG (see fuzz/regressions/session/): `fs_done` while the session waits for
-        // something else resets the wait instead of ignoring the call.
-        if matches!(kind, StrayKind::Fs) && self.owed.is_some() && !check_known_bugs() {
-            return;
-        }
-        let call = if self.closed {
-            Call::AfterClose
-        } else {
-            Call::Stray
-        };
+        let call = if self.closed { Call::AfterClose } else { Call::Stray };
         let now = self.now;
         if !quiet {
             trace!("   stray {kind:?} {a:?}");
@@ -1409,10 +1311,7 @@ impl Driver {
             if self.closed || self.owed.is_none() {
                 break;
             }
-            self.answer(Answer::Ok {
-                port: 50000,
-                bytes: 10,
-            });
+            self.answer(Answer::Ok { port: 50000, bytes: 10 });
             self.process_lines();
             self.check_counts();
         }
@@ -1475,9 +1374,7 @@ fn kind_named(word: Option<&[u8]>) -> Kind {
 }
 
 fn number<T: std::str::FromStr>(word: Option<&[u8]>, default: T) -> T {
-    word.and_then(|w| std::str::from_utf8(w).ok())
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(default)
+    word.and_then(|w| std::str::from_utf8(w).ok()).and_then(|w| w.parse().ok()).unwrap_or(default)
 }
 
 impl Script {
@@ -1518,14 +1415,8 @@ impl Script {
             let arg = words.next();
             let arg2 = words.next();
             let step = match word {
-                b"ok" => Step::Answer(Answer::Ok {
-                    port: number(arg, 50000),
-                    bytes: number(arg2, 1000),
-                }),
-                b"ro" => Step::Answer(Answer::OkReadOnly {
-                    port: 50000,
-                    bytes: 1000,
-                }),
+                b"ok" => Step::Answer(Answer::Ok { port: number(arg, 50000), bytes: number(arg2, 1000) }),
+                b"ro" => Step::Answer(Answer::OkReadOnly { port: 50000, bytes: 1000 }),
                 b"fail" => Step::Answer(Answer::Fail(match arg.unwrap_or_default() {
                     b"nodata" => Failure::NoData,
                     b"lost" => Failure::Lost,
@@ -1543,10 +1434,7 @@ impl Script {
                         b"started" => StrayKind::Started,
                         _ => StrayKind::Done,
                     },
-                    Answer::Ok {
-                        port: 50000,
-                        bytes: 1,
-                    },
+                    Answer::Ok { port: 50000, bytes: 1 },
                 ),
                 b"shutdown" => Step::Shutdown,
                 _ if !steps.is_empty() => Step::Input(line.to_vec()),

@@ -20,23 +20,11 @@ pub struct Node {
 
 impl Node {
     pub fn dir() -> Self {
-        Node {
-            kind: FileKind::Dir,
-            len: 4096,
-            modified: None,
-            mode: 0o755,
-            nlink: 2,
-        }
+        Node { kind: FileKind::Dir, len: 4096, modified: None, mode: 0o755, nlink: 2 }
     }
 
     pub fn file(len: u64) -> Self {
-        Node {
-            kind: FileKind::File,
-            len,
-            modified: None,
-            mode: 0o644,
-            nlink: 1,
-        }
+        Node { kind: FileKind::File, len, modified: None, mode: 0o644, nlink: 1 }
     }
 
     pub fn metadata(&self) -> Metadata {
@@ -126,18 +114,10 @@ impl MemFs {
 
     /// Asserts the tree is a tree: `/` is a directory and every other node's parent is one.
     pub fn check(&self) {
-        assert!(self
-            .nodes
-            .get(&b"/"[..])
-            .is_some_and(|n| n.kind == FileKind::Dir));
+        assert!(self.nodes.get(&b"/"[..]).is_some_and(|n| n.kind == FileKind::Dir));
         for p in self.nodes.keys() {
             if let Some(parent) = parent(p) {
-                assert!(
-                    self.nodes
-                        .get(parent)
-                        .is_some_and(|n| n.kind == FileKind::Dir),
-                    "orphan {p:?}"
-                );
+                assert!(self.nodes.get(parent).is_some_and(|n| n.kind == FileKind::Dir), "orphan {p:?}");
             }
         }
     }
@@ -167,11 +147,7 @@ impl MemFs {
         let mut cur = parent(p);
         while let Some(dir) = cur {
             if let Some(n) = self.nodes.get(dir) {
-                return if n.kind == FileKind::Dir {
-                    ErrorKind::NotFound
-                } else {
-                    ErrorKind::NotADirectory
-                };
+                return if n.kind == FileKind::Dir { ErrorKind::NotFound } else { ErrorKind::NotADirectory };
             }
             cur = parent(dir);
         }
@@ -202,18 +178,12 @@ impl MemFs {
     pub fn list(&self, p: &[u8]) -> Result<Vec<DirEntry>, ErrorKind> {
         let meta = self.metadata(p)?;
         if !meta.is_dir() {
-            return Ok(vec![DirEntry {
-                name: file_name(p).to_vec(),
-                metadata: meta,
-            }]);
+            return Ok(vec![DirEntry { name: file_name(p).to_vec(), metadata: meta }]);
         }
         Ok(self
             .children(p)
             .into_iter()
-            .map(|c| DirEntry {
-                name: file_name(&c).to_vec(),
-                metadata: self.nodes[&c].metadata(),
-            })
+            .map(|c| DirEntry { name: file_name(&c).to_vec(), metadata: self.nodes[&c].metadata() })
             .collect())
     }
 
@@ -233,9 +203,7 @@ impl MemFs {
         match kind {
             None => Err(self.missing(p)),
             Some(_) if p == b"/" => Err(ErrorKind::Unavailable),
-            Some(FileKind::Dir) if !self.children(p).is_empty() => {
-                Err(ErrorKind::DirectoryNotEmpty)
-            }
+            Some(FileKind::Dir) if !self.children(p).is_empty() => Err(ErrorKind::DirectoryNotEmpty),
             Some(FileKind::Dir) => {
                 self.nodes.remove(p);
                 Ok(())
@@ -276,9 +244,7 @@ impl MemFs {
             match (src.kind == FileKind::Dir, dst.kind == FileKind::Dir) {
                 (false, true) => return Err(ErrorKind::IsADirectory),
                 (true, false) => return Err(ErrorKind::NotADirectory),
-                (true, true) if !self.children(to).is_empty() => {
-                    return Err(ErrorKind::DirectoryNotEmpty)
-                }
+                (true, true) if !self.children(to).is_empty() => return Err(ErrorKind::DirectoryNotEmpty),
                 _ => {}
             }
             self.nodes.remove(to);

@@ -14,19 +14,13 @@ pub fn check_virtual(p: &[u8]) {
     assert!(p.len() <= MAX_PATH, "path too long: {}", p.len());
     if p != b"/" {
         for part in p[1..].split(|&b| b == b'/') {
-            assert!(
-                !part.is_empty() && part != b"." && part != b"..",
-                "path not normalised: {p:?}"
-            );
+            assert!(!part.is_empty() && part != b"." && part != b"..", "path not normalised: {p:?}");
         }
     }
     let sp = storage_path(p);
     assert!(!sp.is_absolute(), "storage path is absolute: {sp:?}");
     for c in sp.components() {
-        assert!(
-            matches!(c, Component::Normal(_)),
-            "storage path has {c:?}: {sp:?}"
-        );
+        assert!(matches!(c, Component::Normal(_)), "storage path has {c:?}: {sp:?}");
     }
 }
 
@@ -41,10 +35,7 @@ pub fn check_resolve(cwd: &[u8], arg: &[u8]) -> Option<Vec<u8>> {
             None
         }
         Err(PathError::TooLong) => {
-            assert!(
-                cwd.len() + arg.len() + 2 > MAX_PATH,
-                "TooLong for a short path"
-            );
+            assert!(cwd.len() + arg.len() + 2 > MAX_PATH, "TooLong for a short path");
             None
         }
         Ok(()) => {

@@ -30,79 +30,36 @@ pub fn write_and_check(reply: &Reply) -> Vec<u8> {
 ///   indented by one space).
 pub fn check_wire(wire: &[u8], code: u16, text: &[u8]) {
     assert!(!wire.is_empty(), "empty reply");
-    assert!(
-        wire.ends_with(b"\r\n"),
-        "reply does not end with CRLF: {wire:?}"
-    );
+    assert!(wire.ends_with(b"\r\n"), "reply does not end with CRLF: {wire:?}");
     let code = wire_code(code);
-    let digits = [
-        b'0' + (code / 100) as u8,
-        b'0' + (code / 10 % 10) as u8,
-        b'0' + (code % 10) as u8,
-    ];
+    let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
     // Split into lines, checking every LF is preceded by CR and no other CR occurs.
     let body = &wire[..wire.len() - 2];
     let lines: Vec<&[u8]> = split_crlf(body);
     for l in &lines {
-        assert!(
-            !l.contains(&b'\r') && !l.contains(&b'\n'),
-            "bare CR or LF inside a reply line: {wire:?}"
-        );
+        assert!(!l.contains(&b'\r') && !l.contains(&b'\n'), "bare CR or LF inside a reply line: {wire:?}");
     }
     // What the lines should carry.
     let text = text.strip_suffix(b"\n").unwrap_or(text);
-    let want: Vec<Vec<u8>> = text
-        .split(|&b| b == b'\n')
-        .map(|l| l.iter().copied().filter(|&b| b != b'\r').collect())
-        .collect();
-    assert_eq!(
-        lines.len(),
-        want.len(),
-        "reply has {} lines, text has {}: {wire:?}",
-        lines.len(),
-        want.len()
-    );
+    let want: Vec<Vec<u8>> =
+        text.split(|&b| b == b'\n').map(|l| l.iter().copied().filter(|&b| b != b'\r').collect()).collect();
+    assert_eq!(lines.len(), want.len(), "reply has {} lines, text has {}: {wire:?}", lines.len(), want.len());
     let first = lines[0];
     let last = lines[lines.len() - 1];
     assert!(first.len() >= 4, "first line too short: {wire:?}");
-    assert_eq!(
-        first[..3],
-        digits,
-        "first line has the wrong code: {wire:?}"
-    );
-    assert!(
-        first[..3].iter().all(u8::is_ascii_digit),
-        "code is not 3 digits: {wire:?}"
-    );
+    assert_eq!(first[..3], digits, "first line has the wrong code: {wire:?}");
+    assert!(first[..3].iter().all(u8::is_ascii_digit), "code is not 3 digits: {wire:?}");
     assert!(last.len() >= 4, "last line too short: {wire:?}");
     assert_eq!(last[..3], digits, "last line has the wrong code: {wire:?}");
     assert_eq!(last[3], b' ', "last line must be `ddd `: {wire:?}");
     if lines.len() == 1 {
-        assert_eq!(
-            &first[4..],
-            &want[0][..],
-            "single-line text changed: {wire:?}"
-        );
+        assert_eq!(&first[4..], &want[0][..], "single-line text changed: {wire:?}");
         return;
     }
-    assert_eq!(
-        first[3], b'-',
-        "first line of a multi-line reply must be `ddd-`"
-    );
-    assert_eq!(
-        &first[4..],
-        &want[0][..],
-        "first line text changed: {wire:?}"
-    );
-    assert_eq!(
-        &last[4..],
-        &want[want.len() - 1][..],
-        "last line text changed: {wire:?}"
-    );
-    for (line, want) in lines[1..lines.len() - 1]
-        .iter()
-        .zip(&want[1..want.len() - 1])
-    {
+    assert_eq!(first[3], b'-', "first line of a multi-line reply must be `ddd-`");
+    assert_eq!(&first[4..], &want[0][..], "first line text changed: {wire:?}");
+    assert_eq!(&last[4..], &want[want.len() - 1][..], "last line text changed: {wire:?}");
+    for (line, want) in lines[1..lines.len() - 1].iter().zip(&want[1..want.len() - 1]) {
         assert!(
             !(line.len() >= 4 && line[..3] == digits && line[3] == b' '),
             "a middle line looks like the end of the reply: {wire:?}"

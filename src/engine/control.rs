@@ -263,8 +263,15 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     return;
                 };
                 match line {
+                    // ABOR acts at once; NOOP and STAT too, unless earlier commands are held
+                    // (their replies must come first).
                     Line::Complete(l) => match proto::parse(l) {
-                        Ok(cmd) if Session::handles_during_transfer(&cmd) => self.session.handle_command(cmd),
+                        Ok(cmd)
+                            if Session::handles_during_transfer(&cmd)
+                                && (self.deferred.is_empty() || matches!(cmd, proto::Command::Abor)) =>
+                        {
+                            self.session.handle_command(cmd)
+                        }
                         _ => self.deferred.push_back(Some(l.to_vec())),
                     },
                     Line::TooLong => self.deferred.push_back(None),

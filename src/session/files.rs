@@ -295,6 +295,10 @@ impl Session {
 
     /// The answer to [`Action::Fs`]; `now` formats STAT listings.
     pub fn fs_done(&mut self, outcome: FsOutcome, now: SystemTime) {
+        // An answer nobody asked for is ignored; it must not clear a different wait.
+        if !matches!(self.waiting, Waiting::Fs(_)) {
+            return;
+        }
         let Waiting::Fs(purpose) = std::mem::replace(&mut self.waiting, Waiting::Nothing) else {
             return;
         };

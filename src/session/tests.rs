@@ -322,3 +322,18 @@ fn type_mode_stru_opts() {
     let out = send(&mut s, "RETR f");
     assert!(out[0].contains("ascii: true"), "{out:?}");
 }
+
+#[test]
+fn stray_fs_answer_does_not_clear_another_wait() {
+    // Found by the session fuzz target (fuzz/regressions/session/).
+    let mut s = session();
+    drain(&mut s);
+    send(&mut s, "USER bob");
+    send(&mut s, "PASS pw");
+    assert!(s.is_waiting());
+    s.fs_done(FsOutcome::Done, SystemTime::UNIX_EPOCH);
+    assert!(s.is_waiting(), "still waiting for the authenticator");
+    assert!(drain(&mut s).is_empty());
+    s.login_done(Ok(User::new("bob")));
+    assert_eq!(drain(&mut s), vec!["230 Login successful."]);
+}
