@@ -1,10 +1,11 @@
 //! One control connection: reads command lines, drives the sans-IO [`Session`], carries out
 //! its actions, and writes its replies.
 //!
-//! Reads run in a small task of their own that forwards what arrives over a channel. A
-//! tokio-uring read cannot be cancelled without losing what it read, so the main loop never
-//! drops one; it waits on the channel, the running transfer's events, the idle timer and the
-//! shutdown signal together, all of which are safe to drop.
+//! A tokio-uring read cannot be cancelled without losing what it read, so the main loop keeps
+//! one read future alive across iterations and only ever polls it; it waits on that read, the
+//! running transfer's events, one timer (idle or login deadline) and the shutdown signal
+//! together, and the others are safe to drop. One future and one reused buffer per session,
+//! no reader task or channel, keeps an idle session small.
 //!
 //! While a transfer runs, ABOR, STAT and NOOP are handled at once; other commands are kept in
 //! order and handled when it ends (pipelined commands get their replies in order).
@@ -38,7 +39,7 @@ use crate::session::{
 use crate::storage::{DirEntry, ErrorKind, Storage};
 
 /// Bytes per control read: commands are short, and 10,000 idle sessions each hold one buffer.
-const READ_BUF: usize = 1024;
+const READ_BUF: usize = 512;
 /// Commands kept while a transfer runs before the connection stops reading.
 const MAX_DEFERRED: usize = 64;
 
@@ -139,15 +140,13 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
         session_config.max_login_failures = config.max_login_failures;
         session_config.dangerous_allow_foreign_active = config.dangerous_foreign_data;
         let stream = Rc::new(stream);
-        let (tx, rx) = mpsc::channel(4);
-        let reader = tokio_uring::spawn(read_loop(Rc::clone(&stream), tx));
         let mut control = Control {
             session: Session::new(session_config, peer, local),
             lines: LineBuffer::new(config.max_line),
             shard: Rc::clone(&guard.0),
             stream,
             deferred: VecDeque::new(),
-            out: Vec::with_capacity(256),
+            out: Vec::new(),
             passive: None,
             transfer: None,
             local,
@@ -155,10 +154,9 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
             user_lease: None,
         };
         tracing::debug!("connected");
-        if let Err(e) = control.run(rx).await {
+        if let Err(e) = control.run().await {
             tracing::debug!(error = %e, "control connection ended");
         }
-        reader.abort();
         control.finish();
         if let Some(user) = control.session.user() {
             control.emit(HostEvent::Logout { user: user.name.clone(), peer });
@@ -179,20 +177,6 @@ impl<S, A> Drop for SessionCount<S, A> {
     }
 }
 
-async fn read_loop(stream: Rc<Stream>, tx: mpsc::Sender<Vec<u8>>) {
-    loop {
-        let (res, buf) = stream.read(Vec::with_capacity(READ_BUF)).await;
-        match res {
-            Ok(n) if n > 0 => {
-                if tx.send(buf).await.is_err() {
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-}
-
 async fn next_event(transfer: &mut Option<Running>) -> Event {
     match transfer {
         // A transfer task that ended without reporting (it panicked) counts as a local error.
@@ -204,12 +188,17 @@ async fn next_event(transfer: &mut Option<Running>) -> Event {
 }
 
 impl<S: Storage, A: Authenticator> Control<S, A> {
-    async fn run(&mut self, mut rx: mpsc::Receiver<Vec<u8>>) -> io::Result<()> {
+    async fn run(&mut self) -> io::Result<()> {
         let idle = self.shard.config.idle_timeout;
         let mut shutdown = self.shard.shutdown.clone();
         let mut shutting_down = false;
         let mut idle_deadline = Instant::now() + idle;
         let login_deadline = Instant::now() + self.shard.config.login_timeout;
+        let stream = Rc::clone(&self.stream);
+        let read = stream.read(Vec::with_capacity(READ_BUF));
+        tokio::pin!(read);
+        let timer = tokio::time::sleep_until(idle_deadline);
+        tokio::pin!(timer);
         self.run_actions().await;
         loop {
             self.process_lines().await;
@@ -221,6 +210,13 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             if self.session.is_closing() {
                 return Ok(());
             }
+            // One timer: the login deadline until someone logs in, then the idle deadline;
+            // neither while a transfer runs.
+            let awaiting_login = self.session.user().is_none() && !self.session.is_waiting();
+            let deadline = if awaiting_login { idle_deadline.min(login_deadline) } else { idle_deadline };
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             let can_read = self.deferred.len() < MAX_DEFERRED;
             tokio::select! {
                 event = next_event(&mut self.transfer) => {
@@ -228,21 +224,24 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     idle_deadline = Instant::now() + idle;
                     self.run_actions().await;
                 }
-                chunk = rx.recv(), if can_read => match chunk {
-                    Some(bytes) => {
-                        self.lines.push(&bytes);
+                (res, mut buf) = &mut read, if can_read => match res {
+                    Ok(n) if n > 0 => {
+                        self.lines.push(&buf);
+                        buf.clear();
+                        read.set(stream.read(buf));
                         idle_deadline = Instant::now() + idle;
                     }
-                    None => return Ok(()),
+                    // End of stream or a reset: the client is gone.
+                    _ => return Ok(()),
                 },
-                () = tokio::time::sleep_until(login_deadline), if self.session.user().is_none() && !self.session.is_waiting() => {
-                    tracing::info!("login timeout");
-                    self.session.shutdown("Login timeout.");
-                    self.run_actions().await;
-                }
-                () = tokio::time::sleep_until(idle_deadline), if self.transfer.is_none() => {
-                    tracing::info!("idle timeout");
-                    self.session.shutdown("Timeout.");
+                () = &mut timer, if self.transfer.is_none() => {
+                    if awaiting_login && login_deadline <= idle_deadline {
+                        tracing::info!("login timeout");
+                        self.session.shutdown("Login timeout.");
+                    } else {
+                        tracing::info!("idle timeout");
+                        self.session.shutdown("Timeout.");
+                    }
                     self.run_actions().await;
                 }
                 changed = shutdown.changed(), if !shutting_down => {
@@ -309,7 +308,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     r.write_to(&mut self.out);
                 }
                 Action::Authenticate { username, password } => {
-                    let mut result = self.shard.auth.authenticate(&username, &password).await;
+                    // Boxed: an idle session's future should not carry the authenticator's.
+                    let mut result = Box::pin(self.shard.auth.authenticate(&username, &password)).await;
                     if let Ok(user) = &result {
                         // Per-user limits apply from login on, across every shard.
                         match self.shard.users.admit(user) {
@@ -338,7 +338,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     self.session.login_done(result);
                 }
                 Action::Fs(request) => {
-                    let outcome = self.run_fs(&request).await;
+                    let outcome = Box::pin(self.run_fs(&request)).await;
                     if matches!(outcome, FsOutcome::Done) {
                         self.fs_event(&request);
                     }

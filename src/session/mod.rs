@@ -169,7 +169,9 @@ pub struct Session {
 
 impl Session {
     /// A new session for a client at `peer` connected to `local`; queues the 220 greeting.
-    pub fn new(config: SessionConfig, peer: SocketAddr, local: SocketAddr) -> Self {
+    pub fn new(mut config: SessionConfig, peer: SocketAddr, local: SocketAddr) -> Self {
+        // The greeting is sent once; the session does not keep a copy.
+        let greeting = std::mem::take(&mut config.greeting);
         let mut s = Session {
             peer: canonical(peer),
             local: canonical(local),
@@ -186,8 +188,7 @@ impl Session {
             actions: VecDeque::new(),
             config,
         };
-        let greeting = Reply::owned(code::SERVICE_READY, s.config.greeting.clone());
-        s.reply(greeting);
+        s.reply(Reply::owned(code::SERVICE_READY, greeting));
         s
     }
 
