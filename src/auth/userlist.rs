@@ -242,6 +242,67 @@ fn verify(hash: &str, password: &[u8]) -> bool {
     }
 }
 
+/// A fixed pool of threads, one per core, that checks passwords. Argon2 is deliberately
+/// slow and memory-hungry, so it runs off the shard threads, and on a bounded number of
+/// threads: a flood of PASS commands queues up instead of starting a thread per attempt
+/// (tokio's blocking pool would grow to hundreds, each keeping its stack and heap).
+mod verifier {
+    use std::sync::mpsc::{channel, Receiver, Sender};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    type Job = Box<dyn FnOnce() + Send>;
+
+    fn pool() -> Option<&'static Mutex<Sender<Job>>> {
+        static POOL: OnceLock<Option<Mutex<Sender<Job>>>> = OnceLock::new();
+        POOL.get_or_init(|| {
+            let (tx, rx) = channel::<Job>();
+            let rx = Arc::new(Mutex::new(rx));
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut started = 0;
+            for i in 0..threads {
+                let rx = Arc::clone(&rx);
+                let spawned =
+                    std::thread::Builder::new().name(format!("ringftp-auth-{i}")).spawn(move || work(&rx));
+                started += usize::from(spawned.is_ok());
+            }
+            (started > 0).then(|| Mutex::new(tx))
+        })
+        .as_ref()
+    }
+
+    fn work(rx: &Mutex<Receiver<Job>>) {
+        loop {
+            // The lock is held only while taking a job, not while running it.
+            let job = match rx.lock() {
+                Ok(rx) => rx.recv(),
+                Err(poisoned) => poisoned.into_inner().recv(),
+            };
+            match job {
+                Ok(job) => job(),
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Runs `check` on the pool and waits for its answer without blocking the caller's
+    /// thread; `None` if the pool cannot run it. Without any pool thread it runs inline.
+    pub(super) async fn run(check: impl FnOnce() -> bool + Send + 'static) -> Option<bool> {
+        let Some(pool) = pool() else { return Some(check()) };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(check());
+        });
+        let sent = match pool.lock() {
+            Ok(sender) => sender.send(job).is_ok(),
+            Err(poisoned) => poisoned.into_inner().send(job).is_ok(),
+        };
+        if !sent {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
 impl Authenticator for UserList {
     async fn authenticate(&self, username: &str, password: &[u8]) -> Result<User, AuthError> {
         let (user, hash) = match self.users.get(username) {
@@ -264,15 +325,10 @@ impl Authenticator for UserList {
             std::hint::black_box(&password);
             ok
         };
-        // Outside a tokio runtime there is no blocking pool; checking inline is slower for
-        // the caller but still correct.
-        let ok = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => runtime.spawn_blocking(check).await.map_err(|err| {
-                tracing::error!("password verification failed to run: {err}");
-                AuthError::Unavailable
-            })?,
-            Err(_) => check(),
-        };
+        let ok = verifier::run(check).await.ok_or_else(|| {
+            tracing::error!("password verification failed to run");
+            AuthError::Unavailable
+        })?;
         match user {
             Some(user) if ok => Ok(user),
             _ => Err(AuthError::BadCredentials),

@@ -105,7 +105,10 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     stream: Stream,
     peer: SocketAddr,
 ) {
-    let span = tracing::info_span!("session", %peer, shard = shard.id, user = tracing::field::Empty);
+    // A span per session costs about 2 KB while it lives, so it is a debug-level span: at
+    // `--log-level debug` every line of a session carries its peer, shard and user; the few
+    // info-level lines name the peer themselves.
+    let span = tracing::debug_span!("session", %peer, shard = shard.id, user = tracing::field::Empty);
     shard.sessions.set(shard.sessions.get() + 1);
     shard.metrics.session_opened();
     let guard = SessionCount(Rc::clone(&shard));
@@ -117,7 +120,7 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
         let _permit = match guard.0.limits.admit(peer.ip()) {
             Ok(permit) => permit,
             Err(refusal) => {
-                tracing::info!(?refusal, "connection refused: too many sessions");
+                tracing::info!(%peer, ?refusal, "connection refused: too many sessions");
                 let text: &[u8] = match refusal {
                     limits::Refusal::Total => b"421 Too many users, try again later.\r\n",
                     limits::Refusal::PerAddress => b"421 Too many connections from your address.\r\n",
@@ -236,10 +239,10 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 },
                 () = &mut timer, if self.transfer.is_none() => {
                     if awaiting_login && login_deadline <= idle_deadline {
-                        tracing::info!("login timeout");
+                        tracing::info!(peer = %self.peer, "login timeout");
                         self.session.shutdown("Login timeout.");
                     } else {
-                        tracing::info!("idle timeout");
+                        tracing::info!(peer = %self.peer, "idle timeout");
                         self.session.shutdown("Timeout.");
                     }
                     self.run_actions().await;
@@ -326,10 +329,10 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     match &result {
                         Ok(user) => {
                             tracing::Span::current().record("user", user.name.as_str());
-                            tracing::info!(user = %user.name, "login");
+                            tracing::info!(peer = %self.peer, user = %user.name, "login");
                         }
                         Err(e) => {
-                            tracing::info!(user = %username, error = %e, "login failed");
+                            tracing::info!(peer = %self.peer, user = %username, error = %e, "login failed");
                             // A growing delay makes password guessing slow.
                             let step = u64::from(self.session.login_failures() + 1).min(8);
                             tokio::time::sleep(std::time::Duration::from_millis(250 * step)).await;
