@@ -33,6 +33,12 @@ Steps:
                            file (also written to DIR/src_I.bin) as c_I.bin and downloads it
                            back, comparing SHA-256
   wait_reply               waits for one unsolicited reply (e.g. 421 at shutdown)
+  put_stall LOCAL REMOTE N [SECS]
+                           TYPE I, STOR; prints "put_stall-control: IP:PORT" (the control
+                           connection's local address), sends the first N bytes of LOCAL,
+                           prints "put_stall: stalled after N bytes", waits SECS (default 60;
+                           the test kills the client meanwhile), then closes the data
+                           connection and prints the final reply
   quit                     QUIT
 """
 
@@ -292,6 +298,22 @@ def step_concurrent(opts, args):
     return f"ok={ok} fail={n - ok}"
 
 
+def step_put_stall(ftp, args):
+    local, remote, n = args[0], args[1], int(args[2])
+    secs = float(args[3]) if len(args) > 3 else 60.0
+    ftp.voidcmd("TYPE I")
+    conn, resp = ntransfer(ftp, "STOR " + remote)
+    out("put_stall-150", one_line(resp))
+    out("put_stall-control", "%s:%d" % ftp.sock.getsockname()[:2])
+    with open(local, "rb") as f:
+        data = f.read(n)
+    conn.sendall(data)
+    out("put_stall", f"stalled after {len(data)} bytes")
+    time.sleep(secs)
+    conn.close()
+    return one_line(ftp.voidresp())
+
+
 def step_wait_reply(ftp, args):
     return one_line(ftp.getmultiline())
 
@@ -334,6 +356,7 @@ def main():
         "abor_oob": step_abor_oob,
         "foreign_pasv": step_foreign_pasv,
         "wait_reply": step_wait_reply,
+        "put_stall": step_put_stall,
     }
     for step in opts.steps:
         name, _, rest = step.strip().partition(" ")

@@ -82,7 +82,12 @@ pub struct ServerBuilder {
     listen: Vec<String>,
     default_user: bool,
     log_level: String,
+    /// Runs in the child between fork and exec (e.g. a setrlimit); see [`ServerBuilder::pre_exec`].
+    pre_exec: Option<PreExec>,
 }
+
+/// A closure for [`std::os::unix::process::CommandExt::pre_exec`].
+type PreExec = Box<dyn FnMut() -> io::Result<()> + Send + Sync + 'static>;
 
 impl ServerBuilder {
     /// An extra command-line argument.
@@ -128,7 +133,14 @@ impl ServerBuilder {
         self.scratch.join("work")
     }
 
-    pub fn start(self) -> TestServer {
+    /// Runs `f` in the server process after fork and before exec, e.g. to set a resource
+    /// limit (`libc::setrlimit`). It must be async-signal-safe: no allocation, no locks.
+    pub fn pre_exec(mut self, f: impl FnMut() -> io::Result<()> + Send + Sync + 'static) -> Self {
+        self.pre_exec = Some(Box::new(f));
+        self
+    }
+
+    pub fn start(mut self) -> TestServer {
         let root = self.root();
         let work = self.work();
         fs::create_dir_all(&root).unwrap();
@@ -154,13 +166,14 @@ impl ServerBuilder {
 
         let stderr_path = self.scratch.join("ringftpd.stderr.log");
         let stderr_file = File::create(&stderr_path).unwrap();
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr_file))
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let mut command = Command::new(BIN);
+        command.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(stderr_file));
+        if let Some(f) = self.pre_exec.take() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the callers' closures only make async-signal-safe calls (setrlimit).
+            unsafe { command.pre_exec(f) };
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
 
         // A thread forwards stdout lines, so the startup wait can be bounded and the pipe
         // never fills up afterwards.
@@ -261,6 +274,7 @@ impl TestServer {
             listen: Vec::new(),
             default_user: true,
             log_level: "debug".into(),
+            pre_exec: None,
         }
     }
 
@@ -870,5 +884,103 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
             return false;
         }
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the limits, uploads and embedding tests
+
+/// A passive port range of its own (the same allocator as [`TestServer`]'s), for a server the
+/// test configures itself: a library server, or `--passive-ports` with part of the block.
+pub fn passive_ports_block() -> (u16, u16) {
+    let block = passive_block();
+    let (lo, hi) = block.split_once('-').expect("MIN-MAX");
+    (lo.parse().expect("port"), hi.parse().expect("port"))
+}
+
+/// `python3 tests/clients/ftpclient.py --host H --port P` for any address (a library server).
+pub fn ftpclient_at(addr: SocketAddr) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(ftpclient_script())
+        .arg("--host")
+        .arg(addr.ip().to_string())
+        .arg("--port")
+        .arg(addr.port().to_string());
+    c
+}
+
+impl Control {
+    /// A control connection over an already connected stream; reads nothing yet (call
+    /// [`Control::reply`] for the greeting). Every read and write is bounded by `timeout`.
+    pub fn over(stream: TcpStream, timeout: Duration) -> Control {
+        stream.set_read_timeout(Some(timeout)).unwrap();
+        stream.set_write_timeout(Some(timeout)).unwrap();
+        Control { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream }
+    }
+
+    /// Connects and reads the first reply, whatever it is (220, or 421 from a full server).
+    pub fn connect_any(addr: SocketAddr, timeout: Duration) -> (Control, io::Result<(u16, String)>) {
+        let stream =
+            TcpStream::connect_timeout(&addr, timeout).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        let mut c = Control::over(stream, timeout);
+        let first = c.reply();
+        (c, first)
+    }
+
+    /// The control socket (to clone it, shut it down, or write without the panicking helpers).
+    pub fn stream(&self) -> &TcpStream {
+        &self.writer
+    }
+
+    /// EPSV, then a data connection to the announced port on the server's address.
+    pub fn epsv(&mut self) -> TcpStream {
+        let (code, text) = self.cmd("EPSV");
+        assert_eq!(code, 229, "EPSV: {text}");
+        let port: u16 = text
+            .split("|||")
+            .nth(1)
+            .and_then(|rest| rest.split('|').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {text:?}"));
+        let ip = self.writer.peer_addr().unwrap().ip();
+        let timeout = self.writer.read_timeout().unwrap().unwrap_or(Duration::from_secs(20));
+        let data = TcpStream::connect_timeout(&SocketAddr::new(ip, port), timeout)
+            .unwrap_or_else(|e| panic!("data connection to port {port}: {e}"));
+        data.set_read_timeout(Some(timeout)).unwrap();
+        data.set_write_timeout(Some(timeout)).unwrap();
+        data
+    }
+
+    /// TYPE I, EPSV, STOR `name` with `content`; the final reply (or the refusal).
+    pub fn upload(&mut self, name: &str, content: &[u8]) -> (u16, String) {
+        assert_eq!(self.cmd("TYPE I").0, 200);
+        let mut data = self.epsv();
+        let (code, text) = self.cmd(&format!("STOR {name}"));
+        if code != 150 && code != 125 {
+            return (code, text);
+        }
+        data.write_all(content).unwrap_or_else(|e| panic!("upload of {name}: {e}"));
+        data.shutdown(std::net::Shutdown::Write).unwrap();
+        drop(data);
+        self.reply().unwrap_or_else(|e| panic!("reply after STOR {name}: {e}"))
+    }
+
+    /// TYPE I, EPSV, RETR `name`: the bytes (after a 226), or the reply that refused or
+    /// ended it.
+    pub fn download(&mut self, name: &str) -> Result<Vec<u8>, (u16, String)> {
+        assert_eq!(self.cmd("TYPE I").0, 200);
+        let mut data = self.epsv();
+        let (code, text) = self.cmd(&format!("RETR {name}"));
+        if code != 150 && code != 125 {
+            return Err((code, text));
+        }
+        let mut content = Vec::new();
+        data.read_to_end(&mut content).unwrap_or_else(|e| panic!("download of {name}: {e}"));
+        let (code, text) = self.reply().unwrap_or_else(|e| panic!("reply after RETR {name}: {e}"));
+        if code == 226 {
+            Ok(content)
+        } else {
+            Err((code, text))
+        }
     }
 }
