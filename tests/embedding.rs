@@ -458,13 +458,20 @@ fn per_user_max_sessions_frees_the_place_of_a_session_after_rein() {
     assert_eq!(a.cmd("PWD").0, 530, "still logged in after REIN");
     // Nobody is logged in as `single` now.
     let mut last = (0, String::new());
+    // The session that gets in must stay open: it holds the only place from then on.
+    let mut holder = None;
     let admitted = wait_until(Duration::from_secs(5), || {
         let mut c = lib.control();
         assert_eq!(c.cmd("USER single").0, 331);
         last = c.cmd("PASS s");
-        last.0 == 230
+        let ok = last.0 == 230;
+        if ok {
+            holder = Some(c);
+        }
+        ok
     });
     assert!(admitted, "a login while the user's only other session has sent REIN: {last:?}");
+    assert!(holder.is_some());
     // That login holds the only place now: the REIN'd session cannot log in again.
     assert_eq!(a.cmd("USER single").0, 331);
     assert_eq!(a.cmd("PASS s").0, 421, "a second concurrent login of a max_sessions(1) user");

@@ -121,6 +121,7 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
             Ok(permit) => permit,
             Err(refusal) => {
                 tracing::info!(%peer, ?refusal, "connection refused: too many sessions");
+                guard.0.metrics.reply(421);
                 let text: &[u8] = match refusal {
                     limits::Refusal::Total => b"421 Too many users, try again later.\r\n",
                     limits::Refusal::PerAddress => b"421 Too many connections from your address.\r\n",
@@ -304,6 +305,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
 
     /// Carries out everything the session asked for.
     async fn run_actions(&mut self) {
+        self.run_actions_inner().await;
+        // Logged out (REIN, or USER starting a new login): the user's place is free again.
+        if self.session.user().is_none() {
+            self.user_lease = None;
+        }
+    }
+
+    async fn run_actions_inner(&mut self) {
         while let Some(action) = self.session.poll_action() {
             match action {
                 Action::Reply(r) => {
@@ -313,6 +322,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 Action::Authenticate { username, password } => {
                     // Boxed: an idle session's future should not carry the authenticator's.
                     let mut result = Box::pin(self.shard.auth.authenticate(&username, &password)).await;
+                    // A new login gives up the place of the previous one first.
+                    self.user_lease = None;
                     if let Ok(user) = &result {
                         // Per-user limits apply from login on, across every shard.
                         match self.shard.users.admit(user) {
@@ -347,8 +358,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     }
                     self.session.fs_done(outcome, SystemTime::now());
                 }
-                Action::OpenPassive => self.open_passive(),
-                Action::ClosePassive => self.close_passive(),
+                Action::OpenPassive => self.open_passive().await,
+                Action::ClosePassive => self.close_passive().await,
                 Action::Transfer(t) => self.start_transfer(t),
                 Action::Abort => self.abort_transfer(),
                 // The main loop sees `is_closing` after flushing the replies before it.
@@ -389,8 +400,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         }
     }
 
-    fn open_passive(&mut self) {
-        self.close_passive();
+    async fn open_passive(&mut self) {
+        self.close_passive().await;
         let ip = canonical(self.local.ip());
         let config = &self.shard.config;
         let policy = AcceptPolicy {
@@ -415,7 +426,17 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         }
     }
 
-    fn close_passive(&mut self) {
+    /// Drops the passive listener and waits until its task is gone, so its port is back in
+    /// the pool before a new PASV asks for one (abort alone only schedules the drop).
+    async fn close_passive(&mut self) {
+        if let Some(p) = self.passive.take() {
+            p.abort();
+            let _ = p.await;
+        }
+    }
+
+    /// [`Control::close_passive`] without waiting, for when the session is ending.
+    fn drop_passive(&mut self) {
         if let Some(p) = self.passive.take() {
             p.abort();
         }
@@ -425,7 +446,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let connect = match transfer.channel {
             DataChannel::Passive => self.passive.take().map_or(DataConnect::Missing, DataConnect::Passive),
             DataChannel::Active(target) => {
-                self.close_passive();
+                self.drop_passive();
                 DataConnect::Active { local: canonical(self.local.ip()), target }
             }
         };
@@ -574,7 +595,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             running.task.abort();
             self.transfer_ended(&running, TransferOutcome::ConnectionLost);
         }
-        self.close_passive();
+        self.drop_passive();
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }
