@@ -32,7 +32,8 @@ use workload::{Ctx, Job, Plan};
 /// Exit status: 0 when every operation succeeded; 1 when some failed (the report counts them
 /// by reply code); 2 when the run could not start (bad address, no server, refused login).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+// A later option wins over an earlier one, so scripts can wrap the command with defaults.
+#[command(version, about, args_override_self = true)]
 struct Args {
     /// Server host name or address.
     #[arg(long, global = true, default_value = "127.0.0.1")]
@@ -83,6 +84,12 @@ struct Args {
     /// compared with the pattern or with --expect.
     #[arg(long, global = true)]
     verify: bool,
+
+    /// Connection setups (connect + login) in flight at once. A server that accepts slowly
+    /// with a short listen backlog (vsftpd: 32) loses handshakes beyond it to SYN cookies,
+    /// and those clients then wait for a greeting that never comes.
+    #[arg(long, global = true, value_name = "N", default_value_t = 64)]
+    connect_concurrency: usize,
 
     /// Data buffer per session (e.g. 256K, 1M); at least 4K.
     #[arg(long, global = true, value_name = "BYTES", default_value = "256K", value_parser = parse_size)]
@@ -349,7 +356,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             live: Live::default(),
             barrier: Barrier::new(sessions),
             start: OnceLock::new(),
-            connecting: Semaphore::new(128),
+            connecting: Semaphore::new(args.connect_concurrency.max(1)),
             established: AtomicU64::new(0),
         })
     };
@@ -578,7 +585,7 @@ fn raise_fd_limit(sessions: usize) {
     }
     // A session needs its control socket, and a data socket or listener while transferring.
     let need = sessions as u64 * 2 + 64;
-    if ok && (lim.rlim_cur as u64) < need {
+    if ok && lim.rlim_cur < need {
         eprintln!(
             "ringftp-bench: warning: the open-file limit is {}, {sessions} sessions may need {need}; raise `ulimit -n`",
             lim.rlim_cur
