@@ -87,11 +87,7 @@ fn frame_and_parse(bytes: &[u8], chunk: usize) -> usize {
 
 fn bench(c: &mut Criterion) {
     let (bytes, count) = stream(64);
-    assert_eq!(
-        frame_and_parse(&bytes, 1448) as u64,
-        count,
-        "a line did not parse"
-    );
+    assert_eq!(frame_and_parse(&bytes, 1448) as u64, count, "a line did not parse");
     let lines: Vec<&[u8]> = bytes
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
@@ -100,25 +96,14 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("parser");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("frame+parse/bytes", |b| {
-        b.iter(|| frame_and_parse(black_box(&bytes), 1448))
-    });
+    g.bench_function("frame+parse/bytes", |b| b.iter(|| frame_and_parse(black_box(&bytes), 1448)));
     g.throughput(Throughput::Elements(count));
-    g.bench_function("frame+parse/commands", |b| {
-        b.iter(|| frame_and_parse(black_box(&bytes), 1448))
-    });
+    g.bench_function("frame+parse/commands", |b| b.iter(|| frame_and_parse(black_box(&bytes), 1448)));
     g.bench_function("parse-only/commands", |b| {
-        b.iter(|| {
-            lines
-                .iter()
-                .filter(|l| black_box(parse(black_box(l))).is_ok())
-                .count()
-        })
+        b.iter(|| lines.iter().filter(|l| black_box(parse(black_box(l))).is_ok()).count())
     });
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    g.bench_function("frame+parse/one-byte-chunks", |b| {
-        b.iter(|| frame_and_parse(black_box(&bytes), 1))
-    });
+    g.bench_function("frame+parse/one-byte-chunks", |b| b.iter(|| frame_and_parse(black_box(&bytes), 1)));
     g.finish();
 }
 

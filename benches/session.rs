@@ -93,9 +93,7 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("session");
     g.throughput(Throughput::Elements(LINES.len() as u64));
-    g.bench_function("transcript/commands", |b| {
-        b.iter(|| transcript(black_box(&mut out), &listing, now))
-    });
+    g.bench_function("transcript/commands", |b| b.iter(|| transcript(black_box(&mut out), &listing, now)));
     g.finish();
 }
 

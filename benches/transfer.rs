@@ -21,11 +21,8 @@ struct Root(PathBuf);
 
 impl Root {
     fn new() -> io::Result<Root> {
-        let base = if PathBuf::from("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
+        let base =
+            if PathBuf::from("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
         let dir = base.join(format!("ringftp-bench-transfer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -66,11 +63,7 @@ impl Client {
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(TIMEOUT))?;
         s.set_write_timeout(Some(TIMEOUT))?;
-        let mut c = Client {
-            reader: BufReader::new(s.try_clone()?),
-            writer: s,
-            ip: addr.ip(),
-        };
+        let mut c = Client { reader: BufReader::new(s.try_clone()?), writer: s, ip: addr.ip() };
         c.expect(None, 220)?;
         c.expect(Some(&format!("USER {user}")), 331)?;
         c.expect(Some(&format!("PASS {pass}")), 230)?;
@@ -157,9 +150,7 @@ impl Client {
 
 fn start(root: &Root, splice: bool) -> io::Result<(ServerHandle, SocketAddr)> {
     let storage = FsStorage::new(&root.0)?;
-    let users = UserList::new()
-        .user_with_password(User::new("bob"), b"pw")
-        .anonymous("");
+    let users = UserList::new().user_with_password(User::new("bob"), b"pw").anonymous("");
     let server = Server::builder(storage, users)
         .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
         .cores(1)
@@ -167,10 +158,7 @@ fn start(root: &Root, splice: bool) -> io::Result<(ServerHandle, SocketAddr)> {
         .build()
         .map_err(|e| other(e.to_string()))?;
     let handle = server.start().map_err(|e| other(e.to_string()))?;
-    let addr = *handle
-        .local_addrs()
-        .first()
-        .ok_or_else(|| other("no listen address".into()))?;
+    let addr = *handle.local_addrs().first().ok_or_else(|| other("no listen address".into()))?;
     Ok((handle, addr))
 }
 
@@ -184,24 +172,17 @@ fn bench(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(4));
     let mut buf = vec![0u8; 256 << 10];
     for (splice, name) in [(true, "splice"), (false, "copy")] {
-        let (handle, addr) =
-            start(&root, splice).unwrap_or_else(|e| panic!("cannot start the server: {e}"));
-        let mut client = Client::connect(addr, "bob", "pw")
-            .unwrap_or_else(|e| panic!("cannot log in to {addr}: {e}"));
+        let (handle, addr) = start(&root, splice).unwrap_or_else(|e| panic!("cannot start the server: {e}"));
+        let mut client =
+            Client::connect(addr, "bob", "pw").unwrap_or_else(|e| panic!("cannot log in to {addr}: {e}"));
         g.bench_function(format!("retr-64MiB/{name}"), |b| {
             b.iter(|| {
-                let n = client
-                    .retr("big.bin", &mut buf)
-                    .unwrap_or_else(|e| panic!("RETR failed: {e}"));
+                let n = client.retr("big.bin", &mut buf).unwrap_or_else(|e| panic!("RETR failed: {e}"));
                 assert_eq!(n, SIZE, "short RETR");
             })
         });
         g.bench_function(format!("stor-64MiB/{name}"), |b| {
-            b.iter(|| {
-                client
-                    .stor("upload.bin", &buf, SIZE)
-                    .unwrap_or_else(|e| panic!("STOR failed: {e}"))
-            })
+            b.iter(|| client.stor("upload.bin", &buf, SIZE).unwrap_or_else(|e| panic!("STOR failed: {e}")))
         });
         let _ = client.expect(Some("QUIT"), 221);
         handle.shutdown();

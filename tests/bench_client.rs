@@ -15,10 +15,7 @@ impl TempDir {
     fn new(name: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "ringftp-bench-test-{}-{n}-{name}",
-            std::process::id()
-        ));
+        let path = std::env::temp_dir().join(format!("ringftp-bench-test-{}-{n}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -50,9 +47,7 @@ impl Server {
     /// serving a root with a 3 MiB file; returns once it printed its address.
     fn start() -> Server {
         let root = TempDir::new("root");
-        let data: Vec<u8> = (0..3u32 << 20)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let data: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         std::fs::write(root.0.join("big.bin"), data).unwrap();
         std::fs::create_dir(root.0.join("up")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringftpd"))
@@ -106,13 +101,8 @@ fn bench(port: u16, args: &[&str]) -> Output {
     if !args.contains(&"--timeout") {
         cmd.args(["--timeout", "10"]);
     }
-    let mut child = cmd
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Drain both pipes in threads so a full pipe cannot stall the child.
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
@@ -138,19 +128,13 @@ fn bench(port: u16, args: &[&str]) -> Output {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output {
-        status,
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
+    Output { status, stdout: out_t.join().unwrap(), stderr: err_t.join().unwrap() }
 }
 
 /// The number after `"name":` in a flat JSON object.
 fn field(json: &str, name: &str) -> u64 {
     let key = format!("\"{name}\":");
-    let at = json
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {json}"));
+    let at = json.find(&key).unwrap_or_else(|| panic!("no {name} in {json}"));
     json[at + key.len()..]
         .chars()
         .take_while(char::is_ascii_digit)
@@ -166,11 +150,7 @@ fn run_ok(port: u16, args: &[&str]) -> String {
     let out = bench(port, &all);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "{args:?} failed ({}): {stdout} {stderr}",
-        out.status
-    );
+    assert!(out.status.success(), "{args:?} failed ({}): {stdout} {stderr}", out.status);
     let json = stdout.trim();
     assert!(json.starts_with('{') && json.ends_with('}'), "{json}");
     assert_eq!(field(json, "error_count"), 0, "{json}");
@@ -293,10 +273,7 @@ fn workloads_over_port() {
 #[test]
 fn refused_login_is_one_line_and_fails() {
     let server = Server::start();
-    let out = bench(
-        server.port,
-        &["--user", "bench", "--pass", "wrong", "--json", "login"],
-    );
+    let out = bench(server.port, &["--user", "bench", "--pass", "wrong", "--json", "login"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");

@@ -46,6 +46,8 @@ pub struct LineBuffer {
     telnet: Telnet,
     /// Dropping bytes until the end of an over-long line.
     discarding: bool,
+    /// Bytes of the line being received (after the last LF in `buf`).
+    line_len: usize,
     /// Line ends pushed so far, and lines handed out so far.
     pushed: u64,
     taken: u64,
@@ -63,6 +65,7 @@ impl LineBuffer {
             max: max.max(1),
             telnet: Telnet::Data,
             discarding: false,
+            line_len: 0,
             pushed: 0,
             taken: 0,
             too_long: std::collections::VecDeque::new(),
@@ -121,28 +124,24 @@ impl LineBuffer {
         }
         if b == b'\n' {
             self.pushed += 1;
+            self.line_len = 0;
             self.buf.push(b);
             return;
         }
         // A CR may follow a line of exactly `max` bytes: it is part of the line end.
         let limit = if b == b'\r' { self.max + 1 } else { self.max };
-        let line_start = self.current_line_start();
-        if self.buf.len() - line_start >= limit {
-            self.buf.truncate(line_start);
+        if self.line_len >= limit {
+            // Drop the partial line and leave an empty line in its place as the marker.
+            self.buf.truncate(self.buf.len() - self.line_len);
+            self.line_len = 0;
             self.buf.push(b'\n');
             self.too_long.push_back(self.pushed);
             self.pushed += 1;
             self.discarding = true;
             return;
         }
+        self.line_len += 1;
         self.buf.push(b);
-    }
-
-    fn current_line_start(&self) -> usize {
-        self.buf
-            .get(self.start..)
-            .and_then(|rest| rest.iter().rposition(|&c| c == b'\n'))
-            .map_or(self.start, |i| self.start + i + 1)
     }
 
     /// The next complete line, if one is buffered.

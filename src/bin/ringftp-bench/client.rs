@@ -145,20 +145,9 @@ impl Control {
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Control> {
         let stream = bounded(timeout, "connect", TcpStream::connect(addr)).await?;
         // Without it, delayed ACKs hold a reply back ~40 ms after each small command.
-        stream
-            .set_nodelay(true)
-            .map_err(|e| Error::Io("set TCP_NODELAY", e))?;
-        let local = stream
-            .local_addr()
-            .map_err(|e| Error::Io("local address", e))?;
-        let mut c = Control {
-            stream,
-            buf: Vec::with_capacity(1024),
-            start: 0,
-            timeout,
-            local,
-            peer: addr,
-        };
+        stream.set_nodelay(true).map_err(|e| Error::Io("set TCP_NODELAY", e))?;
+        let local = stream.local_addr().map_err(|e| Error::Io("local address", e))?;
+        let mut c = Control { stream, buf: Vec::with_capacity(1024), start: 0, timeout, local, peer: addr };
         loop {
             let r = c.reply().await?;
             match r.code {
@@ -174,12 +163,7 @@ impl Control {
         let mut line = Vec::with_capacity(cmd.len() + 2);
         line.extend_from_slice(cmd.as_bytes());
         line.extend_from_slice(b"\r\n");
-        bounded(
-            self.timeout,
-            "sending a command",
-            self.stream.write_all(&line),
-        )
-        .await
+        bounded(self.timeout, "sending a command", self.stream.write_all(&line)).await
     }
 
     /// Reads one reply. Cancel-safe: bytes of an unfinished reply stay in the buffer.
@@ -264,28 +248,20 @@ impl Control {
                 let r = self.expect("PASV", 2).await?;
                 let addr = address::parse_pasv_reply(r.text.as_bytes())
                     .map_err(|e| Error::Protocol(format!("PASV reply {:?}: {e}", r.text)))?;
-                let s = bounded(
-                    self.timeout,
-                    "data connect",
-                    TcpStream::connect(SocketAddr::V4(addr)),
-                )
-                .await?;
+                let s =
+                    bounded(self.timeout, "data connect", TcpStream::connect(SocketAddr::V4(addr))).await?;
                 Ok(Pending::Connected(s))
             }
             Mode::Eprt | Mode::Port => {
                 let listener = TcpListener::bind(SocketAddr::new(self.local.ip(), 0))
                     .await
                     .map_err(|e| Error::Io("data listen", e))?;
-                let at = listener
-                    .local_addr()
-                    .map_err(|e| Error::Io("data listen", e))?;
+                let at = listener.local_addr().map_err(|e| Error::Io("data listen", e))?;
                 let cmd = match (mode, at) {
                     (Mode::Port, SocketAddr::V4(v4)) => {
                         format!("PORT {}", address::format_port(v4))
                     }
-                    (Mode::Port, _) => {
-                        return Err(Error::Protocol("PORT needs IPv4; use EPRT".into()))
-                    }
+                    (Mode::Port, _) => return Err(Error::Protocol("PORT needs IPv4; use EPRT".into())),
                     _ => format!("EPRT {}", address::format_eprt(at)),
                 };
                 self.expect(&cmd, 2).await?;
@@ -410,10 +386,7 @@ fn parse_reply(buf: &[u8]) -> Result<Option<(Reply, usize)>> {
         match code {
             None => {
                 let Some(c) = lead.filter(|c| (100..600).contains(c)) else {
-                    return Err(Error::Protocol(format!(
-                        "not a reply: {:?}",
-                        String::from_utf8_lossy(line)
-                    )));
+                    return Err(Error::Protocol(format!("not a reply: {:?}", String::from_utf8_lossy(line))));
                 };
                 text.push_str(&body);
                 match sep {
@@ -443,12 +416,8 @@ mod tests {
     fn single_and_multi_line_replies() {
         let (r, used) = parse_reply(b"220 hi\r\n230 x").unwrap().unwrap();
         assert_eq!((r.code, r.text.as_str(), used), (220, "hi", 8));
-        assert!(parse_reply(b"211-Features:\r\n EPSV\r\n")
-            .unwrap()
-            .is_none());
-        let (r, _) = parse_reply(b"211-Features:\r\n EPSV\r\n211-not end\r\n211 End\r\n")
-            .unwrap()
-            .unwrap();
+        assert!(parse_reply(b"211-Features:\r\n EPSV\r\n").unwrap().is_none());
+        let (r, _) = parse_reply(b"211-Features:\r\n EPSV\r\n211-not end\r\n211 End\r\n").unwrap().unwrap();
         assert_eq!(r.code, 211);
         assert_eq!(r.text, "Features:\n EPSV\n211-not end\nEnd");
         let (r, _) = parse_reply(b"200\r\n").unwrap().unwrap();

@@ -177,10 +177,7 @@ enum Workload {
 /// Parses a size: plain bytes, or with a binary K, M, G or T suffix (`64M`, `1GiB`).
 fn parse_size(s: &str) -> Result<u64, String> {
     let upper = s.trim().to_ascii_uppercase();
-    let t = upper
-        .strip_suffix("IB")
-        .or_else(|| upper.strip_suffix('B'))
-        .unwrap_or(&upper);
+    let t = upper.strip_suffix("IB").or_else(|| upper.strip_suffix('B')).unwrap_or(&upper);
     let (digits, shift) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
             let shift = match c {
@@ -194,12 +191,8 @@ fn parse_size(s: &str) -> Result<u64, String> {
         }
         _ => (t, 0),
     };
-    let n: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad size {s:?}: expected e.g. 4096, 64K, 1G"))?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("size {s:?} is too large"))
+    let n: u64 = digits.trim().parse().map_err(|_| format!("bad size {s:?}: expected e.g. 4096, 64K, 1G"))?;
+    n.checked_mul(1u64 << shift).ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 fn seconds(v: f64, flag: &str) -> Result<Duration, String> {
@@ -246,76 +239,34 @@ fn run(args: Args) -> Result<ExitCode, String> {
                 (true, Some(file)) => Some(sha256_file(file)?),
                 _ => None,
             };
-            let job = Job::Retr {
-                path: path.clone(),
-                expect,
-            };
+            let job = Job::Retr { path: path.clone(), expect };
             (job, path.clone(), None)
         }
         Workload::Stor { size, dir, cleanup } => (
-            Job::Stor {
-                size: *size,
-                dir: dir.clone(),
-                cleanup: *cleanup,
-            },
+            Job::Stor { size: *size, dir: dir.clone(), cleanup: *cleanup },
             format!("{size} bytes to {}", if dir.is_empty() { "." } else { dir }),
             None,
         ),
-        Workload::Small {
-            dir,
-            count,
-            file_size,
-            setup,
-        } => {
+        Workload::Small { dir, count, file_size, setup } => {
             if *count == 0 {
                 return Err("--count must be at least 1".into());
             }
-            let prepare = Job::Prepare {
-                dir: dir.clone(),
-                count: *count,
-                file_size: *file_size,
-            };
-            let job = Job::Small {
-                dir: dir.clone(),
-                count: *count,
-                file_size: *file_size,
-            };
-            (
-                job,
-                format!("{count} x {file_size} bytes in {dir}"),
-                setup.then_some(prepare),
-            )
+            let prepare = Job::Prepare { dir: dir.clone(), count: *count, file_size: *file_size };
+            let job = Job::Small { dir: dir.clone(), count: *count, file_size: *file_size };
+            (job, format!("{count} x {file_size} bytes in {dir}"), setup.then_some(prepare))
         }
-        Workload::Prepare {
-            dir,
-            count,
-            file_size,
-        } => (
-            Job::Prepare {
-                dir: dir.clone(),
-                count: *count,
-                file_size: *file_size,
-            },
+        Workload::Prepare { dir, count, file_size } => (
+            Job::Prepare { dir: dir.clone(), count: *count, file_size: *file_size },
             format!("{count} x {file_size} bytes into {dir}"),
             None,
         ),
         Workload::Login => (Job::Login, format!("as {}", args.user), None),
         Workload::List { dir, mlsd } => (
-            Job::List {
-                dir: dir.clone(),
-                mlsd: *mlsd,
-            },
-            if dir.is_empty() {
-                ".".into()
-            } else {
-                dir.clone()
-            },
+            Job::List { dir: dir.clone(), mlsd: *mlsd },
+            if dir.is_empty() { ".".into() } else { dir.clone() },
             None,
         ),
-        Workload::Idle {
-            noop_interval,
-            ready_file,
-        } => (
+        Workload::Idle { noop_interval, ready_file } => (
             Job::Idle {
                 noop_interval: seconds(*noop_interval, "--noop-interval")?,
                 ready_file: ready_file.clone(),
@@ -370,11 +321,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
     }
 
     // Prepare splits its files over the sessions and runs once.
-    let plan = if matches!(job, Job::Prepare { .. }) {
-        Plan::Repeat(1)
-    } else {
-        plan
-    };
+    let plan = if matches!(job, Job::Prepare { .. }) { Plan::Repeat(1) } else { plan };
     let ctx = make_ctx(job, args.sessions, plan);
     let show_progress = std::io::stderr().is_terminal();
     let stats = run_sessions(&ctx, threads, show_progress.then_some(plan))?;
@@ -401,27 +348,17 @@ fn run(args: Args) -> Result<ExitCode, String> {
     } else {
         print!("{}", report.table());
     }
-    Ok(if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// One connection, login and QUIT before the run, so that a wrong address, a server that
 /// does not answer or a refused login is one clear line instead of a report full of errors.
-async fn preflight(
-    addr: SocketAddr,
-    user: &str,
-    pass: &str,
-    timeout: Duration,
-) -> Result<(), String> {
+async fn preflight(addr: SocketAddr, user: &str, pass: &str, timeout: Duration) -> Result<(), String> {
     let mut c = Control::connect(addr, timeout).await.map_err(|e| match e {
         Error::Io(_, e) => format!("cannot connect to {addr}: {e}"),
-        Error::Timeout(what) => format!(
-            "no answer from {addr} within {} s (waiting for {what})",
-            timeout.as_secs_f64()
-        ),
+        Error::Timeout(what) => {
+            format!("no answer from {addr} within {} s (waiting for {what})", timeout.as_secs_f64())
+        }
         Error::Reply(_) => format!("{addr} refused the session: {e}"),
         Error::Closed => format!("{addr} closed the connection before its greeting"),
         e => format!("{addr}: {e}"),
@@ -451,28 +388,26 @@ fn run_sessions(ctx: &Arc<Ctx>, threads: usize, progress: Option<Plan>) -> Resul
     for (t, rt) in runtimes.into_iter().enumerate() {
         let ctx = Arc::clone(ctx);
         let ids: Vec<usize> = (t..ctx.sessions).step_by(threads).collect();
-        let spawned = std::thread::Builder::new()
-            .name(format!("bench-{t}"))
-            .spawn(move || {
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, async move {
-                    let tasks: Vec<_> = ids
-                        .into_iter()
-                        .map(|id| tokio::task::spawn_local(workload::session(Arc::clone(&ctx), id)))
-                        .collect();
-                    let mut total = Stats::default();
-                    for task in tasks {
-                        match task.await {
-                            Ok(s) => total.merge(s),
-                            Err(e) => {
-                                *total.errors.entry("panic".into()).or_default() += 1;
-                                total.first_error.get_or_insert_with(|| e.to_string());
-                            }
+        let spawned = std::thread::Builder::new().name(format!("bench-{t}")).spawn(move || {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let tasks: Vec<_> = ids
+                    .into_iter()
+                    .map(|id| tokio::task::spawn_local(workload::session(Arc::clone(&ctx), id)))
+                    .collect();
+                let mut total = Stats::default();
+                for task in tasks {
+                    match task.await {
+                        Ok(s) => total.merge(s),
+                        Err(e) => {
+                            *total.errors.entry("panic".into()).or_default() += 1;
+                            total.first_error.get_or_insert_with(|| e.to_string());
                         }
                     }
-                    total
-                })
-            });
+                }
+                total
+            })
+        });
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -487,10 +422,7 @@ fn run_sessions(ctx: &Arc<Ctx>, threads: usize, progress: Option<Plan>) -> Resul
     }
     let mut total = Stats::default();
     for h in handles {
-        total.merge(
-            h.join()
-                .map_err(|_| "a worker thread panicked".to_string())?,
-        );
+        total.merge(h.join().map_err(|_| "a worker thread panicked".to_string())?);
     }
     Ok(total)
 }
@@ -504,15 +436,11 @@ fn show_progress(ctx: &Ctx, plan: Plan, handles: &[std::thread::JoinHandle<Stats
                 Job::Small { count, .. } => *count,
                 _ => 1,
             };
-            (
-                n.saturating_mul(units).saturating_mul(ctx.sessions as u64),
-                false,
-            )
+            (n.saturating_mul(units).saturating_mul(ctx.sessions as u64), false)
         }
     };
     let bar = indicatif::ProgressBar::new(len.max(1));
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {msg}")
-    {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {msg}") {
         bar.set_style(style.progress_chars("=> "));
     }
     while !handles.iter().all(|h| h.is_finished()) {
@@ -528,11 +456,7 @@ fn show_progress(ctx: &Ctx, plan: Plan, handles: &[std::thread::JoinHandle<Stats
                 } else {
                     bar.set_position(ops + errors);
                 }
-                let rate = if secs > 0.0 {
-                    bytes as f64 / 1e6 / secs
-                } else {
-                    0.0
-                };
+                let rate = if secs > 0.0 { bytes as f64 / 1e6 / secs } else { 0.0 };
                 bar.set_message(format!("{ops} ops, {rate:.1} MB/s, {errors} errors"));
             }
             None => bar.set_message(format!(
@@ -554,14 +478,12 @@ fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
 }
 
 fn sha256_file(path: &Path) -> Result<[u8; 32], String> {
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| format!("cannot open --expect {}: {e}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| format!("cannot open --expect {}: {e}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| format!("cannot read --expect {}: {e}", path.display()))?;
+        let n = f.read(&mut buf).map_err(|e| format!("cannot read --expect {}: {e}", path.display()))?;
         if n == 0 {
             return Ok(h.finalize().into());
         }
@@ -572,10 +494,7 @@ fn sha256_file(path: &Path) -> Result<[u8; 32], String> {
 /// Raises the open-file limit to its hard maximum: each session is a socket, and `idle` opens
 /// thousands.
 fn raise_fd_limit(sessions: usize) {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read/write the struct passed by pointer.
     let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
     if ok && lim.rlim_cur < lim.rlim_max {

@@ -8,9 +8,7 @@
 /// `prepare` uploaded without being told how it was made.
 pub fn seed_for(path: &str) -> u64 {
     let base = path.rsplit('/').next().unwrap_or(path);
-    base.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    base.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Word `index` of the stream for `seed`.
@@ -57,11 +55,7 @@ pub fn check(seed: u64, offset: u64, data: &[u8]) -> Option<u64> {
         let want = &mut expect[..chunk.len()];
         fill(seed, pos, want);
         if want != chunk {
-            let i = want
-                .iter()
-                .zip(chunk)
-                .position(|(a, b)| a != b)
-                .unwrap_or(0);
+            let i = want.iter().zip(chunk).position(|(a, b)| a != b).unwrap_or(0);
             return Some(pos + i as u64);
         }
         pos += chunk.len() as u64;

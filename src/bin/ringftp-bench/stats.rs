@@ -41,8 +41,7 @@ impl Stats {
         let now = Instant::now();
         self.ops += 1;
         self.bytes += bytes;
-        self.latencies
-            .push(u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX));
+        self.latencies.push(u64::try_from((now - started).as_nanos()).unwrap_or(u64::MAX));
         self.end = Some(now);
         live.ops.fetch_add(1, Ordering::Relaxed);
     }
@@ -253,32 +252,12 @@ impl Report {
         let _ = writeln!(
             o,
             "{} {} on {}:{} ({}, {} sessions on {} threads)",
-            self.workload,
-            self.target,
-            self.host,
-            self.port,
-            self.mode,
-            self.sessions,
-            self.threads
+            self.workload, self.target, self.host, self.port, self.mode, self.sessions, self.threads
         );
         let _ = writeln!(o, "  elapsed      {:.3} s", self.secs());
-        let _ = writeln!(
-            o,
-            "  operations   {} ({:.1}/s)",
-            self.stats.ops,
-            self.ops_per_s()
-        );
-        let _ = writeln!(
-            o,
-            "  transferred  {} ({:.1} MB/s)",
-            human_bytes(self.stats.bytes),
-            self.mb_per_s()
-        );
-        let _ = writeln!(
-            o,
-            "  verified     {}",
-            human_bytes(self.stats.bytes_verified)
-        );
+        let _ = writeln!(o, "  operations   {} ({:.1}/s)", self.stats.ops, self.ops_per_s());
+        let _ = writeln!(o, "  transferred  {} ({:.1} MB/s)", human_bytes(self.stats.bytes), self.mb_per_s());
+        let _ = writeln!(o, "  verified     {}", human_bytes(self.stats.bytes_verified));
         if let Some(l) = lat {
             let _ = writeln!(
                 o,
@@ -295,12 +274,7 @@ impl Report {
         if self.stats.errors.is_empty() {
             let _ = writeln!(o, "  errors       none");
         } else {
-            let list: Vec<String> = self
-                .stats
-                .errors
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
+            let list: Vec<String> = self.stats.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect();
             let _ = writeln!(o, "  errors       {}", list.join(", "));
             if let Some(e) = &self.stats.first_error {
                 let _ = writeln!(o, "  first error  {e}");

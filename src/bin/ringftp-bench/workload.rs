@@ -107,11 +107,7 @@ impl Ctx {
     async fn start(&self, units: u64) -> Iter {
         if self.barrier.wait().await.is_leader() {
             let _ = self.start.set(Instant::now());
-            if let Job::Idle {
-                ready_file: Some(path),
-                ..
-            } = &self.job
-            {
+            if let Job::Idle { ready_file: Some(path), .. } = &self.job {
                 // Tells a script that the sessions are held (e.g. to measure server memory).
                 let held = self.established.load(Ordering::Relaxed);
                 if let Err(e) = std::fs::write(path, format!("{held}\n")) {
@@ -120,16 +116,8 @@ impl Ctx {
             }
         }
         match self.plan {
-            Plan::Repeat(n) => Iter {
-                limit: Some(n.saturating_mul(units)),
-                deadline: None,
-                done: 0,
-            },
-            Plan::For(d) => Iter {
-                limit: None,
-                deadline: Some(Instant::now() + d),
-                done: 0,
-            },
+            Plan::Repeat(n) => Iter { limit: Some(n.saturating_mul(units)), deadline: None, done: 0 },
+            Plan::For(d) => Iter { limit: None, deadline: Some(Instant::now() + d), done: 0 },
         }
     }
 
@@ -187,11 +175,7 @@ fn data_buffer(size: usize) -> Vec<u8> {
 /// Checks a download as it arrives, against the pattern or an expected sha256.
 enum Check {
     None,
-    Pattern {
-        seed: u64,
-        pos: u64,
-        bad: Option<u64>,
-    },
+    Pattern { seed: u64, pos: u64, bad: Option<u64> },
     Sha(Box<Sha256>, [u8; 32]),
 }
 
@@ -200,11 +184,7 @@ impl Check {
         match (verify, expect) {
             (false, _) => Check::None,
             (true, Some(sum)) => Check::Sha(Box::default(), sum),
-            (true, None) => Check::Pattern {
-                seed: pattern::seed_for(path),
-                pos: 0,
-                bad: None,
-            },
+            (true, None) => Check::Pattern { seed: pattern::seed_for(path), pos: 0, bad: None },
         }
     }
 
@@ -225,22 +205,18 @@ impl Check {
     fn finish(self, path: &str, got: u64, len: Option<u64>) -> Result<u64> {
         match self {
             Check::None => Ok(0),
-            Check::Pattern { bad: Some(at), .. } => Err(Error::Verify(format!(
-                "{path}: differs from the pattern at byte {at}"
-            ))),
+            Check::Pattern { bad: Some(at), .. } => {
+                Err(Error::Verify(format!("{path}: differs from the pattern at byte {at}")))
+            }
             Check::Pattern { .. } => match len {
-                Some(len) if len != got => Err(Error::Verify(format!(
-                    "{path}: {got} bytes, expected {len}"
-                ))),
+                Some(len) if len != got => Err(Error::Verify(format!("{path}: {got} bytes, expected {len}"))),
                 _ => Ok(got),
             },
             Check::Sha(h, want) => {
                 if h.finalize().as_slice() == want {
                     Ok(got)
                 } else {
-                    Err(Error::Verify(format!(
-                        "{path}: sha256 differs from --expect"
-                    )))
+                    Err(Error::Verify(format!("{path}: sha256 differs from --expect")))
                 }
             }
         }
@@ -269,29 +245,17 @@ async fn retr_one(
 }
 
 /// Uploads `size` pattern bytes to `name` with STOR.
-async fn stor_one(
-    ctx: &Ctx,
-    c: &mut Control,
-    buf: &mut [u8],
-    name: &str,
-    size: u64,
-) -> Result<u64> {
+async fn stor_one(ctx: &Ctx, c: &mut Control, buf: &mut [u8], name: &str, size: u64) -> Result<u64> {
     let seed = pattern::seed_for(name);
     let verify = ctx.verify;
     let live = &ctx.live;
-    c.upload(
-        ctx.mode,
-        &format!("STOR {name}"),
-        size,
-        buf,
-        |offset, chunk| {
-            // Without --verify the buffer is sent as it is: no per-byte work.
-            if verify {
-                pattern::fill(seed, offset, chunk);
-            }
-            live.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        },
-    )
+    c.upload(ctx.mode, &format!("STOR {name}"), size, buf, |offset, chunk| {
+        // Without --verify the buffer is sent as it is: no per-byte work.
+        if verify {
+            pattern::fill(seed, offset, chunk);
+        }
+        live.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    })
     .await
 }
 
@@ -306,16 +270,8 @@ pub async fn session(ctx: Arc<Ctx>, id: usize) -> Stats {
     match ctx.job.clone() {
         Job::Retr { path, expect } => retr(&ctx, &mut st, &path, expect).await,
         Job::Stor { size, dir, cleanup } => stor(&ctx, &mut st, id, size, &dir, cleanup).await,
-        Job::Small {
-            dir,
-            count,
-            file_size,
-        } => small(&ctx, &mut st, &dir, count, file_size).await,
-        Job::Prepare {
-            dir,
-            count,
-            file_size,
-        } => prepare(&ctx, &mut st, id, &dir, count, file_size).await,
+        Job::Small { dir, count, file_size } => small(&ctx, &mut st, &dir, count, file_size).await,
+        Job::Prepare { dir, count, file_size } => prepare(&ctx, &mut st, id, &dir, count, file_size).await,
         Job::Login => login(&ctx, &mut st).await,
         Job::List { dir, mlsd } => list(&ctx, &mut st, &dir, mlsd).await,
         Job::Idle { noop_interval, .. } => idle(&ctx, &mut st, noop_interval).await,
@@ -467,25 +423,13 @@ async fn prepare(ctx: &Ctx, st: &mut Stats, id: usize, dir: &str, count: u64, fi
 }
 
 /// Like [`stor_one`], but always with the pattern, so `small --verify` can check the files.
-async fn stor_one_pattern(
-    ctx: &Ctx,
-    c: &mut Control,
-    buf: &mut [u8],
-    name: &str,
-    size: u64,
-) -> Result<u64> {
+async fn stor_one_pattern(ctx: &Ctx, c: &mut Control, buf: &mut [u8], name: &str, size: u64) -> Result<u64> {
     let seed = pattern::seed_for(name);
     let live = &ctx.live;
-    c.upload(
-        ctx.mode,
-        &format!("STOR {name}"),
-        size,
-        buf,
-        |offset, chunk| {
-            pattern::fill(seed, offset, chunk);
-            live.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        },
-    )
+    c.upload(ctx.mode, &format!("STOR {name}"), size, buf, |offset, chunk| {
+        pattern::fill(seed, offset, chunk);
+        live.bytes.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    })
     .await
 }
 
@@ -517,11 +461,7 @@ async fn list(ctx: &Ctx, st: &mut Stats, dir: &str, mlsd: bool) {
     let mut conn = setup(ctx, st, false, None).await;
     let mut it = ctx.start(1).await;
     let verb = if mlsd { "MLSD" } else { "LIST" };
-    let cmd = if dir.is_empty() {
-        verb.to_string()
-    } else {
-        format!("{verb} {dir}")
-    };
+    let cmd = if dir.is_empty() { verb.to_string() } else { format!("{verb} {dir}") };
     while it.next() {
         let Some(c) = ctx.ensure(&mut conn, st, false, None).await else {
             continue;
