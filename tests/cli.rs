@@ -264,3 +264,22 @@ fn sigterm_sends_421_to_connected_clients() {
         server.log_for_failure()
     );
 }
+
+#[test]
+fn a_port_another_server_listens_on_is_refused_not_shared() {
+    // SO_REUSEPORT would let a second server join the first one's port and take half its
+    // connections; it must fail instead.
+    let first = TestServer::start("port-taken");
+    let scratch = Scratch::new("port-taken-2");
+    let addr = first.addr().to_string();
+    let out = run_text_timeout(
+        Command::new(BIN).arg("--root").arg(scratch.path()).args(["--listen", &addr, "--user", "bob:secret"]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("in use"), "{}", out.describe());
+    // The first server is unaffected.
+    let mut c = Control::connect(first.addr(), Duration::from_secs(10));
+    c.login(USER, PASS);
+    assert_eq!(c.cmd("NOOP").0, 200);
+}

@@ -51,6 +51,18 @@ pub(crate) struct Shard<S, A> {
 /// Binds one listener per shard on `addr` with SO_REUSEPORT; port 0 becomes the port the
 /// first one got, so all shards share it.
 fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        // SO_REUSEPORT would let this server silently share the port with another process
+        // (another ringftpd left running takes half the connections). A probe bound without
+        // it fails with "address in use" if anything listens there already.
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            probe.set_only_v6(true)?;
+        }
+        probe.bind(&addr.into())?;
+        drop(probe);
+    }
     let mut addr = addr;
     let mut out = Vec::with_capacity(shards);
     for _ in 0..shards {
