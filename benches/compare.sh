@@ -10,11 +10,14 @@
 # shared pages count once per process; PSS is reported beside it for the idle test).
 #
 # Usage (as root: installs packages, adds a local user `bench`, raises limits):
-#   benches/compare.sh                 # ROUNDS=5 after a warm-up round, full sizes
+#   benches/compare.sh                 # ROUNDS=5 after a warm-up round, full sizes (~10 min)
 #   QUICK=1 benches/compare.sh         # small sizes, 1 round: a smoke run (~2 min)
 # Knobs: ROUNDS, QUICK, OUT (results dir), SERVERS ("ringftpd vsftpd pyftpdlib"),
 #   IDLE_SESSIONS, RINGFTPD / BENCH (prebuilt binaries instead of building), KEEP=1 (keep data).
 # Results: $OUT/results.md (Markdown table for the README), $OUT/results.json, $OUT/raw.jsonl.
+#
+# The idle test restarts each server first, so its memory is a fresh server's plus the
+# sessions' (peers that keep freed memory would otherwise hide the per-session cost).
 #
 # Safety: everything listens on 127.0.0.1 only; every bench run has --timeout and is under
 # `timeout`; the trap stops every server (by pid, with its process tree) and removes the data.
@@ -56,6 +59,7 @@ declare -A PORT=([ringftpd]=21210 [vsftpd]=21211 [pyftpdlib]=21212)
 declare -A PASV=([ringftpd]=40000-40999 [vsftpd]=41000-41999 [pyftpdlib]=42000-42999)
 IPERF_PORT=21219
 declare -A PID=()
+declare -A RESTARTS=([ringftpd]=0 [vsftpd]=0 [pyftpdlib]=0)
 
 log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -99,6 +103,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d /tmp/ringftp-compare.XXXXXX)
 DATA=$(mktemp -d /dev/shm/ringftp-compare.XXXXXX)
 : >"$OUT/raw.jsonl"
+rm -f "$OUT"/{ringftpd,vsftpd,pyftpdlib}.log
 
 created_user=0
 cleanup() {
@@ -206,8 +211,10 @@ def record(args):
             pk = json.loads(f.read().strip() or "null")
     except (OSError, ValueError):
         pk = None
+    cpu_s = float(cpu1) - float(cpu0)
     row = {"round": int(rnd), "server": server, "workload": wl,
-           "server_cpu_s": round(float(cpu1) - float(cpu0), 3),
+           # Negative: the server stopped during the run and its CPU time went with it.
+           "server_cpu_s": round(cpu_s, 3) if cpu_s >= 0 else None,
            "server_mem": pk, "rc": int(rc), "result": result}
     if extra:
         row.update(json.loads(extra))
@@ -216,7 +223,10 @@ def record(args):
 # What each workload is judged by: (label, unit, value function, higher is better, cost unit)
 def mbps(r): return r["result"]["mb_per_s"]
 def opsps(r): return r["result"]["ops_per_s"]
-def idle_rss(r): return r["hold_mem"]["rss_kb"] / 1024
+def idle_mem(r):
+    # PSS: vsftpd's RSS sum counts its shared pages once per process (~20,000 of them).
+    m = r["hold_mem"]
+    return (m.get("pss_kb") or m["rss_kb"]) / 1024
 WORKLOADS = [
     ("retr-epsv", "RETR {big}, 1 session, EPSV", "MB/s", mbps, True, "gb"),
     ("retr-eprt", "RETR {big}, 1 session, EPRT", "MB/s", mbps, True, "gb"),
@@ -225,7 +235,7 @@ WORKLOADS = [
     ("login", "login+QUIT, 32 clients, password", "logins/s", opsps, True, "op"),
     ("login-anon", "login+QUIT, 32 clients, anonymous", "logins/s", opsps, True, "op"),
     ("multi", "{multi_sessions} sessions x {multi_size} RETR", "MB/s", mbps, True, "gb"),
-    ("idle", "{idle} idle sessions: server RSS", "MiB", idle_rss, False, None),
+    ("idle", "{idle} idle sessions: server memory", "MiB PSS", idle_mem, False, None),
 ]
 
 def fmt(v):
@@ -270,7 +280,9 @@ def report(args):
                     vals.append(value(r))
                 except (KeyError, TypeError, ZeroDivisionError):
                     continue
-                if cost == "gb" and res["bytes"] > 0:
+                if r["server_cpu_s"] is None:
+                    pass
+                elif cost == "gb" and res["bytes"] > 0:
                     cpu_per.append(r["server_cpu_s"] / (res["bytes"] / 1e9))
                 elif cost == "op" and res["ops"] > 0:
                     cpu_per.append(r["server_cpu_s"] * 1e3 / res["ops"])
@@ -290,15 +302,17 @@ def report(args):
             if key == "idle" and held:
                 e["held"] = held
                 cell += f", held {min(held)}"
-                pss = [r["hold_mem"]["pss_kb"] / 1024 for r in rs if r.get("hold_mem") and r["hold_mem"].get("pss_kb")]
-                if pss:
-                    e["pss_mib"] = statistics.median(pss)
-                    cell += f", PSS {fmt(statistics.median(pss))}"
-                base = [r["base_mem"]["rss_kb"] for r in rs if r.get("base_mem")]
-                if base and vals and min(held) > 0:
-                    per = (statistics.median(vals) * 1024 - statistics.median(base)) / min(held)
-                    e["kib_per_session"] = per
-                    cell += f", {fmt(per)} KiB/session"
+                rss = [r["hold_mem"]["rss_kb"] / 1024 for r in rs if r.get("hold_mem")]
+                if rss:
+                    e["rss_mib"] = statistics.median(rss)
+                    cell += f", RSS {fmt(statistics.median(rss))}"
+                # Per session from PSS: RSS counts vsftpd's shared pages once per process.
+                per = [(r["hold_mem"]["pss_kb"] - r["base_mem"]["pss_kb"]) / r["result"]["held"]
+                       for r in rs if r.get("hold_mem") and r.get("base_mem") and r.get("result")
+                       and r["result"].get("held") and r["hold_mem"].get("pss_kb")]
+                if per:
+                    e["pss_kib_per_session"] = statistics.median(per)
+                    cell += f", {fmt(statistics.median(per))} KiB/session"
             if errors:
                 cell += f" ⚠{errors} err"
                 notes.append(f"{s} {key}: {errors} errors "
@@ -336,6 +350,10 @@ def report(args):
           f"{params['machine']}.", ""] + lines + ["", "Server cost (medians): CPU time of the "
           "server's process tree per GB moved or per operation; peak RSS during the run "
           "(idle: at hold).", ""] + cost_lines
+    restarts = [x for x in params.get("restarts", "").split() if not x.endswith("=0")]
+    if restarts:
+        md += ["", "Servers restarted after stopping mid-run (outside signal or crash; see "
+               "their logs): " + ", ".join(restarts) + "."]
     if notes:
         md += ["", "Errors:"] + [f"- {n}" for n in notes]
     text = "\n".join(md) + "\n"
@@ -352,8 +370,9 @@ def summary(args):
     if res is None:
         print("no result")
         return
+    cpu = "-" if r["server_cpu_s"] is None else f"{r['server_cpu_s']:.2f}"
     text = (f"{res['mb_per_s']:.1f} MB/s, {res['ops_per_s']:.1f} ops/s, "
-            f"errors {res['error_count']}, server cpu {r['server_cpu_s']:.2f} s")
+            f"errors {res['error_count']}, server cpu {cpu} s")
     if "held" in res:
         text += f", held {res['held']}"
     if (r.get("server_mem") or r.get("hold_mem")):
@@ -416,11 +435,15 @@ chown bench "$DATA/up"
 range_lo() { echo "${1%-*}"; }
 range_hi() { echo "${1#*-}"; }
 
+# ringftpd runs as a private copy named ringftp-server: on a shared machine another job's
+# `pkill ringftpd` stopped it mid-run. If it stops anyway it is restarted, and reported.
+cp "$RINGFTPD" "$WORK/ringftp-server"
+
 start_ringftpd() {
     # Warnings, and the binary's own lines (a shutdown signal is logged there).
-    "$RINGFTPD" --root "$DATA" --listen "127.0.0.1:${PORT[ringftpd]}" --user bench:bench \
+    "$WORK/ringftp-server" --root "$DATA" --listen "127.0.0.1:${PORT[ringftpd]}" --user bench:bench \
         --anonymous --passive-ports "${PASV[ringftpd]}" --log-level warn,ringftpd=info \
-        >"$OUT/ringftpd.log" 2>&1 </dev/null &
+        >>"$OUT/ringftpd.log" 2>&1 </dev/null &
     PID[ringftpd]=$!
 }
 
@@ -456,7 +479,7 @@ data_connection_timeout=300
 ftpd_banner=vsftpd ready
 EOF
     mkdir -p /var/run/vsftpd/empty
-    vsftpd "$WORK/vsftpd.conf" >"$OUT/vsftpd.log" 2>&1 </dev/null &
+    vsftpd "$WORK/vsftpd.conf" >>"$OUT/vsftpd.log" 2>&1 </dev/null &
     PID[vsftpd]=$!
 }
 
@@ -478,7 +501,7 @@ server.max_cons = 0
 server.max_cons_per_ip = 0
 server.serve_forever()
 EOF
-    python3 "$WORK/pyftpd.py" >"$OUT/pyftpdlib.log" 2>&1 </dev/null &
+    python3 "$WORK/pyftpd.py" >>"$OUT/pyftpdlib.log" 2>&1 </dev/null &
     PID[pyftpdlib]=$!
 }
 
@@ -511,6 +534,7 @@ start_and_wait() {
 ensure_up() {
     kill -0 "${PID[$1]}" 2>/dev/null && return
     log "warning: $1 (pid ${PID[$1]}) is gone; last log lines: $(tail -3 "$OUT/$1.log" | tr '\n' ' ')"
+    RESTARTS[$1]=$((RESTARTS[$1] + 1))
     wait "${PID[$1]}" 2>/dev/null || true
     stop_tree "${PID[$1]}"
     start_and_wait "$1"
@@ -539,6 +563,9 @@ run() {
     touch "$WORK/stop"
     wait "$sampler" || true
     PS record "$rnd" "$s" "$wl" "$cpu0" "$cpu1" "$WORK/peak.json" "$WORK/bench.json" "$rc" "" >>"$OUT/raw.jsonl"
+    if ! kill -0 "$pid" 2>/dev/null; then
+        log "warning: $s stopped during $wl; its CPU time for this run is not counted"
+    fi
     summary "$rnd" "$s" "$wl" "$rc"
 }
 
@@ -551,6 +578,9 @@ summary() {
 # idle ROUND SERVER: open IDLE_SESSIONS anonymous sessions, measure the server while held.
 idle() {
     ensure_up "$2"
+    stop_tree "${PID[$2]}"
+    wait "${PID[$2]}" 2>/dev/null || true
+    start_and_wait "$2"
     local rnd=$1 s=$2 pid=${PID[$2]} rc=0 base hold='null' cpu0 cpu1
     rm -f "$WORK/ready"
     base=$(PS mem "$pid" pss)
@@ -616,6 +646,7 @@ machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | x
 versions="ringftpd $("$RINGFTPD" --version | awk '{print $2}'), vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null), pyftpdlib $(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)')"
 params=$(python3 -c 'import json, sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
     big "$BIG" small_count "$SMALL_COUNT" multi_sessions "$MULTI_SESSIONS" multi_size "$MULTI_SIZE" \
-    idle "$IDLE_SESSIONS" rounds "$ROUNDS" machine "$machine; $versions")
+    idle "$IDLE_SESSIONS" rounds "$ROUNDS" machine "$machine; $versions" \
+    restarts "$(for s in $SERVERS; do printf '%s=%s ' "$s" "${RESTARTS[$s]}"; done)")
 PS report "$OUT/raw.jsonl" "$OUT/results.json" "$OUT/results.md" "$SERVERS" "$params"
 log "results: $OUT/results.md, $OUT/results.json (raw: $OUT/raw.jsonl); $((SECONDS - start_time)) s"

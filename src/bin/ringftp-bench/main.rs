@@ -440,7 +440,7 @@ fn show_progress(ctx: &Ctx, plan: Plan, handles: &[std::thread::JoinHandle<Stats
         }
     };
     let bar = indicatif::ProgressBar::new(len.max(1));
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {msg}") {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}") {
         bar.set_style(style.progress_chars("=> "));
     }
     while !handles.iter().all(|h| h.is_finished()) {

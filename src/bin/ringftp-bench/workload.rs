@@ -121,9 +121,15 @@ impl Ctx {
         }
     }
 
-    /// Connects, logs in, and optionally sets TYPE I and the working directory.
+    /// Connects, logs in, and optionally sets TYPE I and the working directory, within the
+    /// bound on concurrent setups.
     async fn open(&self, binary: bool, cwd: Option<&str>) -> Result<Control> {
         let _permit = self.connecting.acquire().await;
+        self.open_now(binary, cwd).await
+    }
+
+    /// [`Ctx::open`] without waiting for a turn.
+    async fn open_now(&self, binary: bool, cwd: Option<&str>) -> Result<Control> {
         let mut c = Control::connect(self.addr, self.timeout).await?;
         c.login(&self.user, &self.pass).await?;
         if binary {
@@ -489,8 +495,12 @@ async fn list(ctx: &Ctx, st: &mut Stats, dir: &str, mlsd: bool) {
 /// Holds a logged-in session until the deadline with a rare NOOP; at the end a last NOOP
 /// tells whether the server still holds it. The op is the login.
 async fn idle(ctx: &Ctx, st: &mut Stats, noop_interval: Duration) {
+    // The latency is the login's, not the wait for a turn to connect.
+    let permit = ctx.connecting.acquire().await;
     let t = Instant::now();
-    let mut conn = match ctx.open(false, None).await {
+    let opened = ctx.open_now(false, None).await;
+    drop(permit);
+    let mut conn = match opened {
         Ok(c) => {
             st.op(&ctx.live, t, 0);
             ctx.established.fetch_add(1, Ordering::Relaxed);
