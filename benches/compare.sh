@@ -443,6 +443,7 @@ start_ringftpd() {
     # Warnings, and the binary's own lines (a shutdown signal is logged there).
     "$WORK/ringftp-server" --root "$DATA" --listen "127.0.0.1:${PORT[ringftpd]}" --user bench:bench \
         --anonymous --passive-ports "${PASV[ringftpd]}" --log-level warn,ringftpd=info \
+        --max-sessions 0 --max-sessions-per-ip 0 \
         >>"$OUT/ringftpd.log" 2>&1 </dev/null &
     PID[ringftpd]=$!
 }
