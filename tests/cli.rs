@@ -283,3 +283,17 @@ fn a_port_another_server_listens_on_is_refused_not_shared() {
     c.login(USER, PASS);
     assert_eq!(c.cmd("NOOP").0, 200);
 }
+
+#[test]
+fn public_address_is_announced_in_pasv_only() {
+    // Behind NAT the server must tell clients the outside address in PASV; EPSV carries only
+    // the port, so it keeps working whatever the address.
+    let server = TestServer::with_args("public-addr", &["--public-address", "127.0.0.9"]);
+    fs::write(server.root().join("f.txt"), b"hello nat\n").unwrap();
+    let mut c = Control::connect(server.addr(), Duration::from_secs(10));
+    c.login(USER, PASS);
+    let (code, text) = c.cmd("PASV");
+    assert_eq!(code, 227, "{text}");
+    assert!(text.contains("(127,0,0,9,"), "PASV must announce the public address: {text}");
+    assert_eq!(c.download("f.txt").expect("EPSV download"), b"hello nat\n");
+}
