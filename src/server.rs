@@ -32,6 +32,7 @@ pub(crate) struct Config {
     pub(crate) splice: bool,
     pub(crate) uploads: UploadPolicy,
     pub(crate) dangerous_foreign_data: bool,
+    pub(crate) active_source_port: bool,
     pub(crate) metrics: Option<SocketAddr>,
 }
 
@@ -55,6 +56,7 @@ impl Default for Config {
             splice: true,
             uploads: UploadPolicy::Keep,
             dangerous_foreign_data: false,
+            active_source_port: false,
             metrics: None,
         }
     }
@@ -221,6 +223,15 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// default, so REST can resume it) or nothing ([`UploadPolicy::Atomic`]).
     pub fn uploads(mut self, policy: UploadPolicy) -> Self {
         self.config.uploads = policy;
+        self
+    }
+
+    /// Makes active-mode (PORT/EPRT) data connections come from the control port minus one
+    /// (port 20 for a server on 21), as RFC 959 describes and some firewalls expect. Binding
+    /// a port below 1024 needs CAP_NET_BIND_SERVICE; without it, or when the port is busy,
+    /// the connection comes from an ephemeral port. Default off.
+    pub fn active_source_port(mut self, enabled: bool) -> Self {
+        self.config.active_source_port = enabled;
         self
     }
 

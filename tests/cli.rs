@@ -297,3 +297,43 @@ fn public_address_is_announced_in_pasv_only() {
     assert!(text.contains("(127,0,0,9,"), "PASV must announce the public address: {text}");
     assert_eq!(c.download("f.txt").expect("EPSV download"), b"hello nat\n");
 }
+
+#[test]
+fn active_source_port_is_control_port_minus_one() {
+    let server = TestServer::with_args("active-src", &["--active-source-port"]);
+    let source = server.port() - 1;
+    // The kernel chose the control port; the one below it may belong to someone else.
+    if std::net::TcpListener::bind(("127.0.0.1", source)).is_err() {
+        eprintln!("port {source} is in use here; the server falls back to any port, nothing to check");
+        return;
+    }
+    fs::write(server.root().join("f.txt"), b"from port 20\n").unwrap();
+    let mut c = Control::connect(server.addr(), Duration::from_secs(10));
+    c.login(USER, PASS);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let std::net::SocketAddr::V4(v4) = listener.local_addr().unwrap() else { unreachable!() };
+    let (code, text) = c.cmd(&format!("PORT {}", ringftp::proto::address::format_port(v4)));
+    assert_eq!(code, 200, "{text}");
+    c.send("RETR f.txt");
+    // A bounded accept: the test must fail, not hang, if the server never connects.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (mut data, from) = loop {
+        match listener.accept() {
+            Ok(conn) => break conn,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "the server never connected");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    data.set_nonblocking(false).unwrap();
+    data.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(from.port(), source, "the active data connection comes from control port - 1");
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut data, &mut got).unwrap();
+    assert_eq!(got, b"from port 20\n");
+    assert_eq!(c.reply().unwrap().0, 150);
+    assert_eq!(c.reply().unwrap().0, 226);
+}

@@ -96,15 +96,38 @@ async fn accept_from_peer(
     result
 }
 
-/// Connects to the client for PORT/EPRT, from the control connection's local address.
+/// Connects to the client for PORT/EPRT, from the control connection's local address and,
+/// when asked, from `source_port` (control port − 1, RFC 959's port 20). That port needs the
+/// privilege to bind it and may be busy; the connection then comes from an ephemeral port.
 pub(crate) async fn connect_active(
     local_ip: IpAddr,
+    source_port: Option<u16>,
     target: SocketAddr,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
-    let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::new(local_ip, 0))?;
+    let socket = || -> io::Result<TcpSocket> {
+        let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        Ok(socket)
+    };
+    let mut bound = None;
+    if let Some(port) = source_port {
+        // Every active connection binds the same source port; their 4-tuples still differ.
+        let s = socket()?;
+        s.set_reuseport(true)?;
+        match s.bind(SocketAddr::new(local_ip, port)) {
+            Ok(()) => bound = Some(s),
+            Err(e) => tracing::debug!(port, error = %e, "cannot use the active source port, using any"),
+        }
+    }
+    let socket = match bound {
+        Some(s) => s,
+        None => {
+            let s = socket()?;
+            s.bind(SocketAddr::new(local_ip, 0))?;
+            s
+        }
+    };
     match tokio::time::timeout(timeout, socket.connect(target)).await {
         Ok(res) => res,
         Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "active connect timed out")),

@@ -38,7 +38,7 @@ pub(crate) enum DataConnect {
     /// Wait for the client on the passive listener.
     Passive(PendingAccept),
     /// Connect to the client.
-    Active { local: IpAddr, target: SocketAddr },
+    Active { local: IpAddr, source_port: Option<u16>, target: SocketAddr },
     /// No passive listener exists (it failed or was dropped): answer 425.
     Missing,
 }
@@ -119,8 +119,8 @@ async fn run_transfer<S: Storage>(
                 _ => return TransferOutcome::NoDataConnection,
             }
         }
-        DataConnect::Active { local, target } => {
-            match connect::connect_active(local, target, env.connect_timeout).await {
+        DataConnect::Active { local, source_port, target } => {
+            match connect::connect_active(local, source_port, target, env.connect_timeout).await {
                 Ok(sock) => sock,
                 Err(e) => {
                     tracing::debug!(%target, error = %e, "active connect failed");

@@ -447,7 +447,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             DataChannel::Passive => self.passive.take().map_or(DataConnect::Missing, DataConnect::Passive),
             DataChannel::Active(target) => {
                 self.drop_passive();
-                DataConnect::Active { local: canonical(self.local.ip()), target }
+                let source_port = self
+                    .shard
+                    .config
+                    .active_source_port
+                    .then(|| self.local.port().checked_sub(1))
+                    .flatten()
+                    .filter(|&p| p > 0);
+                DataConnect::Active { local: canonical(self.local.ip()), source_port, target }
             }
         };
         let Some(user) = self.session.user().cloned() else {

@@ -55,6 +55,7 @@ pub struct FileConfig {
     /// Relative to the file's directory, like `root`.
     pub users_file: Option<PathBuf>,
     pub dangerous_allow_foreign_data_connections: Option<bool>,
+    pub active_source_port: Option<bool>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
 }
@@ -418,7 +419,7 @@ mod tests {
         assert!(c.shutdown_grace.is_some() && c.pipe_size.is_some() && c.splice.is_some());
         assert!(c.uploads.is_some() && c.metrics.is_some() && c.log_level.is_some());
         assert!(c.anonymous.is_some() && c.anonymous_home.is_some() && c.users_file.is_some());
-        assert!(c.dangerous_allow_foreign_data_connections.is_some());
+        assert!(c.dangerous_allow_foreign_data_connections.is_some() && c.active_source_port.is_some());
         let users = loaded.config_users();
         assert!(users.len() >= 2, "the example shows a hashed and a plain-password user");
         assert!(users.iter().any(|u| matches!(u.password, Password::Hash(_))));

@@ -96,6 +96,11 @@ struct Args {
     #[arg(long, default_value = "ringftp ready")]
     greeting: String,
 
+    /// Make active-mode data connections from the control port minus one (port 20 for a
+    /// server on 21); needs the privilege to bind it, else an ephemeral port is used.
+    #[arg(long)]
+    active_source_port: bool,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9121).
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<SocketAddr>,
@@ -241,6 +246,9 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     }
     if let Some(splice) = file.splice {
         builder = builder.splice(splice);
+    }
+    if args.active_source_port || file.active_source_port == Some(true) {
+        builder = builder.active_source_port(true);
     }
     if let Some(allow) = file.dangerous_allow_foreign_data_connections {
         builder = builder.dangerous_allow_foreign_data_connections(allow);
