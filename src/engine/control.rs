@@ -70,16 +70,15 @@ struct Control<S, A> {
     user_lease: Option<UserLease>,
 }
 
-fn local_addr(stream: &Stream) -> io::Result<SocketAddr> {
+/// Runs `f` on a socket2 view of the control socket (tokio-uring exposes only the raw fd).
+fn with_socket<R>(stream: &Stream, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
     // SAFETY: the stream owns the descriptor and outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    socket2::SockRef::from(&fd).local_addr()?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
+    f(socket2::SockRef::from(&fd))
 }
 
-fn set_oob_inline(stream: &Stream) -> io::Result<()> {
-    // SAFETY: the stream owns the descriptor and outlives this borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    socket2::SockRef::from(&fd).set_out_of_band_inline(true)
+fn local_addr(stream: &Stream) -> io::Result<SocketAddr> {
+    with_socket(stream, |s| s.local_addr())?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
 }
 
 /// Whether the client closed the control connection: a peek that finds end-of-stream (or an
@@ -116,7 +115,7 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
         let _ = stream.set_nodelay(true);
         // Clients send ABOR as TCP urgent data (RFC 959 §4.1.3); without OOBINLINE the kernel
         // takes its last byte out of the stream and the command never ends.
-        let _ = set_oob_inline(&stream);
+        let _ = with_socket(&stream, |s| s.set_out_of_band_inline(true));
         let _permit = match guard.0.limits.admit(peer.ip()) {
             Ok(permit) => permit,
             Err(refusal) => {
