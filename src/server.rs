@@ -182,7 +182,9 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
-    /// How long to wait for a data connection to be made (default 30 s), then 425.
+    /// How long to wait for a data connection to be made (default 30 s), then 425. The wait
+    /// starts at the transfer command; a passive port opened by PASV/EPSV stays open until the
+    /// session's next PASV, transfer or end, as in vsftpd.
     pub fn data_timeout(mut self, timeout: Duration) -> Self {
         self.config.data_timeout = timeout;
         self

@@ -153,6 +153,49 @@ fn curl_resume_download_uses_rest() {
     assert_same_file(&full, &part, &server);
 }
 
+/// Drops `path`'s pages from the page cache (written back first). Returns how many of its
+/// pages are still cached, by `cachestat(2)`; `None` where the kernel lacks it. On tmpfs the
+/// pages are the file and stay.
+fn evict(path: &Path) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let f = fs::File::open(path).unwrap();
+    f.sync_all().unwrap();
+    // SAFETY: plain syscalls on a descriptor this function owns; `stat` outlives the call.
+    unsafe {
+        assert_eq!(libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED), 0);
+        let range = [0u64, 0u64]; // offset 0, length 0: to the end of the file
+        let mut stat = [0u64; 5];
+        let res = libc::syscall(451, f.as_raw_fd(), range.as_ptr(), stat.as_mut_ptr(), 0u32);
+        (res == 0).then_some(stat[0])
+    }
+}
+
+/// Downloads of a file that is not in the page cache take the io_uring path for the chunks
+/// the disk must supply, and the cached path for those read ahead: whole and resumed
+/// mid-page, the bytes must be the file's.
+#[test]
+fn curl_download_of_a_file_not_in_the_page_cache() {
+    let server = TestServer::start("curl-cold");
+    let cold = server.root().join("cold.bin");
+    make_file(&cold, 6 * MIB + 123, 77);
+    let cached = evict(&cold);
+    eprintln!("pages of cold.bin still cached after eviction: {cached:?}");
+    let dst = server.work().join("cold.down");
+    download(&server, Mode::Epsv, "cold.bin", &dst);
+    assert_same_file(&cold, &dst, &server);
+
+    evict(&cold);
+    let head = 3 * MIB as usize + 1001;
+    let part = server.work().join("cold.part");
+    fs::write(&part, &fs::read(&cold).unwrap()[..head]).unwrap();
+    evict(&cold);
+    let mut c = curl(&server);
+    c.args(["-C", "-", "-o"]).arg(&part).arg(server.url("cold.bin"));
+    let r = run_text(&mut c).ok(&server);
+    assert!(curl_sent(&r.stderr).iter().any(|c| c == &format!("REST {head}")), "{}", r.describe());
+    assert_same_file(&cold, &part, &server);
+}
+
 #[test]
 fn curl_resume_upload() {
     let server = TestServer::start("curl-resume-put");

@@ -12,13 +12,22 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 use crate::ports::{PortLease, PortPool};
 
-/// A passive listener waiting for the client; resolves to the data connection.
-pub(crate) type PendingAccept = JoinHandle<io::Result<TcpStream>>;
+/// A passive listener on a leased port, waiting for its transfer command.
+///
+/// Nothing watches it until then: the client connects before it sends RETR or STOR, so the
+/// connection is usually in the accept queue already and is taken without waiting, and the
+/// shard is not woken once for the connect and again for the command. Dropping it closes the
+/// listener and frees the port at once.
+#[derive(Debug)]
+pub(crate) struct PendingAccept {
+    listener: Socket,
+    policy: AcceptPolicy,
+    /// Declared after the listener: the port goes back to the pool only once it is closed.
+    _lease: PortLease,
+}
 
 /// Who may connect to a passive port.
 #[derive(Debug, Clone, Copy)]
@@ -28,18 +37,17 @@ pub(crate) struct AcceptPolicy {
     pub(crate) timeout: Duration,
 }
 
-fn bind_listener(ip: IpAddr, port: u16) -> io::Result<std::net::TcpListener> {
+fn bind_listener(ip: IpAddr, port: u16) -> io::Result<Socket> {
+    let addr = SocketAddr::new(ip, port);
     let socket =
-        Socket::new(Domain::for_address(SocketAddr::new(ip, port)), Type::STREAM, Some(Protocol::TCP))?;
+        Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_nonblocking(true)?;
-    socket.set_cloexec(true)?;
-    socket.bind(&SocketAddr::new(ip, port).into())?;
+    socket.bind(&addr.into())?;
     socket.listen(8)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
-/// Opens a passive listener on `ip` with a port from the shard's pool and starts accepting.
+/// Opens a passive listener on `ip` with a port from the shard's pool.
 /// Ports that another program holds are skipped. `Ok(None)`: the whole range is in use.
 pub(crate) fn open_passive(
     pool: &Arc<PortPool>,
@@ -55,12 +63,9 @@ pub(crate) fn open_passive(
             return Ok(None);
         };
         match bind_listener(ip, lease.port()) {
-            Ok(std_listener) => {
-                let listener = TcpListener::from_std(std_listener)?;
+            Ok(listener) => {
                 let port = lease.port();
-                let task =
-                    tokio::task::spawn_local(accept_from_peer(listener, lease, policy).in_current_span());
-                return Ok(Some((port, task)));
+                return Ok(Some((port, PendingAccept { listener, policy, _lease: lease })));
             }
             Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
                 tracing::debug!(port = lease.port(), "passive port busy, skipping");
@@ -71,29 +76,52 @@ pub(crate) fn open_passive(
     }
 }
 
-async fn accept_from_peer(
-    listener: TcpListener,
-    lease: PortLease,
-    policy: AcceptPolicy,
-) -> io::Result<TcpStream> {
+impl PendingAccept {
+    /// The client's data connection, within the data-connection timeout. Connections from
+    /// other addresses are closed and the wait goes on.
+    pub(crate) async fn accept(self) -> io::Result<TcpStream> {
+        let PendingAccept { listener, policy, _lease: lease } = self;
+        let result = accept_from(listener, &policy).await;
+        // The listener is closed by now; only then may the port go back to the pool.
+        drop(lease);
+        result
+    }
+}
+
+async fn accept_from(listener: Socket, policy: &AcceptPolicy) -> io::Result<TcpStream> {
     let deadline = tokio::time::Instant::now() + policy.timeout;
-    let result = loop {
-        let accepted = tokio::time::timeout_at(deadline, listener.accept()).await;
-        match accepted {
-            Err(_) => break Err(io::Error::new(io::ErrorKind::TimedOut, "no data connection")),
-            Ok(Err(e)) => break Err(e),
-            Ok(Ok((sock, from))) => {
-                if policy.allow_foreign || canonical(from.ip()) == canonical(policy.peer) {
-                    break Ok(sock);
+    // What is already queued first, without registering the listener with the reactor.
+    loop {
+        match listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
+            Ok((sock, from)) => {
+                if from.as_socket().is_some_and(|from| policy.allows(from)) {
+                    return TcpStream::from_std(sock.into());
                 }
-                tracing::warn!(%from, peer = %policy.peer, "refused data connection from a foreign address");
             }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-    };
-    // The listener closes before the lease returns the port.
-    drop(listener);
-    drop(lease);
-    result
+    }
+    let listener = TcpListener::from_std(listener.into())?;
+    loop {
+        match tokio::time::timeout_at(deadline, listener.accept()).await {
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no data connection")),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok((sock, from))) if policy.allows(from) => return Ok(sock),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+impl AcceptPolicy {
+    fn allows(&self, from: SocketAddr) -> bool {
+        if self.allow_foreign || canonical(from.ip()) == canonical(self.peer) {
+            return true;
+        }
+        tracing::warn!(%from, peer = %self.peer, "refused data connection from a foreign address");
+        false
+    }
 }
 
 /// Connects to the client for PORT/EPRT, from the control connection's local address and,

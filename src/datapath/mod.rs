@@ -7,6 +7,7 @@
 
 mod ascii;
 mod connect;
+mod pagecache;
 mod pipes;
 mod rate;
 mod splice;
@@ -84,15 +85,6 @@ pub(crate) async fn run<S: Storage>(
     let _ = events.send(Event::Done(outcome));
 }
 
-/// Aborts a spawned task when dropped (a `JoinHandle` alone would let it run on).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 enum Opened {
     Source(DataSource, Option<u64>),
     /// The sink, the name for the 150 reply, and whether it must be committed at the end.
@@ -111,14 +103,14 @@ async fn run_transfer<S: Storage>(
         Err(e) => return TransferOutcome::OpenFailed(e.kind()),
     };
     let sock = match connect {
-        DataConnect::Passive(pending) => {
-            // If this transfer is aborted while waiting, the listener must close with it.
-            let mut pending = AbortOnDrop(pending);
-            match (&mut pending.0).await {
-                Ok(Ok(sock)) => sock,
-                _ => return TransferOutcome::NoDataConnection,
+        // Dropped with this future on ABOR, which closes the listener.
+        DataConnect::Passive(pending) => match pending.accept().await {
+            Ok(sock) => sock,
+            Err(e) => {
+                tracing::debug!(error = %e, "no passive data connection");
+                return TransferOutcome::NoDataConnection;
             }
-        }
+        },
         DataConnect::Active { local, source_port, target } => {
             match connect::connect_active(local, source_port, target, env.connect_timeout).await {
                 Ok(sock) => sock,

@@ -357,8 +357,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     }
                     self.session.fs_done(outcome, SystemTime::now());
                 }
-                Action::OpenPassive => self.open_passive().await,
-                Action::ClosePassive => self.close_passive().await,
+                Action::OpenPassive => self.open_passive(),
+                Action::ClosePassive => self.close_passive(),
                 Action::Transfer(t) => self.start_transfer(t),
                 Action::Abort => self.abort_transfer(),
                 // The main loop sees `is_closing` after flushing the replies before it.
@@ -399,8 +399,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         }
     }
 
-    async fn open_passive(&mut self) {
-        self.close_passive().await;
+    fn open_passive(&mut self) {
+        self.close_passive();
         let ip = canonical(self.local.ip());
         let config = &self.shard.config;
         let policy = AcceptPolicy {
@@ -425,27 +425,16 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         }
     }
 
-    /// Drops the passive listener and waits until its task is gone, so its port is back in
-    /// the pool before a new PASV asks for one (abort alone only schedules the drop).
-    async fn close_passive(&mut self) {
-        if let Some(p) = self.passive.take() {
-            p.abort();
-            let _ = p.await;
-        }
-    }
-
-    /// [`Control::close_passive`] without waiting, for when the session is ending.
-    fn drop_passive(&mut self) {
-        if let Some(p) = self.passive.take() {
-            p.abort();
-        }
+    /// Closes the passive listener; its port is back in the pool at once.
+    fn close_passive(&mut self) {
+        self.passive = None;
     }
 
     fn start_transfer(&mut self, transfer: Transfer) {
         let connect = match transfer.channel {
             DataChannel::Passive => self.passive.take().map_or(DataConnect::Missing, DataConnect::Passive),
             DataChannel::Active(target) => {
-                self.drop_passive();
+                self.close_passive();
                 let source_port = self
                     .shard
                     .config
@@ -601,7 +590,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             running.task.abort();
             self.transfer_ended(&running, TransferOutcome::ConnectionLost);
         }
-        self.drop_passive();
+        self.close_passive();
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 }

@@ -181,9 +181,10 @@ fn require_regular(stat: &FileStat) -> Result<()> {
 
 /// Clears the `O_NONBLOCK` used while opening (so a fifo could not block the open), leaving
 /// the data path a plain blocking descriptor.
-fn clear_nonblock(fd: &OwnedFd) -> Result<()> {
-    let flags = OFlag::from_bits_retain(nix::fcntl::fcntl(fd, FcntlArg::F_GETFL)?);
-    nix::fcntl::fcntl(fd, FcntlArg::F_SETFL(flags - OFlag::O_NONBLOCK))?;
+/// Clears O_NONBLOCK (an io_uring read of an O_NONBLOCK file may fail with EAGAIN rather than
+/// wait). `opened` are the flags the file was opened with; F_SETFL looks only at its own.
+fn clear_nonblock(fd: &OwnedFd, opened: OFlag) -> Result<()> {
+    nix::fcntl::fcntl(fd, FcntlArg::F_SETFL(opened - OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
@@ -261,10 +262,12 @@ impl Storage for FsStorage {
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
         let fd = open_beneath(home.as_fd(), path, flags, 0)?;
         require_regular(&fstat(&fd)?)?;
-        clear_nonblock(&fd)?;
+        clear_nonblock(&fd, flags)?;
         let mut file = File::from(fd);
         // Past the end is fine: reading then yields nothing, as REST beyond EOF should.
-        file.seek(SeekFrom::Start(offset))?;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))?;
+        }
         Ok(DataSource::File(file))
     }
 
@@ -288,7 +291,7 @@ impl Storage for FsStorage {
             result => result?,
         };
         require_regular(&fstat(&fd)?)?;
-        clear_nonblock(&fd)?;
+        clear_nonblock(&fd, flags)?;
         let mut file = File::from(fd);
         if let WriteMode::Resume(offset) = mode {
             file.set_len(offset)?;
