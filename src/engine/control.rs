@@ -452,7 +452,11 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let moved = Rc::new(Cell::new(0u64));
         let env = TransferEnv {
             storage: std::sync::Arc::clone(&self.shard.storage),
-            pipes: Rc::clone(&self.shard.pipes),
+            pipes: Rc::clone(if transfer.kind.is_upload() {
+                &self.shard.upload_pipes
+            } else {
+                &self.shard.pipes
+            }),
             user,
             connect_timeout: self.shard.config.data_timeout,
             splice: self.shard.config.splice,

@@ -43,7 +43,9 @@ pub(crate) struct Shard<S, A> {
     pub(crate) users: Arc<UserRegistry>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) events: Option<Arc<dyn EventListener>>,
+    /// Pipes for downloads, and larger ones for uploads (see `Config::upload_pipe_size`).
     pub(crate) pipes: Rc<PipePool>,
+    pub(crate) upload_pipes: Rc<PipePool>,
     pub(crate) sessions: Cell<usize>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -140,6 +142,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
                 let shard = Rc::new(Shard {
                     id,
                     pipes: PipePool::new(config.pipe_size),
+                    upload_pipes: PipePool::new(config.upload_pipe_size),
                     config,
                     storage,
                     auth,

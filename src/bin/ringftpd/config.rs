@@ -44,6 +44,7 @@ pub struct FileConfig {
     /// Seconds.
     pub shutdown_grace: Option<u64>,
     pub pipe_size: Option<usize>,
+    pub upload_pipe_size: Option<usize>,
     pub splice: Option<bool>,
     pub uploads: Option<Uploads>,
     pub metrics: Option<SocketAddr>,
@@ -417,6 +418,7 @@ mod tests {
         assert!(c.max_line_length.is_some() && c.max_login_failures.is_some());
         assert!(c.max_sessions.is_some() && c.max_sessions_per_ip.is_some());
         assert!(c.shutdown_grace.is_some() && c.pipe_size.is_some() && c.splice.is_some());
+        assert!(c.upload_pipe_size.is_some());
         assert!(c.uploads.is_some() && c.metrics.is_some() && c.log_level.is_some());
         assert!(c.anonymous.is_some() && c.anonymous_home.is_some() && c.users_file.is_some());
         assert!(c.dangerous_allow_foreign_data_connections.is_some() && c.active_source_port.is_some());

@@ -244,6 +244,9 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     if let Some(bytes) = file.pipe_size {
         builder = builder.pipe_size(bytes);
     }
+    if let Some(bytes) = file.upload_pipe_size {
+        builder = builder.upload_pipe_size(bytes);
+    }
     if let Some(splice) = file.splice {
         builder = builder.splice(splice);
     }
