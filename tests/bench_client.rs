@@ -188,6 +188,12 @@ fn workloads(mode: &str, sessions: &str) {
     assert_eq!(field(&j, "bytes"), n * 3 * (3 << 20), "{j}");
     assert_eq!(field(&j, "bytes_verified"), n * 3 * (3 << 20), "{j}");
 
+    // Unverified downloads are spliced to /dev/null; every byte must still be counted.
+    let j =
+        run_ok(p, &["--mode", mode, "--sessions", sessions, "--repeat", "2", "retr", "--path", "big.bin"]);
+    assert_eq!(field(&j, "bytes"), n * 2 * (3 << 20), "{j}");
+    assert_eq!(field(&j, "bytes_verified"), 0, "{j}");
+
     let mut args = rw.to_vec();
     args.extend([
         "--sessions",

@@ -3,13 +3,16 @@
 //! configured timeout, so a silent or broken server ends an operation, never the run.
 
 use std::fmt;
+use std::fs::{File, OpenOptions};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use ringftp::proto::address;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How data connections are made.
@@ -116,6 +119,25 @@ pub async fn bounded<T>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Error::Io(what, e)),
         Err(_) => Err(Error::Timeout(what)),
+    }
+}
+
+/// A pipe into /dev/null, for [`Control::download_discard`]; one per session.
+pub struct Discard {
+    read: OwnedFd,
+    write: OwnedFd,
+    null: File,
+    size: usize,
+}
+
+impl Discard {
+    pub fn new() -> io::Result<Discard> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        // 1 MiB where allowed (pipe-max-size, the per-user pipe budget); else the default.
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(1 << 20));
+        let size = fcntl(&write, FcntlArg::F_GETPIPE_SZ)?.max(4096) as usize;
+        let null = OpenOptions::new().write(true).open("/dev/null")?;
+        Ok(Discard { read, write, null, size })
     }
 }
 
@@ -327,6 +349,49 @@ impl Control {
             }
             on_data(&buf[..n]);
             total += n as u64;
+        }
+        drop(data);
+        self.finish_transfer().await?;
+        Ok(total)
+    }
+
+    /// Runs a download command like [`Control::download`], but splices the data into
+    /// `sink` (/dev/null) instead of reading it: the client then costs the server's CPU
+    /// budget on a shared machine only its TCP receive work, not a copy of every byte.
+    /// `on_bytes` gets each chunk's length.
+    pub async fn download_discard(
+        &mut self,
+        mode: Mode,
+        cmd: &str,
+        sink: &Discard,
+        mut on_bytes: impl FnMut(usize),
+    ) -> Result<u64> {
+        let pending = self.prepare_data(mode).await?;
+        let data = self.start_transfer(pending, cmd).await?;
+        let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+        let mut total = 0u64;
+        loop {
+            bounded(self.timeout, "data", data.readable()).await?;
+            let res = data.try_io(Interest::READABLE, || {
+                splice(data.as_fd(), None, sink.write.as_fd(), None, sink.size, flags)
+                    .map_err(io::Error::from)
+            });
+            let mut n = match res {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(Error::Io("data", e)),
+            };
+            on_bytes(n);
+            total += n as u64;
+            while n > 0 {
+                match splice(sink.read.as_fd(), None, sink.null.as_fd(), None, n, flags) {
+                    Ok(0) => return Err(Error::Io("/dev/null", io::ErrorKind::WriteZero.into())),
+                    Ok(m) => n -= m,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(Error::Io("/dev/null", e.into())),
+                }
+            }
         }
         drop(data);
         self.finish_transfer().await?;
