@@ -13,7 +13,7 @@
 //!   │   ├─ session::Session (sans-IO)      │     ─► Session::handle_command ─► Action*
 //!   │   ├─ passive listener ◄─ port slice ─┼──► ports::PortPool (lock-free bitmaps,
 //!   │   └─ transfer task                   │     one slice per shard, stealing when empty)
-//!   │        file ─SPLICE(io_uring)─► pipe ─splice(nonblocking)─► data socket
+//!   │        file ─SPLICE(io_uring, or inline if cached)─► pipe ─splice─► data socket
 //!   │        (pipes from the shard's pool)  │
 //!   └──────────────────────────────────────┘
 //!          storage: Arc<S: Storage>   auth: Arc<A: Authenticator>   (shared, immutable)

@@ -132,7 +132,7 @@ async fn run_transfer<S: Storage>(
     // An atomic upload is committed with a second handle on its file, as the first one moves
     // into the data path.
     let mut commit = None;
-    let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved };
+    let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved, unyielded: Cell::new(0) };
     let result = match opened {
         Opened::Source(DataSource::File(file), len) if !t.ascii && env.splice => {
             transfer::send_file(OwnedFd::from(file), len, &sock, &env.pipes, &meter).await
