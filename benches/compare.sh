@@ -16,6 +16,11 @@
 #   IDLE_SESSIONS, RINGFTPD / BENCH (prebuilt binaries instead of building), KEEP=1 (keep data).
 # Results: $OUT/results.md (Markdown table for the README), $OUT/results.json, $OUT/raw.jsonl.
 #
+# RETR 1G runs with the client reading the data in (`--sink buffer`, as curl or lftp do) and
+# with it splicing the data to /dev/null (`--sink null`: the client never copies a byte). On
+# loopback the second favours a sender that never pauses between chunks, such as one
+# sendfile(2) call per file: the receiver then never sleeps and the sender never wakes it.
+#
 # The idle test restarts each server first, so its memory is a fresh server's plus the
 # sessions' (peers that keep freed memory would otherwise hide the per-session cost).
 #
@@ -228,13 +233,14 @@ def idle_mem(r):
     m = r["hold_mem"]
     return (m.get("pss_kb") or m["rss_kb"]) / 1024
 WORKLOADS = [
-    ("retr-epsv", "RETR {big}, 1 session, EPSV", "MB/s", mbps, True, "gb"),
-    ("retr-eprt", "RETR {big}, 1 session, EPRT", "MB/s", mbps, True, "gb"),
+    ("retr-epsv", "RETR {big}, 1 session, EPSV, client reads", "MB/s", mbps, True, "gb"),
+    ("retr-eprt", "RETR {big}, 1 session, EPRT, client reads", "MB/s", mbps, True, "gb"),
+    ("retr-null", "RETR {big}, 1 session, EPSV, client splices to /dev/null", "MB/s", mbps, True, "gb"),
     ("stor", "STOR {big}, 1 session, EPSV", "MB/s", mbps, True, "gb"),
     ("small", "{small_count} x 4 KiB RETR, 1 control connection", "files/s", opsps, True, "op"),
     ("login", "login+QUIT, 32 clients, password", "logins/s", opsps, True, "op"),
     ("login-anon", "login+QUIT, 32 clients, anonymous", "logins/s", opsps, True, "op"),
-    ("multi", "{multi_sessions} sessions x {multi_size} RETR", "MB/s", mbps, True, "gb"),
+    ("multi", "{multi_sessions} sessions x {multi_size} RETR (client splices)", "MB/s", mbps, True, "gb"),
     ("idle", "{idle} idle sessions: server memory", "MiB PSS", idle_mem, False, None),
 ]
 
@@ -632,8 +638,9 @@ start_time=$SECONDS
 for rnd in $(seq 0 "$ROUNDS"); do
     log "round $rnd of $ROUNDS$([[ $rnd == 0 ]] && echo ' (warm-up, not reported)')"
     iperf "$rnd"
-    for s in $SERVERS; do run "$rnd" "$s" retr-epsv "${rw[@]}" --mode epsv retr --path big.bin; done
-    for s in $SERVERS; do run "$rnd" "$s" retr-eprt "${rw[@]}" --mode eprt retr --path big.bin; done
+    for s in $SERVERS; do run "$rnd" "$s" retr-epsv "${rw[@]}" --sink buffer --mode epsv retr --path big.bin; done
+    for s in $SERVERS; do run "$rnd" "$s" retr-eprt "${rw[@]}" --sink buffer --mode eprt retr --path big.bin; done
+    for s in $SERVERS; do run "$rnd" "$s" retr-null "${rw[@]}" --sink null --mode epsv retr --path big.bin; done
     for s in $SERVERS; do run "$rnd" "$s" stor "${rw[@]}" --mode epsv stor --size "$BIG" --dir up --cleanup; done
     for s in $SERVERS; do run "$rnd" "$s" small "${rw[@]}" small --dir small --count "$SMALL_COUNT"; done
     for s in $SERVERS; do run "$rnd" "$s" login "${rw[@]}" --sessions "$LOGIN_SESSIONS" --duration "$LOGIN_SECS" login; done

@@ -193,6 +193,8 @@ fn workloads(mode: &str, sessions: &str) {
         run_ok(p, &["--mode", mode, "--sessions", sessions, "--repeat", "2", "retr", "--path", "big.bin"]);
     assert_eq!(field(&j, "bytes"), n * 2 * (3 << 20), "{j}");
     assert_eq!(field(&j, "bytes_verified"), 0, "{j}");
+    let j = run_ok(p, &["--mode", mode, "--sink", "buffer", "--repeat", "1", "retr", "--path", "big.bin"]);
+    assert_eq!(field(&j, "bytes"), 3 << 20, "{j}");
 
     let mut args = rw.to_vec();
     args.extend([

@@ -3,7 +3,8 @@
 //! Thread-per-core like the server it was written for: `--threads` OS threads, each with a
 //! single-threaded tokio runtime driving its share of the sessions, one reused data buffer per
 //! session, and no per-byte work unless `--verify` asks for it, so the client is not what a
-//! run measures. `retr` without `--verify` splices the data to /dev/null: it never copies it.
+//! run measures. `retr` without `--verify` splices the data to /dev/null unless `--sink buffer`
+//! asks it to read the data in, as real clients do.
 
 mod client;
 mod pattern;
@@ -31,6 +32,13 @@ use workload::{Ctx, Job, Plan};
 ///
 /// Exit status: 0 when every operation succeeded; 1 when some failed (the report counts them
 /// by reply code); 2 when the run could not start (bad address, no server, refused login).
+/// Where unverified downloads go (`--sink`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Sink {
+    Null,
+    Buffer,
+}
+
 #[derive(Debug, Parser)]
 // A later option wins over an earlier one, so scripts can wrap the command with defaults.
 #[command(version, about, args_override_self = true)]
@@ -90,6 +98,11 @@ struct Args {
     /// and those clients then wait for a greeting that never comes.
     #[arg(long, global = true, value_name = "N", default_value_t = 64)]
     connect_concurrency: usize,
+
+    /// Where `retr` puts the data when not verifying: `null` splices it to /dev/null (the
+    /// client never copies it), `buffer` reads it into the data buffer, as real clients do.
+    #[arg(long, global = true, value_enum, default_value_t = Sink::Null)]
+    sink: Sink,
 
     /// Data buffer per session (e.g. 256K, 1M); at least 4K.
     #[arg(long, global = true, value_name = "BYTES", default_value = "256K", value_parser = parse_size)]
@@ -300,6 +313,7 @@ fn run(args: Args) -> Result<ExitCode, String> {
             mode: args.mode,
             timeout,
             verify: args.verify,
+            discard: args.sink == Sink::Null && !args.verify,
             buffer: args.buffer as usize,
             plan,
             job,

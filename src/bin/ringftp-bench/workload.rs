@@ -68,6 +68,8 @@ pub struct Ctx {
     pub mode: Mode,
     pub timeout: Duration,
     pub verify: bool,
+    /// `retr` splices the data to /dev/null (`--sink null` without `--verify`).
+    pub discard: bool,
     pub buffer: usize,
     pub plan: Plan,
     pub job: Job,
@@ -306,9 +308,9 @@ async fn goodbye(conn: Option<Control>) {
 }
 
 async fn retr(ctx: &Ctx, st: &mut Stats, path: &str, expect: Option<[u8; 32]>) {
-    // Without --verify nothing looks at the bytes: splice them to /dev/null rather than copy
-    // them in (falling back to the buffer if no pipe can be had).
-    let discard = if ctx.verify { None } else { Discard::new().ok() };
+    // Nothing looks at the bytes: splice them to /dev/null rather than copy them in (falling
+    // back to the buffer if no pipe can be had).
+    let discard = if ctx.discard { Discard::new().ok() } else { None };
     let mut buf = data_buffer(if discard.is_some() { 4096 } else { ctx.buffer });
     let mut conn = setup(ctx, st, true, None).await;
     let mut it = ctx.start(1).await;
