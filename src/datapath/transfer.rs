@@ -35,13 +35,6 @@ const YIELD_EVERY: usize = 1 << 20;
 /// How far ahead one `cachestat` call looks when sending a file.
 const CACHE_WINDOW: u64 = 4 << 20;
 
-/// The step of a download from the page cache: file -> pipe, then pipe -> socket, 64 KiB at a
-/// time, as sendfile(2) does internally. Bigger steps leave the socket idle while the pipe
-/// fills; on loopback the receiver then drains it, sleeps, and has to be woken for every
-/// burst, which cost more than the extra syscalls (`ringftp-bench retr` splicing to
-/// /dev/null: 64 KiB 3.9-5.2 GB/s, 256 KiB 3.5-3.6, 1 MiB 2.8).
-const CACHED_STEP: u32 = 64 * 1024;
-
 /// Counts the bytes a transfer moves and paces it: the user's rate limit if any, and a yield
 /// every [`YIELD_EVERY`] bytes so one fast transfer cannot starve the shard's other sessions.
 pub(crate) struct Meter<'a> {
@@ -109,19 +102,20 @@ pub(crate) async fn send_file(
     while remaining > 0 {
         lease.dirty = true;
         let want = u32::try_from(remaining).unwrap_or(u32::MAX).min(chunk);
-        let step = want.min(CACHED_STEP);
         let at = offset as u64;
         if at >= cached_until {
-            // One look at the next few MiB rather than one per step.
+            // One look at the next few MiB rather than one per chunk.
             let window = remaining.min(CACHE_WINDOW);
             if is_cached(&file, at, window) {
                 cached_until = at + window;
-            } else if is_cached(&file, at, u64::from(step)) {
-                cached_until = at + u64::from(step);
+            } else if is_cached(&file, at, u64::from(want)) {
+                cached_until = at + u64::from(want);
             }
         }
-        let n = if at + u64::from(step) <= cached_until {
-            splice_cached(&file, offset, &pipe_write, step).await?
+        // Whole pipefuls: against a client that reads into a buffer (the CPU-bound case on a
+        // shared machine) 256 KiB steps cost 0.33 s/GB and 64 KiB ones 0.43 (sendfile's step).
+        let n = if at + u64::from(want) <= cached_until {
+            splice_cached(&file, offset, &pipe_write, want).await?
         } else {
             splice(&file, offset, &pipe_write, -1, want).await.map_err(DataError::Storage)?
         };
@@ -163,8 +157,9 @@ async fn splice_cached(
 
 /// Drains exactly `n` bytes from the pipe into the socket as it becomes writable.
 ///
-/// Without SPLICE_F_MORE: it corks the tail of every chunk until the next one, and on
-/// loopback that alone cost a quarter of the throughput (2.4 vs 3.0-4.0 GB/s).
+/// Without SPLICE_F_MORE: it corks the tail of every chunk until the next one. Against a
+/// client that splices to /dev/null that cost a fifth of the throughput (2.4 vs 3.0 GB/s);
+/// against one that reads into a buffer it gained 3-5 %.
 async fn pipe_to_socket(pipe: &OwnedFd, sock: &TcpStream, mut n: usize) -> Result<(), DataError> {
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     while n > 0 {
