@@ -75,19 +75,22 @@ fn position(fd: &OwnedFd) -> io::Result<i64> {
     Ok(nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekCur)?)
 }
 
-/// Sends a file from its current position to the socket, zero-copy.
+/// Sends a file from `start` (where storage positioned it: the REST offset) to the socket,
+/// zero-copy.
 ///
 /// `len` is the file's size when it was opened: the loop stops there rather than asking the
 /// kernel once more only to learn of the end (an io-wq round trip per small file). A file
 /// that shrinks meanwhile still ends at its real end.
 pub(crate) async fn send_file(
     file: OwnedFd,
+    start: u64,
     len: Option<u64>,
     sock: &TcpStream,
     pipes: &Rc<PipePool>,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
-    let mut offset = position(&file).map_err(DataError::Storage)?;
+    let mut offset =
+        i64::try_from(start).map_err(|_| DataError::Storage(io::ErrorKind::InvalidInput.into()))?;
     let mut remaining = len.map_or(u64::MAX, |len| len.saturating_sub(offset as u64));
     let file = Rc::new(file);
     let mut lease = pipes.get().map_err(DataError::Storage)?;
@@ -389,9 +392,4 @@ pub(crate) async fn send_bytes(
     sock.write_all(bytes).await.map_err(DataError::Net)?;
     meter.moved.set(bytes.len() as u64);
     Ok(bytes.len() as u64)
-}
-
-/// Closes the sending side cleanly so the client sees EOF after the last byte.
-pub(crate) async fn finish(sock: &mut TcpStream) {
-    let _ = sock.shutdown().await;
 }
