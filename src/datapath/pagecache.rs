@@ -77,11 +77,11 @@ mod tests {
 
     #[test]
     fn a_file_just_written_is_cached_and_a_range_past_its_end_is_not() {
-        let dir = std::env::temp_dir().join(format!("ringftp-pagecache-{}", std::process::id()));
-        let mut f = std::fs::File::create(&dir).unwrap();
+        let path = std::env::temp_dir().join(format!("ringftp-pagecache-{}", std::process::id()));
+        let mut f = std::fs::File::create(&path).unwrap();
         f.write_all(&vec![7u8; 3 * 4096 + 10]).unwrap();
-        let fd = OwnedFd::from(std::fs::File::open(&dir).unwrap());
-        std::fs::remove_file(&dir).unwrap();
+        let fd = OwnedFd::from(std::fs::File::open(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
         // Pages just written sit in the page cache (tmpfs or a disk filesystem alike).
         let whole = is_cached(&fd, 0, 3 * 4096 + 10);
         if UNSUPPORTED.load(Ordering::Relaxed) {

@@ -2,9 +2,10 @@
 //!
 //! Only the *file* side of a transfer goes through io_uring: the kernel runs the splice in an
 //! io-wq worker, so a page-cache miss or dirty-page throttling blocks that worker, never the
-//! shard (downloads skip it for chunks known to be cached, see `pagecache.rs`). The *socket* side uses a non-blocking `splice(2)` driven by readiness (see
-//! `transfer.rs`): an io_uring splice on a socket either fails with EAGAIN (non-blocking) or
-//! pins a kernel worker per stalled client (blocking), as measured in FACTS.md.
+//! shard (downloads skip it for chunks known to be cached, see `pagecache.rs`). The *socket*
+//! side uses a non-blocking `splice(2)` driven by readiness (see `transfer.rs`): an io_uring
+//! splice on a socket either fails with EAGAIN (non-blocking) or pins a kernel worker per
+//! stalled client (blocking), as measured in FACTS.md.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
