@@ -192,6 +192,31 @@ fn foreign_passive_connection_then_data_timeout_425() {
     assert_eq!(c.cmd("NOOP").0, 200);
 }
 
+/// A passive listener is only looked at once the transfer command arrives: a connection made
+/// before it is taken from the queue, and one made after it is waited for. This is the
+/// second case (the first is every other download test).
+#[test]
+fn passive_data_connection_made_after_the_command() {
+    use std::io::Read;
+    let server = TestServer::start("pasv-late");
+    fs::write(server.root().join("f.txt"), b"late but welcome").unwrap();
+    let mut c = Control::connect(server.addr(), Duration::from_secs(15));
+    c.login(USER, PASS);
+    let (code, text) = c.cmd("EPSV");
+    assert_eq!(code, 229, "{text}");
+    let port = epsv_port(&text);
+    c.send("RETR f.txt");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut data = connect_from("127.0.0.1", port);
+    let (code, text) = c.reply().expect("150 once connected");
+    assert_eq!(code, 150, "{text}\n{}", server.log_for_failure());
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"late but welcome");
+    let (code, text) = c.reply().expect("226");
+    assert_eq!(code, 226, "{text}");
+}
+
 #[test]
 fn client_closing_the_data_connection_gets_426() {
     use std::io::Read;
