@@ -1,95 +1,38 @@
 //! `ringftp-bench` against a real `ringftpd`: every workload in passive and active mode, and
 //! the error paths (refused login, nothing listening). Every wait is bounded.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("ringftp-bench-test-{}-{n}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
+use common::TestServer;
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `ringftpd`, killed on drop.
+/// A running `ringftpd` for the bench: user bench:bench, anonymous access, one core, and a
+/// root with a 3 MiB file and an empty `up` directory.
 struct Server {
-    child: Child,
+    server: TestServer,
     port: u16,
-    root: TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
-    /// Starts `ringftpd` on a free loopback port with user bench:bench and anonymous access,
-    /// serving a root with a 3 MiB file; returns once it printed its address.
     fn start() -> Server {
-        let root = TempDir::new("root");
+        let args = ["--user", "bench:bench", "--anonymous", "--cores", "1"];
+        let builder = TestServer::builder("bench-client").no_default_user().log_level("warn").args(args);
+        let root = builder.root();
+        std::fs::create_dir_all(&root).unwrap();
         let data: Vec<u8> = (0..3u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-        std::fs::write(root.0.join("big.bin"), data).unwrap();
-        std::fs::create_dir(root.0.join("up")).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringftpd"))
-            .arg("--root")
-            .arg(&root.0)
-            .args(["--listen", "127.0.0.1:0", "--user", "bench:bench"])
-            .args(["--anonymous", "--cores", "1", "--log-level", "warn"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match rx.recv_timeout(left) {
-                Ok(line) => line,
-                Err(e) => {
-                    let _ = child.kill();
-                    panic!("ringftpd did not print its address: {e}");
-                }
-            };
-            if let Some(addr) = line.strip_prefix("ringftpd listening on ") {
-                let addr: std::net::SocketAddr = addr.trim().parse().unwrap();
-                break addr.port();
-            }
-        };
-        Server { child, port, root }
+        std::fs::write(root.join("big.bin"), data).unwrap();
+        std::fs::create_dir(root.join("up")).unwrap();
+        let server = builder.start();
+        let port = server.port();
+        Server { server, port }
     }
 
     fn path(&self, name: &str) -> PathBuf {
-        self.root.0.join(name)
+        self.server.root().join(name)
     }
 }
 
