@@ -4,236 +4,50 @@
 //! Each test starts the real binary on `127.0.0.1:0` and talks FTP to it over a raw control
 //! connection (and EPSV data connections). Every wait is bounded; servers are killed on drop.
 
+mod common;
+
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ringftpd");
+use common::{run_timeout, Control, ServerBuilder, TestServer, BIN};
+
 const EXAMPLE: &str = include_str!("../ringftpd.example.toml");
 const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A temporary directory, removed on drop.
-struct Scratch(PathBuf);
+/// A server (not started yet) with `text` as its `ringftpd.toml`, in the work directory
+/// beside the root, plus the harness's `--root`, `--listen 127.0.0.1:0` and `extra` flags.
+/// No default user: the file says who may log in.
+fn with_config(tag: &str, text: &str, extra: &[&str]) -> ServerBuilder {
+    let b = TestServer::builder(tag).no_default_user().log_level("warn");
+    fs::create_dir_all(b.root()).unwrap();
+    fs::create_dir_all(b.work()).unwrap();
+    let config = b.work().join("ringftpd.toml");
+    fs::write(&config, text).unwrap();
+    b.args(["--config", config.to_str().unwrap()]).args(extra.iter().copied())
+}
 
-impl Scratch {
-    fn new(tag: &str) -> Scratch {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("ringftp-config-{}-{n}-{tag}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(path.join("root")).unwrap();
-        Scratch(path)
-    }
+/// Connects: the control connection, the greeting's code and text.
+fn connect(server: &TestServer) -> (Control, u16, String) {
+    let (c, greeting) = Control::connect_any(server.addr(), TIMEOUT);
+    let (code, text) = greeting.expect("a greeting");
+    (c, code, text)
+}
 
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn root(&self) -> PathBuf {
-        self.join("root")
-    }
-
-    /// Writes `text` as `ringftpd.toml` and returns its path.
-    fn config(&self, text: &str) -> PathBuf {
-        let path = self.join("ringftpd.toml");
-        fs::write(&path, text).unwrap();
-        path
+/// USER + PASS; the code of the last reply.
+fn login(c: &mut Control, user: &str, pass: &str) -> u16 {
+    match c.cmd(&format!("USER {user}")) {
+        (331, _) => c.cmd(&format!("PASS {pass}")).0,
+        (code, _) => code,
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A running `ringftpd`, killed on drop.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `ringftpd ARGS` and waits (bounded) for its first `listening on` line.
-fn start(args: &[&str], cwd: Option<&Path>) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
-    if let Some(dir) = cwd {
-        cmd.current_dir(dir);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => {
-                if let Some(addr) = line.strip_prefix("ringftpd listening on ") {
-                    let addr = addr.trim().parse().unwrap();
-                    return Server { child, addr };
-                }
-            }
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!("ringftpd {args:?} did not print its address ({status:?})");
-            }
-        }
-    }
-}
-
-/// Starts with `--config PATH --root ROOT --listen 127.0.0.1:0` and `extra` flags.
-fn start_with(scratch: &Scratch, config: &Path, extra: &[&str]) -> Server {
-    let root = scratch.root();
-    let mut args = vec!["--config", config.to_str().unwrap(), "--root", root.to_str().unwrap()];
-    args.extend(["--listen", "127.0.0.1:0", "--log-level", "warn"]);
-    args.extend(extra);
-    start(&args, None)
-}
-
-/// Runs `ringftpd ARGS`, which must exit within the timeout; returns its code and stderr.
+/// `ringftpd ARGS`, which must exit within the timeout: its code and stderr.
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringftpd {args:?} did not exit");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    (status.code(), reader.join().unwrap())
-}
-
-/// A minimal FTP client on a raw control connection.
-struct Ftp {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Ftp {
-    /// Connects and reads the greeting.
-    fn connect(addr: SocketAddr) -> (Ftp, u16, String) {
-        let stream = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-        let mut ftp = Ftp { reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
-        let (code, text) = ftp.reply();
-        (ftp, code, text)
-    }
-
-    /// Reads one reply, multi-line or not.
-    fn reply(&mut self) -> (u16, String) {
-        let mut text = String::new();
-        let mut first = String::new();
-        self.reader.read_line(&mut first).unwrap();
-        assert!(first.len() >= 4, "short reply {first:?}");
-        let code: u16 = first[..3].parse().unwrap_or_else(|_| panic!("bad reply {first:?}"));
-        text.push_str(&first);
-        if first.as_bytes()[3] == b'-' {
-            loop {
-                let mut line = String::new();
-                if self.reader.read_line(&mut line).unwrap() == 0 {
-                    break;
-                }
-                text.push_str(&line);
-                if line.starts_with(&format!("{code} ")) {
-                    break;
-                }
-            }
-        }
-        (code, text)
-    }
-
-    fn cmd(&mut self, line: &str) -> (u16, String) {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
-        self.reply()
-    }
-
-    /// USER + PASS; the code of the last reply.
-    fn login(&mut self, user: &str, pass: &str) -> u16 {
-        match self.cmd(&format!("USER {user}")) {
-            (331, _) => self.cmd(&format!("PASS {pass}")).0,
-            (code, _) => code,
-        }
-    }
-
-    /// Opens a passive data connection with EPSV.
-    fn epsv(&mut self) -> TcpStream {
-        let (code, text) = self.cmd("EPSV");
-        assert_eq!(code, 229, "{text}");
-        let port = text.split("|||").nth(1).and_then(|rest| rest.split('|').next()).unwrap();
-        let addr = SocketAddr::new(self.writer.peer_addr().unwrap().ip(), port.parse().unwrap());
-        let data = TcpStream::connect_timeout(&addr, TIMEOUT).unwrap();
-        data.set_read_timeout(Some(TIMEOUT)).unwrap();
-        data.set_write_timeout(Some(TIMEOUT)).unwrap();
-        data
-    }
-
-    /// STOR `name` with `content`; the final reply code.
-    fn stor(&mut self, name: &str, content: &[u8]) -> u16 {
-        assert_eq!(self.cmd("TYPE I").0, 200);
-        let mut data = self.epsv();
-        let (code, _) = self.cmd(&format!("STOR {name}"));
-        if !(100..200).contains(&code) {
-            return code;
-        }
-        data.write_all(content).unwrap();
-        data.shutdown(Shutdown::Write).unwrap();
-        drop(data);
-        self.reply().0
-    }
-
-    /// RETR `name`: the bytes, or the refusing reply code.
-    fn retr(&mut self, name: &str) -> Result<Vec<u8>, u16> {
-        assert_eq!(self.cmd("TYPE I").0, 200);
-        let mut data = self.epsv();
-        let (code, _) = self.cmd(&format!("RETR {name}"));
-        if !(100..200).contains(&code) {
-            return Err(code);
-        }
-        let mut content = Vec::new();
-        data.read_to_end(&mut content).unwrap();
-        let (code, text) = self.reply();
-        assert_eq!(code, 226, "{text}");
-        Ok(content)
-    }
+    let out = run_timeout(Command::new(BIN).args(args), TIMEOUT);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Turns the example's commented-out settings (`#key = ...`, `#[[users]]`) into settings.
@@ -249,56 +63,51 @@ fn uncomment(text: &str) -> String {
 
 #[test]
 fn example_file_starts_the_server_with_the_defaults() {
-    let scratch = Scratch::new("example");
-    let config = scratch.config(EXAMPLE);
-    let server = start_with(&scratch, &config, &[]);
-    let (mut ftp, code, greeting) = Ftp::connect(server.addr);
+    let server = with_config("example", EXAMPLE, &[]).start();
+    let (mut ftp, code, greeting) = connect(&server);
     assert_eq!(code, 220);
     assert!(greeting.contains("ringftp ready"), "{greeting}");
     // No users configured: anonymous read-only, as without a file.
-    assert_eq!(ftp.login("anonymous", "guest@"), 230);
+    assert_eq!(login(&mut ftp, "anonymous", "guest@"), 230);
 }
 
 #[test]
 fn example_file_with_every_setting_uncommented_starts() {
-    let scratch = Scratch::new("example-all");
-    let config = scratch.config(&uncomment(EXAMPLE));
-    fs::write(scratch.join("users.txt"), "# no users here\n").unwrap();
-    fs::create_dir_all(scratch.root().join("alice")).unwrap();
-    fs::write(scratch.root().join("hello.txt"), b"hello").unwrap();
     // The example's fixed ports would collide with other tests: override them.
-    let server = start_with(&scratch, &config, &["--metrics", "127.0.0.1:0", "--cores", "1"]);
-    let (mut ftp, code, _) = Ftp::connect(server.addr);
+    let b = with_config("example-all", &uncomment(EXAMPLE), &["--metrics", "127.0.0.1:0", "--cores", "1"]);
+    fs::write(b.work().join("users.txt"), "# no users here\n").unwrap();
+    fs::create_dir_all(b.root().join("alice")).unwrap();
+    fs::write(b.root().join("hello.txt"), b"hello").unwrap();
+    let server = b.start();
+    let (mut ftp, code, _) = connect(&server);
     assert_eq!(code, 220);
     // The example's guest has a plain password and is read-only.
-    assert_eq!(ftp.login("guest", "change-me"), 230);
-    assert_eq!(ftp.stor("nope.txt", b"x"), 550);
+    assert_eq!(login(&mut ftp, "guest", "change-me"), 230);
+    assert_eq!(ftp.upload("nope.txt", b"x").0, 550);
     // anonymous = false wins over anonymous_home.
-    let (mut ftp, _, _) = Ftp::connect(server.addr);
-    assert_eq!(ftp.login("anonymous", "x"), 530);
+    let (mut ftp, _, _) = connect(&server);
+    assert_eq!(login(&mut ftp, "anonymous", "x"), 530);
 }
 
 #[test]
 fn config_user_with_password_logs_in_and_uploads() {
-    let scratch = Scratch::new("upload");
-    let config = scratch
-        .config("[[users]]\nname = \"bob\"\npassword = \"s3cret\"\nhome = \"bob\"\nrate_limit = 10000000\n");
-    fs::create_dir(scratch.root().join("bob")).unwrap();
-    let server = start_with(&scratch, &config, &[]);
-    let (mut ftp, _, _) = Ftp::connect(server.addr);
-    assert_eq!(ftp.login("bob", "wrong"), 530);
-    assert_eq!(ftp.login("bob", "s3cret"), 230);
-    assert_eq!(ftp.stor("up.txt", b"uploaded through the config user"), 226);
-    assert_eq!(fs::read(scratch.root().join("bob/up.txt")).unwrap(), b"uploaded through the config user");
-    assert_eq!(ftp.retr("up.txt").unwrap(), b"uploaded through the config user");
+    let text = "[[users]]\nname = \"bob\"\npassword = \"s3cret\"\nhome = \"bob\"\nrate_limit = 10000000\n";
+    let b = with_config("upload", text, &[]);
+    fs::create_dir(b.root().join("bob")).unwrap();
+    let server = b.start();
+    let (mut ftp, _, _) = connect(&server);
+    assert_eq!(login(&mut ftp, "bob", "wrong"), 530);
+    assert_eq!(login(&mut ftp, "bob", "s3cret"), 230);
+    assert_eq!(ftp.upload("up.txt", b"uploaded through the config user").0, 226);
+    assert_eq!(fs::read(server.root().join("bob/up.txt")).unwrap(), b"uploaded through the config user");
+    assert_eq!(ftp.download("up.txt").unwrap(), b"uploaded through the config user");
     // Users are configured, so anonymous access is off unless asked for.
-    let (mut ftp, _, _) = Ftp::connect(server.addr);
-    assert_eq!(ftp.login("anonymous", "x"), 530);
+    let (mut ftp, _, _) = connect(&server);
+    assert_eq!(login(&mut ftp, "anonymous", "x"), 530);
 }
 
 #[test]
 fn config_user_with_password_hash_logs_in() {
-    let scratch = Scratch::new("hash");
     let mut child = Command::new(BIN)
         .arg("--hash-password")
         .stdin(Stdio::piped())
@@ -310,78 +119,72 @@ fn config_user_with_password_hash_logs_in() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let hash = String::from_utf8(out.stdout).unwrap();
-    let config =
-        scratch.config(&format!("[[users]]\nname = \"carol\"\npassword_hash = \"{}\"\n", hash.trim()));
-    let server = start_with(&scratch, &config, &[]);
-    let (mut ftp, _, _) = Ftp::connect(server.addr);
-    assert_eq!(ftp.login("carol", "hashed pw"), 230);
+    let text = format!("[[users]]\nname = \"carol\"\npassword_hash = \"{}\"\n", hash.trim());
+    let server = with_config("hash", &text, &[]).start();
+    let (mut ftp, _, _) = connect(&server);
+    assert_eq!(login(&mut ftp, "carol", "hashed pw"), 230);
 }
 
 #[test]
 fn flags_override_the_file() {
-    let scratch = Scratch::new("precedence");
-    let config = scratch.config("greeting = \"hello from the file\"\nlisten = [\"127.0.0.1:1\"]\n");
+    let text = "greeting = \"hello from the file\"\nlisten = [\"127.0.0.1:1\"]\n";
     // The file's greeting, the flag's listen address (port 1 would fail to bind).
-    let server = start_with(&scratch, &config, &[]);
-    let (_, _, greeting) = Ftp::connect(server.addr);
+    let server = with_config("precedence", text, &[]).start();
+    let (_, _, greeting) = connect(&server);
     assert!(greeting.contains("hello from the file"), "{greeting}");
     drop(server);
-    let server = start_with(&scratch, &config, &["--greeting", "hello from the flag"]);
-    let (_, _, greeting) = Ftp::connect(server.addr);
+    let server = with_config("precedence-flag", text, &["--greeting", "hello from the flag"]).start();
+    let (_, _, greeting) = connect(&server);
     assert!(greeting.contains("hello from the flag"), "{greeting}");
 }
 
 #[test]
 fn paths_in_the_file_are_relative_to_it() {
-    let scratch = Scratch::new("relative");
-    fs::create_dir(scratch.join("served")).unwrap();
-    fs::write(scratch.join("served/file.txt"), b"relative root").unwrap();
-    let config = scratch.config("root = \"served\"\nlisten = [\"127.0.0.1:0\"]\n");
+    let b = with_config("relative", "root = \"served\"\nlisten = [\"127.0.0.1:0\"]\n", &[]);
+    fs::create_dir(b.work().join("served")).unwrap();
+    fs::write(b.work().join("served/file.txt"), b"relative root").unwrap();
     // Started from elsewhere, without --root.
-    let server = start(&["--config", config.to_str().unwrap(), "--log-level", "warn"], Some(Path::new("/")));
-    let (mut ftp, _, _) = Ftp::connect(server.addr);
-    assert_eq!(ftp.login("anonymous", "x"), 230);
-    assert_eq!(ftp.retr("file.txt").unwrap(), b"relative root");
+    let server = b.no_root().current_dir("/").start();
+    let (mut ftp, _, _) = connect(&server);
+    assert_eq!(login(&mut ftp, "anonymous", "x"), 230);
+    assert_eq!(ftp.download("file.txt").unwrap(), b"relative root");
 }
 
 #[test]
 fn read_only_config_user_gets_550_on_stor() {
-    let scratch = Scratch::new("readonly");
-    fs::write(scratch.root().join("existing.txt"), b"keep me").unwrap();
-    let config = scratch.config(
-        "[[users]]\nname = \"ro\"\npassword = \"pw\"\nread_only = true\n\n\
-         [[users]]\nname = \"up\"\npassword = \"pw\"\npermissions = [\"write\"]\n",
-    );
-    let server = start_with(&scratch, &config, &[]);
-    let (mut ftp, _, _) = Ftp::connect(server.addr);
-    assert_eq!(ftp.login("ro", "pw"), 230);
-    assert_eq!(ftp.stor("new.txt", b"x"), 550);
-    assert_eq!(ftp.stor("existing.txt", b"x"), 550);
-    assert_eq!(ftp.retr("existing.txt").unwrap(), b"keep me");
-    assert!(!scratch.root().join("new.txt").exists());
+    let text = "[[users]]\nname = \"ro\"\npassword = \"pw\"\nread_only = true\n\n\
+                [[users]]\nname = \"up\"\npassword = \"pw\"\npermissions = [\"write\"]\n";
+    let b = with_config("readonly", text, &[]);
+    fs::write(b.root().join("existing.txt"), b"keep me").unwrap();
+    let server = b.start();
+    let (mut ftp, _, _) = connect(&server);
+    assert_eq!(login(&mut ftp, "ro", "pw"), 230);
+    assert_eq!(ftp.upload("new.txt", b"x").0, 550);
+    assert_eq!(ftp.upload("existing.txt", b"x").0, 550);
+    assert_eq!(ftp.download("existing.txt").unwrap(), b"keep me");
+    assert!(!server.root().join("new.txt").exists());
     // A write-only user may upload but not download.
-    let (mut ftp, _, _) = Ftp::connect(server.addr);
-    assert_eq!(ftp.login("up", "pw"), 230);
-    assert_eq!(ftp.stor("new.txt", b"x"), 226);
-    assert_eq!(ftp.retr("existing.txt"), Err(550));
+    let (mut ftp, _, _) = connect(&server);
+    assert_eq!(login(&mut ftp, "up", "pw"), 230);
+    assert_eq!(ftp.upload("new.txt", b"x").0, 226);
+    assert_eq!(ftp.download("existing.txt").map_err(|(code, _)| code), Err(550));
 }
 
 #[test]
 fn per_user_max_sessions_refuses_the_second_login() {
-    let scratch = Scratch::new("maxsessions");
-    let config = scratch.config("[[users]]\nname = \"one\"\npassword = \"pw\"\nmax_sessions = 1\n");
-    let server = start_with(&scratch, &config, &[]);
-    let (mut first, _, _) = Ftp::connect(server.addr);
-    assert_eq!(first.login("one", "pw"), 230);
-    let (mut second, _, _) = Ftp::connect(server.addr);
-    assert_eq!(second.login("one", "pw"), 421);
+    let text = "[[users]]\nname = \"one\"\npassword = \"pw\"\nmax_sessions = 1\n";
+    let server = with_config("maxsessions", text, &[]).start();
+    let (mut first, _, _) = connect(&server);
+    assert_eq!(login(&mut first, "one", "pw"), 230);
+    let (mut second, _, _) = connect(&server);
+    assert_eq!(login(&mut second, "one", "pw"), 421);
     // Once the first session ends, the user may log in again.
     assert_eq!(first.cmd("QUIT").0, 221);
     drop(first);
     let deadline = Instant::now() + TIMEOUT;
     loop {
-        let (mut again, _, _) = Ftp::connect(server.addr);
-        match again.login("one", "pw") {
+        let (mut again, _, _) = connect(&server);
+        match login(&mut again, "one", "pw") {
             230 => break,
             421 if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
             code => panic!("login after the first session ended: {code}"),
@@ -389,11 +192,18 @@ fn per_user_max_sessions_refuses_the_second_login() {
     }
 }
 
+/// A config file in a fresh directory, for the runs that must fail before serving.
+fn bad_config(tag: &str, text: &str) -> (common::Scratch, String) {
+    let scratch = common::Scratch::new(tag);
+    let path = scratch.join("ringftpd.toml");
+    fs::write(&path, text).unwrap();
+    (scratch, path.to_str().unwrap().to_string())
+}
+
 #[test]
 fn unknown_key_exits_2_naming_the_key_and_line() {
-    let scratch = Scratch::new("unknown");
-    let config = scratch.config("greeting = \"hi\"\ngreting = \"typo\"\n");
-    let (code, stderr) = run_to_exit(&["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let (_dir, config) = bad_config("unknown", "greeting = \"hi\"\ngreting = \"typo\"\n");
+    let (code, stderr) = run_to_exit(&["--config", &config, "--listen", "127.0.0.1:0"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("greting"), "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
@@ -403,21 +213,21 @@ fn unknown_key_exits_2_naming_the_key_and_line() {
 
 #[test]
 fn wrong_type_exits_2() {
-    let scratch = Scratch::new("wrongtype");
-    let config = scratch.config("\n[[users]]\nname = \"a\"\npassword = \"p\"\nmax_sessions = \"many\"\n");
-    let (code, stderr) = run_to_exit(&["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    let text = "\n[[users]]\nname = \"a\"\npassword = \"p\"\nmax_sessions = \"many\"\n";
+    let (_dir, config) = bad_config("wrongtype", text);
+    let (code, stderr) = run_to_exit(&["--config", &config, "--listen", "127.0.0.1:0"]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("users[0].max_sessions") && stderr.contains("line 5"), "{stderr}");
     // A bad address is a wrong value too.
-    let config = scratch.config("listen = [\"127.0.0.1\"]\n");
-    let (code, stderr) = run_to_exit(&["--config", config.to_str().unwrap()]);
+    let (_dir, config) = bad_config("badaddr", "listen = [\"127.0.0.1\"]\n");
+    let (code, stderr) = run_to_exit(&["--config", &config]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("listen[0]") && stderr.contains("line 1"), "{stderr}");
 }
 
 #[test]
 fn missing_config_file_exits_2() {
-    let scratch = Scratch::new("missing");
+    let scratch = common::Scratch::new("missing");
     let missing = scratch.join("nope.toml");
     let (code, stderr) = run_to_exit(&["--config", missing.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert_eq!(code, Some(2), "{stderr}");

@@ -81,6 +81,10 @@ pub struct ServerBuilder {
     args: Vec<String>,
     listen: Vec<String>,
     default_user: bool,
+    /// Pass `--root` (off when a config file names the root).
+    root_flag: bool,
+    /// The server's working directory, if not the test's.
+    cwd: Option<PathBuf>,
     log_level: String,
     /// Runs in the child between fork and exec (e.g. a setrlimit); see [`ServerBuilder::pre_exec`].
     pre_exec: Option<PreExec>,
@@ -117,6 +121,18 @@ impl ServerBuilder {
         self
     }
 
+    /// Do not pass `--root`: the server takes its root from a config file.
+    pub fn no_root(mut self) -> Self {
+        self.root_flag = false;
+        self
+    }
+
+    /// Starts the server in `dir` rather than in the test's working directory.
+    pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cwd = Some(dir.into());
+        self
+    }
+
     pub fn log_level(mut self, level: &str) -> Self {
         self.log_level = level.to_string();
         self
@@ -147,7 +163,11 @@ impl ServerBuilder {
         fs::create_dir_all(&work).unwrap();
         let listen =
             if self.listen.is_empty() { vec!["127.0.0.1:0".to_string()] } else { self.listen.clone() };
-        let mut args: Vec<String> = vec!["--root".into(), root.display().to_string()];
+        let mut args: Vec<String> = Vec::new();
+        if self.root_flag {
+            args.push("--root".into());
+            args.push(root.display().to_string());
+        }
         for l in &listen {
             args.push("--listen".into());
             args.push(l.clone());
@@ -168,6 +188,9 @@ impl ServerBuilder {
         let stderr_file = File::create(&stderr_path).unwrap();
         let mut command = Command::new(BIN);
         command.args(&args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(stderr_file));
+        if let Some(dir) = &self.cwd {
+            command.current_dir(dir);
+        }
         if let Some(f) = self.pre_exec.take() {
             use std::os::unix::process::CommandExt;
             // SAFETY: the callers' closures only make async-signal-safe calls (setrlimit).
@@ -273,6 +296,8 @@ impl TestServer {
             args: Vec::new(),
             listen: Vec::new(),
             default_user: true,
+            root_flag: true,
+            cwd: None,
             log_level: "debug".into(),
             pre_exec: None,
         }
