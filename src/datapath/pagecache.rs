@@ -5,9 +5,17 @@
 //! of a large one. When `cachestat(2)` (Linux 6.5) says every page of a chunk is resident, the
 //! shard splices it itself; otherwise, or where the syscall is missing or filtered, the chunk
 //! goes to io_uring as before, so a page-cache miss still never blocks a shard.
+//!
+//! Only on local filesystems: NFS, SMB or FUSE may go to the network or a daemon to revalidate
+//! even pages they have cached, so their files always take the io_uring path.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::statfs::{
+    fstatfs, FsType, BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, F2FS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC,
+    TMPFS_MAGIC, XFS_SUPER_MAGIC,
+};
 
 /// `cachestat`'s number, the same on every architecture (it came after the syscall table
 /// unification); libc does not export it for x86_64 yet.
@@ -31,6 +39,22 @@ struct Cachestat {
     nr_writeback: u64,
     nr_evicted: u64,
     nr_recently_evicted: u64,
+}
+
+/// Filesystems whose cached pages are read without any I/O or round trip.
+const LOCAL: [FsType; 6] = [
+    EXT4_SUPER_MAGIC,
+    XFS_SUPER_MAGIC,
+    BTRFS_SUPER_MAGIC,
+    F2FS_SUPER_MAGIC,
+    TMPFS_MAGIC,
+    OVERLAYFS_SUPER_MAGIC,
+];
+
+/// Whether `file` lives on a filesystem the shard may read cached pages of inline (ext2/3/4
+/// share one magic number).
+pub(crate) fn is_local(file: &OwnedFd) -> bool {
+    fstatfs(file).is_ok_and(|fs| LOCAL.contains(&fs.filesystem_type()))
 }
 
 /// Pages the kernel counts in: 4 KiB on the architectures this runs on. A larger real page
@@ -93,5 +117,18 @@ mod tests {
         assert!(!is_cached(&fd, 0, 0));
         // Three pages past the end are not in the cache.
         assert!(!is_cached(&fd, 3 * 4096, 4 * 4096));
+    }
+
+    #[test]
+    fn procfs_is_not_a_local_filesystem_for_inline_reads() {
+        let proc_file = OwnedFd::from(std::fs::File::open("/proc/self/status").unwrap());
+        assert!(!is_local(&proc_file));
+        let shm = std::path::Path::new("/dev/shm");
+        if shm.is_dir() {
+            let path = shm.join(format!("ringftp-local-{}", std::process::id()));
+            let f = OwnedFd::from(std::fs::File::create(&path).unwrap());
+            std::fs::remove_file(&path).unwrap();
+            assert!(is_local(&f), "tmpfs counts as local");
+        }
     }
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio_uring::buf::BoundedBuf;
 
 use super::ascii::{FromWire, ToWire};
-use super::pagecache::is_cached;
+use super::pagecache::{is_cached, is_local};
 use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
 use super::splice::splice;
@@ -102,11 +102,12 @@ pub(crate) async fn send_file(
     let mut total = 0u64;
     // The file is known to be in the page cache up to here.
     let mut cached_until = 0u64;
+    let inline = is_local(&file);
     while remaining > 0 {
         lease.dirty = true;
         let want = u32::try_from(remaining).unwrap_or(u32::MAX).min(chunk);
         let at = offset as u64;
-        if at >= cached_until {
+        if inline && at >= cached_until {
             // One look at the next few MiB rather than one per chunk.
             let window = remaining.min(CACHE_WINDOW);
             if is_cached(&file, at, window) {
