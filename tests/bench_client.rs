@@ -232,6 +232,17 @@ fn refused_login_is_one_line_and_fails() {
     assert!(out.stdout.is_empty());
 }
 
+/// `--help` says what the tool is and lists its options (a doc comment in the wrong place once
+/// replaced the description with the crate's).
+#[test]
+fn help_describes_the_tool() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringftp-bench")).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("A load generator for FTP servers"), "{text}");
+    assert!(text.contains("--sink") && text.contains("--verify"), "{text}");
+}
+
 #[test]
 fn nothing_listening_fails() {
     let port = {

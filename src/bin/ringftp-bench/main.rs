@@ -27,11 +27,6 @@ use client::{Control, Error, Mode};
 use stats::{Live, Report, Stats};
 use workload::{Ctx, Job, Plan};
 
-/// A load generator for FTP servers: measures throughput, operations per second, latency
-/// percentiles and errors by reply code against any FTP server.
-///
-/// Exit status: 0 when every operation succeeded; 1 when some failed (the report counts them
-/// by reply code); 2 when the run could not start (bad address, no server, refused login).
 /// Where unverified downloads go (`--sink`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Sink {
@@ -39,6 +34,11 @@ enum Sink {
     Buffer,
 }
 
+/// A load generator for FTP servers: measures throughput, operations per second, latency
+/// percentiles and errors by reply code against any FTP server.
+///
+/// Exit status: 0 when every operation succeeded; 1 when some failed (the report counts them
+/// by reply code); 2 when the run could not start (bad address, no server, refused login).
 #[derive(Debug, Parser)]
 // A later option wins over an earlier one, so scripts can wrap the command with defaults.
 #[command(version, about, args_override_self = true)]
