@@ -180,9 +180,9 @@ fn require_regular(stat: &FileStat) -> Result<()> {
 }
 
 /// Clears the `O_NONBLOCK` used while opening (so a fifo could not block the open), leaving
-/// the data path a plain blocking descriptor.
-/// Clears O_NONBLOCK (an io_uring read of an O_NONBLOCK file may fail with EAGAIN rather than
-/// wait). `opened` are the flags the file was opened with; F_SETFL looks only at its own.
+/// the data path a plain blocking descriptor (an io_uring read of an O_NONBLOCK file may fail
+/// with EAGAIN rather than wait). `opened` are the flags the file was opened with: F_SETFL
+/// looks only at its own, so no F_GETFL is needed.
 fn clear_nonblock(fd: &OwnedFd, opened: OFlag) -> Result<()> {
     nix::fcntl::fcntl(fd, FcntlArg::F_SETFL(opened - OFlag::O_NONBLOCK))?;
     Ok(())
