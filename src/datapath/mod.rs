@@ -138,7 +138,7 @@ async fn run_transfer<S: Storage>(
             transfer::send_file(OwnedFd::from(file), t.offset, len, &sock, &env.pipes, &meter).await
         }
         Opened::Source(DataSource::File(file), _) => {
-            transfer::send_file_buffered(file, &mut sock, t.ascii, &meter).await
+            transfer::send_file_buffered(file, t.offset, &mut sock, t.ascii, &meter).await
         }
         Opened::Source(DataSource::Stream(s), _) => {
             transfer::send_stream(s, &mut sock, t.ascii, &meter).await

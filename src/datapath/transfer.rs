@@ -260,16 +260,17 @@ pub(crate) async fn receive_file(
     Ok(total)
 }
 
-/// Sends a file through a buffer, converting line ends for TYPE A. File reads go through
-/// io_uring so they do not block the shard.
+/// Sends a file from `start` (the REST offset, where storage positioned it) through a buffer,
+/// converting line ends for TYPE A. File reads go through io_uring so they do not block the
+/// shard.
 pub(crate) async fn send_file_buffered(
     file: std::fs::File,
+    start: u64,
     sock: &mut TcpStream,
     ascii: bool,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
-    let mut offset = position(&OwnedFd::from(file.try_clone().map_err(DataError::Storage)?))
-        .map_err(DataError::Storage)? as u64;
+    let mut offset = start;
     let file = tokio_uring::fs::File::from_std(file);
     let mut buf = Vec::with_capacity(meter.chunk(BUFFER));
     let mut wire = ToWire::new(ascii);
