@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+mod config;
 mod datapath;
 mod engine;
 pub mod events;
@@ -56,6 +57,7 @@ pub mod proto;
 mod server;
 pub mod session;
 pub mod storage;
+mod types;
 
 pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
 pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};

@@ -8,61 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Authenticator;
+use crate::config::Config;
 use crate::engine;
 use crate::events::EventListener;
 use crate::storage::{Storage, UploadPolicy};
-
-/// Everything the engine needs to know; built and checked by [`ServerBuilder`].
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) listen: Vec<SocketAddr>,
-    pub(crate) passive_ports: RangeInclusive<u16>,
-    pub(crate) public_address: Option<IpAddr>,
-    pub(crate) cores: usize,
-    pub(crate) greeting: String,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) login_timeout: Duration,
-    pub(crate) max_sessions: usize,
-    pub(crate) max_sessions_per_ip: u32,
-    pub(crate) data_timeout: Duration,
-    pub(crate) max_line: usize,
-    pub(crate) max_login_failures: u32,
-    pub(crate) shutdown_grace: Duration,
-    pub(crate) pipe_size: usize,
-    pub(crate) upload_pipe_size: usize,
-    pub(crate) splice: bool,
-    pub(crate) uploads: UploadPolicy,
-    pub(crate) dangerous_foreign_data: bool,
-    pub(crate) active_source_port: bool,
-    pub(crate) metrics: Option<SocketAddr>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: Vec::new(),
-            passive_ports: 49152..=65534,
-            public_address: None,
-            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            greeting: "ringftp ready".into(),
-            idle_timeout: Duration::from_secs(300),
-            login_timeout: Duration::from_secs(60),
-            max_sessions: 20_000,
-            max_sessions_per_ip: 256,
-            data_timeout: Duration::from_secs(30),
-            max_line: 4096,
-            max_login_failures: 3,
-            shutdown_grace: Duration::from_secs(10),
-            pipe_size: 256 * 1024,
-            upload_pipe_size: 1024 * 1024,
-            splice: true,
-            uploads: UploadPolicy::Keep,
-            dangerous_foreign_data: false,
-            active_source_port: false,
-            metrics: None,
-        }
-    }
-}
 
 /// An FTP server, configured and ready to run.
 ///
@@ -185,10 +134,19 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     }
 
     /// How long to wait for a data connection to be made (default 30 s), then 425. The wait
-    /// starts at the transfer command; a passive port opened by PASV/EPSV stays open until the
-    /// session's next PASV, transfer or end, as in vsftpd.
+    /// starts at the transfer command. A passive port opened by PASV/EPSV that no transfer
+    /// claims within this time is closed and its port returned to the pool.
     pub fn data_timeout(mut self, timeout: Duration) -> Self {
         self.config.data_timeout = timeout;
+        self
+    }
+
+    /// Aborts a transfer that moves no byte for this long (default 300 s), with 426, in
+    /// either direction: a client that stops reading a download or stops sending an upload
+    /// does not hold its data connection, pipe and socket buffers forever (vsftpd's
+    /// `data_connection_timeout`, proftpd's `TimeoutStalled`).
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.config.stall_timeout = timeout;
         self
     }
 
@@ -292,7 +250,11 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         if c.greeting.contains(['\r', '\n']) {
             return Err(BuildError::Greeting);
         }
-        if c.idle_timeout.is_zero() || c.data_timeout.is_zero() || c.login_timeout.is_zero() {
+        if c.idle_timeout.is_zero()
+            || c.data_timeout.is_zero()
+            || c.login_timeout.is_zero()
+            || c.stall_timeout.is_zero()
+        {
             return Err(BuildError::Timeout);
         }
         Ok(Server {

@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::proto::address::canonical;
 use std::sync::Arc;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -34,7 +33,6 @@ pub(crate) struct PendingAccept {
 pub(crate) struct AcceptPolicy {
     pub(crate) peer: IpAddr,
     pub(crate) allow_foreign: bool,
-    pub(crate) timeout: Duration,
 }
 
 fn bind_listener(ip: IpAddr, port: u16) -> io::Result<Socket> {
@@ -77,8 +75,8 @@ pub(crate) fn open_passive(
 }
 
 impl PendingAccept {
-    /// The client's data connection, within the data-connection timeout. Connections from
-    /// other addresses are closed and the wait goes on.
+    /// The client's data connection. Connections from other addresses are closed and the
+    /// wait goes on, until the session's data-connection deadline drops this future.
     pub(crate) async fn accept(self) -> io::Result<TcpStream> {
         let PendingAccept { listener, policy, _lease: lease } = self;
         let result = accept_from(listener, &policy).await;
@@ -89,7 +87,6 @@ impl PendingAccept {
 }
 
 async fn accept_from(listener: Socket, policy: &AcceptPolicy) -> io::Result<TcpStream> {
-    let deadline = tokio::time::Instant::now() + policy.timeout;
     // What is already queued first, without registering the listener with the reactor.
     loop {
         match listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
@@ -105,11 +102,10 @@ async fn accept_from(listener: Socket, policy: &AcceptPolicy) -> io::Result<TcpS
     }
     let listener = TcpListener::from_std(listener.into())?;
     loop {
-        match tokio::time::timeout_at(deadline, listener.accept()).await {
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no data connection")),
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok((sock, from))) if policy.allows(from) => return Ok(sock),
-            Ok(Ok(_)) => {}
+        match listener.accept().await {
+            Err(e) => return Err(e),
+            Ok((sock, from)) if policy.allows(from) => return Ok(sock),
+            Ok(_) => {}
         }
     }
 }
@@ -131,7 +127,6 @@ pub(crate) async fn connect_active(
     local_ip: IpAddr,
     source_port: Option<u16>,
     target: SocketAddr,
-    timeout: Duration,
 ) -> io::Result<TcpStream> {
     let socket = || -> io::Result<TcpSocket> {
         let socket = if target.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
@@ -156,8 +151,6 @@ pub(crate) async fn connect_active(
             s
         }
     };
-    match tokio::time::timeout(timeout, socket.connect(target)).await {
-        Ok(res) => res,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "active connect timed out")),
-    }
+    // The session's data-connection deadline bounds this wait.
+    socket.connect(target).await
 }

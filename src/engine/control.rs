@@ -1,26 +1,24 @@
-//! One control connection: reads command lines, drives the sans-IO [`Session`], carries out
-//! its actions, and writes its replies.
+//! One control connection: the thin loop that feeds the sans-IO [`Session`] bytes and time
+//! and carries out what it asks for.
 //!
-//! A tokio-uring read cannot be cancelled without losing what it read, so the main loop keeps
-//! one read future alive across iterations and only ever polls it; it waits on that read, the
-//! running transfer's events, one timer (idle or login deadline) and the shutdown signal
-//! together, and the others are safe to drop. One future and one reused buffer per session,
-//! no reader task or channel, keeps an idle session small.
+//! read → `handle_input` → carry out `poll_action`s → write → sleep until `poll_timeout`, the
+//! next read, or the running transfer's end. Every protocol rule (framing, deferral during a
+//! transfer, deadlines and their replies, the storage steps of each command) is the
+//! session's; this loop only does I/O, asks storage and the authenticator, and keeps the
+//! books (metrics, events, per-user leases).
 //!
-//! While a transfer runs, ABOR, STAT and NOOP are handled at once; other commands are kept in
-//! order and handled when it ends (pipelined commands get their replies in order).
+//! The socket is driven by readiness on both engines: a readable socket is read into the
+//! shard's one scratch buffer, so an idle session holds no buffer of its own, and replies go
+//! out with one non-blocking write when the socket has room (the usual case).
 
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-
-use crate::proto::address::canonical;
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::SystemTime;
 
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -29,40 +27,42 @@ use tracing::Instrument;
 use super::users::UserLease;
 use super::{limits, Shard};
 use crate::auth::{AuthError, Authenticator};
-use crate::datapath::{self, AcceptPolicy, DataConnect, Event, PendingAccept, TransferEnv};
+use crate::datapath::{self, AcceptPolicy, DataConnect, Event, Payload, PendingAccept, TransferEnv};
 use crate::events::{Event as HostEvent, TransferRecord};
-use crate::proto::{self, Line, LineBuffer, ParseError};
+use crate::proto::address::canonical;
+use crate::proto::{code, Reply};
 use crate::session::{
-    Action, DataChannel, FsOutcome, FsRequest, Session, SessionConfig, Transfer, TransferKind,
+    Action, DataChannel, FsOutcome, FsRequest, Session, SessionConfig, Transfer, TransferData, TransferKind,
     TransferOutcome,
 };
-use crate::storage::{DirEntry, ErrorKind, Storage};
+use crate::storage::{DataSink, DataSource, ErrorKind, Storage};
 
-/// Bytes per control read: commands are short, and 10,000 idle sessions each hold one buffer.
-const READ_BUF: usize = 512;
-/// Commands kept while a transfer runs before the connection stops reading.
-const MAX_DEFERRED: usize = 64;
-
-type Stream = tokio_uring::net::TcpStream;
+/// Bytes per control read, into the shard's scratch buffer.
+pub(crate) const READ_BUF: usize = 4096;
 
 struct Running {
     task: JoinHandle<()>,
     events: mpsc::UnboundedReceiver<Event>,
     kind: TransferKind,
     path: Vec<u8>,
+    ascii: bool,
     started: Instant,
     moved: Rc<Cell<u64>>,
 }
 
+/// A file storage opened for the transfer the session asks for next.
+enum Opened {
+    Source(DataSource),
+    Sink(DataSink),
+}
+
 struct Control<S, A> {
     shard: Rc<Shard<S, A>>,
-    stream: Rc<Stream>,
+    stream: Rc<TcpStream>,
     session: Session,
-    lines: LineBuffer,
-    /// Lines that arrived during a transfer; `None` stands for an over-long line.
-    deferred: VecDeque<Option<Vec<u8>>>,
     out: Vec<u8>,
     passive: Option<PendingAccept>,
+    opened: Option<Opened>,
     transfer: Option<Running>,
     local: SocketAddr,
     peer: SocketAddr,
@@ -70,26 +70,21 @@ struct Control<S, A> {
     user_lease: Option<UserLease>,
 }
 
-/// Runs `f` on a socket2 view of the control socket (tokio-uring exposes only the raw fd).
-fn with_socket<R>(stream: &Stream, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
-    // SAFETY: the stream owns the descriptor and outlives this borrow.
-    let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    f(socket2::SockRef::from(&fd))
-}
-
-fn local_addr(stream: &Stream) -> io::Result<SocketAddr> {
-    with_socket(stream, |s| s.local_addr())?.as_socket().ok_or_else(|| io::Error::other("not an IP socket"))
-}
-
 /// Whether the client closed the control connection: a peek that finds end-of-stream (or an
 /// error other than "nothing to read yet").
-fn peer_closed(stream: &Stream) -> bool {
-    use nix::sys::socket::{recv, MsgFlags};
+fn peer_closed(stream: &TcpStream) -> bool {
     let mut byte = [0u8; 1];
-    match recv(stream.as_raw_fd(), &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+    match stream.try_io(tokio::io::Interest::READABLE, || {
+        nix::sys::socket::recv(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            &mut byte,
+            nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+        )
+        .map_err(io::Error::from)
+    }) {
         Ok(0) => true,
-        Ok(_) | Err(nix::errno::Errno::EAGAIN) => false,
-        Err(_) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
     }
 }
 
@@ -98,10 +93,18 @@ fn virtual_path(path: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(path))
 }
 
+/// Writes one reply to a connection the session never sees (refused at the door). A fresh
+/// socket's send buffer always has room for one line, so one non-blocking write does.
+fn refuse(stream: &TcpStream, reply: Reply) {
+    let mut out = Vec::new();
+    reply.write_to(&mut out);
+    let _ = stream.try_write(&out);
+}
+
 /// Serves one accepted control connection until it closes.
 pub(crate) async fn serve<S: Storage, A: Authenticator>(
     shard: Rc<Shard<S, A>>,
-    stream: Stream,
+    stream: TcpStream,
     peer: SocketAddr,
 ) {
     // A span per session costs about 2 KB while it lives, so it is a debug-level span: at
@@ -115,42 +118,41 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
         let _ = stream.set_nodelay(true);
         // Clients send ABOR as TCP urgent data (RFC 959 §4.1.3); without OOBINLINE the kernel
         // takes its last byte out of the stream and the command never ends.
-        let _ = with_socket(&stream, |s| s.set_out_of_band_inline(true));
+        let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
+        if *guard.0.shutdown.borrow() {
+            // Accepted in the moment the server began to shut down: refuse, do not greet.
+            guard.0.metrics.reply(code::NOT_AVAILABLE.get());
+            refuse(&stream, Reply::new(code::NOT_AVAILABLE, "Server shutting down."));
+            return;
+        }
         let _permit = match guard.0.limits.admit(peer.ip()) {
             Ok(permit) => permit,
             Err(refusal) => {
                 tracing::info!(%peer, ?refusal, "connection refused: too many sessions");
-                guard.0.metrics.reply(421);
-                let text: &[u8] = match refusal {
-                    limits::Refusal::Total => b"421 Too many users, try again later.\r\n",
-                    limits::Refusal::PerAddress => b"421 Too many connections from your address.\r\n",
+                guard.0.metrics.reply(code::NOT_AVAILABLE.get());
+                let text = match refusal {
+                    limits::Refusal::Total => "Too many users, try again later.",
+                    limits::Refusal::PerAddress => "Too many connections from your address.",
                 };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(text)).await;
-                let _ = stream.shutdown(std::net::Shutdown::Both);
+                refuse(&stream, Reply::new(code::NOT_AVAILABLE, text));
                 return;
             }
         };
-        let local = match local_addr(&stream) {
+        let local = match stream.local_addr() {
             Ok(a) => a,
             Err(e) => {
                 tracing::debug!(error = %e, "no local address");
                 return;
             }
         };
-        let config = &guard.0.config;
-        let mut session_config = SessionConfig::default();
-        session_config.greeting.clone_from(&config.greeting);
-        session_config.max_login_failures = config.max_login_failures;
-        session_config.dangerous_allow_foreign_active = config.dangerous_foreign_data;
-        let stream = Rc::new(stream);
+        let session = Session::new(session_config(&guard.0.config), peer, local, Instant::now().into_std());
         let mut control = Control {
-            session: Session::new(session_config, peer, local),
-            lines: LineBuffer::new(config.max_line),
+            session,
             shard: Rc::clone(&guard.0),
-            stream,
-            deferred: VecDeque::new(),
+            stream: Rc::new(stream),
             out: Vec::new(),
             passive: None,
+            opened: None,
             transfer: None,
             local,
             peer,
@@ -168,6 +170,20 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     }
     .instrument(span)
     .await;
+}
+
+fn session_config(config: &crate::config::Config) -> SessionConfig {
+    let mut c = SessionConfig::default();
+    c.greeting.clone_from(&config.greeting);
+    c.max_login_failures = config.max_login_failures;
+    c.dangerous_allow_foreign_active = config.dangerous_foreign_data;
+    c.max_line = config.max_line;
+    c.login_timeout = config.login_timeout;
+    c.idle_timeout = config.idle_timeout;
+    c.data_timeout = config.data_timeout;
+    c.stall_timeout = config.stall_timeout;
+    c.uploads = config.uploads;
+    c
 }
 
 /// Counts the shard's sessions for graceful shutdown, also when a session task is dropped.
@@ -190,184 +206,145 @@ async fn next_event(transfer: &mut Option<Running>) -> Event {
     }
 }
 
+/// Far enough ahead to stand for "no deadline" in a reusable timer.
+fn never() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400 * 365)
+}
+
 impl<S: Storage, A: Authenticator> Control<S, A> {
     async fn run(&mut self) -> io::Result<()> {
-        let idle = self.shard.config.idle_timeout;
         let mut shutdown = self.shard.shutdown.clone();
         let mut shutting_down = false;
-        let mut idle_deadline = Instant::now() + idle;
-        let login_deadline = Instant::now() + self.shard.config.login_timeout;
-        let stream = Rc::clone(&self.stream);
-        let read = stream.read(Vec::with_capacity(READ_BUF));
-        tokio::pin!(read);
-        let timer = tokio::time::sleep_until(idle_deadline);
+        let grace = self.shard.config.shutdown_grace;
+        let timer = tokio::time::sleep_until(never());
         tokio::pin!(timer);
-        self.run_actions().await;
+        let grace_timer = tokio::time::sleep_until(never());
+        tokio::pin!(grace_timer);
+        let stream = Rc::clone(&self.stream);
         loop {
-            self.process_lines().await;
-            if shutting_down && !self.session.is_transferring() {
-                self.session.shutdown("Server shutting down.");
-                self.run_actions().await;
-            }
+            self.run_actions().await;
             self.flush().await?;
             if self.session.is_closing() {
                 return Ok(());
             }
-            // One timer: the login deadline until someone logs in, then the idle deadline;
-            // neither while a transfer runs.
-            let awaiting_login = self.session.user().is_none() && !self.session.is_waiting();
-            let deadline = if awaiting_login { idle_deadline.min(login_deadline) } else { idle_deadline };
-            if timer.deadline() != deadline {
-                timer.as_mut().reset(deadline);
-            }
-            let can_read = self.deferred.len() < MAX_DEFERRED;
-            tokio::select! {
-                event = next_event(&mut self.transfer) => {
-                    self.on_event(event);
-                    idle_deadline = Instant::now() + idle;
-                    self.run_actions().await;
+            let deadline = self.session.poll_timeout().map(Instant::from_std);
+            if let Some(d) = deadline {
+                if timer.deadline() != d {
+                    timer.as_mut().reset(d);
                 }
-                (res, mut buf) = &mut read, if can_read => match res {
-                    Ok(n) if n > 0 => {
-                        self.lines.push(&buf);
-                        buf.clear();
-                        read.set(stream.read(buf));
-                        idle_deadline = Instant::now() + idle;
+            }
+            let can_read = self.session.wants_input();
+            tokio::select! {
+                event = next_event(&mut self.transfer) => self.on_event(event),
+                ready = stream.readable(), if can_read => {
+                    ready?;
+                    match self.read_into_session(&stream) {
+                        Ok(true) => {}
+                        // End of stream or a reset: the client is gone.
+                        Ok(false) => return Ok(()),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(e),
                     }
-                    // End of stream or a reset: the client is gone.
-                    _ => return Ok(()),
-                },
-                () = &mut timer, if self.transfer.is_none() => {
-                    if awaiting_login && login_deadline <= idle_deadline {
-                        tracing::info!(peer = %self.peer, "login timeout");
-                        self.session.shutdown("Login timeout.");
-                    } else {
-                        tracing::info!(peer = %self.peer, "idle timeout");
-                        self.session.shutdown("Timeout.");
+                }
+                () = &mut timer, if deadline.is_some() => {
+                    let now = Instant::now().into_std();
+                    if let Some(r) = &self.transfer {
+                        self.session.transfer_progress(r.moved.get(), now);
                     }
-                    self.run_actions().await;
+                    self.session.handle_timeout(now);
+                    if self.session.is_closing() {
+                        tracing::info!(peer = %self.peer, "session timed out");
+                    }
                 }
                 changed = shutdown.changed(), if !shutting_down => {
                     shutting_down = changed.is_err() || *shutdown.borrow();
+                    if shutting_down {
+                        if self.session.is_transferring() {
+                            // Running transfers get the grace period, then 426 and 421.
+                            grace_timer.as_mut().reset(Instant::now() + grace);
+                        } else {
+                            self.session.shutdown("Server shutting down.");
+                        }
+                    }
                 }
+                () = &mut grace_timer, if shutting_down => {
+                    self.session.shutdown("Server shutting down.");
+                    grace_timer.as_mut().reset(never());
+                }
+            }
+            if shutting_down && !self.session.is_transferring() {
+                self.session.shutdown("Server shutting down.");
             }
         }
     }
 
-    /// Handles buffered lines as far as the session can take them.
-    async fn process_lines(&mut self) {
-        loop {
-            if self.session.is_closing() {
-                return;
-            }
-            if self.session.is_transferring() {
-                let Some(line) = self.lines.next_line() else {
-                    return;
-                };
-                match line {
-                    // ABOR acts at once; NOOP and STAT too, unless earlier commands are held
-                    // (their replies must come first).
-                    Line::Complete(l) => match proto::parse(l) {
-                        Ok(cmd)
-                            if Session::handles_during_transfer(&cmd)
-                                && (self.deferred.is_empty() || matches!(cmd, proto::Command::Abor)) =>
-                        {
-                            self.session.handle_command(cmd)
-                        }
-                        _ => self.deferred.push_back(Some(l.to_vec())),
-                    },
-                    Line::TooLong => self.deferred.push_back(None),
-                }
-            } else if let Some(line) = self.deferred.pop_front() {
-                match line {
-                    Some(l) => match proto::parse(&l) {
-                        Ok(cmd) => self.session.handle_command(cmd),
-                        Err(e) => self.session.handle_parse_error(e),
-                    },
-                    None => self.session.handle_parse_error(ParseError::LineTooLong),
-                }
-            } else {
-                let Some(line) = self.lines.next_line() else {
-                    return;
-                };
-                match line {
-                    Line::Complete(l) => match proto::parse(l) {
-                        Ok(cmd) => self.session.handle_command(cmd),
-                        Err(e) => self.session.handle_parse_error(e),
-                    },
-                    Line::TooLong => self.session.handle_parse_error(ParseError::LineTooLong),
-                }
-            }
-            self.run_actions().await;
+    /// Reads what the socket has into the shard's scratch buffer and feeds it to the session.
+    /// `Ok(false)`: end of stream.
+    fn read_into_session(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        let mut scratch = self.shard.scratch.borrow_mut();
+        let n = stream.try_read(&mut scratch[..])?;
+        if n == 0 {
+            return Ok(false);
         }
+        self.session.handle_input(scratch.get(..n).unwrap_or_default(), Instant::now().into_std());
+        Ok(true)
     }
 
     /// Carries out everything the session asked for.
     async fn run_actions(&mut self) {
-        self.run_actions_inner().await;
-        // Logged out (REIN, or USER starting a new login): the user's place is free again.
-        if self.session.user().is_none() {
-            self.user_lease = None;
-        }
-    }
-
-    async fn run_actions_inner(&mut self) {
         while let Some(action) = self.session.poll_action() {
             match action {
                 Action::Reply(r) => {
-                    self.shard.metrics.reply(r.code());
+                    self.shard.metrics.reply(r.code().get());
                     r.write_to(&mut self.out);
                 }
-                Action::Authenticate { username, password } => {
-                    // Boxed: an idle session's future should not carry the authenticator's.
-                    let mut result = Box::pin(self.shard.auth.authenticate(&username, &password)).await;
-                    // A new login gives up the place of the previous one first.
-                    self.user_lease = None;
-                    if let Ok(user) = &result {
-                        // Per-user limits apply from login on, across every shard.
-                        match self.shard.users.admit(user) {
-                            Some(lease) => self.user_lease = Some(lease),
-                            None => result = Err(AuthError::TooManySessions),
-                        }
-                    }
-                    self.shard.metrics.login(result.is_ok());
-                    self.emit(HostEvent::Login {
-                        user: username.clone(),
-                        peer: self.peer,
-                        ok: result.is_ok(),
-                    });
-                    match &result {
-                        Ok(user) => {
-                            tracing::Span::current().record("user", user.name.as_str());
-                            tracing::info!(peer = %self.peer, user = %user.name, "login");
-                        }
-                        Err(e) => {
-                            tracing::info!(peer = %self.peer, user = %username, error = %e, "login failed");
-                            // A growing delay makes password guessing slow.
-                            let step = u64::from(self.session.login_failures() + 1).min(8);
-                            tokio::time::sleep(std::time::Duration::from_millis(250 * step)).await;
-                        }
-                    }
-                    self.session.login_done(result);
-                }
+                Action::Authenticate { username, password } => self.authenticate(username, password).await,
                 Action::Fs(request) => {
                     let outcome = Box::pin(self.run_fs(&request)).await;
                     if matches!(outcome, FsOutcome::Done) {
                         self.fs_event(&request);
                     }
-                    self.session.fs_done(outcome, SystemTime::now());
+                    self.session.fs_done(outcome, Instant::now().into_std(), SystemTime::now());
                 }
                 Action::OpenPassive => self.open_passive(),
-                Action::ClosePassive => self.close_passive(),
+                Action::ClosePassive => self.passive = None,
                 Action::Transfer(t) => self.start_transfer(t),
                 Action::Abort => self.abort_transfer(),
                 // The main loop sees `is_closing` after flushing the replies before it.
                 Action::Close => {}
             }
         }
+        // Logged out (REIN, or USER starting a new login): the user's place is free again.
+        if self.session.user().is_none() {
+            self.user_lease = None;
+        }
     }
 
-    async fn run_fs(&self, request: &FsRequest) -> FsOutcome {
+    async fn authenticate(&mut self, username: String, password: Vec<u8>) {
+        // Boxed: an idle session's future should not carry the authenticator's.
+        let mut result = Box::pin(self.shard.auth.authenticate(&username, &password)).await;
+        // A new login gives up the place of the previous one first.
+        self.user_lease = None;
+        if let Ok(user) = &result {
+            // Per-user limits apply from login on, across every shard.
+            match self.shard.users.admit(user) {
+                Some(lease) => self.user_lease = Some(lease),
+                None => result = Err(AuthError::TooManySessions),
+            }
+        }
+        self.shard.metrics.login(result.is_ok());
+        self.emit(HostEvent::Login { user: username.clone(), peer: self.peer, ok: result.is_ok() });
+        match &result {
+            Ok(user) => {
+                tracing::Span::current().record("user", user.name.as_str());
+                tracing::info!(peer = %self.peer, user = %user.name, "login");
+            }
+            Err(e) => tracing::info!(peer = %self.peer, user = %username, error = %e, "login failed"),
+        }
+        self.session.login_done(result, Instant::now().into_std());
+    }
+
+    async fn run_fs(&mut self, request: &FsRequest) -> FsOutcome {
         let Some(user) = self.session.user() else {
             return FsOutcome::Failed(ErrorKind::PermissionDenied);
         };
@@ -375,20 +352,32 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let path = request.storage_path();
         let result = match request {
             FsRequest::Metadata(_) => storage.metadata(user, path).await.map(FsOutcome::Metadata),
-            FsRequest::List(virtual_path) => match storage.metadata(user, path).await {
-                Ok(meta) if meta.is_dir() => storage.list(user, path).await.map(FsOutcome::Listing),
-                Ok(meta) => Ok(FsOutcome::Listing(vec![DirEntry {
-                    name: proto::path::file_name(virtual_path).to_vec(),
-                    metadata: meta,
-                }])),
+            FsRequest::List(_) => storage.list(user, path).await.map(FsOutcome::Listing),
+            FsRequest::OpenRead { offset, .. } => match storage.open_read(user, path, *offset).await {
+                Ok(source) => {
+                    let size = match &source {
+                        DataSource::File(f) => f.metadata().ok().map(|m| m.len()),
+                        _ => None,
+                    };
+                    self.opened = Some(Opened::Source(source));
+                    Ok(FsOutcome::Opened { size })
+                }
+                Err(e) => Err(e),
+            },
+            FsRequest::OpenWrite { mode, .. } => match storage.open_write(user, path, *mode).await {
+                Ok(sink) => {
+                    self.opened = Some(Opened::Sink(sink));
+                    Ok(FsOutcome::Opened { size: None })
+                }
                 Err(e) => Err(e),
             },
             FsRequest::MakeDir(_) => storage.make_dir(user, path).await.map(|()| FsOutcome::Done),
             FsRequest::RemoveDir(_) => storage.remove_dir(user, path).await.map(|()| FsOutcome::Done),
             FsRequest::RemoveFile(_) => storage.remove_file(user, path).await.map(|()| FsOutcome::Done),
-            FsRequest::Rename { to, .. } => {
-                storage.rename(user, path, proto::path::storage_path(to)).await.map(|()| FsOutcome::Done)
-            }
+            FsRequest::Rename { to, .. } => storage
+                .rename(user, path, crate::proto::path::storage_path(to))
+                .await
+                .map(|()| FsOutcome::Done),
         };
         match result {
             Ok(outcome) => outcome,
@@ -400,41 +389,35 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
     }
 
     fn open_passive(&mut self) {
-        self.close_passive();
+        self.passive = None;
         let ip = canonical(self.local.ip());
         let config = &self.shard.config;
-        let policy = AcceptPolicy {
-            peer: canonical(self.peer.ip()),
-            allow_foreign: config.dangerous_foreign_data,
-            timeout: config.data_timeout,
-        };
+        let policy =
+            AcceptPolicy { peer: canonical(self.peer.ip()), allow_foreign: config.dangerous_foreign_data };
+        let now = Instant::now().into_std();
         match datapath::open_passive(&self.shard.ports, self.shard.id, ip, policy) {
             Ok(Some((port, pending))) => {
                 self.passive = Some(pending);
                 let announce = config.public_address.unwrap_or(ip);
-                self.session.passive_opened(SocketAddr::new(announce, port));
+                self.session.passive_opened(SocketAddr::new(announce, port), now);
             }
             Ok(None) => {
                 tracing::warn!("passive port range exhausted");
-                self.session.passive_failed();
+                self.session.passive_failed(now);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open a passive port");
-                self.session.passive_failed();
+                self.session.passive_failed(now);
             }
         }
     }
 
-    /// Closes the passive listener; its port is back in the pool at once.
-    fn close_passive(&mut self) {
-        self.passive = None;
-    }
-
     fn start_transfer(&mut self, transfer: Transfer) {
+        let now = Instant::now();
         let connect = match transfer.channel {
             DataChannel::Passive => self.passive.take().map_or(DataConnect::Missing, DataConnect::Passive),
             DataChannel::Active(target) => {
-                self.close_passive();
+                self.passive = None;
                 let source_port = self
                     .shard
                     .config
@@ -445,24 +428,30 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 DataConnect::Active { local: canonical(self.local.ip()), source_port, target }
             }
         };
+        let payload = match (&transfer.data, self.opened.take()) {
+            (TransferData::Bytes(b), _) => Payload::Bytes(b.clone()),
+            (TransferData::Opened, Some(Opened::Source(s))) => Payload::Source(s),
+            (TransferData::Opened, Some(Opened::Sink(s))) => Payload::Sink(s),
+            // The session asks for a transfer only after its open succeeded.
+            (TransferData::Opened, None) => {
+                self.session.transfer_done(TransferOutcome::OpenFailed(ErrorKind::Local), now.into_std());
+                return;
+            }
+        };
         let Some(user) = self.session.user().cloned() else {
-            self.session.transfer_done(TransferOutcome::OpenFailed(ErrorKind::PermissionDenied));
+            self.session
+                .transfer_done(TransferOutcome::OpenFailed(ErrorKind::PermissionDenied), now.into_std());
             return;
         };
         let moved = Rc::new(Cell::new(0u64));
+        let upload = transfer.kind.is_upload();
         let env = TransferEnv {
             storage: std::sync::Arc::clone(&self.shard.storage),
-            pipes: Rc::clone(if transfer.kind.is_upload() {
-                &self.shard.upload_pipes
-            } else {
-                &self.shard.pipes
-            }),
+            pipes: Rc::clone(if upload { &self.shard.upload_pipes } else { &self.shard.pipes }),
             user,
-            connect_timeout: self.shard.config.data_timeout,
             splice: self.shard.config.splice,
-            uploads: self.shard.config.uploads,
             rate: self.user_lease.as_ref().and_then(|l| {
-                if transfer.kind.is_upload() {
+                if upload {
                     l.shared.upload.clone()
                 } else {
                     l.shared.download.clone()
@@ -476,20 +465,22 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         };
         tracing::debug!(kind = ?transfer.kind, path = %String::from_utf8_lossy(&transfer.path), "transfer");
         let (tx, events) = mpsc::unbounded_channel();
-        let (kind, path) = (transfer.kind, transfer.path.clone());
-        let task = tokio_uring::spawn(datapath::run(env, transfer, connect, tx).in_current_span());
-        self.transfer = Some(Running { task, events, kind, path, started: Instant::now(), moved });
+        let (kind, path, ascii) = (transfer.kind, transfer.path.clone(), transfer.ascii);
+        let task =
+            tokio::task::spawn_local(datapath::run(env, transfer, payload, connect, tx).in_current_span());
+        self.transfer = Some(Running { task, events, kind, path, ascii, started: now, moved });
     }
 
     fn on_event(&mut self, event: Event) {
+        let now = Instant::now().into_std();
         match event {
-            Event::Started { name, size } => self.session.transfer_started(&name, size),
+            Event::Started => self.session.transfer_started(now),
             Event::Done(outcome) => {
                 if let Some(running) = self.transfer.take() {
                     self.transfer_ended(&running, outcome);
                 }
                 tracing::debug!(?outcome, "transfer done");
-                self.session.transfer_done(outcome);
+                self.session.transfer_done(outcome, now);
             }
         }
     }
@@ -523,6 +514,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         {
             return;
         }
+        let _ = running.ascii;
         let record = TransferRecord {
             user: user.name.clone(),
             peer: self.peer,
@@ -556,37 +548,49 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
     }
 
     fn abort_transfer(&mut self) {
+        let now = Instant::now().into_std();
         let Some(mut running) = self.transfer.take() else {
             return;
         };
-        // A transfer that finished before the ABOR arrived reports that, not an abort.
+        // A transfer that finished before the abort arrived reports that, not an abort.
         let mut outcome = TransferOutcome::Aborted;
         while let Ok(event) = running.events.try_recv() {
             match event {
-                Event::Started { name, size } => self.session.transfer_started(&name, size),
+                Event::Started => self.session.transfer_started(now),
                 Event::Done(o) => outcome = o,
             }
         }
         running.task.abort();
         self.transfer_ended(&running, outcome);
-        self.session.transfer_done(outcome);
+        self.session.transfer_done(outcome, now);
     }
 
+    /// Sends the queued replies: one non-blocking write when the socket has room, else a
+    /// wait bounded by the idle timeout (a client that never reads its replies must not hold
+    /// the session forever).
     async fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let buf = std::mem::take(&mut self.out);
-        // A client that never reads its replies must not hold the session forever.
-        let write = self.stream.write_all(buf);
-        match tokio::time::timeout(self.shard.config.idle_timeout, write).await {
-            Ok((res, mut buf)) => {
-                buf.clear();
-                self.out = buf;
-                res
+        let mut sent = 0;
+        while sent < self.out.len() {
+            match self.stream.try_write(self.out.get(sent..).unwrap_or_default()) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let writable =
+                        tokio::time::timeout(self.shard.config.idle_timeout, self.stream.writable());
+                    match writable.await {
+                        Ok(res) => res?,
+                        Err(_) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::TimedOut,
+                                "client does not read replies",
+                            ))
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
             }
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read replies")),
         }
+        self.out.clear();
+        Ok(())
     }
 
     fn finish(&mut self) {
@@ -594,7 +598,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             running.task.abort();
             self.transfer_ended(&running, TransferOutcome::ConnectionLost);
         }
-        self.close_passive();
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.passive = None;
+        let _ = socket2::SockRef::from(&*self.stream).shutdown(std::net::Shutdown::Both);
     }
 }

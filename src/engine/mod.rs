@@ -11,7 +11,7 @@ mod control;
 mod limits;
 mod users;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -22,9 +22,10 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
+use crate::config::Config;
 use crate::datapath::PipePool;
 use crate::ports::PortPool;
-use crate::server::{Config, ServerHandle, StartError};
+use crate::server::{ServerHandle, StartError};
 use crate::storage::Storage;
 use limits::Limits;
 use users::UserRegistry;
@@ -48,6 +49,8 @@ pub(crate) struct Shard<S, A> {
     pub(crate) upload_pipes: Rc<PipePool>,
     pub(crate) sessions: Cell<usize>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Where control connections are read into: one buffer per shard, not per session.
+    pub(crate) scratch: RefCell<Box<[u8]>>,
 }
 
 /// Binds one listener per shard on `addr` with SO_REUSEPORT; port 0 becomes the port the
@@ -153,6 +156,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
                     events,
                     sessions: Cell::new(0),
                     shutdown,
+                    scratch: RefCell::new(vec![0; control::READ_BUF].into_boxed_slice()),
                 });
                 run_shard(shard, listeners).await;
             });
@@ -201,8 +205,12 @@ async fn run_shard<S: Storage, A: Authenticator>(
 ) {
     let mut accepting = Vec::new();
     for l in listeners {
-        let listener = tokio_uring::net::TcpListener::from_std(l);
-        accepting.push(tokio_uring::spawn(accept_loop(Rc::clone(&shard), listener)));
+        match tokio::net::TcpListener::from_std(l) {
+            Ok(listener) => {
+                accepting.push(tokio::task::spawn_local(accept_loop(Rc::clone(&shard), listener)))
+            }
+            Err(e) => tracing::error!(error = %e, shard = shard.id, "cannot register a listener"),
+        }
     }
     let mut shutdown = shard.shutdown.clone();
     while !*shutdown.borrow_and_update() {
@@ -214,7 +222,8 @@ async fn run_shard<S: Storage, A: Authenticator>(
     for task in &accepting {
         task.abort();
     }
-    let deadline = tokio::time::Instant::now() + shard.config.shutdown_grace;
+    // Sessions with a transfer get the grace period, then a moment to send 426 and 421.
+    let deadline = tokio::time::Instant::now() + shard.config.shutdown_grace + Duration::from_secs(1);
     while shard.sessions.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -224,12 +233,12 @@ async fn run_shard<S: Storage, A: Authenticator>(
 
 async fn accept_loop<S: Storage, A: Authenticator>(
     shard: Rc<Shard<S, A>>,
-    listener: tokio_uring::net::TcpListener,
+    listener: tokio::net::TcpListener,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio_uring::spawn(control::serve(Rc::clone(&shard), stream, peer));
+                tokio::task::spawn_local(control::serve(Rc::clone(&shard), stream, peer));
             }
             Err(e) => {
                 // EMFILE/ENFILE: back off instead of spinning; the backlog holds the clients.

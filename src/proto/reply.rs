@@ -6,12 +6,47 @@
 //! wire, whatever the text holds, so a file name cannot inject a reply.
 
 use std::borrow::Cow;
+use std::fmt;
+
+/// A reply code: three digits, 100..=599. Every code the server sends is a constant of
+/// [`code`], so a reply can never carry a malformed code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReplyCode(u16);
+
+impl ReplyCode {
+    /// A code from a number, if it is a valid three-digit reply code.
+    pub const fn new(value: u16) -> Option<ReplyCode> {
+        if value >= 100 && value < 600 {
+            Some(ReplyCode(value))
+        } else {
+            None
+        }
+    }
+
+    /// The number.
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// Whether this is a positive preliminary reply (1yz): another reply follows.
+    pub const fn is_preliminary(self) -> bool {
+        self.0 < 200
+    }
+}
+
+impl fmt::Display for ReplyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Reply codes, with the meaning RFC 959 (and the RFC that added it) gives each.
 pub mod code {
+    use super::ReplyCode;
+
     macro_rules! codes {
         ($($(#[$doc:meta])* $name:ident = $value:literal;)*) => {
-            $($(#[$doc])* pub const $name: u16 = $value;)*
+            $($(#[$doc])* pub const $name: ReplyCode = ReplyCode($value);)*
         };
     }
     codes! {
@@ -103,23 +138,23 @@ pub mod code {
 /// One reply: a code and a text, which may span several lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
-    code: u16,
+    code: ReplyCode,
     text: Cow<'static, [u8]>,
 }
 
 impl Reply {
     /// A reply with static text.
-    pub const fn new(code: u16, text: &'static str) -> Self {
+    pub const fn new(code: ReplyCode, text: &'static str) -> Self {
         Reply { code, text: Cow::Borrowed(text.as_bytes()) }
     }
 
     /// A reply with text built at run time (may contain non-UTF-8 path bytes).
-    pub fn owned(code: u16, text: impl Into<Vec<u8>>) -> Self {
+    pub fn owned(code: ReplyCode, text: impl Into<Vec<u8>>) -> Self {
         Reply { code, text: Cow::Owned(text.into()) }
     }
 
     /// The reply code.
-    pub fn code(&self) -> u16 {
+    pub fn code(&self) -> ReplyCode {
         self.code
     }
 
@@ -130,12 +165,12 @@ impl Reply {
 
     /// Whether this is a positive preliminary reply (1yz): another reply follows.
     pub fn is_preliminary(&self) -> bool {
-        (100..200).contains(&self.code)
+        self.code.is_preliminary()
     }
 
     /// Appends the wire form to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let code = clamp_code(self.code);
+        let code = self.code.0;
         let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
         let text = self.text.strip_suffix(b"\n").unwrap_or(&self.text);
         let mut lines = text.split(|&b| b == b'\n').peekable();
@@ -153,16 +188,6 @@ impl Reply {
             out.extend_from_slice(b"\r\n");
             first = false;
         }
-    }
-}
-
-/// Codes outside 100..=599 would break the three-digit format; they are a bug in the caller,
-/// reported to the client as a local error rather than a malformed line.
-fn clamp_code(code: u16) -> u16 {
-    if (100..600).contains(&code) {
-        code
-    } else {
-        code::LOCAL_ERROR
     }
 }
 
@@ -192,28 +217,30 @@ mod tests {
 
     #[test]
     fn single_line() {
-        assert_eq!(wire(&Reply::new(200, "OK")), "200 OK\r\n");
-        assert_eq!(wire(&Reply::new(200, "")), "200 \r\n");
+        assert_eq!(wire(&Reply::new(code::OK, "OK")), "200 OK\r\n");
+        assert_eq!(wire(&Reply::new(code::OK, "")), "200 \r\n");
     }
 
     #[test]
     fn multi_line() {
-        let r = Reply::new(211, "Features:\nEPSV\nSIZE\nEnd");
+        let r = Reply::new(code::SYSTEM_STATUS, "Features:\nEPSV\nSIZE\nEnd");
         assert_eq!(wire(&r), "211-Features:\r\n EPSV\r\n SIZE\r\n211 End\r\n");
     }
 
     #[test]
     fn empty_lines_and_digit_lines_are_safe() {
-        let r = Reply::new(214, "a\n\n226 fake\n\nz");
+        let r = Reply::new(code::HELP, "a\n\n226 fake\n\nz");
         assert_eq!(wire(&r), "214-a\r\n \r\n 226 fake\r\n \r\n214 z\r\n");
-        assert_eq!(wire(&Reply::new(214, "\n")), "214 \r\n");
-        assert_eq!(wire(&Reply::new(214, "\n\n")), "214-\r\n214 \r\n");
+        assert_eq!(wire(&Reply::new(code::HELP, "\n")), "214 \r\n");
+        assert_eq!(wire(&Reply::new(code::HELP, "\n\n")), "214-\r\n214 \r\n");
     }
 
     #[test]
-    fn cr_removed_and_bad_code_clamped() {
-        assert_eq!(wire(&Reply::owned(550, b"a\rb".to_vec())), "550 ab\r\n");
-        assert_eq!(wire(&Reply::new(42, "x")), "451 x\r\n");
+    fn cr_removed_and_codes_checked() {
+        assert_eq!(wire(&Reply::owned(code::FILE_NOT_FOUND, b"a\rb".to_vec())), "550 ab\r\n");
+        assert_eq!(ReplyCode::new(42), None);
+        assert_eq!(ReplyCode::new(600), None);
+        assert_eq!(ReplyCode::new(599).map(ReplyCode::get), Some(599));
     }
 
     #[test]

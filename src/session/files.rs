@@ -2,25 +2,39 @@
 //! storage requests they turn into, and the transfers they start.
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
-use super::{Action, DataChannel, FsOutcome, Session, Waiting};
-use crate::auth::Permissions;
+use super::{format_listing, Action, DataChannel, FsOutcome, Session, Waiting};
 use crate::proto::command::{trim, Command, TransferType};
 use crate::proto::reply::{code, quote_path, Reply};
 use crate::proto::{listing, path};
-use crate::storage::{DirEntry, ErrorKind};
+use crate::types::{DirEntry, ErrorKind, Permissions, UploadPolicy, WriteMode};
 
 /// A storage operation the session needs. Paths are virtual (absolute, normalised);
 /// [`FsRequest::storage_path`] gives what a [`crate::Storage`] method takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FsRequest {
-    /// Metadata of a path; answer [`FsOutcome::Metadata`].
+    /// Metadata of a path, following symlinks; answer [`FsOutcome::Metadata`].
     Metadata(Vec<u8>),
-    /// A directory's entries, or the one entry of a file (named by its last component);
-    /// answer [`FsOutcome::Listing`].
+    /// The entries of a directory; answer [`FsOutcome::Listing`].
     List(Vec<u8>),
+    /// Open a file for the download that follows, at `offset`; answer
+    /// [`FsOutcome::Opened`] and keep the handle for the next [`Action::Transfer`].
+    OpenRead {
+        /// The file.
+        path: Vec<u8>,
+        /// The REST offset.
+        offset: u64,
+    },
+    /// Open a file for the upload that follows; answer [`FsOutcome::Opened`] and keep the
+    /// handle for the next [`Action::Transfer`].
+    OpenWrite {
+        /// The file.
+        path: Vec<u8>,
+        /// How to open it.
+        mode: WriteMode,
+    },
     /// Create a directory.
     MakeDir(Vec<u8>),
     /// Remove an empty directory.
@@ -39,13 +53,20 @@ pub enum FsRequest {
 impl FsRequest {
     /// The (first) path as a storage backend takes it.
     pub fn storage_path(&self) -> &Path {
+        path::storage_path(self.path())
+    }
+
+    /// The (first) virtual path.
+    pub fn path(&self) -> &[u8] {
         match self {
             FsRequest::Metadata(p)
             | FsRequest::List(p)
+            | FsRequest::OpenRead { path: p, .. }
+            | FsRequest::OpenWrite { path: p, .. }
             | FsRequest::MakeDir(p)
             | FsRequest::RemoveDir(p)
             | FsRequest::RemoveFile(p)
-            | FsRequest::Rename { from: p, .. } => path::storage_path(p),
+            | FsRequest::Rename { from: p, .. } => p,
         }
     }
 }
@@ -88,16 +109,28 @@ impl TransferKind {
 pub struct Transfer {
     /// What to do.
     pub kind: TransferKind,
-    /// The virtual path of the file or directory.
+    /// The virtual path of the file or directory (for STOU, the name chosen).
     pub path: Vec<u8>,
-    /// The REST offset (0 if none).
+    /// The REST offset of a download (0 if none); the opened file is positioned there.
     pub offset: u64,
     /// TYPE A: convert line ends (LF on disk, CRLF on the wire).
     pub ascii: bool,
     /// How to make the data connection.
     pub channel: DataChannel,
-    /// Whether the user may write (for MLSD `perm` facts).
-    pub writable: bool,
+    /// What the bytes are.
+    pub data: TransferData,
+    /// The upload was opened with [`WriteMode::Replace`]: commit it once every byte arrived.
+    pub commit: bool,
+}
+
+/// Where a transfer's bytes come from or go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransferData {
+    /// The file the last [`FsRequest::OpenRead`] or [`FsRequest::OpenWrite`] opened.
+    Opened,
+    /// Bytes the session formatted: a listing.
+    Bytes(Vec<u8>),
 }
 
 impl Transfer {
@@ -106,10 +139,21 @@ impl Transfer {
         path::storage_path(&self.path)
     }
 
-    /// The last component of the path (for replies and single-file listings).
+    /// The last component of the path (for replies).
     pub fn file_name(&self) -> &[u8] {
         path::file_name(&self.path)
     }
+}
+
+/// A transfer asked for, waiting for its storage steps.
+#[derive(Debug)]
+pub(super) struct Planned {
+    kind: TransferKind,
+    path: Vec<u8>,
+    offset: u64,
+    channel: DataChannel,
+    /// STOU: how many names were taken already.
+    attempt: u32,
 }
 
 /// Why the session asked for a storage operation, which decides the reply.
@@ -121,11 +165,21 @@ pub(super) enum FsPurpose {
     Rnfr(Vec<u8>),
     Rnto,
     Mlst(Vec<u8>),
-    Stat,
+    Stat(Vec<u8>),
+    StatDir,
     Mkd(Vec<u8>),
     Rmd,
     Dele,
+    /// LIST/NLST/MLSD: is the path a directory or a file?
+    ListWhat(Planned),
+    /// LIST/NLST/MLSD of a directory: its entries.
+    ListDir(Planned),
+    /// RETR/STOR/APPE/STOU: the file is being opened.
+    Open(Planned, bool),
 }
+
+/// Names STOU tries before giving up.
+const STOU_ATTEMPTS: u32 = 100;
 
 /// LIST and NLST arguments may start with `ls` options (`-la`); they are ignored, as vsftpd
 /// does, and the rest is the path.
@@ -207,7 +261,7 @@ impl Session {
             }
             Command::Stat(Some(arg)) => {
                 if let Some(p) = self.resolve(strip_ls_options(Some(arg)).unwrap_or(b".")) {
-                    self.fs(FsPurpose::Stat, FsRequest::List(p));
+                    self.fs(FsPurpose::Stat(p.clone()), FsRequest::Metadata(p));
                 }
             }
             Command::Mkd(arg) => {
@@ -270,7 +324,7 @@ impl Session {
         };
         let arg = match (kind, arg) {
             (_, Some(a)) => a,
-            // STOU without a name: the engine picks one in the working directory.
+            // STOU without a name: a unique one in the working directory.
             (TransferKind::Stou, None) => b"ftp.upload",
             (_, None) => b".",
         };
@@ -281,20 +335,67 @@ impl Session {
             TransferKind::Retr | TransferKind::Stor => self.rest,
             _ => 0,
         };
-        let transfer = Transfer {
-            kind,
-            path,
-            offset,
-            ascii: self.transfer_type == TransferType::Ascii && !kind.is_listing(),
-            channel,
-            writable: self.writable(),
-        };
-        self.waiting = Waiting::Transfer { kind, aborting: false };
-        self.actions.push_back(Action::Transfer(transfer));
+        let plan = Planned { kind, path, offset, channel, attempt: 0 };
+        if kind.is_listing() {
+            let request = FsRequest::Metadata(plan.path.clone());
+            self.fs(FsPurpose::ListWhat(plan), request);
+        } else {
+            self.open(plan);
+        }
     }
 
-    /// The answer to [`Action::Fs`]; `now` formats STAT listings.
-    pub fn fs_done(&mut self, outcome: FsOutcome, now: SystemTime) {
+    /// Asks storage to open the file of a planned RETR, STOR, APPE or STOU.
+    fn open(&mut self, plan: Planned) {
+        let (request, commit) = match plan.kind {
+            TransferKind::Retr => {
+                (FsRequest::OpenRead { path: plan.path.clone(), offset: plan.offset }, false)
+            }
+            _ => {
+                let mode = match (plan.kind, plan.offset, self.config.uploads) {
+                    (TransferKind::Appe, _, _) => WriteMode::Append,
+                    (TransferKind::Stou, _, _) => WriteMode::CreateNew,
+                    (_, 0, UploadPolicy::Atomic) => WriteMode::Replace,
+                    (_, 0, _) => WriteMode::Truncate,
+                    (_, offset, _) => WriteMode::Resume(offset),
+                };
+                let path = if plan.kind == TransferKind::Stou && plan.attempt > 0 {
+                    // vsftpd's scheme: the name if free, else name.1, name.2, ...
+                    let mut p = plan.path.clone();
+                    p.extend_from_slice(format!(".{}", plan.attempt).as_bytes());
+                    p
+                } else {
+                    plan.path.clone()
+                };
+                (FsRequest::OpenWrite { path, mode }, mode == WriteMode::Replace)
+            }
+        };
+        self.fs(FsPurpose::Open(plan, commit), request);
+    }
+
+    fn start_planned(
+        &mut self,
+        plan: Planned,
+        data: TransferData,
+        commit: bool,
+        size: Option<u64>,
+        now: Instant,
+    ) {
+        let ascii = self.transfer_type == TransferType::Ascii && !plan.kind.is_listing();
+        let path = match (&data, plan.kind) {
+            (TransferData::Opened, TransferKind::Stou) if plan.attempt > 0 => {
+                let mut p = plan.path;
+                p.extend_from_slice(format!(".{}", plan.attempt).as_bytes());
+                p
+            }
+            _ => plan.path,
+        };
+        let offset = if plan.kind == TransferKind::Retr { plan.offset } else { 0 };
+        let transfer = Transfer { kind: plan.kind, path, offset, ascii, channel: plan.channel, data, commit };
+        self.run_transfer(transfer, size, now);
+    }
+
+    /// The answer to [`Action::Fs`]; `wall` is the time listings are formatted against.
+    pub fn fs_done(&mut self, outcome: FsOutcome, now: Instant, wall: SystemTime) {
         // An answer nobody asked for is ignored; it must not clear a different wait.
         if !matches!(self.waiting, Waiting::Fs(_)) {
             return;
@@ -302,19 +403,57 @@ impl Session {
         let Waiting::Fs(purpose) = std::mem::replace(&mut self.waiting, Waiting::Nothing) else {
             return;
         };
-        let meta = match outcome {
-            FsOutcome::Failed(kind) => {
-                self.fs_failed(&purpose, kind);
-                return;
+        self.fs_answered(purpose, outcome, now, wall);
+        if !self.is_waiting() {
+            self.drive(now);
+        }
+    }
+
+    fn fs_answered(&mut self, purpose: FsPurpose, outcome: FsOutcome, now: Instant, wall: SystemTime) {
+        let writable = self.writable();
+        let meta = match (purpose, outcome) {
+            (FsPurpose::Open(plan, commit), FsOutcome::Opened { size }) => {
+                return self.start_planned(plan, TransferData::Opened, commit, size, now);
             }
-            FsOutcome::Metadata(meta) => Some(meta),
-            FsOutcome::Listing(entries) => {
-                self.stat_listing(&entries, now);
-                return;
+            (FsPurpose::Open(mut plan, _), FsOutcome::Failed(ErrorKind::AlreadyExists))
+                if plan.kind == TransferKind::Stou && plan.attempt + 1 < STOU_ATTEMPTS =>
+            {
+                plan.attempt += 1;
+                return self.open(plan);
             }
-            FsOutcome::Done => None,
+            (FsPurpose::ListWhat(plan), FsOutcome::Metadata(m)) if m.is_dir() => {
+                let request = FsRequest::List(plan.path.clone());
+                return self.fs(FsPurpose::ListDir(plan), request);
+            }
+            (FsPurpose::ListWhat(plan), FsOutcome::Metadata(_)) if plan.kind == TransferKind::Mlsd => {
+                // RFC 3659 §7.1: MLSD lists directories only; MLST is for a file.
+                return self.reply(Reply::new(code::FILE_NOT_FOUND, ErrorKind::NotADirectory.text()));
+            }
+            (FsPurpose::ListWhat(plan), FsOutcome::Metadata(m)) => {
+                // LIST or NLST of a file: that one entry, named as given (as `ls` does).
+                let entry = DirEntry { name: path::file_name(&plan.path).to_vec(), metadata: m };
+                let bytes = format_listing(plan.kind, std::slice::from_ref(&entry), writable, wall);
+                return self.start_planned(plan, TransferData::Bytes(bytes), false, None, now);
+            }
+            (FsPurpose::ListDir(plan), FsOutcome::Listing(entries)) => {
+                let bytes = format_listing(plan.kind, &entries, writable, wall);
+                return self.start_planned(plan, TransferData::Bytes(bytes), false, None, now);
+            }
+            (FsPurpose::Stat(p), FsOutcome::Metadata(m)) if m.is_dir() => {
+                return self.fs(FsPurpose::StatDir, FsRequest::List(p));
+            }
+            (FsPurpose::Stat(p), FsOutcome::Metadata(m)) => {
+                let entry = DirEntry { name: path::file_name(&p).to_vec(), metadata: m };
+                return self.stat_listing(std::slice::from_ref(&entry), wall);
+            }
+            (FsPurpose::StatDir, FsOutcome::Listing(entries)) => return self.stat_listing(&entries, wall),
+            (purpose, FsOutcome::Failed(kind)) => return self.fs_failed(&purpose, kind),
+            (purpose, FsOutcome::Metadata(meta)) => (purpose, Some(meta)),
+            (purpose, FsOutcome::Done) => (purpose, None),
+            // An answer of the wrong kind: an engine bug, not the peer's.
+            (_, _) => return self.reply_static(code::LOCAL_ERROR, "Local error in processing."),
         };
-        match (purpose, meta) {
+        match meta {
             (FsPurpose::Cwd(p), Some(m)) if m.is_dir() => {
                 self.cwd = p;
                 self.reply_static(code::FILE_ACTION_OK, "Directory successfully changed.");
@@ -337,7 +476,6 @@ impl Session {
                 self.reply_static(code::PENDING, "Ready for RNTO.");
             }
             (FsPurpose::Mlst(p), Some(m)) => {
-                let writable = self.writable();
                 let mut text = b"Listing ".to_vec();
                 text.extend_from_slice(&p);
                 text.push(b'\n');
@@ -345,21 +483,20 @@ impl Session {
                 text.extend_from_slice(b"\nEnd");
                 self.reply(Reply::owned(code::FILE_ACTION_OK, text));
             }
-            (FsPurpose::Mkd(p), _) => {
+            (FsPurpose::Mkd(p), None) => {
                 let mut text = Vec::with_capacity(p.len() + 16);
                 quote_path(&p, &mut text);
                 text.extend_from_slice(b" created");
                 self.reply(Reply::owned(code::PATH_CREATED, text));
             }
-            (FsPurpose::Rnto, _) => self.reply_static(code::FILE_ACTION_OK, "Rename successful."),
-            (FsPurpose::Rmd, _) => {
+            (FsPurpose::Rnto, None) => self.reply_static(code::FILE_ACTION_OK, "Rename successful."),
+            (FsPurpose::Rmd, None) => {
                 self.reply_static(code::FILE_ACTION_OK, "Remove directory operation successful.")
             }
-            (FsPurpose::Dele, _) => self.reply_static(code::FILE_ACTION_OK, "Delete operation successful."),
-            // A request answered with the wrong kind of outcome: an engine bug, not the peer's.
-            (FsPurpose::Rnfr(_) | FsPurpose::Mlst(_), None) | (FsPurpose::Stat, _) => {
-                self.reply_static(code::LOCAL_ERROR, "Local error in processing.")
+            (FsPurpose::Dele, None) => {
+                self.reply_static(code::FILE_ACTION_OK, "Delete operation successful.")
             }
+            _ => self.reply_static(code::LOCAL_ERROR, "Local error in processing."),
         }
     }
 

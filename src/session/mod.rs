@@ -1,20 +1,34 @@
 //! The per-connection FTP state machine, sans I/O (RFC 959 §5.4 command-reply sequences).
 //!
-//! A session knows who is logged in, the working directory, the transfer type, a pending REST
-//! offset or RNFR name, and how the next data connection is made. It never touches a socket,
-//! a file or a clock. The engine drives it like this:
+//! A [`Session`] owns the whole control protocol: the framing of the bytes the client sends
+//! (CRLF or LF lines, Telnet IAC, over-long lines), the parse, who is logged in, the working
+//! directory, TYPE, REST, RNFR, how the next data connection is made, which commands wait
+//! while a transfer runs, and every deadline (login, idle, data connection, stalled transfer,
+//! the delay after a failed login) with its reply. It never touches a socket, a file or a
+//! clock: bytes and time go in, [`Action`]s come out. Its model is quinn-proto's `Connection`.
 //!
-//! 1. Feed each parsed command to [`Session::handle_command`].
-//! 2. Drain [`Session::poll_action`] until it returns `None`, and carry each [`Action`] out:
-//!    send a reply, ask the authenticator, run a storage operation, open a passive port, run
-//!    a transfer, close.
-//! 3. Actions that need an answer (authentication, storage, passive port, transfer) are
-//!    answered through the matching `*_done` method, which queues more actions (the reply).
-//!    Until then [`Session::is_waiting`] is true and no command should be fed, except that
-//!    during a transfer the commands for which [`Session::handles_during_transfer`] is true
-//!    (ABOR, STAT, NOOP) are fed at once and the others kept for later, in order.
+//! # Driving a session
 //!
-//! Tests are transcripts: command lines in, replies and actions out.
+//! Inputs are the `handle_*` methods and the answers to actions (`*_done`, `passive_*`,
+//! `transfer_*`); outputs are [`Session::poll_action`] and [`Session::poll_timeout`]. An engine
+//! runs this loop:
+//!
+//! 1. Drain [`Session::poll_action`] and carry out each action: send a reply, ask the
+//!    authenticator, run a storage operation, open or close a passive listener, run or abort
+//!    a transfer, close. An action that needs an answer (authentication, storage, passive
+//!    listener, transfer) is answered through its method, in any order relative to reading,
+//!    and answering may queue more actions: keep draining until `poll_action` is `None`.
+//! 2. Write the replies. If [`Session::is_closing`], close once they are written.
+//! 3. Wait for the first of: bytes from the client (only while [`Session::wants_input`]),
+//!    the running transfer's progress or end, and the instant [`Session::poll_timeout`] names.
+//! 4. Feed what happened: [`Session::handle_input`] with the bytes (an empty slice at end of
+//!    stream is not needed: just close), [`Session::transfer_started`] /
+//!    [`Session::transfer_done`], or, when the timer fires, first
+//!    [`Session::transfer_progress`] with the bytes moved so far (if a transfer runs), then
+//!    [`Session::handle_timeout`]. Go to 1.
+//!
+//! Every method takes `now` where time matters, so transcripts can run in virtual time.
+//! Tests are transcripts: bytes in, replies and actions out.
 
 // A peer controls every input here: no panicking shortcuts (fuzzed, see fuzz/).
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -23,14 +37,14 @@ mod files;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::auth::{AuthError, User};
 use crate::proto::command::{Command, EpsvArg, TransferType};
-use crate::proto::reply::{code, Reply};
-use crate::proto::{address, listing};
-use crate::storage::{DirEntry, ErrorKind, Metadata};
+use crate::proto::reply::{code, Reply, ReplyCode};
+use crate::proto::{self, address, listing, Line, LineBuffer, ParseError};
+use crate::types::{AuthError, DirEntry, ErrorKind, Metadata, UploadPolicy, User};
 
-pub use files::{FsRequest, Transfer, TransferKind};
+pub use files::{FsRequest, Transfer, TransferData, TransferKind};
 
 /// Session settings that come from the server configuration.
 #[derive(Debug, Clone)]
@@ -43,6 +57,24 @@ pub struct SessionConfig {
     /// Allow PORT/EPRT to an address other than the client's, or to a port below 1024
     /// (FTP bounce attacks use this).
     pub dangerous_allow_foreign_active: bool,
+    /// The longest command line; longer ones are answered 500 and dropped.
+    pub max_line: usize,
+    /// How long a client may take to log in (421 "Login timeout.").
+    pub login_timeout: Duration,
+    /// How long a session may go without a command outside a transfer (421 "Timeout.").
+    pub idle_timeout: Duration,
+    /// How long a data connection may take to be made once a transfer is asked for (425),
+    /// and how long a passive listener stays open with no transfer to claim it.
+    pub data_timeout: Duration,
+    /// How long a running transfer may move no byte before it is aborted (426).
+    pub stall_timeout: Duration,
+    /// The delay before each "530 Login incorrect", times the number of failures so far
+    /// (at most 8 steps): password guessing gets slow.
+    pub login_failure_delay: Duration,
+    /// What an interrupted STOR leaves behind (decides how uploads are opened).
+    pub uploads: UploadPolicy,
+    /// Commands kept while a transfer runs; beyond it the session stops taking input.
+    pub max_deferred: usize,
 }
 
 impl Default for SessionConfig {
@@ -51,6 +83,14 @@ impl Default for SessionConfig {
             greeting: "ringftp ready".into(),
             max_login_failures: 3,
             dangerous_allow_foreign_active: false,
+            max_line: 4096,
+            login_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(300),
+            login_failure_delay: Duration::from_millis(250),
+            uploads: UploadPolicy::Keep,
+            max_deferred: 64,
         }
     }
 }
@@ -73,12 +113,13 @@ pub enum Action {
     /// Open a passive listener (dropping any previous one); answer with
     /// [`Session::passive_opened`] or [`Session::passive_failed`].
     OpenPassive,
-    /// Drop the passive listener, if any: the client chose active mode.
+    /// Drop the passive listener, if any (active mode chosen, or no transfer claimed it).
     ClosePassive,
-    /// Open the data connection and run a transfer; report with [`Session::transfer_started`]
-    /// and then [`Session::transfer_done`].
+    /// Make the data connection and run a transfer; report with [`Session::transfer_started`]
+    /// once the connection is made, and [`Session::transfer_done`] at the end.
     Transfer(Transfer),
-    /// Abort the running transfer; it ends with [`TransferOutcome::Aborted`].
+    /// Abort the running transfer; answer with [`Session::transfer_done`]:
+    /// [`TransferOutcome::Aborted`], or the outcome it had already reached.
     Abort,
     /// Close the control connection after the replies before this action are sent.
     Close,
@@ -92,8 +133,13 @@ pub enum FsOutcome {
     Done,
     /// The metadata asked for.
     Metadata(Metadata),
-    /// The listing asked for.
+    /// The directory's entries.
     Listing(Vec<DirEntry>),
+    /// The file is open for the transfer that follows; its size if known (for the 150).
+    Opened {
+        /// The file's size, for downloads.
+        size: Option<u64>,
+    },
     /// It failed.
     Failed(ErrorKind),
 }
@@ -113,7 +159,7 @@ pub enum TransferOutcome {
     NoDataConnection,
     /// The data connection broke (426).
     ConnectionLost,
-    /// ABOR stopped it (426, then 226 for the ABOR).
+    /// [`Action::Abort`] stopped it.
     Aborted,
     /// Storage failed mid-transfer (451, 452, 552).
     StorageFailed(ErrorKind),
@@ -138,22 +184,67 @@ enum Login {
     LoggedIn(User),
 }
 
+/// Why the session aborts a running transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AbortBy {
+    /// ABOR from the client: the transfer's reply, then 226 for the ABOR.
+    Client,
+    /// No data connection within the data timeout: 425.
+    NoConnection,
+    /// No byte moved within the stall timeout: 426.
+    Stalled,
+    /// The server is going down: 426, then 421 and close.
+    Shutdown,
+}
+
+/// A transfer the engine runs.
+#[derive(Debug)]
+struct Running {
+    kind: TransferKind,
+    /// The name for the 150 reply.
+    name: Vec<u8>,
+    size: Option<u64>,
+    /// Set once the data connection is made.
+    started: bool,
+    abort: Option<AbortBy>,
+    /// When the data connection must be made by, then when the last byte moved.
+    since: Instant,
+    moved: u64,
+}
+
 /// What the session waits for from the engine.
 #[derive(Debug)]
 enum Waiting {
     Nothing,
     Auth,
+    /// The 530 after a failed login, held until this instant.
+    LoginDelay(Instant),
     Fs(files::FsPurpose),
-    Passive { extended: bool },
-    Transfer { kind: TransferKind, aborting: bool },
+    Passive {
+        extended: bool,
+    },
+    Transfer(Running),
 }
 
 /// One control connection's protocol state. See the module docs for how to drive it.
+///
+/// - Getters: [`Session::user`], [`Session::is_waiting`], [`Session::is_transferring`],
+///   [`Session::is_closing`], [`Session::wants_input`], [`Session::login_failures`].
+/// - Inputs: [`Session::handle_input`], [`Session::handle_timeout`], and the answers
+///   [`Session::login_done`], [`Session::fs_done`], [`Session::passive_opened`],
+///   [`Session::passive_failed`], [`Session::transfer_started`],
+///   [`Session::transfer_progress`], [`Session::transfer_done`]; [`Session::shutdown`] from the
+///   server.
+/// - Outputs: [`Session::poll_action`], [`Session::poll_timeout`].
 #[derive(Debug)]
 pub struct Session {
     config: SessionConfig,
     peer: SocketAddr,
     local: SocketAddr,
+    lines: LineBuffer,
+    /// Lines that arrived during a transfer, handled in order after it; `None` stands for an
+    /// over-long line.
+    deferred: VecDeque<Option<Vec<u8>>>,
     login: Login,
     login_failures: u32,
     cwd: Vec<u8>,
@@ -164,17 +255,25 @@ pub struct Session {
     epsv_all: bool,
     waiting: Waiting,
     closing: bool,
+    /// A shutdown waits for the running transfer's abort.
+    shutting_down: Option<&'static str>,
+    login_deadline: Instant,
+    idle_deadline: Instant,
+    /// When the open passive listener is given up if no transfer claims it.
+    passive_deadline: Option<Instant>,
     actions: VecDeque<Action>,
 }
 
 impl Session {
     /// A new session for a client at `peer` connected to `local`; queues the 220 greeting.
-    pub fn new(mut config: SessionConfig, peer: SocketAddr, local: SocketAddr) -> Self {
+    pub fn new(mut config: SessionConfig, peer: SocketAddr, local: SocketAddr, now: Instant) -> Self {
         // The greeting is sent once; the session does not keep a copy.
         let greeting = std::mem::take(&mut config.greeting);
         let mut s = Session {
             peer: canonical(peer),
             local: canonical(local),
+            lines: LineBuffer::new(config.max_line),
+            deferred: VecDeque::new(),
             login: Login::Anonymous,
             login_failures: 0,
             cwd: b"/".to_vec(),
@@ -185,6 +284,10 @@ impl Session {
             epsv_all: false,
             waiting: Waiting::Nothing,
             closing: false,
+            shutting_down: None,
+            login_deadline: now + config.login_timeout,
+            idle_deadline: now + config.idle_timeout,
+            passive_deadline: None,
             actions: VecDeque::new(),
             config,
         };
@@ -192,26 +295,7 @@ impl Session {
         s
     }
 
-    /// The next thing the engine must do.
-    pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
-    }
-
-    /// Whether an action is unanswered; feed no command then (but see
-    /// [`Session::handles_during_transfer`]).
-    pub fn is_waiting(&self) -> bool {
-        !matches!(self.waiting, Waiting::Nothing)
-    }
-
-    /// Whether a transfer is running.
-    pub fn is_transferring(&self) -> bool {
-        matches!(self.waiting, Waiting::Transfer { .. })
-    }
-
-    /// Whether the session has asked to close.
-    pub fn is_closing(&self) -> bool {
-        self.closing
-    }
+    // ---- getters ----
 
     /// The logged-in user.
     pub fn user(&self) -> Option<&User> {
@@ -221,29 +305,136 @@ impl Session {
         }
     }
 
+    /// Whether an action is unanswered.
+    pub fn is_waiting(&self) -> bool {
+        !matches!(self.waiting, Waiting::Nothing)
+    }
+
+    /// Whether a transfer is running.
+    pub fn is_transferring(&self) -> bool {
+        matches!(self.waiting, Waiting::Transfer(_))
+    }
+
+    /// Whether the session has asked to close.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Whether the engine should read from the client: not while the commands kept during a
+    /// transfer are at their bound, nor while an answer other than a transfer's is awaited.
+    pub fn wants_input(&self) -> bool {
+        !self.closing
+            && match self.waiting {
+                Waiting::Nothing => true,
+                Waiting::Transfer(_) => self.deferred.len() < self.config.max_deferred,
+                _ => false,
+            }
+    }
+
+    /// Failed logins so far.
+    pub fn login_failures(&self) -> u32 {
+        self.login_failures
+    }
+
     /// Whether `cmd` is handled at once while a transfer runs, rather than after it.
     pub fn handles_during_transfer(cmd: &Command<'_>) -> bool {
         matches!(cmd, Command::Abor | Command::Stat(None) | Command::Noop)
     }
 
-    fn reply(&mut self, reply: Reply) {
-        self.actions.push_back(Action::Reply(reply));
+    // ---- outputs ----
+
+    /// The next thing the engine must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
     }
 
-    fn reply_static(&mut self, code: u16, text: &'static str) {
-        self.reply(Reply::new(code, text));
+    /// When [`Session::handle_timeout`] must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closing {
+            return None;
+        }
+        match &self.waiting {
+            Waiting::Nothing => {
+                let mut t = self.idle_deadline;
+                if self.user().is_none() {
+                    t = t.min(self.login_deadline);
+                }
+                Some(self.passive_deadline.map_or(t, |p| p.min(t)))
+            }
+            Waiting::LoginDelay(until) => Some(*until),
+            Waiting::Transfer(r) if r.abort.is_none() => {
+                Some(r.since + if r.started { self.config.stall_timeout } else { self.config.data_timeout })
+            }
+            // Authentication, storage and passive answers are the engine's to bound.
+            _ => None,
+        }
     }
 
-    fn close(&mut self) {
-        self.closing = true;
-        self.actions.push_back(Action::Close);
-    }
+    // ---- inputs ----
 
-    /// Handles one command; see the module docs for what may be fed when.
-    pub fn handle_command(&mut self, cmd: Command<'_>) {
+    /// Bytes from the client: framed into lines and handled as far as the session can go.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
         if self.closing {
             return;
         }
+        self.lines.push(bytes);
+        self.drive(now);
+    }
+
+    /// Acts on every deadline that has passed by `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.closing {
+            return;
+        }
+        let logged_in = self.user().is_some();
+        match &mut self.waiting {
+            Waiting::Nothing => {
+                if !logged_in && now >= self.login_deadline {
+                    self.shutdown("Login timeout.");
+                } else if now >= self.idle_deadline {
+                    self.shutdown("Timeout.");
+                } else if self.passive_deadline.is_some_and(|p| now >= p) {
+                    // Nobody claimed the port: give it back to the pool.
+                    self.passive_deadline = None;
+                    self.data = None;
+                    self.actions.push_back(Action::ClosePassive);
+                }
+            }
+            Waiting::LoginDelay(until) if now >= *until => {
+                self.waiting = Waiting::Nothing;
+                self.reply_static(code::NOT_LOGGED_IN, "Login incorrect.");
+                self.idle_deadline = now + self.config.idle_timeout;
+                self.drive(now);
+            }
+            Waiting::Transfer(r) if r.abort.is_none() => {
+                let limit = if r.started { self.config.stall_timeout } else { self.config.data_timeout };
+                if now >= r.since + limit {
+                    r.abort = Some(if r.started { AbortBy::Stalled } else { AbortBy::NoConnection });
+                    self.actions.push_back(Action::Abort);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The running transfer's byte count so far (call it before [`Session::handle_timeout`]):
+    /// a transfer that moves bytes is not stalled.
+    pub fn transfer_progress(&mut self, moved: u64, now: Instant) {
+        if let Waiting::Transfer(r) = &mut self.waiting {
+            if r.started && moved != r.moved {
+                r.moved = moved;
+                r.since = now;
+            }
+        }
+    }
+
+    /// Handles one parsed command, as if its line had arrived. Engines feed bytes with
+    /// [`Session::handle_input`]; this is for tests and benches.
+    pub fn handle_command(&mut self, cmd: Command<'_>, now: Instant) {
+        if self.closing {
+            return;
+        }
+        self.idle_deadline = now + self.config.idle_timeout;
         if self.is_transferring() {
             self.handle_during_transfer(cmd);
             return;
@@ -269,6 +460,7 @@ impl Session {
             Command::Rein => {
                 self.login = Login::Anonymous;
                 self.reset_session_state();
+                self.login_deadline = now + self.config.login_timeout;
                 self.reply_static(code::SERVICE_READY, "Service ready for new user.");
             }
             Command::Stat(None) => self.server_status(),
@@ -288,11 +480,10 @@ impl Session {
                 self.reply(Reply::owned(code::PENDING, format!("Restart position accepted ({offset}).")));
             }
             Command::Abor => {
-                self.data = None;
                 self.reply_static(code::DATA_OPEN_NO_TRANSFER, "No transfer to abort.");
             }
-            Command::Pasv => self.passive(false, EpsvArg::Any),
-            Command::Epsv(arg) => self.passive(true, arg),
+            Command::Pasv => self.passive(false, EpsvArg::Any, now),
+            Command::Epsv(arg) => self.passive(true, arg, now),
             Command::Port(addr) => self.active(SocketAddr::V4(addr), false),
             Command::Eprt(addr) => self.active(addr, true),
             other => self.file_command(other, rename_from),
@@ -300,20 +491,73 @@ impl Session {
     }
 
     /// Answers a line that did not parse (500, 501, 502, 504 or 522).
-    pub fn handle_parse_error(&mut self, error: crate::proto::ParseError) {
+    fn handle_parse_error(&mut self, error: ParseError, now: Instant) {
         if self.closing {
             return;
         }
+        self.idle_deadline = now + self.config.idle_timeout;
         self.rename_from = None;
         self.reply(error.reply());
+    }
+
+    /// Handles buffered lines as far as the session can take them: kept lines first once a
+    /// transfer is over; during a transfer ABOR (and NOOP and STAT when nothing is kept, so
+    /// replies stay in order) at once and the rest kept; nothing while another answer is due.
+    fn drive(&mut self, now: Instant) {
+        // The buffer lends the line to the parser while the session handles it.
+        let mut lines = std::mem::replace(&mut self.lines, LineBuffer::new(0));
+        loop {
+            if self.closing {
+                break;
+            }
+            match self.waiting {
+                Waiting::Nothing => {
+                    if let Some(kept) = self.deferred.pop_front() {
+                        match kept {
+                            Some(l) => match proto::parse(&l) {
+                                Ok(cmd) => self.handle_command(cmd, now),
+                                Err(e) => self.handle_parse_error(e, now),
+                            },
+                            None => self.handle_parse_error(ParseError::LineTooLong, now),
+                        }
+                        continue;
+                    }
+                    match lines.next_line() {
+                        None => break,
+                        Some(Line::Complete(l)) => match proto::parse(l) {
+                            Ok(cmd) => self.handle_command(cmd, now),
+                            Err(e) => self.handle_parse_error(e, now),
+                        },
+                        Some(Line::TooLong) => self.handle_parse_error(ParseError::LineTooLong, now),
+                    }
+                }
+                Waiting::Transfer(_) if self.deferred.len() < self.config.max_deferred => {
+                    match lines.next_line() {
+                        None => break,
+                        Some(Line::Complete(l)) => match proto::parse(l) {
+                            Ok(cmd)
+                                if Session::handles_during_transfer(&cmd)
+                                    && (self.deferred.is_empty() || matches!(cmd, Command::Abor)) =>
+                            {
+                                self.handle_command(cmd, now)
+                            }
+                            _ => self.deferred.push_back(Some(l.to_vec())),
+                        },
+                        Some(Line::TooLong) => self.deferred.push_back(None),
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.lines = lines;
     }
 
     fn handle_during_transfer(&mut self, cmd: Command<'_>) {
         match cmd {
             Command::Abor => {
-                if let Waiting::Transfer { aborting, .. } = &mut self.waiting {
-                    if !*aborting {
-                        *aborting = true;
+                if let Waiting::Transfer(r) = &mut self.waiting {
+                    if r.abort.is_none() {
+                        r.abort = Some(AbortBy::Client);
                         self.actions.push_back(Action::Abort);
                     }
                 }
@@ -322,9 +566,22 @@ impl Session {
             Command::Stat(None) => {
                 self.reply_static(code::SYSTEM_STATUS, "Status: data transfer in progress.")
             }
-            // The engine should have kept these; refusing is the safe answer.
+            // Only the commands above reach here during a transfer.
             _ => self.reply_static(code::BAD_SEQUENCE, "A transfer is in progress."),
         }
+    }
+
+    fn reply(&mut self, reply: Reply) {
+        self.actions.push_back(Action::Reply(reply));
+    }
+
+    fn reply_static(&mut self, code: ReplyCode, text: &'static str) {
+        self.reply(Reply::new(code, text));
+    }
+
+    fn close(&mut self) {
+        self.closing = true;
+        self.actions.push_back(Action::Close);
     }
 
     fn reset_session_state(&mut self) {
@@ -332,7 +589,10 @@ impl Session {
         self.transfer_type = TransferType::Binary;
         self.rest = 0;
         self.rename_from = None;
-        self.data = None;
+        if self.data.take() == Some(DataChannel::Passive) {
+            self.actions.push_back(Action::ClosePassive);
+        }
+        self.passive_deadline = None;
         self.epsv_all = false;
     }
 
@@ -358,11 +618,12 @@ impl Session {
     }
 
     /// The authenticator's answer to [`Action::Authenticate`].
-    pub fn login_done(&mut self, result: Result<User, AuthError>) {
+    pub fn login_done(&mut self, result: Result<User, AuthError>, now: Instant) {
         if !matches!(self.waiting, Waiting::Auth) {
             return;
         }
         self.waiting = Waiting::Nothing;
+        self.idle_deadline = now + self.config.idle_timeout;
         match result {
             Ok(user) => {
                 self.login = Login::LoggedIn(user);
@@ -379,15 +640,12 @@ impl Session {
                     self.reply_static(code::NOT_AVAILABLE, "Too many failed logins, closing.");
                     self.close();
                 } else {
-                    self.reply_static(code::NOT_LOGGED_IN, "Login incorrect.");
+                    let steps = self.login_failures.min(8);
+                    self.waiting = Waiting::LoginDelay(now + self.config.login_failure_delay * steps);
                 }
             }
         }
-    }
-
-    /// Failed logins so far (the engine delays the reply by this many steps).
-    pub fn login_failures(&self) -> u32 {
-        self.login_failures
+        self.drive(now);
     }
 
     fn feat(&mut self) {
@@ -471,7 +729,7 @@ impl Session {
         self.reply(Reply::owned(code::SYSTEM_STATUS, text));
     }
 
-    fn passive(&mut self, extended: bool, arg: EpsvArg) {
+    fn passive(&mut self, extended: bool, arg: EpsvArg, now: Instant) {
         if arg == EpsvArg::All {
             self.epsv_all = true;
             self.reply_static(code::OK, "EPSV ALL ok.");
@@ -479,6 +737,11 @@ impl Session {
         }
         if self.epsv_all && !extended {
             self.reply_static(code::BAD_SEQUENCE, "EPSV ALL in effect: only EPSV is allowed.");
+            return;
+        }
+        if !extended && self.local.is_ipv6() {
+            // RFC 2428 §3: PASV cannot describe an IPv6 address.
+            self.reply_static(code::UNSUPPORTED_PROTOCOL, "PASV needs IPv4; use EPSV.");
             return;
         }
         let family = if self.local.is_ipv4() { 1 } else { 2 };
@@ -494,13 +757,14 @@ impl Session {
             }
         }
         self.data = None;
+        self.passive_deadline = Some(now + self.config.data_timeout);
         self.waiting = Waiting::Passive { extended };
         self.actions.push_back(Action::OpenPassive);
     }
 
     /// The engine opened a passive listener; `announce` is the address to tell the client
     /// (the configured public address, or the control connection's local address).
-    pub fn passive_opened(&mut self, announce: SocketAddr) {
+    pub fn passive_opened(&mut self, announce: SocketAddr, now: Instant) {
         let Waiting::Passive { extended } = self.waiting else {
             return;
         };
@@ -513,18 +777,23 @@ impl Session {
             address::format_pasv(v4, &mut text);
             self.reply(Reply::owned(code::PASSIVE_MODE, text));
         } else {
+            self.passive_deadline = None;
             self.actions.push_back(Action::ClosePassive);
-            self.reply_static(code::CANT_OPEN_DATA, "PASV needs IPv4; use EPSV.");
+            self.reply_static(code::UNSUPPORTED_PROTOCOL, "PASV needs IPv4; use EPSV.");
+            self.drive(now);
             return;
         }
         self.data = Some(DataChannel::Passive);
+        self.drive(now);
     }
 
     /// No passive listener could be opened (the port range is exhausted).
-    pub fn passive_failed(&mut self) {
+    pub fn passive_failed(&mut self, now: Instant) {
         if matches!(self.waiting, Waiting::Passive { .. }) {
             self.waiting = Waiting::Nothing;
+            self.passive_deadline = None;
             self.reply_static(code::CANT_OPEN_DATA, "No passive port available, try again later.");
+            self.drive(now);
         }
     }
 
@@ -558,7 +827,10 @@ impl Session {
             );
             return;
         }
-        self.actions.push_back(Action::ClosePassive);
+        if self.data == Some(DataChannel::Passive) {
+            self.actions.push_back(Action::ClosePassive);
+        }
+        self.passive_deadline = None;
         self.data = Some(DataChannel::Active(addr));
         if extended {
             self.reply_static(code::OK, "EPRT command successful.");
@@ -567,28 +839,51 @@ impl Session {
         }
     }
 
-    /// The data connection is open and the transfer begins: queues the 150 reply.
-    pub fn transfer_started(&mut self, name: &[u8], size: Option<u64>) {
-        let Waiting::Transfer { kind, .. } = self.waiting else {
+    /// Starts waiting for the transfer the session just asked for.
+    fn run_transfer(&mut self, transfer: Transfer, size: Option<u64>, now: Instant) {
+        // The listener now belongs to the transfer; its deadline is the transfer's.
+        self.passive_deadline = None;
+        self.data = None;
+        self.rest = 0;
+        self.waiting = Waiting::Transfer(Running {
+            kind: transfer.kind,
+            name: transfer.file_name().to_vec(),
+            size,
+            started: false,
+            abort: None,
+            since: now,
+            moved: 0,
+        });
+        self.actions.push_back(Action::Transfer(transfer));
+    }
+
+    /// The data connection is made and the transfer begins: queues the 150 reply.
+    pub fn transfer_started(&mut self, now: Instant) {
+        let Waiting::Transfer(r) = &mut self.waiting else {
             return;
         };
+        if r.started {
+            return;
+        }
+        r.started = true;
+        r.since = now;
         let mode = match self.transfer_type {
             TransferType::Ascii => "ASCII",
             TransferType::Binary => "BINARY",
         };
-        let text = match kind {
+        let text = match r.kind {
             TransferKind::List | TransferKind::Nlst | TransferKind::Mlsd => {
                 "Here comes the directory listing.".as_bytes().to_vec()
             }
             TransferKind::Stou => {
                 let mut t = b"FILE: ".to_vec();
-                t.extend_from_slice(name);
+                t.extend_from_slice(&r.name);
                 t
             }
             _ => {
                 let mut t = format!("Opening {mode} mode data connection for ").into_bytes();
-                t.extend_from_slice(name);
-                if let Some(size) = size {
+                t.extend_from_slice(&r.name);
+                if let Some(size) = r.size {
                     t.extend_from_slice(format!(" ({size} bytes)").as_bytes());
                 }
                 t.push(b'.');
@@ -598,73 +893,98 @@ impl Session {
         self.reply(Reply::owned(code::FILE_STATUS_OK, text));
     }
 
-    /// The transfer ended: queues its final reply (and the ABOR reply after an abort).
-    pub fn transfer_done(&mut self, outcome: TransferOutcome) {
-        let Waiting::Transfer { kind, aborting } = self.waiting else {
+    /// The transfer ended: queues its final reply (and the ABOR reply after an ABOR), then
+    /// handles the commands kept meanwhile.
+    pub fn transfer_done(&mut self, outcome: TransferOutcome, now: Instant) {
+        if !self.is_transferring() {
+            return;
+        }
+        let Waiting::Transfer(r) = std::mem::replace(&mut self.waiting, Waiting::Nothing) else {
             return;
         };
-        self.waiting = Waiting::Nothing;
-        self.data = None;
-        self.rest = 0;
-        match outcome {
-            TransferOutcome::Completed { .. } if aborting => {
-                // Finished before the abort took effect: RFC 959 says 226 for the ABOR only.
-                self.reply_static(code::CLOSING_DATA, "Transfer complete.");
-                self.reply_static(code::CLOSING_DATA, "ABOR successful.");
+        self.idle_deadline = now + self.config.idle_timeout;
+        let client_abor = r.abort == Some(AbortBy::Client);
+        match (outcome, r.abort) {
+            (TransferOutcome::Aborted, Some(AbortBy::NoConnection)) => {
+                self.reply_static(code::CANT_OPEN_DATA, "Failed to establish connection.")
             }
-            TransferOutcome::Completed { .. } => match kind {
+            (TransferOutcome::Aborted, Some(AbortBy::Stalled)) => {
+                self.reply_static(code::TRANSFER_ABORTED, "Transfer timed out: no data moved.")
+            }
+            (TransferOutcome::Aborted, Some(AbortBy::Shutdown)) => {
+                self.reply_static(code::TRANSFER_ABORTED, "Transfer aborted: server shutting down.")
+            }
+            (TransferOutcome::Aborted, _) => self.reply_static(code::TRANSFER_ABORTED, "Transfer aborted."),
+            (TransferOutcome::Completed { .. }, _) => match r.kind {
                 TransferKind::List | TransferKind::Nlst | TransferKind::Mlsd => {
                     self.reply_static(code::CLOSING_DATA, "Directory send OK.")
                 }
                 _ => self.reply_static(code::CLOSING_DATA, "Transfer complete."),
             },
-            TransferOutcome::Aborted => {
-                self.reply_static(code::TRANSFER_ABORTED, "Transfer aborted.");
-                self.reply_static(code::CLOSING_DATA, "ABOR successful.");
+            (TransferOutcome::OpenFailed(kind), _) => self.reply(Reply::new(kind.reply_code(), kind.text())),
+            (TransferOutcome::NoDataConnection, _) => {
+                self.reply_static(code::CANT_OPEN_DATA, "Failed to establish connection.")
             }
-            TransferOutcome::OpenFailed(kind) => {
-                self.reply(Reply::new(kind.reply_code(), kind.text()));
-                if aborting {
-                    self.reply_static(code::CLOSING_DATA, "ABOR successful.");
-                }
+            (TransferOutcome::ConnectionLost, _) => {
+                self.reply_static(code::TRANSFER_ABORTED, "Connection closed; transfer aborted.")
             }
-            TransferOutcome::NoDataConnection => {
-                self.reply_static(code::CANT_OPEN_DATA, "Failed to establish connection.");
-                if aborting {
-                    self.reply_static(code::CLOSING_DATA, "ABOR successful.");
-                }
-            }
-            TransferOutcome::ConnectionLost => {
-                self.reply_static(code::TRANSFER_ABORTED, "Connection closed; transfer aborted.");
-                if aborting {
-                    self.reply_static(code::CLOSING_DATA, "ABOR successful.");
-                }
-            }
-            TransferOutcome::StorageFailed(kind) => {
+            (TransferOutcome::StorageFailed(kind), _) => {
                 let code = match kind {
                     ErrorKind::InsufficientStorage | ErrorKind::QuotaExceeded => kind.reply_code(),
                     _ => code::LOCAL_ERROR,
                 };
                 self.reply(Reply::new(code, kind.text()));
-                if aborting {
-                    self.reply_static(code::CLOSING_DATA, "ABOR successful.");
-                }
             }
         }
+        if client_abor {
+            // RFC 959 §4.1.3: the transfer's reply, then 226 for the ABOR itself.
+            self.reply_static(code::CLOSING_DATA, "ABOR successful.");
+        }
+        if let Some(reason) = self.shutting_down.take() {
+            self.shutdown(reason);
+            return;
+        }
+        self.drive(now);
     }
 
-    /// The engine is closing the session (idle timeout, shutdown): queues 421 and Close.
+    /// The server is closing the session: queues 421 and Close. A running transfer is
+    /// aborted first (426), and the 421 follows its end.
     pub fn shutdown(&mut self, reason: &'static str) {
-        if !self.closing {
-            self.reply_static(code::NOT_AVAILABLE, reason);
-            self.close();
+        if self.closing {
+            return;
         }
+        if let Waiting::Transfer(r) = &mut self.waiting {
+            self.shutting_down = Some(reason);
+            if r.abort.is_none() {
+                r.abort = Some(AbortBy::Shutdown);
+                self.actions.push_back(Action::Abort);
+            }
+            return;
+        }
+        self.reply_static(code::NOT_AVAILABLE, reason);
+        self.close();
     }
 }
 
 /// [`address::canonical`] for a socket address.
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(address::canonical(addr.ip()), addr.port())
+}
+
+/// Formats a listing for LIST, NLST or MLSD: one CRLF line per entry.
+fn format_listing(kind: TransferKind, entries: &[DirEntry], writable: bool, now: SystemTime) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * 64);
+    for e in entries {
+        match kind {
+            TransferKind::List => listing::write_list_line(&e.name, &e.metadata, now, &mut out),
+            TransferKind::Nlst => listing::write_nlst_line(&e.name, &mut out),
+            _ => {
+                listing::write_facts(&e.name, &e.metadata, writable, &mut out);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -19,9 +19,9 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::time::SystemTime;
 
 use crate::auth::User;
+pub use crate::types::{DirEntry, ErrorKind, FileKind, Metadata, UploadPolicy, WriteMode};
 
 /// The result type of storage operations.
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -72,38 +72,6 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
-/// What happens to an upload that does not complete (client disconnect, ABOR, server stop).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum UploadPolicy {
-    /// The partial file stays under its name, so the client can resume with REST (vsftpd's
-    /// behaviour).
-    #[default]
-    Keep,
-    /// A STOR writes to a hidden file that replaces the target only when the transfer
-    /// completes: a reader never sees half a file under the final name, and an interrupted
-    /// upload (even by SIGKILL) leaves nothing. APPE and REST + STOR still write in place.
-    Atomic,
-}
-
-/// How [`Storage::open_write`] opens a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WriteMode {
-    /// Create or truncate, write from the start (STOR).
-    Truncate,
-    /// Create if missing, write at the end (APPE).
-    Append,
-    /// Keep the first `offset` bytes, drop the rest, write from there (REST + STOR).
-    Resume(u64),
-    /// Create a file that must not exist yet (STOU).
-    CreateNew,
-    /// Write a new file that takes the place of `path` only when
-    /// [`Storage::commit_write`] is called; until then readers see the old file, or none
-    /// ([`UploadPolicy::Atomic`]).
-    Replace,
-}
-
 /// Where the bytes of a download come from.
 #[non_exhaustive]
 pub enum DataSource {
@@ -139,164 +107,6 @@ impl fmt::Debug for DataSink {
             DataSink::File(file) => f.debug_tuple("File").field(file).finish(),
             DataSink::Stream(_) => f.write_str("Stream"),
         }
-    }
-}
-
-/// The type of a directory entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FileKind {
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symbolic link (only in listings, which do not follow links).
-    Symlink,
-    /// Anything else (device, socket, fifo).
-    Other,
-}
-
-/// What the server needs to know about a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Metadata {
-    /// File, directory or link.
-    pub kind: FileKind,
-    /// Size in bytes.
-    pub len: u64,
-    /// Last modification, if the backend knows it.
-    pub modified: Option<SystemTime>,
-    /// Unix permission bits (`0o755`), shown in LIST and MLSD `UNIX.mode`.
-    pub mode: u32,
-    /// Number of hard links, shown in LIST.
-    pub nlink: u64,
-}
-
-impl Metadata {
-    /// Metadata with the given kind and size; mode 0o644 (0o755 for directories), no time.
-    pub fn new(kind: FileKind, len: u64) -> Self {
-        let mode = if kind == FileKind::Dir { 0o755 } else { 0o644 };
-        Metadata { kind, len, modified: None, mode, nlink: 1 }
-    }
-
-    /// Sets the modification time.
-    pub fn modified(mut self, time: SystemTime) -> Self {
-        self.modified = Some(time);
-        self
-    }
-
-    /// Sets the Unix permission bits.
-    pub fn mode(mut self, mode: u32) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// Whether this is a directory.
-    pub fn is_dir(&self) -> bool {
-        self.kind == FileKind::Dir
-    }
-
-    /// Whether this is a regular file.
-    pub fn is_file(&self) -> bool {
-        self.kind == FileKind::File
-    }
-}
-
-/// One entry of a directory listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DirEntry {
-    /// The file name as bytes (names need not be UTF-8).
-    pub name: Vec<u8>,
-    /// Its metadata; symlinks are not followed.
-    pub metadata: Metadata,
-}
-
-/// What went wrong in a storage operation; each kind is one FTP reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// No such file or directory (550).
-    NotFound,
-    /// The user may not do this (550).
-    PermissionDenied,
-    /// The target exists already (550).
-    AlreadyExists,
-    /// A directory was expected (550).
-    NotADirectory,
-    /// A file was expected but this is a directory (550).
-    IsADirectory,
-    /// RMD of a directory that is not empty (550).
-    DirectoryNotEmpty,
-    /// The file name is not allowed (553).
-    InvalidName,
-    /// The disk is full (452).
-    InsufficientStorage,
-    /// The user's quota is exceeded (552).
-    QuotaExceeded,
-    /// Temporarily unavailable, e.g. busy (450).
-    Unavailable,
-    /// Anything else: a local error in processing (451).
-    Local,
-}
-
-impl ErrorKind {
-    /// The FTP reply code for this kind (RFC 959 §4.2.1).
-    pub fn reply_code(self) -> u16 {
-        match self {
-            ErrorKind::NotFound
-            | ErrorKind::PermissionDenied
-            | ErrorKind::AlreadyExists
-            | ErrorKind::NotADirectory
-            | ErrorKind::IsADirectory
-            | ErrorKind::DirectoryNotEmpty => 550,
-            ErrorKind::InvalidName => 553,
-            ErrorKind::InsufficientStorage => 452,
-            ErrorKind::QuotaExceeded => 552,
-            ErrorKind::Unavailable => 450,
-            ErrorKind::Local => 451,
-        }
-    }
-
-    /// A short text for the reply.
-    pub fn text(self) -> &'static str {
-        match self {
-            ErrorKind::NotFound => "No such file or directory",
-            ErrorKind::PermissionDenied => "Permission denied",
-            ErrorKind::AlreadyExists => "File exists",
-            ErrorKind::NotADirectory => "Not a directory",
-            ErrorKind::IsADirectory => "Is a directory",
-            ErrorKind::DirectoryNotEmpty => "Directory not empty",
-            ErrorKind::InvalidName => "File name not allowed",
-            ErrorKind::InsufficientStorage => "Insufficient storage space",
-            ErrorKind::QuotaExceeded => "Disk quota exceeded",
-            ErrorKind::Unavailable => "Resource temporarily unavailable",
-            ErrorKind::Local => "Local error in processing",
-        }
-    }
-
-    /// Maps an errno to a kind.
-    pub fn from_errno(errno: i32) -> ErrorKind {
-        match errno {
-            libc::ENOENT => ErrorKind::NotFound,
-            libc::EACCES | libc::EPERM | libc::EROFS | libc::EXDEV | libc::ELOOP => {
-                ErrorKind::PermissionDenied
-            }
-            libc::EEXIST => ErrorKind::AlreadyExists,
-            libc::ENOTDIR => ErrorKind::NotADirectory,
-            libc::EISDIR => ErrorKind::IsADirectory,
-            libc::ENOTEMPTY => ErrorKind::DirectoryNotEmpty,
-            libc::ENAMETOOLONG | libc::EINVAL | libc::EILSEQ => ErrorKind::InvalidName,
-            libc::ENOSPC | libc::EFBIG => ErrorKind::InsufficientStorage,
-            libc::EDQUOT => ErrorKind::QuotaExceeded,
-            libc::EAGAIN | libc::EBUSY | libc::ETXTBSY => ErrorKind::Unavailable,
-            _ => ErrorKind::Local,
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.text())
     }
 }
 

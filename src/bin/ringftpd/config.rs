@@ -37,6 +37,8 @@ pub struct FileConfig {
     pub login_timeout: Option<u64>,
     /// Seconds.
     pub data_timeout: Option<u64>,
+    /// Seconds.
+    pub stall_timeout: Option<u64>,
     pub max_line_length: Option<usize>,
     pub max_login_failures: Option<u32>,
     pub max_sessions: Option<usize>,

@@ -88,9 +88,14 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_sessions_per_ip: u32,
 
-    /// Seconds to wait for a data connection.
+    /// Seconds to wait for a data connection (also how long an unclaimed passive port stays
+    /// open).
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     data_timeout: u64,
+
+    /// Seconds a transfer may move no byte before it is aborted with 426.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    stall_timeout: u64,
 
     /// The text of the 220 greeting.
     #[arg(long, default_value = "ringftp ready")]
@@ -210,6 +215,7 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
         .greeting(pick(matches, "greeting", args.greeting.clone(), file.greeting.clone()))
         .idle_timeout(secs(pick(matches, "idle_timeout", args.idle_timeout, file.idle_timeout)))
         .data_timeout(secs(pick(matches, "data_timeout", args.data_timeout, file.data_timeout)))
+        .stall_timeout(secs(pick(matches, "stall_timeout", args.stall_timeout, file.stall_timeout)))
         .login_timeout(secs(pick(matches, "login_timeout", args.login_timeout, file.login_timeout)))
         .max_sessions(pick(matches, "max_sessions", args.max_sessions, file.max_sessions))
         .max_sessions_per_ip(pick(

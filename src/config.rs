@@ -1,0 +1,62 @@
+//! The server configuration as the engines take it: built and checked by
+//! [`crate::ServerBuilder`], shared read-only by every shard.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::storage::UploadPolicy;
+
+/// Everything the engine needs to know; built and checked by [`ServerBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) listen: Vec<SocketAddr>,
+    pub(crate) passive_ports: RangeInclusive<u16>,
+    pub(crate) public_address: Option<IpAddr>,
+    pub(crate) cores: usize,
+    pub(crate) greeting: String,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) login_timeout: Duration,
+    pub(crate) max_sessions: usize,
+    pub(crate) max_sessions_per_ip: u32,
+    pub(crate) data_timeout: Duration,
+    pub(crate) stall_timeout: Duration,
+    pub(crate) max_line: usize,
+    pub(crate) max_login_failures: u32,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) pipe_size: usize,
+    pub(crate) upload_pipe_size: usize,
+    pub(crate) splice: bool,
+    pub(crate) uploads: UploadPolicy,
+    pub(crate) dangerous_foreign_data: bool,
+    pub(crate) active_source_port: bool,
+    pub(crate) metrics: Option<SocketAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Vec::new(),
+            passive_ports: 49152..=65534,
+            public_address: None,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            greeting: "ringftp ready".into(),
+            idle_timeout: Duration::from_secs(300),
+            login_timeout: Duration::from_secs(60),
+            max_sessions: 20_000,
+            max_sessions_per_ip: 256,
+            data_timeout: Duration::from_secs(30),
+            stall_timeout: Duration::from_secs(300),
+            max_line: 4096,
+            max_login_failures: 3,
+            shutdown_grace: Duration::from_secs(10),
+            pipe_size: 256 * 1024,
+            upload_pipe_size: 1024 * 1024,
+            splice: true,
+            uploads: UploadPolicy::Keep,
+            dangerous_foreign_data: false,
+            active_source_port: false,
+            metrics: None,
+        }
+    }
+}

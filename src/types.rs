@@ -1,0 +1,321 @@
+//! The plain vocabulary the protocol core, the session, storage and authentication share:
+//! who is logged in and what they may do, what a file is, and what went wrong.
+//!
+//! Nothing here knows a runtime, a socket or a file descriptor, so `proto/` and `session/`
+//! can use it and stay sans-IO; [`crate::storage`] and [`crate::auth`] re-export it.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use crate::proto::reply::{code, ReplyCode};
+
+/// A logged-in user: who, where their files are, what they may do, and their limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct User {
+    /// The login name.
+    pub name: String,
+    /// The user's root, relative to the storage root (empty: the storage root itself). The
+    /// user sees it as `/` and cannot leave it.
+    pub home: PathBuf,
+    /// What the user may do; a refused action gets 550.
+    pub permissions: Permissions,
+    /// The most sessions this user may have at once, over all shards (`None`: no limit).
+    pub max_sessions: Option<u32>,
+    /// Bytes per second shared by all of this user's transfers, each direction (`None`: no
+    /// limit).
+    pub rate_limit: Option<u64>,
+}
+
+impl User {
+    /// A user with every permission whose home is the storage root.
+    pub fn new(name: impl Into<String>) -> Self {
+        User {
+            name: name.into(),
+            home: PathBuf::new(),
+            permissions: Permissions::ALL,
+            max_sessions: None,
+            rate_limit: None,
+        }
+    }
+
+    /// Sets the home directory, relative to the storage root.
+    pub fn home(mut self, home: impl Into<PathBuf>) -> Self {
+        self.home = home.into();
+        self
+    }
+
+    /// Makes the user read-only ([`Permissions::READ_ONLY`]), or gives every permission.
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.permissions = if read_only { Permissions::READ_ONLY } else { Permissions::ALL };
+        self
+    }
+
+    /// Sets the permissions.
+    pub fn permissions(mut self, permissions: Permissions) -> Self {
+        self.permissions = permissions;
+        self
+    }
+
+    /// Limits the user's concurrent sessions; beyond it a login gets 421.
+    pub fn max_sessions(mut self, n: u32) -> Self {
+        self.max_sessions = Some(n);
+        self
+    }
+
+    /// Limits the user's transfer rate in bytes per second, shared by all their sessions.
+    pub fn rate_limit(mut self, bytes_per_second: u64) -> Self {
+        self.rate_limit = Some(bytes_per_second);
+        self
+    }
+
+    /// Whether the user may change nothing.
+    pub fn is_read_only(&self) -> bool {
+        !self.permissions.write
+            && !self.permissions.delete
+            && !self.permissions.rename
+            && !self.permissions.mkdir
+    }
+}
+
+/// What a user may do. Listing and changing directory are always allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Permissions {
+    /// Download files (RETR).
+    pub read: bool,
+    /// Upload files (STOR, APPE, STOU), including overwriting.
+    pub write: bool,
+    /// Delete files and directories (DELE, RMD).
+    pub delete: bool,
+    /// Rename (RNFR, RNTO).
+    pub rename: bool,
+    /// Create directories (MKD).
+    pub mkdir: bool,
+}
+
+impl Permissions {
+    /// Everything.
+    pub const ALL: Permissions =
+        Permissions { read: true, write: true, delete: true, rename: true, mkdir: true };
+    /// Download and list only.
+    pub const READ_ONLY: Permissions =
+        Permissions { read: true, write: false, delete: false, rename: false, mkdir: false };
+    /// Nothing but listing.
+    pub const NONE: Permissions =
+        Permissions { read: false, write: false, delete: false, rename: false, mkdir: false };
+}
+
+/// Why a login failed; every kind answers 530, the kinds are for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Unknown user or wrong password (not distinguished to the client).
+    BadCredentials,
+    /// The authenticator could not decide (backend down); the client may retry.
+    Unavailable,
+    /// The user has as many sessions as [`User::max_sessions`] allows (421, then close).
+    TooManySessions,
+}
+
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthError::BadCredentials => "bad credentials",
+            AuthError::Unavailable => "authentication unavailable",
+            AuthError::TooManySessions => "too many sessions for this user",
+        })
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// The type of a directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link (only in listings, which do not follow links).
+    Symlink,
+    /// Anything else (device, socket, fifo).
+    Other,
+}
+
+/// What the server needs to know about a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// File, directory or link.
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub len: u64,
+    /// Last modification, if the backend knows it.
+    pub modified: Option<SystemTime>,
+    /// Unix permission bits (`0o755`), shown in LIST and MLSD `UNIX.mode`.
+    pub mode: u32,
+    /// Number of hard links, shown in LIST.
+    pub nlink: u64,
+}
+
+impl Metadata {
+    /// Metadata with the given kind and size; mode 0o644 (0o755 for directories), no time.
+    pub fn new(kind: FileKind, len: u64) -> Self {
+        let mode = if kind == FileKind::Dir { 0o755 } else { 0o644 };
+        Metadata { kind, len, modified: None, mode, nlink: 1 }
+    }
+
+    /// Sets the modification time.
+    pub fn modified(mut self, time: SystemTime) -> Self {
+        self.modified = Some(time);
+        self
+    }
+
+    /// Sets the Unix permission bits.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Whether this is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.kind == FileKind::Dir
+    }
+
+    /// Whether this is a regular file.
+    pub fn is_file(&self) -> bool {
+        self.kind == FileKind::File
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The file name as bytes (names need not be UTF-8).
+    pub name: Vec<u8>,
+    /// Its metadata; symlinks are not followed.
+    pub metadata: Metadata,
+}
+
+/// What went wrong in a storage operation; each kind is one FTP reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No such file or directory (550).
+    NotFound,
+    /// The user may not do this (550).
+    PermissionDenied,
+    /// The target exists already (550).
+    AlreadyExists,
+    /// A directory was expected (550).
+    NotADirectory,
+    /// A file was expected but this is a directory (550).
+    IsADirectory,
+    /// RMD of a directory that is not empty (550).
+    DirectoryNotEmpty,
+    /// The file name is not allowed (553).
+    InvalidName,
+    /// The disk is full (452).
+    InsufficientStorage,
+    /// The user's quota is exceeded (552).
+    QuotaExceeded,
+    /// Temporarily unavailable, e.g. busy (450).
+    Unavailable,
+    /// Anything else: a local error in processing (451).
+    Local,
+}
+
+impl ErrorKind {
+    /// The FTP reply code for this kind (RFC 959 §4.2.1).
+    pub fn reply_code(self) -> ReplyCode {
+        match self {
+            ErrorKind::NotFound
+            | ErrorKind::PermissionDenied
+            | ErrorKind::AlreadyExists
+            | ErrorKind::NotADirectory
+            | ErrorKind::IsADirectory
+            | ErrorKind::DirectoryNotEmpty => code::FILE_NOT_FOUND,
+            ErrorKind::InvalidName => code::BAD_FILE_NAME,
+            ErrorKind::InsufficientStorage => code::INSUFFICIENT_STORAGE,
+            ErrorKind::QuotaExceeded => code::EXCEEDED_STORAGE,
+            ErrorKind::Unavailable => code::FILE_UNAVAILABLE,
+            ErrorKind::Local => code::LOCAL_ERROR,
+        }
+    }
+
+    /// A short text for the reply.
+    pub fn text(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "No such file or directory",
+            ErrorKind::PermissionDenied => "Permission denied",
+            ErrorKind::AlreadyExists => "File exists",
+            ErrorKind::NotADirectory => "Not a directory",
+            ErrorKind::IsADirectory => "Is a directory",
+            ErrorKind::DirectoryNotEmpty => "Directory not empty",
+            ErrorKind::InvalidName => "File name not allowed",
+            ErrorKind::InsufficientStorage => "Insufficient storage space",
+            ErrorKind::QuotaExceeded => "Disk quota exceeded",
+            ErrorKind::Unavailable => "Resource temporarily unavailable",
+            ErrorKind::Local => "Local error in processing",
+        }
+    }
+
+    /// Maps an errno to a kind.
+    pub fn from_errno(errno: i32) -> ErrorKind {
+        match errno {
+            libc::ENOENT => ErrorKind::NotFound,
+            libc::EACCES | libc::EPERM | libc::EROFS | libc::EXDEV | libc::ELOOP => {
+                ErrorKind::PermissionDenied
+            }
+            libc::EEXIST => ErrorKind::AlreadyExists,
+            libc::ENOTDIR => ErrorKind::NotADirectory,
+            libc::EISDIR => ErrorKind::IsADirectory,
+            libc::ENOTEMPTY => ErrorKind::DirectoryNotEmpty,
+            libc::ENAMETOOLONG | libc::EINVAL | libc::EILSEQ => ErrorKind::InvalidName,
+            libc::ENOSPC | libc::EFBIG => ErrorKind::InsufficientStorage,
+            libc::EDQUOT => ErrorKind::QuotaExceeded,
+            libc::EAGAIN | libc::EBUSY | libc::ETXTBSY => ErrorKind::Unavailable,
+            _ => ErrorKind::Local,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+/// What happens to an upload that does not complete (client disconnect, ABOR, server stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UploadPolicy {
+    /// The partial file stays under its name, so the client can resume with REST (vsftpd's
+    /// behaviour).
+    #[default]
+    Keep,
+    /// A STOR writes to a hidden file that replaces the target only when the transfer
+    /// completes: a reader never sees half a file under the final name, and an interrupted
+    /// upload (even by SIGKILL) leaves nothing. APPE and REST + STOR still write in place.
+    Atomic,
+}
+
+/// How [`Storage::open_write`] opens a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteMode {
+    /// Create or truncate, write from the start (STOR).
+    Truncate,
+    /// Create if missing, write at the end (APPE).
+    Append,
+    /// Keep the first `offset` bytes, drop the rest, write from there (REST + STOR).
+    Resume(u64),
+    /// Create a file that must not exist yet (STOU).
+    CreateNew,
+    /// Write a new file that takes the place of `path` only when
+    /// [`crate::Storage::commit_write`] is called; until then readers see the old file, or none
+    /// ([`UploadPolicy::Atomic`]).
+    Replace,
+}
