@@ -7,22 +7,26 @@
 //! ```text
 //!                  SO_REUSEPORT: the kernel spreads connections over the shards
 //!          ┌──────────────────────────────┬──────────────────────────────┐
-//!   shard 0 (thread, tokio-uring ring)            shard 1 ...
+//!   shard 0 (thread, one runtime: io_uring or epoll)   shard 1 ...
 //!   ┌──────────────────────────────────────┐
-//!   │ control listener ──► session task    │  each session: LineBuffer ─► proto::parse
-//!   │   ├─ session::Session (sans-IO)      │     ─► Session::handle_command ─► Action*
-//!   │   ├─ passive listener ◄─ port slice ─┼──► ports::PortPool (lock-free bitmaps,
-//!   │   └─ transfer task                   │     one slice per shard, stealing when empty)
-//!   │        file ─SPLICE(io_uring, or inline if cached)─► pipe ─splice─► data socket
-//!   │        (pipes from the shard's pool)  │
+//!   │ control listener ──► control loop     │  bytes, time ─► session::Session (sans-IO:
+//!   │   ├─ session::Session                 │     framing, parse, deadlines, storage steps)
+//!   │   │    ◄─ handle_input / handle_timeout│     ─► poll_action: Reply, Fs, Transfer ...
+//!   │   ├─ passive listener ◄─ port slice ──┼──► ports::PortPool (lock-free bitmaps,
+//!   │   └─ transfer task                    │     one slice per shard, stealing when empty)
+//!   │        file ─splice (io_uring, inline if cached, or a blocking pool)─► pipe
+//!   │             ─splice─► data socket     (pipes from the shard's pool)
 //!   └──────────────────────────────────────┘
 //!          storage: Arc<S: Storage>   auth: Arc<A: Authenticator>   (shared, immutable)
 //! ```
 //!
-//! - [`proto`] and [`session`] are sans-IO: parsing, replies and the per-connection state
-//!   machine are pure, unit-tested with tables and transcripts, and fuzzed.
-//! - The engine (one thread and one io_uring per core) and the data path are private; they
-//!   are the only code that knows the runtime.
+//! - The protocol lives in one sans-IO place: `session::Session` takes bytes and time and
+//!   says what to do (quinn-proto's shape); `proto` parses and formats. Both are pure,
+//!   unit-tested with tables and transcripts, and fuzzed; they are public for the fuzz
+//!   targets and benches but not part of the documented API.
+//! - The engines (one thread per core) and the data path are private and thin: they read,
+//!   feed the session, carry out its actions and write. Every socket is driven by readiness;
+//!   what the io_uring engine adds is file I/O that never blocks a shard.
 //! - A host plugs in its own [`Storage`] and [`Authenticator`]; [`FsStorage`] (confined to
 //!   its root by `openat2(RESOLVE_BENEATH)`) and [`UserList`] (argon2 hashes) are built in.
 //!
@@ -44,7 +48,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
 pub mod auth;
 mod config;
@@ -52,13 +56,22 @@ mod datapath;
 mod engine;
 pub mod events;
 mod metrics;
+// The sans-IO core and the port pool are public for the fuzz targets, benches and tests, not
+// part of the documented API (as rustls and quinn keep theirs).
+#[doc(hidden)]
 pub mod ports;
+#[doc(hidden)]
 pub mod proto;
 mod server;
+#[doc(hidden)]
 pub mod session;
 pub mod storage;
 mod types;
 
 pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
 pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
-pub use storage::{DataSink, DataSource, ErrorKind, FsStorage, Storage, StorageError, UploadPolicy};
+pub use events::{EventListener, TransferRecord};
+pub use storage::{
+    DataSink, DataSource, DirEntry, ErrorKind, FileKind, FsStorage, Metadata, Storage, StorageError,
+    UploadPolicy, WriteMode,
+};
