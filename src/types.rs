@@ -302,7 +302,7 @@ pub enum UploadPolicy {
     Atomic,
 }
 
-/// How [`Storage::open_write`] opens a file.
+/// How [`crate::Storage::open_write`] opens a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WriteMode {
