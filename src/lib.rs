@@ -69,8 +69,8 @@ pub mod storage;
 mod types;
 
 pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
-pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
 pub use events::{EventListener, TransferRecord};
+pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
 pub use storage::{
     DataSink, DataSource, DirEntry, ErrorKind, FileKind, FsStorage, Metadata, Storage, StorageError,
     UploadPolicy, WriteMode,

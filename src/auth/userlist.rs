@@ -4,16 +4,29 @@
 //! own parameters: a file may mix hashes made with different costs, and raising the cost later
 //! does not invalidate old entries.
 //!
-//! Verification is deliberately slow, so it runs on tokio's blocking pool rather than on the
+//! Verification is deliberately slow, so it runs on a small pool of its own rather than on the
 //! session's shard thread. An unknown name is checked against a dummy hash of the same cost,
 //! so the reply time does not tell a client which names exist.
+//!
+//! # The verified-credential cache
+//!
+//! After a password passes argon2, the list remembers a keyed BLAKE2b MAC of (user, stored
+//! hash, password) under a key drawn at random when the list is built, for a bounded time
+//! (default 10 minutes) and a bounded number of users. The next login with the same password
+//! is checked against that MAC in microseconds instead of argon2's milliseconds; a wrong
+//! password never matches the MAC and still pays the full argon2 check, so guessing is as
+//! slow as before. The trade-off (SFTPGo makes the same one): while an entry lives, a process
+//! memory dump reveals a MAC that lets an attacker who also has the key test guesses quickly;
+//! the password itself is never kept. Changing the list (a reload, a new hash) starts a new,
+//! empty cache under a new key. [`UserList::password_cache`] turns it off or sets the time.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{self, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -44,11 +57,80 @@ const DEFAULT_DUMMY_HASH: &str =
 ///
 /// Cheap to clone: the users are shared behind an `Arc`, which also lets a verification
 /// running on the blocking pool own what it reads.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct UserList {
     users: Arc<HashMap<String, Account>>,
     /// The user anonymous logins become, if anonymous access is on.
     anonymous: Option<User>,
+    /// Passwords verified lately (see the module docs); `None`: off.
+    cache: Option<Arc<CredentialCache>>,
+}
+
+impl Default for UserList {
+    fn default() -> Self {
+        UserList {
+            users: Arc::default(),
+            anonymous: None,
+            cache: CredentialCache::new(DEFAULT_CACHE_LIFETIME),
+        }
+    }
+}
+
+/// How long a verified password is remembered by default.
+const DEFAULT_CACHE_LIFETIME: Duration = Duration::from_secs(600);
+/// Users remembered at most; past it, new logins are not cached until entries expire.
+const CACHE_USERS: usize = 4096;
+
+type Mac = blake2::Blake2bMac512;
+
+/// Keyed MACs of passwords that passed argon2, per user name, with their expiry.
+struct CredentialCache {
+    key: [u8; 64],
+    lifetime: Duration,
+    entries: Mutex<HashMap<String, ([u8; 64], Instant)>>,
+}
+
+impl CredentialCache {
+    /// `None` when `lifetime` is zero or no random key can be had (then there is no cache).
+    fn new(lifetime: Duration) -> Option<Arc<Self>> {
+        let mut key = [0u8; 64];
+        if lifetime.is_zero() || OsRng.try_fill_bytes(&mut key).is_err() {
+            return None;
+        }
+        Some(Arc::new(CredentialCache { key, lifetime, entries: Mutex::new(HashMap::new()) }))
+    }
+
+    fn mac(&self, name: &str, hash: &str, password: &[u8]) -> [u8; 64] {
+        use blake2::digest::{FixedOutput, KeyInit, Update};
+        // A key of 64 bytes is always valid for BLAKE2b-512.
+        let mut mac =
+            <Mac as KeyInit>::new_from_slice(&self.key).unwrap_or_else(|_| Mac::new(&Default::default()));
+        for part in [name.as_bytes(), hash.as_bytes(), password] {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part);
+        }
+        mac.finalize_fixed().into()
+    }
+
+    /// Whether `password` is the one verified lately for `name` with `hash`.
+    fn hit(&self, name: &str, hash: &str, password: &[u8], now: Instant) -> bool {
+        use subtle::ConstantTimeEq;
+        let mac = self.mac(name, hash, password);
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.get(name).is_some_and(|(known, until)| now < *until && bool::from(known.ct_eq(&mac)))
+    }
+
+    fn remember(&self, name: &str, hash: &str, password: &[u8], now: Instant) {
+        let mac = self.mac(name, hash, password);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CACHE_USERS && !entries.contains_key(name) {
+            entries.retain(|_, (_, until)| now < *until);
+            if entries.len() >= CACHE_USERS {
+                return;
+            }
+        }
+        entries.insert(name.to_owned(), (mac, now + self.lifetime));
+    }
 }
 
 /// One configured user and their password hash.
@@ -74,6 +156,16 @@ impl UserList {
             tracing::warn!(user = %user.name, "unusable password hash ({err}): the user cannot log in");
         }
         Arc::make_mut(&mut self.users).insert(user.name.clone(), Account { user, hash });
+        // A changed list must not inherit what the old one verified.
+        self.cache = self.cache.as_ref().and_then(|c| CredentialCache::new(c.lifetime));
+        self
+    }
+
+    /// How long a verified password is remembered, so that the next login with it skips
+    /// argon2 (default 10 minutes; zero turns the cache off). See the module docs for the
+    /// trade-off. A wrong password always gets the full check.
+    pub fn password_cache(mut self, lifetime: Duration) -> Self {
+        self.cache = CredentialCache::new(lifetime);
         self
     }
 
@@ -306,7 +398,14 @@ mod verifier {
 impl Authenticator for UserList {
     async fn authenticate(&self, username: &str, password: &[u8]) -> Result<User, AuthError> {
         let (user, hash) = match self.users.get(username) {
-            Some(account) => (Some(account.user.clone()), account.hash.clone()),
+            Some(account) => {
+                if let Some(cache) = &self.cache {
+                    if cache.hit(username, &account.hash, password, Instant::now()) {
+                        return Ok(account.user.clone());
+                    }
+                }
+                (Some(account.user.clone()), account.hash.clone())
+            }
             None => {
                 if let Some(anonymous) = &self.anonymous {
                     if ANONYMOUS_NAMES.iter().any(|n| n.eq_ignore_ascii_case(username)) {
@@ -316,9 +415,9 @@ impl Authenticator for UserList {
                 (None, self.dummy_hash())
             }
         };
-        let password = password.to_vec();
+        let owned = password.to_vec();
         let check = move || {
-            let mut password = password;
+            let mut password = owned;
             let ok = verify(&hash, &password);
             // Best effort not to leave the password lying around in freed memory.
             password.fill(0);
@@ -330,7 +429,12 @@ impl Authenticator for UserList {
             AuthError::Unavailable
         })?;
         match user {
-            Some(user) if ok => Ok(user),
+            Some(user) if ok => {
+                if let (Some(cache), Some(account)) = (&self.cache, self.users.get(username)) {
+                    cache.remember(username, &account.hash, password, Instant::now());
+                }
+                Ok(user)
+            }
             _ => Err(AuthError::BadCredentials),
         }
     }
@@ -348,6 +452,26 @@ mod tests {
         let fresh = PasswordHash::new(&fresh).unwrap();
         assert_eq!(dummy.algorithm, fresh.algorithm);
         assert_eq!(dummy.params, fresh.params);
+    }
+
+    #[test]
+    fn verified_passwords_are_cached_wrong_ones_are_not() {
+        let list = UserList::new().user_with_password(User::new("a"), b"pw");
+        let cache = list.cache.as_ref().unwrap();
+        let hash = &list.users["a"].hash;
+        let now = Instant::now();
+        assert!(!cache.hit("a", hash, b"pw", now));
+        cache.remember("a", hash, b"pw", now);
+        assert!(cache.hit("a", hash, b"pw", now));
+        assert!(!cache.hit("a", hash, b"pw2", now));
+        assert!(!cache.hit("a", "other-hash", b"pw", now));
+        assert!(!cache.hit("b", hash, b"pw", now));
+        // Entries expire.
+        assert!(!cache.hit("a", hash, b"pw", now + DEFAULT_CACHE_LIFETIME));
+        // A changed list starts empty; zero turns it off.
+        let list = list.user_with_password(User::new("b"), b"x");
+        assert!(!list.cache.as_ref().unwrap().hit("a", &list.users["a"].hash, b"pw", now));
+        assert!(UserList::new().password_cache(Duration::ZERO).cache.is_none());
     }
 
     #[test]
