@@ -56,7 +56,9 @@ pub mod proto;
 mod server;
 pub mod session;
 pub mod storage;
+pub mod tls;
 
 pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
 pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
 pub use storage::{DataSink, DataSource, ErrorKind, FsStorage, Storage, StorageError, UploadPolicy};
+pub use tls::{TlsAcceptor, TlsConfig};
