@@ -9,9 +9,11 @@
 mod tls_common;
 
 use std::io::{Read, Write};
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 
 use ringftp::tls::ktls::{self, Corked, Record};
 use ringftp::tls::{rustls, KtlsMode, TlsAcceptor, TlsConfig, TlsInfo};
@@ -83,7 +85,23 @@ fn splice_file(file: &std::fs::File, sock: &std::net::TcpStream, len: usize) {
 }
 
 /// The rustls client: upload, close_notify, then read the download to its close_notify.
-fn client(config: Arc<rustls::ClientConfig>, addr: std::net::SocketAddr, upload: Vec<u8>) -> Vec<u8> {
+/// With `resume`, a control connection first, whose session the data connection resumes.
+fn client(
+    config: Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    upload: Vec<u8>,
+    resume: bool,
+) -> Vec<u8> {
+    let _control = resume.then(|| {
+        let sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let conn = rustls::ClientConnection::new(config.clone(), Pki::name()).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, sock);
+        // Reading the reply takes in the TLS 1.3 tickets sent after the handshake.
+        let mut line = [0u8; 8];
+        tls.read_exact(&mut line).unwrap();
+        tls
+    });
     let sock = std::net::TcpStream::connect(addr).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let conn = rustls::ClientConnection::new(config, Pki::name()).unwrap();
@@ -97,7 +115,13 @@ fn client(config: Arc<rustls::ClientConfig>, addr: std::net::SocketAddr, upload:
     got
 }
 
-fn round(pki: &Pki, acceptor: &TlsAcceptor, client_config: Arc<rustls::ClientConfig>, want: (&str, &str)) {
+fn round(
+    pki: &Pki,
+    acceptor: &TlsAcceptor,
+    client_config: Arc<rustls::ClientConfig>,
+    want: (&str, &str),
+    resume: bool,
+) {
     let dir = pki.dir.join(format!("f-{}", want.1));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("file");
@@ -110,11 +134,21 @@ fn round(pki: &Pki, acceptor: &TlsAcceptor, client_config: Arc<rustls::ClientCon
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = upload.clone();
-        let client = std::thread::spawn(move || client(client_config, addr, up));
-        let (tcp, _) =
-            tokio::time::timeout(Duration::from_secs(30), listener.accept()).await.unwrap().unwrap();
+        let client = std::thread::spawn(move || client(client_config, addr, up, resume));
         let ctl = acceptor.control();
-        let stream = ctl.accept_data(Corked::new(tcp), Duration::from_secs(30)).await.unwrap();
+        let bound = Duration::from_secs(30);
+        let _control = if resume {
+            let (tcp, _) = tokio::time::timeout(bound, listener.accept()).await.unwrap().unwrap();
+            let mut control = ctl.accept_control(tcp, bound).await.unwrap();
+            control.write_all(b"200 ok\r\n").await.unwrap();
+            control.flush().await.unwrap();
+            Some(control)
+        } else {
+            None
+        };
+        let (tcp, _) = tokio::time::timeout(bound, listener.accept()).await.unwrap().unwrap();
+        let stream = ctl.accept_data(Corked::new(tcp), bound).await.unwrap();
+        assert_eq!(ringftp::tls::verify_data_resumed(stream.get_ref().1), resume);
         let info = TlsInfo::of(stream.get_ref().1).unwrap();
         assert_eq!((info.version, info.cipher), want);
         let tx_before = tls_stat("TlsTxSw").unwrap_or(0);
@@ -154,7 +188,8 @@ fn round(pki: &Pki, acceptor: &TlsAcceptor, client_config: Arc<rustls::ClientCon
             content.len()
         );
     });
-    println!("kTLS ok: {} {} ({FILE_LEN} B spliced, {UPLOAD_LEN} B received)", want.0, want.1);
+    let how = if resume { "resumed" } else { "full handshake" };
+    println!("kTLS ok: {} {} {how} ({FILE_LEN} B spliced, {UPLOAD_LEN} B received)", want.0, want.1);
 }
 
 fn client_config(pki: &Pki, tls12: bool, suite: rustls::CipherSuite) -> Arc<rustls::ClientConfig> {
@@ -186,11 +221,12 @@ fn ktls_splice_both_directions() {
         return;
     }
     let pki = Pki::new();
-    let acceptor = TlsAcceptor::new(
+    let relaxed = TlsAcceptor::new(
         TlsConfig::new(&pki.cert, &pki.key).require_session_reuse(false).ktls(KtlsMode::Auto),
     )
     .unwrap();
-    assert!(acceptor.ktls());
+    let strict = TlsAcceptor::new(TlsConfig::new(&pki.cert, &pki.key).ktls(KtlsMode::Auto)).unwrap();
+    assert!(relaxed.ktls() && strict.ktls());
     use rustls::CipherSuite::*;
     for (tls12, suite, want) in [
         (false, TLS13_AES_128_GCM_SHA256, ("TLSv1_3", "TLS13_AES_128_GCM_SHA256")),
@@ -212,7 +248,10 @@ fn ktls_splice_both_directions() {
             ("TLSv1_2", "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
         ),
     ] {
-        round(&pki, &acceptor, client_config(&pki, tls12, suite), want);
+        // A data connection as FTPS clients open it (resuming the control session), and one
+        // with a full handshake.
+        round(&pki, &strict, client_config(&pki, tls12, suite), want, true);
+        round(&pki, &relaxed, client_config(&pki, tls12, suite), want, false);
     }
 }
 
