@@ -325,3 +325,39 @@ fn garbage_fails_fast_and_silence_times_out() {
         drop(c);
     });
 }
+
+#[test]
+fn corked_handshake_then_rustls() {
+    // The kTLS-ready accept (record-bounded reads) with a client that sends data right behind
+    // its Finished; uncorked, the stream carries on with rustls and loses nothing.
+    for tls12 in [false, true] {
+        run(async {
+            let pki = Pki::new();
+            let acceptor = acceptor(&pki, false);
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let ctl = acceptor.control();
+            let (client, _rec) = pki.client(tls12, false);
+            let (s, c) = tcp_pair(&listener).await;
+            let upload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+            let client = async {
+                let mut stream = TlsConnector::from(client).connect(Pki::name(), c).await.unwrap();
+                stream.write_all(&upload).await.unwrap();
+                stream.shutdown().await.unwrap();
+                // Read (the TLS 1.3 ticket) until the server closes: a socket closed with
+                // unread bytes sends RST, which would cut the server's read short.
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+            };
+            let server = async {
+                let mut stream = ctl.accept_data(ringftp::tls::ktls::Corked::new(s), BOUND).await.unwrap();
+                stream.get_mut().0.uncork();
+                let mut got = Vec::new();
+                stream.read_to_end(&mut got).await.unwrap();
+                drop(stream);
+                got
+            };
+            let ((), got) = tokio::join!(client, server);
+            assert!(got == upload, "tls12={tls12}: {} of {} bytes", got.len(), upload.len());
+        });
+    }
+}

@@ -25,7 +25,14 @@
 //! full handshake, which [`ControlTls::accept_data`] refuses. TLS 1.3 tickets stay valid for
 //! several data connections (rustls would take them once): early data is off, so there is no
 //! replay to guard against, and clients such as Python's ftplib and curl offer the control
-//! connection's ticket again on every data connection.
+//! connection's ticket again on every data connection. A data connection's own new session
+//! (its TLS 1.3 ticket, or the session ID of a TLS 1.2 full handshake) is kept only once the
+//! handshake passed the check, so a refused handshake leaves nothing that could be resumed.
+//! The store is small and bounded (4 control entries, 4 data entries), so an idle session
+//! costs little.
+//!
+//! A data connection that may go to kTLS is accepted over [`ktls::Corked`]; when it stays on
+//! rustls instead, call `stream.get_mut().0.uncork()` after the handshake.
 //!
 //! The module is runtime-free except for [`ControlTls::accept_control`],
 //! [`ControlTls::accept_data`] and [`accept`], which drive a tokio socket; an engine that
