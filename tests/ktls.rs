@@ -84,6 +84,37 @@ fn splice_file(file: &std::fs::File, sock: &std::net::TcpStream, len: usize) {
     }
 }
 
+/// socket -> pipe with splice(2) until it fails; returns the bytes and the errno it failed with.
+fn splice_upload(sock: &std::net::TcpStream) -> (Vec<u8>, i32) {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just returned these two open descriptors, owned by nobody else.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut pipe_out = std::fs::File::from(rd);
+    let mut got = Vec::new();
+    loop {
+        // SAFETY: valid descriptors; no offsets for a socket and a pipe.
+        let n = unsafe {
+            libc::splice(
+                sock.as_raw_fd(),
+                std::ptr::null_mut(),
+                wr.as_raw_fd(),
+                std::ptr::null_mut(),
+                65536,
+                0,
+            )
+        };
+        if n < 0 {
+            return (got, std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        assert!(n > 0, "EOF before close_notify");
+        let mut chunk = vec![0u8; n as usize];
+        pipe_out.read_exact(&mut chunk).unwrap();
+        got.extend_from_slice(&chunk);
+    }
+}
+
 /// The rustls client: upload, close_notify, then read the download to its close_notify.
 /// With `resume`, a control connection first, whose session the data connection resumes.
 fn client(
@@ -158,18 +189,27 @@ fn round(
         sock.set_nonblocking(false).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
 
-        // Upload: plaintext straight from the socket (plus what rustls had decrypted), then
-        // the client's close_notify stops read() and comes out of recv_record.
+        // Upload: plaintext straight from the socket (plus what rustls had decrypted), with
+        // read() or, on resumed rounds, splice(2) socket -> pipe as STOR would; the client's
+        // close_notify stops either (read: EIO, splice: EINVAL) and comes out of recv_record.
         let mut got = ktls.early;
         let mut buf = vec![0u8; 65536];
-        let end = loop {
-            match sock.read(&mut buf) {
-                Ok(0) => panic!("EOF before close_notify"),
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
-                    break ktls::recv_record(sock.as_raw_fd(), &mut buf).unwrap()
+        let end = if resume {
+            let (data, errno) = splice_upload(&sock);
+            got.extend_from_slice(&data);
+            assert!(matches!(errno, libc::EINVAL | libc::EIO), "splice stopped with errno {errno}");
+            println!("  splice socket->pipe stopped at the alert with errno {errno}");
+            ktls::recv_record(sock.as_raw_fd(), &mut buf).unwrap()
+        } else {
+            loop {
+                match sock.read(&mut buf) {
+                    Ok(0) => panic!("EOF before close_notify"),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                        break ktls::recv_record(sock.as_raw_fd(), &mut buf).unwrap()
+                    }
+                    Err(e) => panic!("kTLS read: {e}"),
                 }
-                Err(e) => panic!("kTLS read: {e}"),
             }
         };
         assert_eq!(end, Record::CloseNotify);
