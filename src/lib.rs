@@ -66,6 +66,7 @@ mod server;
 #[doc(hidden)]
 pub mod session;
 pub mod storage;
+pub mod tls;
 mod types;
 
 pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
@@ -75,3 +76,4 @@ pub use storage::{
     DataSink, DataSource, DirEntry, ErrorKind, FileKind, FsStorage, Metadata, Storage, StorageError,
     UploadPolicy, WriteMode,
 };
+pub use tls::{TlsAcceptor, TlsConfig};

@@ -1,5 +1,5 @@
 //! Command parsing (RFC 959 §4.1, §5.3; RFC 2389 FEAT/OPTS; RFC 2428 EPRT/EPSV; RFC 3659
-//! SIZE/MDTM/REST/MLST/MLSD).
+//! SIZE/MDTM/REST/MLST/MLSD; RFC 4217 AUTH/PBSZ/PROT/CCC).
 //!
 //! [`parse`] takes one line without its line end and borrows every argument from it, so
 //! parsing never allocates. Verbs are case-insensitive; arguments stay bytes because path
@@ -94,6 +94,28 @@ pub enum Command<'a> {
     Allo,
     /// ABOR: abort the running transfer.
     Abor,
+    /// AUTH mechanism (RFC 4217 §4): `TLS`, `SSL` (curl tries it first), `TLS-C`...; the
+    /// argument is kept as sent so the session decides which it accepts.
+    Auth(&'a [u8]),
+    /// PBSZ size (RFC 4217 §8): the protection buffer size; TLS allows only 0.
+    Pbsz(u64),
+    /// PROT level (RFC 4217 §9): the data channel protection level.
+    Prot(ProtLevel),
+    /// CCC (RFC 4217 §6): clear the control channel.
+    Ccc,
+}
+
+/// The argument of PROT (RFC 4217 §9, after RFC 2228).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProtLevel {
+    /// `PROT C`: data in clear.
+    Clear,
+    /// `PROT S`: integrity only (TLS cannot give it; RFC 4217 says reply 536).
+    Safe,
+    /// `PROT E`: confidentiality only (as Safe: 536 under TLS).
+    Confidential,
+    /// `PROT P`: integrity and confidentiality: TLS on every data connection.
+    Private,
 }
 
 /// The representation type of TYPE.
@@ -249,6 +271,17 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
         b"APPE" => Command::Appe(required()?),
         b"ALLO" => Command::Allo,
         b"ABOR" => Command::Abor,
+        b"AUTH" => Command::Auth(trim(required()?)),
+        b"PBSZ" => Command::Pbsz(parse_u64(trim(required()?)).ok_or(ParseError::BadArgument)?),
+        b"PROT" => Command::Prot(match trim(required()?) {
+            [b'C' | b'c'] => ProtLevel::Clear,
+            [b'S' | b's'] => ProtLevel::Safe,
+            [b'E' | b'e'] => ProtLevel::Confidential,
+            [b'P' | b'p'] => ProtLevel::Private,
+            // RFC 4217 §9: an unknown level is 504.
+            _ => return Err(ParseError::UnsupportedParameter),
+        }),
+        b"CCC" => Command::Ccc,
         b"SMNT" => return Err(ParseError::NotImplemented),
         _ => return Err(ParseError::UnknownVerb),
     })
@@ -333,6 +366,17 @@ mod tests {
             (b"ALLO 1000", Command::Allo),
             (b"ABOR", Command::Abor),
             (b"OPTS UTF8 ON", Command::Opts(b"UTF8 ON")),
+            (b"AUTH TLS", Command::Auth(b"TLS")),
+            (b"auth ssl", Command::Auth(b"ssl")),
+            (b"AUTH TLS-C ", Command::Auth(b"TLS-C")),
+            (b"PBSZ 0", Command::Pbsz(0)),
+            (b"PBSZ  16384", Command::Pbsz(16384)),
+            (b"PROT P", Command::Prot(ProtLevel::Private)),
+            (b"prot c", Command::Prot(ProtLevel::Clear)),
+            (b"PROT S", Command::Prot(ProtLevel::Safe)),
+            (b"PROT E ", Command::Prot(ProtLevel::Confidential)),
+            (b"CCC", Command::Ccc),
+            (b"ccc", Command::Ccc),
         ];
         for (line, want) in ok {
             assert_eq!(parse(line), Ok(*want), "{}", String::from_utf8_lossy(line));
@@ -363,6 +407,16 @@ mod tests {
             (b"EPSV 3", ParseError::UnsupportedProtocol),
             (b"EPSV x", ParseError::BadArgument),
             (b"SMNT /", ParseError::NotImplemented),
+            (b"AUTH", ParseError::MissingArgument),
+            (b"AUTH  ", ParseError::MissingArgument),
+            (b"PBSZ", ParseError::MissingArgument),
+            (b"PBSZ -1", ParseError::BadArgument),
+            (b"PBSZ 0x10", ParseError::BadArgument),
+            (b"PBSZ 18446744073709551616", ParseError::BadArgument),
+            (b"PROT", ParseError::MissingArgument),
+            (b"PROT X", ParseError::UnsupportedParameter),
+            (b"PROT PP", ParseError::UnsupportedParameter),
+            (b"PROTX P", ParseError::UnknownVerb),
         ];
         for (line, want) in bad {
             assert_eq!(parse(line), Err(*want), "{}", String::from_utf8_lossy(line));

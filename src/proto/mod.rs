@@ -13,6 +13,6 @@ pub mod listing;
 pub mod path;
 pub mod reply;
 
-pub use command::{parse, Command, EpsvArg, ParseError, TransferType};
+pub use command::{parse, Command, EpsvArg, ParseError, ProtLevel, TransferType};
 pub use line::{Line, LineBuffer};
 pub use reply::{code, Reply};

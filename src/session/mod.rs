@@ -454,6 +454,10 @@ impl Session {
             Command::Opts(arg) => self.opts(arg),
             Command::Help(arg) => self.help(arg),
             Command::Syst => self.reply_static(code::SYSTEM_TYPE, "UNIX Type: L8"),
+            // Placeholder until the session handles RFC 4217 (issue 11, phase 2).
+            Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc => {
+                self.reply_static(code::NOT_IMPLEMENTED, "TLS not configured.")
+            }
             _ if self.user().is_none() => {
                 self.reply_static(code::NOT_LOGGED_IN, "Please login with USER and PASS.")
             }

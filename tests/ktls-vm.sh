@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs tests/ktls.rs inside a QEMU guest booted with Debian 12's kernel, which has kTLS (this
+# host's kernel does not), with KTLS_REQUIRED=1 so a missing kTLS fails instead of skipping.
+# Uses the recipe in ../shared/ktls-vm (README there); installs its packages when missing and
+# running as root. Exit status: the test binary's (0 = passed).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+VM=${KTLS_VM_DIR:-$ROOT/../shared/ktls-vm}
+[ -x "$VM/run-guest.sh" ] || VM=/work/shared/ktls-vm
+[ -x "$VM/run-guest.sh" ] || { echo "ktls-vm.sh: no ktls-vm recipe found (set KTLS_VM_DIR)" >&2; exit 2; }
+
+if ! command -v qemu-system-x86_64 >/dev/null || ! ls /boot/vmlinuz-*-amd64 >/dev/null 2>&1 || [ ! -x /bin/busybox ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "ktls-vm.sh: installing qemu-system-x86, linux-image-amd64, busybox-static" >&2
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            qemu-system-x86 linux-image-amd64 busybox-static >/dev/null
+    else
+        echo "ktls-vm.sh: qemu-system-x86_64 / linux-image-amd64 / busybox-static missing" >&2
+        exit 2
+    fi
+fi
+
+cd "$ROOT"
+bin=$(cargo test --test ktls --no-run --message-format=json 2>/dev/null |
+    grep '"kind":\["test"\]' | grep '"name":"ktls"' |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+[ -n "$bin" ] && [ -x "$bin" ] || { echo "ktls-vm.sh: could not build the ktls test binary" >&2; exit 1; }
+echo "ktls-vm.sh: running $bin in the kTLS guest" >&2
+"$VM/run-guest.sh" --env KTLS_REQUIRED=1 --timeout 300 "$bin" --test-threads=1 --nocapture
