@@ -138,7 +138,8 @@ pub enum FileKind {
     File,
     /// A directory.
     Dir,
-    /// A symbolic link (only in listings, which do not follow links).
+    /// A symbolic link (only in listings, which do not follow links; see
+    /// [`Metadata::link_target`]).
     Symlink,
     /// Anything else (device, socket, fifo).
     Other,
@@ -158,13 +159,20 @@ pub struct Metadata {
     pub mode: u32,
     /// Number of hard links, shown in LIST.
     pub nlink: u64,
+    /// For a symbolic link in a listing: what it points to, as `readlink` returns it (LIST
+    /// shows `name -> target`, as `ls -l` does).
+    pub link_target: Option<Vec<u8>>,
+    /// For a symbolic link in a listing: the metadata of what it resolves to inside the
+    /// user's root, which MLSD reports as MLST does for the same path (`None`: dangling, or
+    /// pointing outside the root).
+    pub link_resolved: Option<Box<Metadata>>,
 }
 
 impl Metadata {
     /// Metadata with the given kind and size; mode 0o644 (0o755 for directories), no time.
     pub fn new(kind: FileKind, len: u64) -> Self {
         let mode = if kind == FileKind::Dir { 0o755 } else { 0o644 };
-        Metadata { kind, len, modified: None, mode, nlink: 1 }
+        Metadata { kind, len, modified: None, mode, nlink: 1, link_target: None, link_resolved: None }
     }
 
     /// Sets the modification time.
@@ -176,6 +184,15 @@ impl Metadata {
     /// Sets the Unix permission bits.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Makes this a symbolic link to `target`, which resolves to `resolved` (`None`:
+    /// dangling); the kind becomes [`FileKind::Symlink`].
+    pub fn symlink(mut self, target: impl Into<Vec<u8>>, resolved: Option<Metadata>) -> Self {
+        self.kind = FileKind::Symlink;
+        self.link_target = Some(target.into());
+        self.link_resolved = resolved.map(Box::new);
         self
     }
 
@@ -195,7 +212,8 @@ impl Metadata {
 pub struct DirEntry {
     /// The file name as bytes (names need not be UTF-8).
     pub name: Vec<u8>,
-    /// Its metadata; symlinks are not followed.
+    /// Its metadata; a symlink is not followed, but carries its target
+    /// ([`Metadata::link_target`], [`Metadata::link_resolved`]).
     pub metadata: Metadata,
 }
 

@@ -86,7 +86,8 @@ fn write_mode(meta: &Metadata, out: &mut Vec<u8>) {
 }
 
 /// Appends one `ls -l` line with CRLF. Times within six months of `now` show the time of day,
-/// older or future ones the year, as `ls` does.
+/// older or future ones the year, as `ls` does. A symlink shows its target after ` -> `, as
+/// `ls -l` and vsftpd do: lftp and wget find links (and what to fetch through them) that way.
 pub fn write_list_line(name: &[u8], meta: &Metadata, now: SystemTime, out: &mut Vec<u8>) {
     write_mode(meta, out);
     let modified = meta.modified.unwrap_or(UNIX_EPOCH);
@@ -105,6 +106,10 @@ pub fn write_list_line(name: &[u8], meta: &Metadata, now: SystemTime, out: &mut 
     );
     out.extend_from_slice(head.as_bytes());
     write_name(name, out);
+    if let Some(target) = &meta.link_target {
+        out.extend_from_slice(b" -> ");
+        write_name(target, out);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -121,7 +126,12 @@ fn write_name(name: &[u8], out: &mut Vec<u8>) {
 
 /// Appends MLSx facts and the name: `type=file;size=1;modify=...;perm=...;UNIX.mode=0644; name`
 /// (no line end: MLSD adds CRLF, MLST puts it in a reply line).
+///
+/// A symlink that resolves is described by what it resolves to, so MLSD of a directory and
+/// MLST of the same path agree (MLST follows links) and a client fetches it like any file or
+/// directory; only a dangling link is `type=OS.unix=symlink`.
 pub fn write_facts(name: &[u8], meta: &Metadata, writable: bool, out: &mut Vec<u8>) {
+    let meta = meta.link_resolved.as_deref().unwrap_or(meta);
     let kind = match meta.kind {
         FileKind::Dir => "dir",
         FileKind::File => "file",
@@ -190,5 +200,46 @@ mod tests {
         let mut out = Vec::new();
         write_facts(b"f", &meta, false, &mut out);
         assert_eq!(out, b"type=file;size=5;modify=19700101000000;perm=r;UNIX.mode=0600; f");
+    }
+
+    #[test]
+    fn symlinks() {
+        let now = at(1_709_210_096);
+        let target = Metadata::new(FileKind::File, 1234).modified(at(0)).mode(0o600);
+        let link = Metadata::new(FileKind::File, 10)
+            .modified(at(1_709_210_096 - 60))
+            .mode(0o777)
+            .symlink(b"target.txt".to_vec(), Some(target));
+        assert_eq!(link.kind, FileKind::Symlink);
+        let mut out = Vec::new();
+        write_list_line(b"link", &link, now, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "lrwxrwxrwx   1 ftp      ftp                 10 Feb 29 12:33 link -> target.txt\r\n"
+        );
+        // MLSx describe what the link resolves to.
+        let mut out = Vec::new();
+        write_facts(b"link", &link, true, &mut out);
+        assert_eq!(out, b"type=file;size=1234;modify=19700101000000;perm=adfrw;UNIX.mode=0600; link");
+        let dir_link = Metadata::new(FileKind::File, 3)
+            .symlink(b"../d".to_vec(), Some(Metadata::new(FileKind::Dir, 4096)));
+        let mut out = Vec::new();
+        write_facts(b"dl", &dir_link, false, &mut out);
+        assert_eq!(out, b"type=dir;size=4096;perm=el;UNIX.mode=0755; dl");
+
+        // A dangling link: listed with its target, typed as a link.
+        let dangling = Metadata::new(FileKind::File, 7).mode(0o777).symlink(b"missing".to_vec(), None);
+        let mut out = Vec::new();
+        write_list_line(b"d", &dangling, now, &mut out);
+        assert!(String::from_utf8(out).unwrap().ends_with(" d -> missing\r\n"));
+        let mut out = Vec::new();
+        write_facts(b"d", &dangling, false, &mut out);
+        assert_eq!(out, b"type=OS.unix=symlink;size=7;perm=r;UNIX.mode=0777; d");
+
+        // CR and LF in a target cannot split the line.
+        let odd = Metadata::new(FileKind::File, 3).symlink(b"a\r\nb".to_vec(), None);
+        let mut out = Vec::new();
+        write_list_line(b"o", &odd, now, &mut out);
+        assert!(out.ends_with(b" o -> a??b\r\n"));
     }
 }

@@ -18,13 +18,16 @@ use std::ffi::{CStr, OsStr};
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{openat, openat2, renameat, AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag, AT_FDCWD};
+use nix::fcntl::{
+    openat, openat2, readlinkat, renameat, AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag, AT_FDCWD,
+};
 use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 
@@ -216,7 +219,26 @@ fn to_metadata(stat: &FileStat) -> Metadata {
         // `nlink_t` is u64 on some targets and u32 on others.
         #[allow(clippy::useless_conversion)]
         nlink: u64::from(stat.st_nlink),
+        link_target: None,
+        link_resolved: None,
     }
+}
+
+/// Adds to the metadata of the symlink `name` in `dir` (the directory `path` of `home`) its
+/// target, and what that resolves to by the same confined lookup a RETR or CWD through the
+/// link would make, so a listing agrees with what using the link does: a link that is
+/// dangling, loops or leaves the root resolves to nothing.
+fn symlink_metadata(meta: Metadata, home: &DirFd<'_>, path: &Path, dir: &Dir, name: &CStr) -> Metadata {
+    let Ok(target) = readlinkat(dir, name) else {
+        // Replaced since fstatat saw it: list it as it was, without a target.
+        return meta;
+    };
+    let through = path.join(OsStr::from_bytes(name.to_bytes()));
+    let resolved = open_beneath(home.as_fd(), &through, OFlag::O_PATH, 0)
+        .ok()
+        .and_then(|fd| fstat(&fd).ok())
+        .map(|stat| to_metadata(&stat));
+    meta.symlink(target.into_vec(), resolved)
 }
 
 impl Storage for FsStorage {
@@ -245,7 +267,11 @@ impl Storage for FsStorage {
             let name: &CStr = &name;
             match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(stat) => {
-                    entries.push(DirEntry { name: name.to_bytes().to_vec(), metadata: to_metadata(&stat) })
+                    let mut metadata = to_metadata(&stat);
+                    if metadata.kind == FileKind::Symlink {
+                        metadata = symlink_metadata(metadata, &home, path, &dir, name);
+                    }
+                    entries.push(DirEntry { name: name.to_bytes().to_vec(), metadata })
                 }
                 // Removed since readdir saw it: it is simply not there any more.
                 Err(Errno::ENOENT) => {}
