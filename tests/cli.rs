@@ -33,6 +33,13 @@ fn help_exits_zero_and_mentions_every_flag() {
 }
 
 #[test]
+fn version_prints_the_name_and_the_crate_version() {
+    let out = run_text(Command::new(BIN).arg("--version"));
+    assert!(out.status.success(), "{}", out.describe());
+    assert_eq!(out.stdout.trim(), format!("ringftpd {}", env!("CARGO_PKG_VERSION")), "{}", out.describe());
+}
+
+#[test]
 fn nonexistent_root_exits_2_with_one_line() {
     let scratch = Scratch::new("noroot");
     let missing = scratch.join("does-not-exist");

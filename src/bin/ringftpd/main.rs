@@ -23,7 +23,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// With no --user, --users-file, --anonymous or users in the --config file, anonymous
 /// read-only access is enabled.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "ringftpd", version, about)]
 struct Args {
     /// Read settings from a TOML file (see ringftpd.example.toml); flags given on the command
     /// line override it.
