@@ -49,6 +49,7 @@ pub struct FileConfig {
     pub uploads: Option<Uploads>,
     pub metrics: Option<SocketAddr>,
     pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
     pub anonymous: Option<bool>,
     /// Relative to the storage root; setting it turns anonymous access on unless
     /// `anonymous = false`.
@@ -59,6 +60,16 @@ pub struct FileConfig {
     pub active_source_port: Option<bool>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
+}
+
+/// `log_format = "text" | "json"`, and `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// `uploads = "keep" | "atomic"`.
@@ -420,6 +431,7 @@ mod tests {
         assert!(c.shutdown_grace.is_some() && c.pipe_size.is_some() && c.splice.is_some());
         assert!(c.upload_pipe_size.is_some());
         assert!(c.uploads.is_some() && c.metrics.is_some() && c.log_level.is_some());
+        assert!(c.log_format.is_some());
         assert!(c.anonymous.is_some() && c.anonymous_home.is_some() && c.users_file.is_some());
         assert!(c.dangerous_allow_foreign_data_connections.is_some() && c.active_source_port.is_some());
         let users = loaded.config_users();

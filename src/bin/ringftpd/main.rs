@@ -13,7 +13,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use nix::sys::signal::{SigSet, Signal};
 use ringftp::{FsStorage, Server, UploadPolicy, User, UserList};
 
-use config::{FileConfig, Password};
+use config::{FileConfig, LogFormat, Password};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -109,6 +109,10 @@ struct Args {
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
 
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+
     /// Read a password from standard input, print its argon2 hash for --users-file, and exit.
     #[arg(long)]
     hash_password: bool,
@@ -190,9 +194,12 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     let log_level = pick(matches, "log_level", args.log_level.clone(), file.log_level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&log_level)
         .map_err(|e| format!("bad log level {log_level:?}: {e}"))?;
-    // Colours only on a terminal: logs sent to a file or journal stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match pick(matches, "log_format", args.log_format, file.log_format) {
+        // Colours only on a terminal: logs sent to a file or journal stay plain text.
+        LogFormat::Text => log.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => log.json().with_ansi(false).init(),
+    }
 
     raise_fd_limit();
     // A write past RLIMIT_FSIZE must fail with EFBIG (answered 452), not kill the server.
