@@ -50,6 +50,8 @@ struct Running {
     events: mpsc::UnboundedReceiver<Event>,
     kind: TransferKind,
     path: Vec<u8>,
+    /// TYPE A: for TransferRecord::ascii.
+    ascii: bool,
     started: Instant,
     moved: Rc<Cell<u64>>,
 }
@@ -476,9 +478,9 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         };
         tracing::debug!(kind = ?transfer.kind, path = %String::from_utf8_lossy(&transfer.path), "transfer");
         let (tx, events) = mpsc::unbounded_channel();
-        let (kind, path) = (transfer.kind, transfer.path.clone());
+        let (kind, path, ascii) = (transfer.kind, transfer.path.clone(), transfer.ascii);
         let task = tokio_uring::spawn(datapath::run(env, transfer, connect, tx).in_current_span());
-        self.transfer = Some(Running { task, events, kind, path, started: Instant::now(), moved });
+        self.transfer = Some(Running { task, events, kind, path, ascii, started: Instant::now(), moved });
     }
 
     fn on_event(&mut self, event: Event) {
@@ -530,6 +532,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             bytes,
             duration: running.started.elapsed(),
             complete: matches!(outcome, TransferOutcome::Completed { .. }),
+            ascii: running.ascii,
         };
         self.emit(if upload { HostEvent::Upload(record) } else { HostEvent::Download(record) });
     }

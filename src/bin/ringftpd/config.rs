@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub metrics: Option<SocketAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// The transfer log; relative to the file's directory, like `root`.
+    pub xferlog: Option<PathBuf>,
     pub anonymous: Option<bool>,
     /// Relative to the storage root; setting it turns anonymous access on unless
     /// `anonymous = false`.
@@ -431,7 +433,7 @@ mod tests {
         assert!(c.shutdown_grace.is_some() && c.pipe_size.is_some() && c.splice.is_some());
         assert!(c.upload_pipe_size.is_some());
         assert!(c.uploads.is_some() && c.metrics.is_some() && c.log_level.is_some());
-        assert!(c.log_format.is_some());
+        assert!(c.log_format.is_some() && c.xferlog.is_some());
         assert!(c.anonymous.is_some() && c.anonymous_home.is_some() && c.users_file.is_some());
         assert!(c.dangerous_allow_foreign_data_connections.is_some() && c.active_source_port.is_some());
         let users = loaded.config_users();

@@ -1,11 +1,13 @@
 //! `ringftpd`: serve a directory over FTP with one command, or from a configuration file.
 
 mod config;
+mod xferlog;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
@@ -112,6 +114,10 @@ struct Args {
     /// Log lines as `text` or `json` (one object per line).
     #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
+
+    /// Append a line per finished or aborted transfer to this file, in vsftpd's xferlog format.
+    #[arg(long, value_name = "PATH")]
+    xferlog: Option<PathBuf>,
 
     /// Read a password from standard input, print its argon2 hash for --users-file, and exit.
     #[arg(long)]
@@ -263,13 +269,27 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     if let Some(allow) = file.dangerous_allow_foreign_data_connections {
         builder = builder.dangerous_allow_foreign_data_connections(allow);
     }
+    let xferlog_path = match &file.xferlog {
+        Some(path) if !given(matches, "xferlog") => Some(base.join(path)),
+        _ => args.xferlog.clone(),
+    };
+    let mut xferlog = None;
+    if let Some(path) = xferlog_path {
+        // UserList names every anonymous login `anonymous`.
+        let is_anonymous: xferlog::IsAnonymous = Arc::new(move |name| anonymous && name == "anonymous");
+        let (listener, writer) = xferlog::open(&path, is_anonymous)
+            .map_err(|e| format!("cannot open the transfer log {}: {e}", path.display()))?;
+        builder = builder.events(listener);
+        xferlog = Some(writer);
+    }
     let server = builder.build().map_err(|e| e.to_string())?;
 
-    // Block SIGINT/SIGTERM before the shard threads start, so they inherit the mask and the
-    // signals reach this thread's sigwait: Ctrl-C is a graceful shutdown.
+    // Block SIGINT/SIGTERM/SIGHUP before the shard threads start, so they inherit the mask and
+    // the signals reach this thread's sigwait: Ctrl-C is a graceful shutdown, SIGHUP a reload.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
 
     let handle = server.start().map_err(|e| e.to_string())?;
@@ -284,13 +304,27 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
         println!("ringftpd listening on {addr}");
     }
     let trigger = handle.shutdown_trigger();
-    std::thread::spawn(move || {
-        if let Ok(sig) = signals.wait() {
-            tracing::info!(signal = ?sig, "shutting down");
-            trigger.trigger();
+    let reopen_xferlog = xferlog.as_ref().map(xferlog::Writer::reopener);
+    std::thread::spawn(move || loop {
+        match signals.wait() {
+            Ok(Signal::SIGHUP) => {
+                tracing::info!("SIGHUP: reloading");
+                if let Some(xferlog) = &reopen_xferlog {
+                    xferlog.reopen();
+                }
+            }
+            Ok(sig) => {
+                tracing::info!(signal = ?sig, "shutting down");
+                trigger.trigger();
+                break;
+            }
+            Err(_) => break,
         }
     });
     handle.wait();
+    if let Some(writer) = xferlog {
+        writer.finish();
+    }
     Ok(())
 }
 
