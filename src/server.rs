@@ -16,6 +16,8 @@ use crate::storage::{Storage, UploadPolicy};
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) listen: Vec<SocketAddr>,
+    /// Listening sockets made by the host (socket activation); see [`ServerBuilder::listener`].
+    pub(crate) listeners: Vec<Arc<std::net::TcpListener>>,
     pub(crate) passive_ports: RangeInclusive<u16>,
     pub(crate) public_address: Option<IpAddr>,
     pub(crate) cores: usize,
@@ -41,6 +43,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Vec::new(),
+            listeners: Vec::new(),
             passive_ports: 49152..=65534,
             public_address: None,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -130,6 +133,15 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// `127.0.0.1:2121` when none is given.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen.push(addr);
+        self
+    }
+
+    /// Serves a listening socket made elsewhere: by systemd socket activation, or a supervisor
+    /// that binds port 21 and drops its privileges. Every shard accepts on a duplicate of it,
+    /// so they share its one queue (no SO_REUSEPORT spreading). Repeatable, and combines with
+    /// [`ServerBuilder::listen`]; when neither is given the server listens on `127.0.0.1:2121`.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.config.listeners.push(Arc::new(listener));
         self
     }
 
@@ -277,7 +289,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// Checks the configuration.
     pub fn build(mut self) -> Result<Server<S, A>, BuildError> {
         let c = &mut self.config;
-        if c.listen.is_empty() {
+        if c.listen.is_empty() && c.listeners.is_empty() {
             c.listen.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2121));
         }
         if c.passive_ports.is_empty() || *c.passive_ports.start() == 0 {

@@ -144,3 +144,177 @@ fn xferlog_has_a_line_per_complete_and_aborted_transfer() {
     let partial: u64 = lines[2].get("file-size").parse().unwrap();
     assert!((64 * 1024..16 * MIB).contains(&partial), "aborted download moved {partial} bytes");
 }
+
+/// A `ringftpd` started by hand (for what [`TestServer`] cannot set up: an inherited fd 3 and
+/// a `LISTEN_PID` that must be the server's own pid); stopped on drop.
+struct Manual {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    _scratch: Scratch,
+}
+
+impl Manual {
+    /// `sh -c 'LISTEN_PID=$$ exec ringftpd ARGS'` (exec keeps the pid), with `env` set and
+    /// `fd3` (if any) as descriptor 3, as systemd passes sockets.
+    fn start(tag: &str, args: &[&str], env: &[(&str, &str)], fd3: Option<i32>, listen_pid: bool) -> Manual {
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let scratch = Scratch::new(tag);
+        let root = scratch.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("hello.txt"), b"hello\n").unwrap();
+        let script = if listen_pid { "LISTEN_PID=$$ exec \"$0\" \"$@\"" } else { "exec \"$0\" \"$@\"" };
+        let mut c = Command::new("sh");
+        c.args(["-c", script, BIN, "--root", root.to_str().unwrap(), "--user", "bob:secret"])
+            .args(["--log-level", "debug"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(scratch.join("stderr.log")).unwrap()));
+        if let Some(fd) = fd3 {
+            // SAFETY: dup2 and fcntl are async-signal-safe; `fd` stays open in the parent
+            // until the child has exec'd (spawn returns after that).
+            unsafe {
+                c.pre_exec(move || {
+                    if fd == 3 {
+                        let flags = libc::fcntl(3, libc::F_GETFD);
+                        if libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    } else if libc::dup2(fd, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                })
+            };
+        }
+        let mut child = c.spawn().expect("start ringftpd");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Manual { child, lines, _scratch: scratch }
+    }
+
+    /// The address of the first `ringftpd listening on` line.
+    fn listening(&self) -> std::net::SocketAddr {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("no listening line ({e})\n{}", self.log()));
+            if let Some(addr) = line.strip_prefix("ringftpd listening on ") {
+                return addr.trim().parse().unwrap();
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._scratch.join("stderr.log")).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+}
+
+impl Drop for Manual {
+    fn drop(&mut self) {
+        self.signal(libc::SIGTERM);
+        let ok = wait_until(Duration::from_secs(3), || self.child.try_wait().is_ok_and(|s| s.is_some()));
+        if !ok {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Receives one datagram from the notification socket, as text.
+fn notification(socket: &std::os::unix::net::UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = socket.recv(&mut buf).expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn ready_is_notified_once_the_port_accepts() {
+    let scratch = Scratch::new("notify");
+    let path = scratch.join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let server = Manual::start(
+        "notify-server",
+        &["--listen", "127.0.0.1:0", "--cores", "2"],
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+        None,
+        false,
+    );
+    let ready = notification(&socket);
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}\n{}", server.log());
+    let status = ready.lines().find_map(|l| l.strip_prefix("STATUS=listening on ")).expect("a STATUS line");
+    let addr: std::net::SocketAddr = status.parse().unwrap();
+    // Ready means accepting: the greeting comes at once.
+    let mut c = Control::connect(addr, TIMEOUT);
+    c.login(USER, PASS);
+    assert_eq!(server.listening(), addr);
+    // A reload is bracketed by RELOADING=1 and READY=1.
+    server.signal(libc::SIGHUP);
+    let reloading = notification(&socket);
+    assert!(reloading.lines().any(|l| l == "RELOADING=1"), "{reloading:?}");
+    assert!(reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")), "{reloading:?}");
+    let again = notification(&socket);
+    assert!(again.lines().any(|l| l == "READY=1"), "{again:?}");
+    assert_eq!(c.cmd("NOOP").0, 200);
+    server.signal(libc::SIGTERM);
+    let stopping = notification(&socket);
+    assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping:?}");
+}
+
+#[test]
+fn socket_activation_serves_the_inherited_listener() {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Manual::start(
+        "activated",
+        // --listen is ignored when systemd passes sockets; two shards share the one socket.
+        &["--listen", "127.0.0.1:0", "--cores", "2"],
+        &[("LISTEN_FDS", "1")],
+        Some(listener.as_raw_fd()),
+        true,
+    );
+    assert_eq!(server.listening(), addr, "{}", server.log());
+    // Several sessions at once (spread over both shards' accepts), each with a transfer.
+    let mut sessions: Vec<Control> = (0..4).map(|_| Control::connect(addr, TIMEOUT)).collect();
+    for c in &mut sessions {
+        c.login(USER, PASS);
+        assert_eq!(c.download("hello.txt").expect("download"), b"hello\n");
+    }
+    // Nothing else listens: only one listening line came.
+    assert!(server.lines.try_recv().is_err());
+}
+
+#[test]
+fn listen_fds_for_another_pid_are_ignored() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = Manual::start(
+        "not-activated",
+        &["--listen", "127.0.0.1:0"],
+        &[("LISTEN_FDS", "1"), ("LISTEN_PID", "1")],
+        None,
+        false,
+    );
+    let addr = server.listening();
+    assert_ne!(addr, listener.local_addr().unwrap());
+    let mut c = Control::connect(addr, TIMEOUT);
+    c.login(USER, PASS);
+}

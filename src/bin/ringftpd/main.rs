@@ -1,6 +1,7 @@
 //! `ringftpd`: serve a directory over FTP with one command, or from a configuration file.
 
 mod config;
+mod systemd;
 mod xferlog;
 
 use std::net::{IpAddr, SocketAddr};
@@ -155,7 +156,9 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(err) => err.exit(),
     };
-    match run(args, &matches) {
+    // SAFETY: no other thread has started yet.
+    let activated = unsafe { systemd::take_listeners() };
+    match run(args, &matches, activated) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("ringftpd: {msg}");
@@ -177,7 +180,12 @@ fn pick<T>(matches: &ArgMatches, id: &str, flag: T, file: Option<T>) -> T {
     }
 }
 
-fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
+/// `activated`: the listeners systemd passed (socket activation), served instead of --listen.
+fn run(
+    args: Args,
+    matches: &ArgMatches,
+    activated: Result<Vec<std::net::TcpListener>, String>,
+) -> Result<(), String> {
     if args.hash_password {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read password: {e}"))?;
@@ -232,8 +240,19 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
             file.max_sessions_per_ip,
         ))
         .uploads(pick(matches, "uploads", args.uploads, file.uploads.map(UploadPolicy::from)));
-    for addr in pick(matches, "listen", args.listen.clone(), file.listen.clone()) {
-        builder = builder.listen(addr);
+    let activated = activated?;
+    if activated.is_empty() {
+        for addr in pick(matches, "listen", args.listen.clone(), file.listen.clone()) {
+            builder = builder.listen(addr);
+        }
+    } else {
+        tracing::info!(
+            sockets = activated.len(),
+            "socket activation: serving the sockets systemd passed, not --listen"
+        );
+        for listener in activated {
+            builder = builder.listener(listener);
+        }
     }
     if let Some(ip) = args.public_address.or(file.public_address) {
         builder = builder.public_address(ip);
@@ -303,18 +322,22 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     for addr in handle.local_addrs() {
         println!("ringftpd listening on {addr}");
     }
+    systemd::ready(handle.local_addrs());
     let trigger = handle.shutdown_trigger();
     let reopen_xferlog = xferlog.as_ref().map(xferlog::Writer::reopener);
     std::thread::spawn(move || loop {
         match signals.wait() {
             Ok(Signal::SIGHUP) => {
                 tracing::info!("SIGHUP: reloading");
+                systemd::reloading();
                 if let Some(xferlog) = &reopen_xferlog {
                     xferlog.reopen();
                 }
+                systemd::reloaded("reloaded");
             }
             Ok(sig) => {
                 tracing::info!(signal = ?sig, "shutting down");
+                systemd::stopping();
                 trigger.trigger();
                 break;
             }
