@@ -318,3 +318,91 @@ fn listen_fds_for_another_pid_are_ignored() {
     let mut c = Control::connect(addr, TIMEOUT);
     c.login(USER, PASS);
 }
+
+/// `ringftpd --hash-password` for `password`.
+fn hash_password(password: &str) -> String {
+    let out = run_with_input(
+        std::process::Command::new(BIN).arg("--hash-password"),
+        TIMEOUT,
+        Some(format!("{password}\n").as_bytes()),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// USER + PASS on a new connection: the code of the last reply.
+fn login_code(server: &TestServer, user: &str, pass: &str) -> u16 {
+    let mut c = Control::connect(server.addr(), TIMEOUT);
+    match c.cmd(&format!("USER {user}")) {
+        (331, _) => c.cmd(&format!("PASS {pass}")).0,
+        (code, _) => code,
+    }
+}
+
+/// Sends SIGHUP and waits until the log has `needle` `n` times.
+fn reload(server: &TestServer, needle: &str, n: usize) {
+    server.signal(libc::SIGHUP);
+    assert!(
+        server.wait_for_log(TIMEOUT, |log| log.matches(needle).count() >= n),
+        "no {needle:?} after SIGHUP\n{}",
+        server.log_for_failure()
+    );
+}
+
+#[test]
+fn sighup_reloads_the_users_file_and_keeps_it_when_invalid() {
+    let (alice, carol) = (hash_password("alice pw"), hash_password("carol pw"));
+    let b = TestServer::builder("reload-users").no_default_user();
+    let users = b.work().join("users");
+    std::fs::create_dir_all(b.work()).unwrap();
+    std::fs::write(&users, format!("alice:{alice}::rw\n")).unwrap();
+    let server = b.args(["--users-file", users.to_str().unwrap()]).start();
+    let mut held = Control::connect(server.addr(), TIMEOUT);
+    held.login("alice", "alice pw");
+    assert_eq!(login_code(&server, "carol", "carol pw"), 530);
+
+    // A good file: carol in, alice out; alice's open session goes on.
+    std::fs::write(&users, format!("# swapped\ncarol:{carol}::ro\n")).unwrap();
+    reload(&server, "reloaded the users", 1);
+    assert_eq!(login_code(&server, "carol", "carol pw"), 230, "{}", server.log_for_failure());
+    assert_eq!(login_code(&server, "alice", "alice pw"), 530);
+    assert_eq!(held.cmd("NOOP").0, 200);
+
+    // A bad file: the old users stay, and the log says what is wrong and where.
+    std::fs::write(&users, format!("carol:{carol}::ro\nthis is not a user line\n")).unwrap();
+    reload(&server, "reload failed", 1);
+    let log = server.stderr_log();
+    let line = log.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(line.contains("line 2") && line.contains(users.to_str().unwrap()), "{line}");
+    assert_eq!(login_code(&server, "carol", "carol pw"), 230);
+    assert_eq!(login_code(&server, "alice", "alice pw"), 530);
+    // A missing file is bad too.
+    std::fs::remove_file(&users).unwrap();
+    reload(&server, "reload failed", 2);
+    assert_eq!(login_code(&server, "carol", "carol pw"), 230);
+}
+
+#[test]
+fn sighup_reloads_the_users_of_the_config_file() {
+    let b = TestServer::builder("reload-config").no_default_user();
+    let config = b.work().join("ringftpd.toml");
+    std::fs::create_dir_all(b.work()).unwrap();
+    let user = |name: &str, pw: &str| format!("[[users]]\nname = \"{name}\"\npassword = \"{pw}\"\n");
+    std::fs::write(&config, user("dave", "pw1")).unwrap();
+    let server = b.args(["--config", config.to_str().unwrap()]).start();
+    assert_eq!(login_code(&server, "dave", "pw1"), 230);
+
+    std::fs::write(&config, user("erin", "pw2")).unwrap();
+    reload(&server, "reloaded the users", 1);
+    assert_eq!(login_code(&server, "erin", "pw2"), 230, "{}", server.log_for_failure());
+    assert_eq!(login_code(&server, "dave", "pw1"), 530);
+
+    // A user without a password: refused, with the key named; erin stays.
+    std::fs::write(&config, "[[users]]\nname = \"frank\"\n").unwrap();
+    reload(&server, "reload failed", 1);
+    let log = server.stderr_log();
+    let line = log.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(line.contains("users[0]") && line.contains("password"), "{line}");
+    assert_eq!(login_code(&server, "erin", "pw2"), 230);
+    assert_eq!(login_code(&server, "frank", ""), 530);
+}

@@ -1,6 +1,7 @@
 //! `ringftpd`: serve a directory over FTP with one command, or from a configuration file.
 
 mod config;
+mod reload;
 mod systemd;
 mod xferlog;
 
@@ -8,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +27,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// With no --user, --users-file, --anonymous or users in the --config file, anonymous
 /// read-only access is enabled.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "ringftpd", version, about)]
 struct Args {
     /// Read settings from a TOML file (see ringftpd.example.toml); flags given on the command
@@ -195,15 +197,7 @@ fn run(
         println!("{hash}");
         return Ok(());
     }
-    let (file, base) = match &args.config {
-        Some(path) => {
-            let file = config::load(path).map_err(|e| e.to_string())?;
-            // Paths in the file are relative to it, so the server can start from anywhere.
-            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            (file, base.to_owned())
-        }
-        None => (FileConfig::default(), PathBuf::from(".")),
-    };
+    let (file, base) = load_config(&args)?;
 
     let log_level = pick(matches, "log_level", args.log_level.clone(), file.log_level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&log_level)
@@ -226,7 +220,9 @@ fn run(
     let storage = FsStorage::new(&root).map_err(|e| format!("cannot serve {}: {e}", root.display()))?;
 
     let (users, anonymous) = users(&args, matches, &file, &base, &root)?;
-    let mut builder = Server::builder(storage, users)
+    let auth = reload::Reloadable::new(users);
+    let anonymous_now = Arc::new(AtomicBool::new(anonymous));
+    let mut builder = Server::builder(storage, auth.clone())
         .passive_ports(pick(matches, "passive_ports", args.passive_ports.clone(), file.passive_ports.clone()))
         .greeting(pick(matches, "greeting", args.greeting.clone(), file.greeting.clone()))
         .idle_timeout(secs(pick(matches, "idle_timeout", args.idle_timeout, file.idle_timeout)))
@@ -295,7 +291,9 @@ fn run(
     let mut xferlog = None;
     if let Some(path) = xferlog_path {
         // UserList names every anonymous login `anonymous`.
-        let is_anonymous: xferlog::IsAnonymous = Arc::new(move |name| anonymous && name == "anonymous");
+        let on = Arc::clone(&anonymous_now);
+        let is_anonymous: xferlog::IsAnonymous =
+            Arc::new(move |name| on.load(Ordering::Relaxed) && name == "anonymous");
         let (listener, writer) = xferlog::open(&path, is_anonymous)
             .map_err(|e| format!("cannot open the transfer log {}: {e}", path.display()))?;
         builder = builder.events(listener);
@@ -325,6 +323,7 @@ fn run(
     systemd::ready(handle.local_addrs());
     let trigger = handle.shutdown_trigger();
     let reopen_xferlog = xferlog.as_ref().map(xferlog::Writer::reopener);
+    let reloader = Reloader { args, matches: matches.clone(), root, auth, anonymous: anonymous_now };
     std::thread::spawn(move || loop {
         match signals.wait() {
             Ok(Signal::SIGHUP) => {
@@ -333,7 +332,7 @@ fn run(
                 if let Some(xferlog) = &reopen_xferlog {
                     xferlog.reopen();
                 }
-                systemd::reloaded("reloaded");
+                systemd::reloaded(&reloader.reload());
             }
             Ok(sig) => {
                 tracing::info!(signal = ?sig, "shutting down");
@@ -349,6 +348,52 @@ fn run(
         writer.finish();
     }
     Ok(())
+}
+
+/// The config file (or the defaults, without one) and the directory its paths are relative to.
+fn load_config(args: &Args) -> Result<(FileConfig, PathBuf), String> {
+    Ok(match &args.config {
+        Some(path) => {
+            let file = config::load(path).map_err(|e| e.to_string())?;
+            // Paths in the file are relative to it, so the server can start from anywhere.
+            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            (file, base.to_owned())
+        }
+        None => (FileConfig::default(), PathBuf::from(".")),
+    })
+}
+
+/// What SIGHUP reloads: the users (users file, `[[users]]`, anonymous access). The other
+/// settings (listeners, limits, TLS...) take a restart for now.
+struct Reloader {
+    args: Args,
+    matches: ArgMatches,
+    /// The storage root, fixed at start-up (homes are checked under it).
+    root: PathBuf,
+    auth: reload::Reloadable,
+    anonymous: Arc<AtomicBool>,
+}
+
+impl Reloader {
+    /// Rereads the files and swaps the new users in, or keeps the old ones and logs why;
+    /// returns a one-line status for the service manager.
+    fn reload(&self) -> String {
+        let loaded = load_config(&self.args)
+            .and_then(|(file, base)| users(&self.args, &self.matches, &file, &base, &self.root));
+        match loaded {
+            Ok((list, anonymous)) => {
+                let n = list.len();
+                self.auth.store(list);
+                self.anonymous.store(anonymous, Ordering::Relaxed);
+                tracing::info!(users = n, anonymous, "reloaded the users (other settings take a restart)");
+                format!("reloaded {n} users")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed, keeping the users as they were");
+                format!("reload failed, kept the users as they were: {e}")
+            }
+        }
+    }
 }
 
 fn secs(s: u64) -> Duration {
