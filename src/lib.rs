@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod ban;
 mod datapath;
 mod engine;
 pub mod events;

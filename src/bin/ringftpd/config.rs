@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Component, Path, PathBuf};
 
+use ringftp::ban::IpNet;
 use ringftp::{Permissions, UploadPolicy, User};
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
@@ -39,6 +40,13 @@ pub struct FileConfig {
     pub data_timeout: Option<u64>,
     pub max_line_length: Option<usize>,
     pub max_login_failures: Option<u32>,
+    pub ban_threshold: Option<u32>,
+    /// Seconds.
+    pub ban_time: Option<u64>,
+    /// Networks (`10.0.0.0/8`) or addresses never banned.
+    #[serde(default, deserialize_with = "networks")]
+    pub ban_allow: Option<Vec<IpNet>>,
+    pub user_lockout: Option<u32>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_ip: Option<u32>,
     /// Seconds.
@@ -347,6 +355,15 @@ fn check_hash(hash: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    list.iter()
+        .map(|s| crate::parse_network(s))
+        .collect::<Result<_, _>>()
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 fn passive_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RangeInclusive<u16>>, D::Error> {
     let text = String::deserialize(d)?;
     crate::parse_range(&text).map(Some).map_err(serde::de::Error::custom)
@@ -429,6 +446,8 @@ mod tests {
         assert!(c.public_address.is_some() && c.cores.is_some() && c.greeting.is_some());
         assert!(c.idle_timeout.is_some() && c.login_timeout.is_some() && c.data_timeout.is_some());
         assert!(c.max_line_length.is_some() && c.max_login_failures.is_some());
+        assert!(c.ban_threshold.is_some() && c.ban_time.is_some() && c.ban_allow.is_some());
+        assert!(c.user_lockout.is_some());
         assert!(c.max_sessions.is_some() && c.max_sessions_per_ip.is_some());
         assert!(c.shutdown_grace.is_some() && c.pipe_size.is_some() && c.splice.is_some());
         assert!(c.upload_pipe_size.is_some());

@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use nix::sys::signal::{SigSet, Signal};
+use ringftp::ban::{BanPolicy, IpNet};
 use ringftp::{FsStorage, Server, UploadPolicy, User, UserList};
 
 use config::{FileConfig, LogFormat, Password};
@@ -85,6 +86,22 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     login_timeout: u64,
 
+    /// Ban an address after N failed logins or refusals within 10 minutes (0: off).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    ban_threshold: u32,
+
+    /// Seconds of the first ban (or user lockout); each repeat doubles it, up to a day.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    ban_time: u64,
+
+    /// Networks or addresses never banned (e.g. 10.0.0.0/8,192.0.2.1).
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_network)]
+    ban_allow: Vec<IpNet>,
+
+    /// Lock a user name out after N failed logins from any address (0: off).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    user_lockout: u32,
+
     /// Most sessions at once (0: no limit); more get 421.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     max_sessions: usize,
@@ -132,6 +149,14 @@ fn parse_user(s: &str) -> Result<(String, String), String> {
         Some((name, pass)) if !name.is_empty() => Ok((name.to_string(), pass.to_string())),
         _ => Err("expected NAME:PASSWORD".into()),
     }
+}
+
+/// `10.0.0.0/8`, or one address (`192.0.2.1`, `::1`).
+fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not a network (10.0.0.0/8) or an address"))
 }
 
 fn parse_uploads(s: &str) -> Result<UploadPolicy, String> {
@@ -265,6 +290,19 @@ fn run(
     }
     if let Some(n) = file.max_login_failures {
         builder = builder.max_login_failures(n);
+    }
+    let ban_threshold = pick(matches, "ban_threshold", args.ban_threshold, file.ban_threshold);
+    let user_lockout = pick(matches, "user_lockout", args.user_lockout, file.user_lockout);
+    if ban_threshold > 0 || user_lockout > 0 {
+        let ban_time = secs(pick(matches, "ban_time", args.ban_time, file.ban_time));
+        let mut policy = BanPolicy::new(ban_threshold)
+            .ban_time(ban_time)
+            .user_lockout(user_lockout)
+            .user_lockout_time(ban_time);
+        for net in pick(matches, "ban_allow", args.ban_allow.clone(), file.ban_allow.clone()) {
+            policy = policy.allow(net);
+        }
+        builder = builder.ban_policy(policy);
     }
     if let Some(s) = file.shutdown_grace {
         builder = builder.shutdown_grace(secs(s));
