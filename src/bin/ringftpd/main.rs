@@ -284,13 +284,6 @@ fn run(
     if let Some(n) = args.cores.or(file.cores) {
         builder = builder.cores(n);
     }
-    // Settings only the file has.
-    if let Some(n) = file.max_line_length {
-        builder = builder.max_line_length(n);
-    }
-    if let Some(n) = file.max_login_failures {
-        builder = builder.max_login_failures(n);
-    }
     let ban_threshold = pick(matches, "ban_threshold", args.ban_threshold, file.ban_threshold);
     let user_lockout = pick(matches, "user_lockout", args.user_lockout, file.user_lockout);
     if ban_threshold > 0 || user_lockout > 0 {
@@ -303,6 +296,13 @@ fn run(
             policy = policy.allow(net);
         }
         builder = builder.ban_policy(policy);
+    }
+    // Settings only the file has.
+    if let Some(n) = file.max_line_length {
+        builder = builder.max_line_length(n);
+    }
+    if let Some(n) = file.max_login_failures {
+        builder = builder.max_login_failures(n);
     }
     if let Some(s) = file.shutdown_grace {
         builder = builder.shutdown_grace(secs(s));
