@@ -406,3 +406,30 @@ fn sighup_reloads_the_users_of_the_config_file() {
     assert_eq!(login_code(&server, "erin", "pw2"), 230);
     assert_eq!(login_code(&server, "frank", ""), 530);
 }
+
+#[test]
+fn an_embedder_can_hand_the_server_its_own_listener() {
+    use ringftp::{FsStorage, Server, User, UserList};
+    let scratch = Scratch::new("embed-listener");
+    std::fs::write(scratch.join("f.txt"), b"inherited\n").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (lo, hi) = passive_ports_block();
+    let users = UserList::new().user_with_password(User::new(USER), PASS.as_bytes());
+    let handle = Server::builder(FsStorage::new(scratch.path()).unwrap(), users)
+        .listener(listener)
+        .passive_ports(lo..=hi)
+        .cores(2)
+        .build()
+        .unwrap()
+        .start()
+        .unwrap();
+    // Only the given socket: no default 127.0.0.1:2121.
+    assert_eq!(handle.local_addrs(), [addr]);
+    for _ in 0..4 {
+        let mut c = Control::connect(addr, TIMEOUT);
+        c.login(USER, PASS);
+        assert_eq!(c.download("f.txt").expect("download"), b"inherited\n");
+    }
+    handle.shutdown();
+}
