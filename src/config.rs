@@ -11,6 +11,9 @@ use crate::storage::UploadPolicy;
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) listen: Vec<SocketAddr>,
+    /// Listening sockets made by the host (socket activation); see
+    /// [`crate::ServerBuilder::listener`].
+    pub(crate) listeners: Vec<std::sync::Arc<std::net::TcpListener>>,
     pub(crate) passive_ports: RangeInclusive<u16>,
     pub(crate) public_address: Option<IpAddr>,
     pub(crate) cores: usize,
@@ -31,12 +34,15 @@ pub(crate) struct Config {
     pub(crate) dangerous_foreign_data: bool,
     pub(crate) active_source_port: bool,
     pub(crate) metrics: Option<SocketAddr>,
+    /// The ban list's policy (`None`: no ban list); see [`crate::ServerBuilder::ban_policy`].
+    pub(crate) ban: Option<crate::ban::BanPolicy>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Vec::new(),
+            listeners: Vec::new(),
             passive_ports: 49152..=65534,
             public_address: None,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -57,6 +63,7 @@ impl Default for Config {
             dangerous_foreign_data: false,
             active_source_port: false,
             metrics: None,
+            ban: None,
         }
     }
 }

@@ -83,6 +83,8 @@ pub struct TransferRecord {
     pub duration: Duration,
     /// Whether every byte arrived (false: aborted, connection lost, storage error).
     pub complete: bool,
+    /// Whether the transfer was in ASCII mode (TYPE A: line endings converted), not binary.
+    pub ascii: bool,
 }
 
 /// Receives events. Called on a shard thread: it must return quickly and never block.

@@ -51,6 +51,7 @@
 #![warn(missing_docs, unreachable_pub, clippy::undocumented_unsafe_blocks)]
 
 pub mod auth;
+pub mod ban;
 mod config;
 mod datapath;
 mod engine;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::ban::BanPolicy;
 use crate::engine;
 use crate::events::EventListener;
 use crate::storage::{Storage, UploadPolicy};
@@ -79,6 +80,15 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// `127.0.0.1:2121` when none is given.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.config.listen.push(addr);
+        self
+    }
+
+    /// Serves a listening socket made elsewhere: by systemd socket activation, or a supervisor
+    /// that binds port 21 and drops its privileges. Every shard accepts on a duplicate of it,
+    /// so they share its one queue (no SO_REUSEPORT spreading). Repeatable, and combines with
+    /// [`ServerBuilder::listen`]; when neither is given the server listens on `127.0.0.1:2121`.
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.config.listeners.push(Arc::new(listener));
         self
     }
 
@@ -225,6 +235,15 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
+    /// Keeps a ban list shared by all shards: addresses whose logins fail (or that are refused)
+    /// too often are turned away at accept with 421 for a time that grows on repeat, and user
+    /// names can be locked out after failures from any address; see [`crate::ban`]. Default:
+    /// no ban list (failures count per connection only, see `max_login_failures`).
+    pub fn ban_policy(mut self, policy: BanPolicy) -> Self {
+        self.config.ban = Some(policy);
+        self
+    }
+
     /// Serves Prometheus metrics at `http://ADDR/metrics` (port 0: any free port, see
     /// [`ServerHandle::metrics_addr`]).
     pub fn metrics(mut self, addr: SocketAddr) -> Self {
@@ -235,7 +254,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// Checks the configuration.
     pub fn build(mut self) -> Result<Server<S, A>, BuildError> {
         let c = &mut self.config;
-        if c.listen.is_empty() {
+        if c.listen.is_empty() && c.listeners.is_empty() {
             c.listen.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2121));
         }
         if c.passive_ports.is_empty() || *c.passive_ports.start() == 0 {

@@ -27,9 +27,23 @@ fn help_exits_zero_and_mentions_every_flag() {
         "--greeting",
         "--log-level",
         "--hash-password",
+        "--version",
+        "--log-format",
+        "--xferlog",
+        "--ban-threshold",
+        "--ban-time",
+        "--ban-allow",
+        "--user-lockout",
     ] {
         assert!(out.stdout.contains(flag), "--help does not mention {flag}:\n{}", out.stdout);
     }
+}
+
+#[test]
+fn version_prints_the_name_and_the_crate_version() {
+    let out = run_text(Command::new(BIN).arg("--version"));
+    assert!(out.status.success(), "{}", out.describe());
+    assert_eq!(out.stdout.trim(), format!("ringftpd {}", env!("CARGO_PKG_VERSION")), "{}", out.describe());
 }
 
 #[test]
@@ -92,6 +106,23 @@ fn inverted_passive_range_is_refused() {
         Duration::from_secs(10),
     );
     assert!(!out.status.success(), "{}", out.describe());
+}
+
+#[test]
+fn bad_ban_allow_network_is_refused() {
+    let out = run_text_timeout(
+        Command::new(BIN).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--ban-threshold",
+            "3",
+            "--ban-allow",
+            "10.0.0.0/8,nope",
+        ]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", out.describe());
+    assert!(out.stderr.contains("nope"), "{}", out.describe());
 }
 
 #[test]

@@ -45,6 +45,7 @@ struct Running {
     events: mpsc::UnboundedReceiver<Event>,
     kind: TransferKind,
     path: Vec<u8>,
+    /// TYPE A: for TransferRecord::ascii.
     ascii: bool,
     started: Instant,
     moved: Rc<Cell<u64>>,
@@ -522,6 +523,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             bytes,
             duration: running.started.elapsed(),
             complete: matches!(outcome, TransferOutcome::Completed { .. }),
+            ascii: running.ascii,
         };
         self.emit(if upload { HostEvent::Upload(record) } else { HostEvent::Download(record) });
     }

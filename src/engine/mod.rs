@@ -89,6 +89,21 @@ fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::T
     Ok(out)
 }
 
+/// A listener the host made ([`crate::ServerBuilder::listener`]): one duplicate of it per
+/// shard, all accepting from the same queue; and its address.
+fn inherited_listeners(
+    listener: &std::net::TcpListener,
+    shards: usize,
+) -> Result<(SocketAddr, Vec<std::net::TcpListener>), StartError> {
+    let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+    let addr = listener.local_addr().map_err(|e| StartError::Bind(unknown, e))?;
+    // The shards' accept loops need it non-blocking; the flag is on the shared file
+    // description, so one call covers every duplicate.
+    listener.set_nonblocking(true).map_err(|e| StartError::Bind(addr, e))?;
+    let dups = (0..shards).map(|_| listener.try_clone()).collect::<io::Result<Vec<_>>>();
+    Ok((addr, dups.map_err(|e| StartError::Bind(addr, e))?))
+}
+
 /// Binds the listeners, starts the shards, and returns once all of them run.
 pub(crate) fn start<S: Storage, A: Authenticator>(
     config: Config,
@@ -104,6 +119,13 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         if let Some(first) = listeners.first() {
             local_addrs.push(first.local_addr().map_err(|e| StartError::Bind(addr, e))?);
         }
+        for (slot, l) in per_shard.iter_mut().zip(listeners) {
+            slot.push(l);
+        }
+    }
+    for listener in &config.listeners {
+        let (addr, listeners) = inherited_listeners(listener, shards)?;
+        local_addrs.push(addr);
         for (slot, l) in per_shard.iter_mut().zip(listeners) {
             slot.push(l);
         }

@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Component, Path, PathBuf};
 
+use ringftp::ban::IpNet;
 use ringftp::{Permissions, UploadPolicy, User};
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
@@ -41,6 +42,13 @@ pub struct FileConfig {
     pub stall_timeout: Option<u64>,
     pub max_line_length: Option<usize>,
     pub max_login_failures: Option<u32>,
+    pub ban_threshold: Option<u32>,
+    /// Seconds.
+    pub ban_time: Option<u64>,
+    /// Networks (`10.0.0.0/8`) or addresses never banned.
+    #[serde(default, deserialize_with = "networks")]
+    pub ban_allow: Option<Vec<IpNet>>,
+    pub user_lockout: Option<u32>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_ip: Option<u32>,
     /// Seconds.
@@ -51,6 +59,9 @@ pub struct FileConfig {
     pub uploads: Option<Uploads>,
     pub metrics: Option<SocketAddr>,
     pub log_level: Option<String>,
+    pub log_format: Option<LogFormat>,
+    /// The transfer log; relative to the file's directory, like `root`.
+    pub xferlog: Option<PathBuf>,
     pub anonymous: Option<bool>,
     /// Relative to the storage root; setting it turns anonymous access on unless
     /// `anonymous = false`.
@@ -61,6 +72,16 @@ pub struct FileConfig {
     pub active_source_port: Option<bool>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
+}
+
+/// `log_format = "text" | "json"`, and `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 /// `uploads = "keep" | "atomic"`.
@@ -336,6 +357,15 @@ fn check_hash(hash: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    list.iter()
+        .map(|s| crate::parse_network(s))
+        .collect::<Result<_, _>>()
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
 fn passive_ports<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RangeInclusive<u16>>, D::Error> {
     let text = String::deserialize(d)?;
     crate::parse_range(&text).map(Some).map_err(serde::de::Error::custom)
@@ -418,10 +448,13 @@ mod tests {
         assert!(c.public_address.is_some() && c.cores.is_some() && c.greeting.is_some());
         assert!(c.idle_timeout.is_some() && c.login_timeout.is_some() && c.data_timeout.is_some());
         assert!(c.max_line_length.is_some() && c.max_login_failures.is_some());
+        assert!(c.ban_threshold.is_some() && c.ban_time.is_some() && c.ban_allow.is_some());
+        assert!(c.user_lockout.is_some());
         assert!(c.max_sessions.is_some() && c.max_sessions_per_ip.is_some());
         assert!(c.shutdown_grace.is_some() && c.pipe_size.is_some() && c.splice.is_some());
         assert!(c.upload_pipe_size.is_some());
         assert!(c.uploads.is_some() && c.metrics.is_some() && c.log_level.is_some());
+        assert!(c.log_format.is_some() && c.xferlog.is_some());
         assert!(c.anonymous.is_some() && c.anonymous_home.is_some() && c.users_file.is_some());
         assert!(c.dangerous_allow_foreign_data_connections.is_some() && c.active_source_port.is_some());
         let users = loaded.config_users();

@@ -1,19 +1,25 @@
 //! `ringftpd`: serve a directory over FTP with one command, or from a configuration file.
 
 mod config;
+mod reload;
+mod systemd;
+mod xferlog;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use nix::sys::signal::{SigSet, Signal};
+use ringftp::ban::{BanPolicy, IpNet};
 use ringftp::{FsStorage, Server, UploadPolicy, User, UserList};
 
-use config::{FileConfig, Password};
+use config::{FileConfig, LogFormat, Password};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,8 +28,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// With no --user, --users-file, --anonymous or users in the --config file, anonymous
 /// read-only access is enabled.
-#[derive(Debug, Parser)]
-#[command(version, about)]
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ringftpd", version, about)]
 struct Args {
     /// Read settings from a TOML file (see ringftpd.example.toml); flags given on the command
     /// line override it.
@@ -80,6 +86,22 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     login_timeout: u64,
 
+    /// Ban an address after N failed logins or refusals within 10 minutes (0: off).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    ban_threshold: u32,
+
+    /// Seconds of the first ban (or user lockout); each repeat doubles it, up to a day.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    ban_time: u64,
+
+    /// Networks or addresses never banned (e.g. 10.0.0.0/8,192.0.2.1).
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_network)]
+    ban_allow: Vec<IpNet>,
+
+    /// Lock a user name out after N failed logins from any address (0: off).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    user_lockout: u32,
+
     /// Most sessions at once (0: no limit); more get 421.
     #[arg(long, value_name = "N", default_value_t = 20_000)]
     max_sessions: usize,
@@ -114,6 +136,14 @@ struct Args {
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
 
+    /// Log lines as `text` or `json` (one object per line).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+
+    /// Append a line per finished or aborted transfer to this file, in vsftpd's xferlog format.
+    #[arg(long, value_name = "PATH")]
+    xferlog: Option<PathBuf>,
+
     /// Read a password from standard input, print its argon2 hash for --users-file, and exit.
     #[arg(long)]
     hash_password: bool,
@@ -124,6 +154,14 @@ fn parse_user(s: &str) -> Result<(String, String), String> {
         Some((name, pass)) if !name.is_empty() => Ok((name.to_string(), pass.to_string())),
         _ => Err("expected NAME:PASSWORD".into()),
     }
+}
+
+/// `10.0.0.0/8`, or one address (`192.0.2.1`, `::1`).
+fn parse_network(s: &str) -> Result<IpNet, String> {
+    let s = s.trim();
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{s:?} is not a network (10.0.0.0/8) or an address"))
 }
 
 fn parse_uploads(s: &str) -> Result<UploadPolicy, String> {
@@ -150,7 +188,9 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(err) => err.exit(),
     };
-    match run(args, &matches) {
+    // SAFETY: no other thread has started yet.
+    let activated = unsafe { systemd::take_listeners() };
+    match run(args, &matches, activated) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("ringftpd: {msg}");
@@ -172,7 +212,12 @@ fn pick<T>(matches: &ArgMatches, id: &str, flag: T, file: Option<T>) -> T {
     }
 }
 
-fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
+/// `activated`: the listeners systemd passed (socket activation), served instead of --listen.
+fn run(
+    args: Args,
+    matches: &ArgMatches,
+    activated: Result<Vec<std::net::TcpListener>, String>,
+) -> Result<(), String> {
     if args.hash_password {
         let mut line = String::new();
         std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read password: {e}"))?;
@@ -182,22 +227,17 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
         println!("{hash}");
         return Ok(());
     }
-    let (file, base) = match &args.config {
-        Some(path) => {
-            let file = config::load(path).map_err(|e| e.to_string())?;
-            // Paths in the file are relative to it, so the server can start from anywhere.
-            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            (file, base.to_owned())
-        }
-        None => (FileConfig::default(), PathBuf::from(".")),
-    };
+    let (file, base) = load_config(&args)?;
 
     let log_level = pick(matches, "log_level", args.log_level.clone(), file.log_level.clone());
     let filter = tracing_subscriber::EnvFilter::try_new(&log_level)
         .map_err(|e| format!("bad log level {log_level:?}: {e}"))?;
-    // Colours only on a terminal: logs sent to a file or journal stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match pick(matches, "log_format", args.log_format, file.log_format) {
+        // Colours only on a terminal: logs sent to a file or journal stay plain text.
+        LogFormat::Text => log.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => log.json().with_ansi(false).init(),
+    }
 
     raise_fd_limit();
     // A write past RLIMIT_FSIZE must fail with EFBIG (answered 452), not kill the server.
@@ -210,7 +250,9 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     let storage = FsStorage::new(&root).map_err(|e| format!("cannot serve {}: {e}", root.display()))?;
 
     let (users, anonymous) = users(&args, matches, &file, &base, &root)?;
-    let mut builder = Server::builder(storage, users)
+    let auth = reload::Reloadable::new(users);
+    let anonymous_now = Arc::new(AtomicBool::new(anonymous));
+    let mut builder = Server::builder(storage, auth.clone())
         .passive_ports(pick(matches, "passive_ports", args.passive_ports.clone(), file.passive_ports.clone()))
         .greeting(pick(matches, "greeting", args.greeting.clone(), file.greeting.clone()))
         .idle_timeout(secs(pick(matches, "idle_timeout", args.idle_timeout, file.idle_timeout)))
@@ -225,8 +267,19 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
             file.max_sessions_per_ip,
         ))
         .uploads(pick(matches, "uploads", args.uploads, file.uploads.map(UploadPolicy::from)));
-    for addr in pick(matches, "listen", args.listen.clone(), file.listen.clone()) {
-        builder = builder.listen(addr);
+    let activated = activated?;
+    if activated.is_empty() {
+        for addr in pick(matches, "listen", args.listen.clone(), file.listen.clone()) {
+            builder = builder.listen(addr);
+        }
+    } else {
+        tracing::info!(
+            sockets = activated.len(),
+            "socket activation: serving the sockets systemd passed, not --listen"
+        );
+        for listener in activated {
+            builder = builder.listener(listener);
+        }
     }
     if let Some(ip) = args.public_address.or(file.public_address) {
         builder = builder.public_address(ip);
@@ -236,6 +289,19 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     }
     if let Some(n) = args.cores.or(file.cores) {
         builder = builder.cores(n);
+    }
+    let ban_threshold = pick(matches, "ban_threshold", args.ban_threshold, file.ban_threshold);
+    let user_lockout = pick(matches, "user_lockout", args.user_lockout, file.user_lockout);
+    if ban_threshold > 0 || user_lockout > 0 {
+        let ban_time = secs(pick(matches, "ban_time", args.ban_time, file.ban_time));
+        let mut policy = BanPolicy::new(ban_threshold)
+            .ban_time(ban_time)
+            .user_lockout(user_lockout)
+            .user_lockout_time(ban_time);
+        for net in pick(matches, "ban_allow", args.ban_allow.clone(), file.ban_allow.clone()) {
+            policy = policy.allow(net);
+        }
+        builder = builder.ban_policy(policy);
     }
     // Settings only the file has.
     if let Some(n) = file.max_line_length {
@@ -262,13 +328,29 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     if let Some(allow) = file.dangerous_allow_foreign_data_connections {
         builder = builder.dangerous_allow_foreign_data_connections(allow);
     }
+    let xferlog_path = match &file.xferlog {
+        Some(path) if !given(matches, "xferlog") => Some(base.join(path)),
+        _ => args.xferlog.clone(),
+    };
+    let mut xferlog = None;
+    if let Some(path) = xferlog_path {
+        // UserList names every anonymous login `anonymous`.
+        let on = Arc::clone(&anonymous_now);
+        let is_anonymous: xferlog::IsAnonymous =
+            Arc::new(move |name| on.load(Ordering::Relaxed) && name == "anonymous");
+        let (listener, writer) = xferlog::open(&path, is_anonymous)
+            .map_err(|e| format!("cannot open the transfer log {}: {e}", path.display()))?;
+        builder = builder.events(listener);
+        xferlog = Some(writer);
+    }
     let server = builder.build().map_err(|e| e.to_string())?;
 
-    // Block SIGINT/SIGTERM before the shard threads start, so they inherit the mask and the
-    // signals reach this thread's sigwait: Ctrl-C is a graceful shutdown.
+    // Block SIGINT/SIGTERM/SIGHUP before the shard threads start, so they inherit the mask and
+    // the signals reach this thread's sigwait: Ctrl-C is a graceful shutdown, SIGHUP a reload.
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGHUP);
     signals.thread_block().map_err(|e| format!("cannot block signals: {e}"))?;
 
     let handle = server.start().map_err(|e| e.to_string())?;
@@ -282,15 +364,80 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
     for addr in handle.local_addrs() {
         println!("ringftpd listening on {addr}");
     }
+    systemd::ready(handle.local_addrs());
     let trigger = handle.shutdown_trigger();
-    std::thread::spawn(move || {
-        if let Ok(sig) = signals.wait() {
-            tracing::info!(signal = ?sig, "shutting down");
-            trigger.trigger();
+    let reopen_xferlog = xferlog.as_ref().map(xferlog::Writer::reopener);
+    let reloader = Reloader { args, matches: matches.clone(), root, auth, anonymous: anonymous_now };
+    std::thread::spawn(move || loop {
+        match signals.wait() {
+            Ok(Signal::SIGHUP) => {
+                tracing::info!("SIGHUP: reloading");
+                systemd::reloading();
+                if let Some(xferlog) = &reopen_xferlog {
+                    xferlog.reopen();
+                }
+                systemd::reloaded(&reloader.reload());
+            }
+            Ok(sig) => {
+                tracing::info!(signal = ?sig, "shutting down");
+                systemd::stopping();
+                trigger.trigger();
+                break;
+            }
+            Err(_) => break,
         }
     });
     handle.wait();
+    if let Some(writer) = xferlog {
+        writer.finish();
+    }
     Ok(())
+}
+
+/// The config file (or the defaults, without one) and the directory its paths are relative to.
+fn load_config(args: &Args) -> Result<(FileConfig, PathBuf), String> {
+    Ok(match &args.config {
+        Some(path) => {
+            let file = config::load(path).map_err(|e| e.to_string())?;
+            // Paths in the file are relative to it, so the server can start from anywhere.
+            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            (file, base.to_owned())
+        }
+        None => (FileConfig::default(), PathBuf::from(".")),
+    })
+}
+
+/// What SIGHUP reloads: the users (users file, `[[users]]`, anonymous access). The other
+/// settings (listeners, limits, TLS...) take a restart for now.
+struct Reloader {
+    args: Args,
+    matches: ArgMatches,
+    /// The storage root, fixed at start-up (homes are checked under it).
+    root: PathBuf,
+    auth: reload::Reloadable,
+    anonymous: Arc<AtomicBool>,
+}
+
+impl Reloader {
+    /// Rereads the files and swaps the new users in, or keeps the old ones and logs why;
+    /// returns a one-line status for the service manager.
+    fn reload(&self) -> String {
+        let loaded = load_config(&self.args)
+            .and_then(|(file, base)| users(&self.args, &self.matches, &file, &base, &self.root));
+        match loaded {
+            Ok((list, anonymous)) => {
+                let n = list.len();
+                self.auth.store(list);
+                self.anonymous.store(anonymous, Ordering::Relaxed);
+                tracing::info!(users = n, anonymous, "reloaded the users (other settings take a restart)");
+                format!("reloaded {n} users")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload failed, keeping the users as they were");
+                format!("reload failed, kept the users as they were: {e}")
+            }
+        }
+    }
 }
 
 fn secs(s: u64) -> Duration {
