@@ -65,6 +65,21 @@ pub enum Event {
         /// The path.
         path: PathBuf,
     },
+    /// Failed logins (or refusals) from this address crossed the ban threshold: it is
+    /// refused at accept for `duration`.
+    Banned {
+        /// The banned address.
+        ip: std::net::IpAddr,
+        /// How long the ban lasts.
+        duration: Duration,
+    },
+    /// Failed logins for this name, from any address, crossed the lockout threshold.
+    LockedOut {
+        /// The user name.
+        user: String,
+        /// How long the lockout lasts.
+        duration: Duration,
+    },
 }
 
 /// How a transfer went.

@@ -40,6 +40,11 @@ struct CodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BanLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShardLabel {
     shard: usize,
 }
@@ -54,6 +59,8 @@ pub(crate) struct Metrics {
     transfers: Family<TransferLabel, Counter>,
     errors: Family<CodeLabel, Counter>,
     passive_ports: Family<ShardLabel, Gauge>,
+    bans: Family<BanLabel, Counter>,
+    banned_refusals: Counter,
     ports: Arc<PortPool>,
 }
 
@@ -66,6 +73,14 @@ impl Metrics {
         let transfers = Family::<TransferLabel, Counter>::default();
         let errors = Family::<CodeLabel, Counter>::default();
         let passive_ports = Family::<ShardLabel, Gauge>::default();
+        let bans = Family::<BanLabel, Counter>::default();
+        let banned_refusals = Counter::default();
+        registry.register("bans", "Bans imposed, on an address or a user name", bans.clone());
+        registry.register(
+            "banned_connections_refused",
+            "Connections refused because their address is banned",
+            banned_refusals.clone(),
+        );
         registry.register("sessions", "Control connections open", sessions.clone());
         registry.register("logins", "Login attempts by result", logins.clone());
         registry.register("bytes", "Bytes moved on data connections, by direction", bytes.clone());
@@ -76,7 +91,18 @@ impl Metrics {
             "Passive ports leased, by shard slice",
             passive_ports.clone(),
         );
-        Arc::new(Metrics { registry, sessions, logins, bytes, transfers, errors, passive_ports, ports })
+        Arc::new(Metrics {
+            registry,
+            sessions,
+            logins,
+            bytes,
+            transfers,
+            errors,
+            passive_ports,
+            bans,
+            banned_refusals,
+            ports,
+        })
     }
 
     pub(crate) fn session_opened(&self) {
@@ -95,6 +121,15 @@ impl Metrics {
         self.transfers.get_or_create(&TransferLabel { command, result }).inc();
         let direction = if upload { "in" } else { "out" };
         self.bytes.get_or_create(&DirectionLabel { direction }).inc_by(bytes);
+    }
+
+    /// A ban was imposed: `kind` is "address" or "user".
+    pub(crate) fn ban(&self, kind: &'static str) {
+        self.bans.get_or_create(&BanLabel { kind }).inc();
+    }
+
+    pub(crate) fn banned_refusal(&self) {
+        self.banned_refusals.inc();
     }
 
     pub(crate) fn reply(&self, code: u16) {

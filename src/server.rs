@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::auth::Authenticator;
-use crate::config::Config;
 use crate::ban::BanPolicy;
+use crate::config::Config;
 use crate::engine;
 use crate::events::EventListener;
 use crate::storage::{Storage, UploadPolicy};

@@ -27,6 +27,7 @@ use tracing::Instrument;
 use super::users::UserLease;
 use super::{limits, Shard};
 use crate::auth::{AuthError, Authenticator};
+use crate::ban::Verdict;
 use crate::datapath::{self, AcceptPolicy, DataConnect, Event, Payload, PendingAccept, TransferEnv};
 use crate::events::{Event as HostEvent, TransferRecord};
 use crate::proto::address::canonical;
@@ -124,6 +125,18 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
             // Accepted in the moment the server began to shut down: refuse, do not greet.
             guard.0.metrics.reply(code::NOT_AVAILABLE.get());
             refuse(&stream, Reply::new(code::NOT_AVAILABLE, "Server shutting down."));
+            return;
+        }
+        if let Some(left) =
+            guard.0.bans.as_ref().and_then(|b| b.is_banned(peer.ip(), std::time::Instant::now()))
+        {
+            tracing::info!(%peer, left_secs = left.as_secs(), "connection refused: address banned");
+            guard.0.metrics.banned_refusal();
+            guard.0.metrics.reply(code::NOT_AVAILABLE.get());
+            refuse(
+                &stream,
+                Reply::new(code::NOT_AVAILABLE, "Too many failures from your address; try again later."),
+            );
             return;
         }
         let _permit = match guard.0.limits.admit(peer.ip()) {
@@ -322,8 +335,36 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
     }
 
     async fn authenticate(&mut self, username: String, password: Vec<u8>) {
-        // Boxed: an idle session's future should not carry the authenticator's.
-        let mut result = Box::pin(self.shard.auth.authenticate(&username, &password)).await;
+        let bans = self.shard.bans.clone();
+        let now = std::time::Instant::now();
+        // A locked-out name is refused before the authenticator is asked, like a wrong password.
+        let locked = bans.as_ref().is_some_and(|b| b.is_locked_out(&username, now).is_some());
+        let mut result = if locked {
+            tracing::info!(peer = %self.peer, user = %username, "login refused: user locked out");
+            Err(AuthError::BadCredentials)
+        } else {
+            // Boxed: an idle session's future should not carry the authenticator's.
+            Box::pin(self.shard.auth.authenticate(&username, &password)).await
+        };
+        if let Some(bans) = &bans {
+            match &result {
+                Ok(_) => bans.record_login_success(self.peer.ip(), &username, now),
+                Err(AuthError::BadCredentials) => {
+                    let failure = bans.record_login_failure(self.peer.ip(), &username, now);
+                    if let Verdict::Banned(duration) = failure.address {
+                        tracing::warn!(ip = %self.peer.ip(), secs = duration.as_secs(), "address banned");
+                        self.shard.metrics.ban("address");
+                        self.emit(HostEvent::Banned { ip: self.peer.ip(), duration });
+                    }
+                    if let Verdict::Banned(duration) = failure.user {
+                        tracing::warn!(user = %username, secs = duration.as_secs(), "user locked out");
+                        self.shard.metrics.ban("user");
+                        self.emit(HostEvent::LockedOut { user: username.clone(), duration });
+                    }
+                }
+                Err(_) => {}
+            }
+        }
         // A new login gives up the place of the previous one first.
         self.user_lease = None;
         if let Ok(user) = &result {

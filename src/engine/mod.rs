@@ -22,6 +22,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::watch;
 
 use crate::auth::Authenticator;
+use crate::ban::BanList;
 use crate::config::Config;
 use crate::datapath::PipePool;
 use crate::ports::PortPool;
@@ -43,6 +44,8 @@ pub(crate) struct Shard<S, A> {
     pub(crate) limits: Arc<Limits>,
     pub(crate) users: Arc<UserRegistry>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Addresses and user names refused after too many failures, shared by all shards.
+    pub(crate) bans: Option<Arc<BanList>>,
     pub(crate) events: Option<Arc<dyn EventListener>>,
     /// Pipes for downloads, and larger ones for uploads (see `Config::upload_pipe_size`).
     pub(crate) pipes: Rc<PipePool>,
@@ -133,6 +136,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
     let ports = PortPool::new(config.passive_ports.clone(), shards);
     let limits = Limits::new(config.max_sessions, config.max_sessions_per_ip);
     let users = Arc::new(UserRegistry::default());
+    let bans = config.ban.clone().map(|policy| Arc::new(BanList::new(policy, std::time::Instant::now())));
     let metrics = Metrics::new(Arc::clone(&ports));
     let metrics_listener = match config.metrics {
         Some(addr) => Some(metrics::bind(addr).map_err(|e| StartError::Bind(addr, e))?),
@@ -150,6 +154,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         let limits = Arc::clone(&limits);
         let users = Arc::clone(&users);
         let metrics = Arc::clone(&metrics);
+        let bans = bans.clone();
         let events = events.clone();
         let shutdown = shutdown_rx.clone();
         let ready = ready_tx.clone();
@@ -175,6 +180,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
                     limits,
                     users,
                     metrics,
+                    bans,
                     events,
                     sessions: Cell::new(0),
                     shutdown,
