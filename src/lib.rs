@@ -21,8 +21,9 @@
 //!
 //! - [`proto`] and [`session`] are sans-IO: parsing, replies and the per-connection state
 //!   machine are pure, unit-tested with tables and transcripts, and fuzzed.
-//! - The engine (one thread and one io_uring per core) and the data path are private; they
-//!   are the only code that knows the runtime.
+//! - The engine (one thread per core, on io_uring, or on epoll where io_uring is blocked:
+//!   see [`Engine`]) and the data path are private; they are the only code that knows the
+//!   runtime.
 //! - A host plugs in its own [`Storage`] and [`Authenticator`]; [`FsStorage`] (confined to
 //!   its root by `openat2(RESOLVE_BENEATH)`) and [`UserList`] (argon2 hashes) are built in.
 //!
@@ -58,5 +59,5 @@ pub mod session;
 pub mod storage;
 
 pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
-pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
+pub use server::{BuildError, Engine, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
 pub use storage::{DataSink, DataSource, ErrorKind, FsStorage, Storage, StorageError, UploadPolicy};

@@ -3,15 +3,16 @@
 //!
 //! The storage side is opened *before* the data connection is used, so a missing file is a
 //! plain 550 without a 150 first. Files move by splice (see `transfer.rs`); everything else
-//! through a buffer. This module and `engine/` are the only places that know io_uring.
+//! through a buffer. Only `uring.rs` here (through `fileio.rs`) and `engine/uring.rs` know io_uring.
 
 mod ascii;
 mod connect;
+mod fileio;
 mod pagecache;
 mod pipes;
 mod rate;
-mod splice;
 mod transfer;
+mod uring;
 
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc::UnboundedSender;
 
 pub(crate) use connect::{open_passive, AcceptPolicy, PendingAccept};
+pub(crate) use fileio::FileIo;
 pub(crate) use pipes::PipePool;
 pub(crate) use rate::RateLimit;
 use transfer::{DataError, Meter};
@@ -57,6 +59,8 @@ pub(crate) enum Event {
 pub(crate) struct TransferEnv<S> {
     pub(crate) storage: Arc<S>,
     pub(crate) pipes: Rc<PipePool>,
+    /// How the engine does file I/O that may block.
+    pub(crate) file_io: FileIo,
     pub(crate) user: User,
     pub(crate) connect_timeout: Duration,
     /// Binary file transfers by splice rather than a buffered copy.
@@ -135,10 +139,11 @@ async fn run_transfer<S: Storage>(
     let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved, unyielded: Cell::new(0) };
     let result = match opened {
         Opened::Source(DataSource::File(file), len) if !t.ascii && env.splice => {
-            transfer::send_file(OwnedFd::from(file), t.offset, len, &sock, &env.pipes, &meter).await
+            transfer::send_file(OwnedFd::from(file), t.offset, len, &sock, &env.pipes, env.file_io, &meter)
+                .await
         }
-        Opened::Source(DataSource::File(file), _) => {
-            transfer::send_file_buffered(file, t.offset, &mut sock, t.ascii, &meter).await
+        Opened::Source(DataSource::File(file), len) => {
+            transfer::send_file_buffered(file, t.offset, len, &mut sock, t.ascii, env.file_io, &meter).await
         }
         Opened::Source(DataSource::Stream(s), _) => {
             transfer::send_stream(s, &mut sock, t.ascii, &meter).await
@@ -151,9 +156,9 @@ async fn run_transfer<S: Storage>(
                 }
             }
             if !t.ascii && env.splice {
-                transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes, &meter).await
+                transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes, env.file_io, &meter).await
             } else {
-                transfer::receive_file_buffered(&mut sock, file, t.ascii, &meter).await
+                transfer::receive_file_buffered(&mut sock, file, t.ascii, env.file_io, &meter).await
             }
         }
         Opened::Sink(DataSink::Stream(s), _, _) => {

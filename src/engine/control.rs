@@ -43,7 +43,35 @@ const READ_BUF: usize = 512;
 /// Commands kept while a transfer runs before the connection stops reading.
 const MAX_DEFERRED: usize = 64;
 
-type Stream = tokio_uring::net::TcpStream;
+type Stream = tokio::net::TcpStream;
+
+/// Reads into the spare capacity of `buf` once the socket is readable; owns the buffer so
+/// that the pending read can live across the control loop's iterations.
+async fn read_owned(stream: Rc<Stream>, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+    loop {
+        if let Err(e) = stream.readable().await {
+            return (Err(e), buf);
+        }
+        match stream.try_read_buf(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            res => return (res, buf),
+        }
+    }
+}
+
+/// Writes all of `buf` as the socket becomes writable.
+async fn write_all(stream: &Stream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = buf.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
 
 struct Running {
     task: JoinHandle<()>,
@@ -70,7 +98,7 @@ struct Control<S, A> {
     user_lease: Option<UserLease>,
 }
 
-/// Runs `f` on a socket2 view of the control socket (tokio-uring exposes only the raw fd).
+/// Runs `f` on a socket2 view of the control socket.
 fn with_socket<R>(stream: &Stream, f: impl FnOnce(socket2::SockRef<'_>) -> R) -> R {
     // SAFETY: the stream owns the descriptor and outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) };
@@ -125,8 +153,9 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
                     limits::Refusal::Total => b"421 Too many users, try again later.\r\n",
                     limits::Refusal::PerAddress => b"421 Too many connections from your address.\r\n",
                 };
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.write_all(text)).await;
-                let _ = stream.shutdown(std::net::Shutdown::Both);
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), write_all(&stream, text)).await;
+                let _ = with_socket(&stream, |s| s.shutdown(std::net::Shutdown::Both));
                 return;
             }
         };
@@ -198,7 +227,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let mut idle_deadline = Instant::now() + idle;
         let login_deadline = Instant::now() + self.shard.config.login_timeout;
         let stream = Rc::clone(&self.stream);
-        let read = stream.read(Vec::with_capacity(READ_BUF));
+        let read = read_owned(Rc::clone(&stream), Vec::with_capacity(READ_BUF));
         tokio::pin!(read);
         let timer = tokio::time::sleep_until(idle_deadline);
         tokio::pin!(timer);
@@ -231,7 +260,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     Ok(n) if n > 0 => {
                         self.lines.push(&buf);
                         buf.clear();
-                        read.set(stream.read(buf));
+                        read.set(read_owned(Rc::clone(&stream), buf));
                         idle_deadline = Instant::now() + idle;
                     }
                     // End of stream or a reset: the client is gone.
@@ -457,6 +486,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             } else {
                 &self.shard.pipes
             }),
+            file_io: self.shard.file_io,
             user,
             connect_timeout: self.shard.config.data_timeout,
             splice: self.shard.config.splice,
@@ -477,7 +507,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         tracing::debug!(kind = ?transfer.kind, path = %String::from_utf8_lossy(&transfer.path), "transfer");
         let (tx, events) = mpsc::unbounded_channel();
         let (kind, path) = (transfer.kind, transfer.path.clone());
-        let task = tokio_uring::spawn(datapath::run(env, transfer, connect, tx).in_current_span());
+        let task = tokio::task::spawn_local(datapath::run(env, transfer, connect, tx).in_current_span());
         self.transfer = Some(Running { task, events, kind, path, started: Instant::now(), moved });
     }
 
@@ -576,17 +606,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         if self.out.is_empty() {
             return Ok(());
         }
-        let buf = std::mem::take(&mut self.out);
         // A client that never reads its replies must not hold the session forever.
-        let write = self.stream.write_all(buf);
-        match tokio::time::timeout(self.shard.config.idle_timeout, write).await {
-            Ok((res, mut buf)) => {
-                buf.clear();
-                self.out = buf;
-                res
-            }
+        let write = write_all(&self.stream, &self.out);
+        let res = match tokio::time::timeout(self.shard.config.idle_timeout, write).await {
+            Ok(res) => res,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read replies")),
-        }
+        };
+        self.out.clear();
+        res
     }
 
     fn finish(&mut self) {
@@ -595,6 +622,6 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             self.transfer_ended(&running, TransferOutcome::ConnectionLost);
         }
         self.close_passive();
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        let _ = with_socket(&self.stream, |s| s.shutdown(std::net::Shutdown::Both));
     }
 }

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::{Range, RangeInclusive};
 use std::path::{Component, Path, PathBuf};
 
-use ringftp::{Permissions, UploadPolicy, User};
+use ringftp::{Engine, Permissions, UploadPolicy, User};
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -47,6 +47,7 @@ pub struct FileConfig {
     pub upload_pipe_size: Option<usize>,
     pub splice: Option<bool>,
     pub uploads: Option<Uploads>,
+    pub engine: Option<EngineName>,
     pub metrics: Option<SocketAddr>,
     pub log_level: Option<String>,
     pub anonymous: Option<bool>,
@@ -74,6 +75,28 @@ impl From<Uploads> for UploadPolicy {
         match uploads {
             Uploads::Keep => UploadPolicy::Keep,
             Uploads::Atomic => UploadPolicy::Atomic,
+        }
+    }
+}
+
+/// `engine = "auto" | "uring" | "epoll"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineName {
+    /// io_uring if the kernel allows it, else epoll.
+    Auto,
+    /// io_uring only: fail to start where it is blocked.
+    Uring,
+    /// Plain epoll (tokio), e.g. under Docker's default seccomp profile.
+    Epoll,
+}
+
+impl From<EngineName> for Engine {
+    fn from(name: EngineName) -> Self {
+        match name {
+            EngineName::Auto => Engine::Auto,
+            EngineName::Uring => Engine::Uring,
+            EngineName::Epoll => Engine::Epoll,
         }
     }
 }
@@ -420,6 +443,7 @@ mod tests {
         assert!(c.shutdown_grace.is_some() && c.pipe_size.is_some() && c.splice.is_some());
         assert!(c.upload_pipe_size.is_some());
         assert!(c.uploads.is_some() && c.metrics.is_some() && c.log_level.is_some());
+        assert!(c.engine.is_some());
         assert!(c.anonymous.is_some() && c.anonymous_home.is_some() && c.users_file.is_some());
         assert!(c.dangerous_allow_foreign_data_connections.is_some() && c.active_source_port.is_some());
         let users = loaded.config_users();

@@ -13,7 +13,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use nix::sys::signal::{SigSet, Signal};
 use ringftp::{FsStorage, Server, UploadPolicy, User, UserList};
 
-use config::{FileConfig, Password};
+use config::{EngineName, FileConfig, Password};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,7 +63,12 @@ struct Args {
     #[arg(long, value_name = "IP")]
     public_address: Option<IpAddr>,
 
-    /// Number of shards (threads, one io_uring each); default: available cores.
+    /// The runtime: `uring` (io_uring), `epoll` (plain tokio, where io_uring is blocked, as
+    /// under Docker's default seccomp profile), or `auto`: io_uring if the kernel allows it.
+    #[arg(long, value_name = "ENGINE", value_enum, default_value = "auto")]
+    engine: EngineName,
+
+    /// Number of shards (threads, one runtime each); default: available cores.
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
 
@@ -218,7 +223,8 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
             args.max_sessions_per_ip,
             file.max_sessions_per_ip,
         ))
-        .uploads(pick(matches, "uploads", args.uploads, file.uploads.map(UploadPolicy::from)));
+        .uploads(pick(matches, "uploads", args.uploads, file.uploads.map(UploadPolicy::from)))
+        .engine(pick(matches, "engine", args.engine, file.engine).into());
     for addr in pick(matches, "listen", args.listen.clone(), file.listen.clone()) {
         builder = builder.listen(addr);
     }
