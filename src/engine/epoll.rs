@@ -15,8 +15,7 @@ use crate::server::StartError;
 pub(super) const FILE_IO: FileIo = FileIo::Blocking;
 
 /// Blocking threads per shard. A file operation holds one while it waits for the disk; more
-/// waiting operations queue. io_uring's io-wq is bounded similarly (by the CPU count for
-/// bounded work such as regular-file I/O).
+/// waiting operations queue, as io_uring's io-wq queues regular-file work past its bound.
 pub(super) const BLOCKING_THREADS: usize = 16;
 
 /// How long a finished shard waits for its blocking pool (a file operation still stuck on the
