@@ -36,6 +36,7 @@ pub(crate) struct Config {
     pub(crate) metrics: Option<SocketAddr>,
     /// The ban list's policy (`None`: no ban list); see [`crate::ServerBuilder::ban_policy`].
     pub(crate) ban: Option<crate::ban::BanPolicy>,
+    pub(crate) engine: crate::Engine,
 }
 
 impl Default for Config {
@@ -64,6 +65,7 @@ impl Default for Config {
             active_source_port: false,
             metrics: None,
             ban: None,
+            engine: crate::Engine::Auto,
         }
     }
 }

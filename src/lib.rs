@@ -26,7 +26,7 @@
 //!   targets and benches but not part of the documented API.
 //! - The engines (one thread per core) and the data path are private and thin: they read,
 //!   feed the session, carry out its actions and write. Every socket is driven by readiness;
-//!   what the io_uring engine adds is file I/O that never blocks a shard.
+//!   what the io_uring engine adds (see [`Engine`]; epoll runs where io_uring is blocked) is file I/O that never blocks a shard.
 //! - A host plugs in its own [`Storage`] and [`Authenticator`]; [`FsStorage`] (confined to
 //!   its root by `openat2(RESOLVE_BENEATH)`) and [`UserList`] (argon2 hashes) are built in.
 //!
@@ -72,7 +72,7 @@ mod types;
 
 pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
 pub use events::{EventListener, TransferRecord};
-pub use server::{BuildError, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
+pub use server::{BuildError, Engine, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
 pub use storage::{
     DataSink, DataSource, DirEntry, ErrorKind, FileKind, FsStorage, Metadata, Storage, StorageError,
     UploadPolicy, WriteMode,

@@ -196,6 +196,13 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
+    /// Which runtime the shards run on (default [`Engine::Auto`]: io_uring where the kernel
+    /// allows it, else epoll).
+    pub fn engine(mut self, engine: Engine) -> Self {
+        self.config.engine = engine;
+        self
+    }
+
     /// Whether binary transfers of files move by splice through a pipe (default), or
     /// through a userspace buffer (for comparison, or for filesystems without splice).
     pub fn splice(mut self, enabled: bool) -> Self {
@@ -315,6 +322,23 @@ impl fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
+/// The runtime the shards run on. Both serve the same protocol with the same sessions,
+/// listeners, port pools and pipes, and drive every socket by readiness; they differ only in
+/// how file I/O that may wait for the disk leaves the shard thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Engine {
+    /// io_uring if `io_uring_setup` works here, else epoll (with one warning that names why).
+    #[default]
+    Auto,
+    /// tokio-uring: file I/O runs in kernel io-wq workers. Fails to start where io_uring is
+    /// blocked (seccomp, `kernel.io_uring_disabled`, old kernels).
+    Uring,
+    /// Plain tokio (epoll): file I/O runs on a small blocking-thread pool per shard. Works
+    /// wherever Linux does, e.g. under Docker's default seccomp profile.
+    Epoll,
+}
+
 /// Why a server could not start.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -361,6 +385,14 @@ impl std::error::Error for StartError {
 }
 
 /// A running server.
+///
+/// Dropping the handle starts a graceful shutdown (as [`ShutdownTrigger::trigger`] does, even
+/// while clones of the trigger live) and stops the metrics endpoint, but does not wait for the
+/// shards: they finish in the background within the grace period. Call [`shutdown`] to wait
+/// for the end, or [`wait`] to keep serving until a trigger fires.
+///
+/// [`shutdown`]: ServerHandle::shutdown
+/// [`wait`]: ServerHandle::wait
 #[derive(Debug)]
 pub struct ServerHandle {
     pub(crate) local_addrs: Vec<SocketAddr>,
@@ -389,21 +421,35 @@ impl ServerHandle {
         self.wait();
     }
 
-    /// Waits until the server ends (after a [`ShutdownTrigger`] fires, or never). Dropping
-    /// the handle without waiting shuts the server down in the background.
-    pub fn wait(self) {
-        for t in self.threads {
+    /// Waits until the server ends: after a [`ShutdownTrigger`] fires, or never.
+    pub fn wait(mut self) {
+        for t in std::mem::take(&mut self.threads) {
             let _ = t.join();
         }
-        if let Some((thread, stop)) = self.metrics {
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            let _ = thread.join();
-        }
+        self.stop_metrics();
     }
 
     /// A signal that shuts the server down from another thread (e.g. a Ctrl-C handler).
     pub fn shutdown_trigger(&self) -> ShutdownTrigger {
         ShutdownTrigger(self.shutdown.clone())
+    }
+
+    /// Stops the metrics thread and waits for it: at most its 50 ms poll, or the end of a
+    /// scrape it is answering (bounded by 2 s socket timeouts).
+    fn stop_metrics(&mut self) {
+        if let Some((thread, stop)) = self.metrics.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    /// Signals shutdown, stops the metrics thread (so its port is free when this returns),
+    /// and leaves the shard threads to end on their own.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        self.stop_metrics();
     }
 }
 

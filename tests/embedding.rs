@@ -45,7 +45,8 @@ impl Lib {
         let builder = Server::builder(FsStorage::new(&root).unwrap(), users)
             .listen("127.0.0.1:0".parse().unwrap())
             .passive_ports(lo..=hi)
-            .shutdown_grace(Duration::from_secs(1));
+            .shutdown_grace(Duration::from_secs(1))
+            .engine(common::engine());
         let handle = configure(builder).build().unwrap().start().unwrap();
         let addr = handle.local_addrs()[0];
         Lib { handle: Some(handle), addr, scratch }

@@ -1,12 +1,17 @@
-//! When io_uring is blocked (as Docker's default seccomp profile does), ringftpd must exit
-//! with a message that names the cause and the fix, not panic. The test blocks
-//! `io_uring_setup` for the child with a real seccomp filter.
+//! When io_uring is blocked (as Docker's default seccomp profile does), `--engine auto` (the
+//! default) must serve on the epoll engine after one warning that names the cause, and
+//! `--engine uring` must exit with a message that names the cause and the fix, not panic.
+//! The tests block `io_uring_setup` for the child with a real seccomp filter.
 
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
+
+mod common;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::*;
 
 const SYS_IO_URING_SETUP: u32 = 425;
 
@@ -49,10 +54,47 @@ fn block_io_uring() -> std::io::Result<()> {
 }
 
 #[test]
-fn blocked_io_uring_gives_a_clear_error() {
+fn auto_serves_a_full_session_on_epoll_when_io_uring_is_blocked() {
+    let server = TestServer::builder("uring-blocked")
+        .args(["--engine", "auto"])
+        .log_level("info")
+        .pre_exec(block_io_uring)
+        .start();
+    // Large enough to take several pipefuls and chunks through the file I/O path.
+    let down = server.root().join("down.bin");
+    make_file(&down, 5 * MIB + 7, 41);
+    let up = pattern((3 * MIB + 11) as usize, 42);
+
+    let mut c = Control::connect(server.addr(), Duration::from_secs(30));
+    c.login(USER, PASS);
+    let got = c.download("down.bin").unwrap_or_else(|e| panic!("RETR: {e:?}\n{}", server.log_for_failure()));
+    assert_eq!(sha256_bytes(&got), sha256_file(&down), "{}", server.log_for_failure());
+    let (code, text) = c.upload("up.bin", &up);
+    assert_eq!(code, 226, "STOR: {text}\n{}", server.log_for_failure());
+    assert_eq!(sha256_file(&server.root().join("up.bin")), sha256_bytes(&up));
+    assert_eq!(c.cmd("QUIT").0, 221);
+
+    // And a real client: curl over EPSV.
+    let out = server.work().join("curl.bin");
+    let r = run_text(curl(&server).arg("-o").arg(&out).arg(server.url("down.bin"))).ok(&server);
+    assert!(curl_sent(&r.stderr).iter().any(|l| l == "EPSV"), "{}", r.describe());
+    assert_same_file(&down, &out, &server);
+
+    let log = strip_ansi(&server.stderr_log());
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "one warning:\n{log}");
+    let w = warnings[0];
+    assert!(w.contains("io_uring is not available") && w.contains("seccomp"), "{w}");
+    assert!(w.contains("epoll"), "{w}");
+    assert!(log.lines().any(|l| l.contains("ringftp listening") && l.contains("engine=\"epoll\"")), "{log}");
+}
+
+#[test]
+fn engine_uring_gives_a_clear_error_when_io_uring_is_blocked() {
     let root = std::env::temp_dir();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringftpd"));
     cmd.args(["--root", root.to_str().unwrap(), "--listen", "127.0.0.1:0", "--log-level", "error"])
+        .args(["--engine", "uring"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: the closure only calls async-signal-safe prctl.

@@ -3,15 +3,17 @@
 //!
 //! The session has the storage side opened *before* it asks for the transfer, so a missing
 //! file is a plain 550 without a 150 first. Files move by splice (see `transfer.rs`);
-//! everything else through a buffer. This module and `engine/` are the only places that know io_uring.
+//! everything else through a buffer. Only `uring.rs` here (through `fileio.rs`) and
+//! `engine/uring.rs` know io_uring.
 
 mod ascii;
 mod connect;
+mod fileio;
 mod pagecache;
 mod pipes;
 mod rate;
-mod splice;
 mod transfer;
+mod uring;
 
 use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 pub(crate) use connect::{open_passive, AcceptPolicy, PendingAccept};
+pub(crate) use fileio::FileIo;
 pub(crate) use pipes::PipePool;
 pub(crate) use rate::RateLimit;
 use transfer::{DataError, Meter};
@@ -52,7 +55,8 @@ pub(crate) enum Event {
 
 /// What a transfer moves: the storage side the session had opened, or bytes it formatted.
 pub(crate) enum Payload {
-    Source(DataSource),
+    /// A download, and the file's size when it was opened.
+    Source(DataSource, Option<u64>),
     Sink(DataSink),
     Bytes(Vec<u8>),
 }
@@ -61,6 +65,8 @@ pub(crate) enum Payload {
 pub(crate) struct TransferEnv<S> {
     pub(crate) storage: Arc<S>,
     pub(crate) pipes: Rc<PipePool>,
+    /// How the engine does file I/O that may block.
+    pub(crate) file_io: FileIo,
     pub(crate) user: User,
     /// Binary file transfers by splice rather than a buffered copy.
     pub(crate) splice: bool,
@@ -123,14 +129,16 @@ async fn run_transfer<S: Storage>(
     let mut commit = None;
     let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved, unyielded: Cell::new(0) };
     let result = match payload {
-        Payload::Source(DataSource::File(file)) if !t.ascii && env.splice => {
-            let len = file.metadata().ok().map(|m| m.len());
-            transfer::send_file(OwnedFd::from(file), t.offset, len, &sock, &env.pipes, &meter).await
+        Payload::Source(DataSource::File(file), len) if !t.ascii && env.splice => {
+            transfer::send_file(OwnedFd::from(file), t.offset, len, &sock, &env.pipes, env.file_io, &meter)
+                .await
         }
-        Payload::Source(DataSource::File(file)) => {
-            transfer::send_file_buffered(file, t.offset, &mut sock, t.ascii, &meter).await
+        Payload::Source(DataSource::File(file), len) => {
+            transfer::send_file_buffered(file, t.offset, len, &mut sock, t.ascii, env.file_io, &meter).await
         }
-        Payload::Source(DataSource::Stream(s)) => transfer::send_stream(s, &mut sock, t.ascii, &meter).await,
+        Payload::Source(DataSource::Stream(s), _) => {
+            transfer::send_stream(s, &mut sock, t.ascii, &meter).await
+        }
         Payload::Sink(DataSink::File(file)) => {
             if t.commit {
                 match file.try_clone() {
@@ -139,9 +147,9 @@ async fn run_transfer<S: Storage>(
                 }
             }
             if !t.ascii && env.splice {
-                transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes, &meter).await
+                transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes, env.file_io, &meter).await
             } else {
-                transfer::receive_file_buffered(&mut sock, file, t.ascii, &meter).await
+                transfer::receive_file_buffered(&mut sock, file, t.ascii, env.file_io, &meter).await
             }
         }
         Payload::Sink(DataSink::Stream(s)) => transfer::receive_stream(&mut sock, s, t.ascii, &meter).await,

@@ -12,17 +12,19 @@ use std::cell::RefCell;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 /// Pipes kept per shard at most; more are created on demand and closed when returned.
 const MAX_IDLE: usize = 16;
 
-/// One pipe: read end, write end, capacity.
+/// One pipe: read end, write end, capacity. The ends are `Arc` because a file operation on the
+/// blocking pool (epoll engine) or in io_uring holds them until it ends, on another thread.
 #[derive(Debug)]
 pub(crate) struct Pipe {
-    pub(crate) read: Rc<OwnedFd>,
-    pub(crate) write: Rc<OwnedFd>,
+    pub(crate) read: Arc<OwnedFd>,
+    pub(crate) write: Arc<OwnedFd>,
     pub(crate) size: usize,
 }
 
@@ -53,12 +55,12 @@ impl PipePool {
         // EPERM past pipe-max-size or the user budget: keep the default size.
         let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(want));
         let size = fcntl(&write, FcntlArg::F_GETPIPE_SZ)?;
-        Ok(Pipe { read: Rc::new(read), write: Rc::new(write), size: size.max(4096) as usize })
+        Ok(Pipe { read: Arc::new(read), write: Arc::new(write), size: size.max(4096) as usize })
     }
 }
 
 /// A pipe in use. Mark it dirty while bytes may sit in it; a dirty pipe, or one an abandoned
-/// io_uring operation still holds, is closed on drop instead of returned.
+/// file operation still holds, is closed on drop instead of returned.
 #[derive(Debug)]
 pub(crate) struct PipeLease {
     pipe: Pipe,
@@ -74,7 +76,7 @@ impl PipeLease {
 
 impl Drop for PipeLease {
     fn drop(&mut self) {
-        let in_use = Rc::strong_count(&self.pipe.read) > 1 || Rc::strong_count(&self.pipe.write) > 1;
+        let in_use = Arc::strong_count(&self.pipe.read) > 1 || Arc::strong_count(&self.pipe.write) > 1;
         if self.dirty || in_use {
             return;
         }
@@ -82,8 +84,8 @@ impl Drop for PipeLease {
         if idle.len() < MAX_IDLE {
             // The lease's own references drop right after, leaving the pool the only owner.
             idle.push(Pipe {
-                read: Rc::clone(&self.pipe.read),
-                write: Rc::clone(&self.pipe.write),
+                read: Arc::clone(&self.pipe.read),
+                write: Arc::clone(&self.pipe.write),
                 size: self.pipe.size,
             });
         }

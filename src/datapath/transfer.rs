@@ -1,28 +1,30 @@
 //! Moving bytes between storage and a data connection.
 //!
 //! Binary transfers of files splice through a pipe: file -> pipe on the shard when the chunk
-//! is in the page cache (`pagecache.rs`), else with io_uring (never blocks the shard); pipe ->
-//! socket with a non-blocking `splice(2)` when the socket is writable. Uploads run the same
-//! loop the other way, always writing the file through io_uring. TYPE A, and storages that
-//! give a stream instead of a file descriptor, take the buffered path. A transfer yields
-//! after every mebibyte, so one fast transfer cannot starve the other sessions of its shard.
+//! is in the page cache (`pagecache.rs`), else through the engine's [`FileIo`] (io_uring, or
+//! the blocking pool: never on the shard); pipe -> socket with a non-blocking `splice(2)` when
+//! the socket is writable. Uploads run the same loop the other way, always writing the file
+//! through `FileIo`. TYPE A, and storages that give a stream instead of a file descriptor,
+//! take the buffered path, which reads cached chunks on the shard the same way. A transfer
+//! yields after every mebibyte, so one fast transfer cannot starve the other sessions of its
+//! shard. Sockets are driven by readiness alike on both engines; only `FileIo` differs.
 
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag, SpliceFFlags};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
-use tokio_uring::buf::BoundedBuf;
 
 use super::ascii::{FromWire, ToWire};
+use super::fileio::{pread_into, FileIo};
 use super::pagecache::{is_cached, is_local};
 use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
-use super::splice::splice;
 
 /// Size of the buffers of the buffered path; large buffers matter more than zero-copy on
 /// loopback (FACTS.md: 64 KiB costs about twice the CPU of 1 MiB).
@@ -87,16 +89,17 @@ pub(crate) async fn send_file(
     len: Option<u64>,
     sock: &TcpStream,
     pipes: &Rc<PipePool>,
+    io: FileIo,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     let mut offset =
         i64::try_from(start).map_err(|_| DataError::Storage(io::ErrorKind::InvalidInput.into()))?;
     let mut remaining = len.map_or(u64::MAX, |len| len.saturating_sub(offset as u64));
-    let file = Rc::new(file);
+    let file = Arc::new(file);
     let mut lease = pipes.get().map_err(DataError::Storage)?;
     let (pipe_read, pipe_write, chunk) = {
         let p = lease.pipe();
-        (Rc::clone(&p.read), Rc::clone(&p.write), p.size)
+        (Arc::clone(&p.read), Arc::clone(&p.write), p.size)
     };
     let chunk = u32::try_from(meter.chunk(chunk)).unwrap_or(u32::MAX);
     let mut total = 0u64;
@@ -119,9 +122,9 @@ pub(crate) async fn send_file(
         // Whole pipefuls: against a client that reads into a buffer (the CPU-bound case on a
         // shared machine) 256 KiB steps cost 0.33 s/GB and 64 KiB ones 0.43 (sendfile's step).
         let n = if at + u64::from(want) <= cached_until {
-            splice_cached(&file, offset, &pipe_write, want).await?
+            splice_cached(&file, offset, &pipe_write, want, io).await?
         } else {
-            splice(&file, offset, &pipe_write, -1, want).await.map_err(DataError::Storage)?
+            io.splice(&file, offset, &pipe_write, -1, want).await.map_err(DataError::Storage)?
         };
         if n == 0 {
             lease.dirty = false;
@@ -140,20 +143,21 @@ pub(crate) async fn send_file(
 }
 
 /// Splices a chunk the page cache holds into the empty pipe on the shard's own thread: no
-/// page has to come from the disk, so this does not block, and it saves the io-wq round trip.
-/// Falls back to io_uring if the kernel disagrees after all.
+/// page has to come from the disk, so this does not block, and it saves the round trip to an
+/// io-wq worker or a blocking thread. Falls back to `io` if the kernel disagrees after all.
 async fn splice_cached(
-    file: &Rc<OwnedFd>,
+    file: &Arc<OwnedFd>,
     offset: i64,
-    pipe: &Rc<OwnedFd>,
+    pipe: &Arc<OwnedFd>,
     len: u32,
+    io: FileIo,
 ) -> Result<usize, DataError> {
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let mut off = offset;
     match nix::fcntl::splice(file.as_fd(), Some(&mut off), pipe.as_fd(), None, len as usize, flags) {
         Ok(n) => Ok(n),
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {
-            splice(file, offset, pipe, -1, len).await.map_err(DataError::Storage)
+            io.splice(file, offset, pipe, -1, len).await.map_err(DataError::Storage)
         }
         Err(e) => Err(DataError::Storage(e.into())),
     }
@@ -186,6 +190,7 @@ pub(crate) async fn receive_file(
     sock: &TcpStream,
     file: OwnedFd,
     pipes: &Rc<PipePool>,
+    io: FileIo,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     // splice(2) refuses files opened with O_APPEND; write at the end explicitly instead.
@@ -198,11 +203,11 @@ pub(crate) async fn receive_file(
     } else {
         position(&file).map_err(DataError::Storage)?
     };
-    let file = Rc::new(file);
+    let file = Arc::new(file);
     let mut lease = pipes.get().map_err(DataError::Storage)?;
     let (pipe_read, pipe_write, chunk) = {
         let p = lease.pipe();
-        (Rc::clone(&p.read), Rc::clone(&p.write), p.size)
+        (Arc::clone(&p.read), Arc::clone(&p.write), p.size)
     };
     let chunk = meter.chunk(chunk);
     let sflags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
@@ -220,8 +225,9 @@ pub(crate) async fn receive_file(
             Err(e) => return Err(DataError::Net(e)),
         };
         lease.dirty = true;
-        // Fill the pipe with whatever else has arrived before handing it to io_uring: each
-        // file write costs an io-wq round trip, so fewer, fuller ones move data faster.
+        // Fill the pipe with whatever else has arrived before writing it to the file: each
+        // file write costs a round trip to an io-wq worker or a blocking thread, so fewer,
+        // fuller ones move data faster.
         let mut eof = false;
         while n < chunk {
             let more = sock.try_io(Interest::READABLE, || {
@@ -241,7 +247,7 @@ pub(crate) async fn receive_file(
         let got = n;
         while n > 0 {
             let len = u32::try_from(n).unwrap_or(u32::MAX);
-            let m = splice(&pipe_read, -1, &file, offset, len).await.map_err(DataError::Storage)?;
+            let m = io.splice(&pipe_read, -1, &file, offset, len).await.map_err(DataError::Storage)?;
             if m == 0 {
                 return Err(DataError::Storage(io::ErrorKind::WriteZero.into()));
             }
@@ -260,26 +266,36 @@ pub(crate) async fn receive_file(
     Ok(total)
 }
 
-/// Sends a file from `start` (the REST offset, where storage positioned it) through a buffer,
-/// converting line ends for TYPE A. File reads go through io_uring so they do not block the
-/// shard.
+/// Sends a file from `start` (the REST offset) through a buffer, converting line ends for
+/// TYPE A. Chunks the page cache holds are read on the shard, others through `io`, so a
+/// page-cache miss does not block the shard.
 pub(crate) async fn send_file_buffered(
     file: std::fs::File,
     start: u64,
+    len: Option<u64>,
     sock: &mut TcpStream,
     ascii: bool,
+    io: FileIo,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     let mut offset = start;
-    let file = tokio_uring::fs::File::from_std(file);
+    let file = Arc::new(OwnedFd::from(file));
+    let inline = is_local(&file);
     let mut buf = Vec::with_capacity(meter.chunk(BUFFER));
     let mut wire = ToWire::new(ascii);
     let mut total = 0u64;
     loop {
-        buf.clear();
-        let (res, b) = file.read_at(buf, offset).await;
-        buf = b;
-        let n = res.map_err(DataError::Storage)?;
+        // Only a range inside the file can be known to be cached; the last read, which
+        // finds the end, goes through `io`.
+        let want = len.map_or(0, |len| len.saturating_sub(offset)).min(buf.capacity() as u64);
+        let n = if inline && is_cached(&file, offset, want) {
+            pread_into(&file, &mut buf, offset)
+        } else {
+            let (res, b) = io.read_at(&file, buf, offset).await;
+            buf = b;
+            res
+        }
+        .map_err(DataError::Storage)?;
         if n == 0 {
             break;
         }
@@ -293,41 +309,44 @@ pub(crate) async fn send_file_buffered(
 }
 
 /// Receives into a file through a buffer, converting line ends for TYPE A. Writes go through
-/// io_uring with owned buffers that come back from each write, so the loop does not allocate.
+/// `io` with owned buffers that come back from each write, so the loop does not allocate.
 pub(crate) async fn receive_file_buffered(
     sock: &mut TcpStream,
     file: std::fs::File,
     ascii: bool,
+    io: FileIo,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
-    let fd = OwnedFd::from(file.try_clone().map_err(DataError::Storage)?);
-    let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(|e| DataError::Storage(e.into()))?;
+    let file = Arc::new(OwnedFd::from(file));
+    let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| DataError::Storage(e.into()))?;
     let mut offset = if OFlag::from_bits_truncate(flags).contains(OFlag::O_APPEND) {
-        nix::unistd::lseek(&fd, 0, nix::unistd::Whence::SeekEnd).map_err(|e| DataError::Storage(e.into()))?
+        nix::unistd::lseek(&file, 0, nix::unistd::Whence::SeekEnd)
+            .map_err(|e| DataError::Storage(e.into()))?
     } else {
-        position(&fd).map_err(DataError::Storage)?
+        position(&file).map_err(DataError::Storage)?
     } as u64;
-    drop(fd);
-    let file = tokio_uring::fs::File::from_std(file);
     let mut buf = vec![0u8; meter.chunk(BUFFER)];
+    let mut out = Vec::new();
     let mut disk = FromWire::new(true);
     let mut total = 0u64;
     loop {
         let n = sock.read(&mut buf).await.map_err(DataError::Net)?;
         total += n as u64;
         if ascii {
-            // io_uring takes owned buffers: the converted bytes are copied once more.
-            let out = disk.convert(buf.get(..n).unwrap_or_default(), n == 0).to_vec();
-            let len = out.len() as u64;
+            // The write owns its buffer: the converted bytes are copied once more.
+            out.clear();
+            out.extend_from_slice(disk.convert(buf.get(..n).unwrap_or_default(), n == 0));
+            let (out_len, len) = (out.len(), out.len() as u64);
             if len > 0 {
-                let (res, _) = file.write_all_at(out, offset).await;
+                let (res, back) = io.write_all_at(&file, out, out_len, offset).await;
+                out = back;
                 res.map_err(DataError::Storage)?;
                 offset += len;
             }
         } else if n > 0 {
-            let (res, back) = file.write_all_at(buf.slice(..n), offset).await;
+            let (res, back) = io.write_all_at(&file, buf, n, offset).await;
+            buf = back;
             res.map_err(DataError::Storage)?;
-            buf = back.into_inner();
             offset += n as u64;
         }
         if n == 0 {

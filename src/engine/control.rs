@@ -54,7 +54,8 @@ struct Running {
 
 /// A file storage opened for the transfer the session asks for next.
 enum Opened {
-    Source(DataSource),
+    /// A download and the file's size when it was opened.
+    Source(DataSource, Option<u64>),
     Sink(DataSink),
 }
 
@@ -401,7 +402,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                         DataSource::File(f) => f.metadata().ok().map(|m| m.len()),
                         _ => None,
                     };
-                    self.opened = Some(Opened::Source(source));
+                    self.opened = Some(Opened::Source(source, size));
                     Ok(FsOutcome::Opened { size })
                 }
                 Err(e) => Err(e),
@@ -472,7 +473,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         };
         let payload = match (&transfer.data, self.opened.take()) {
             (TransferData::Bytes(b), _) => Payload::Bytes(b.clone()),
-            (TransferData::Opened, Some(Opened::Source(s))) => Payload::Source(s),
+            (TransferData::Opened, Some(Opened::Source(s, size))) => Payload::Source(s, size),
             (TransferData::Opened, Some(Opened::Sink(s))) => Payload::Sink(s),
             // The session asks for a transfer only after its open succeeded.
             (TransferData::Opened, None) => {
@@ -490,6 +491,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let env = TransferEnv {
             storage: std::sync::Arc::clone(&self.shard.storage),
             pipes: Rc::clone(if upload { &self.shard.upload_pipes } else { &self.shard.pipes }),
+            file_io: self.shard.file_io,
             user,
             splice: self.shard.config.splice,
             rate: self.user_lease.as_ref().and_then(|l| {

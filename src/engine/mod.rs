@@ -1,6 +1,14 @@
-//! The thread-per-core runtime: one shard per core, each a thread with its own tokio-uring
-//! runtime, its own control listeners (SO_REUSEPORT: the kernel spreads connections over the
-//! shards), its own pipes and its own slice of the passive ports.
+//! The thread-per-core runtime: one shard per core, each a thread with its own runtime, its
+//! own control listeners (SO_REUSEPORT: the kernel spreads connections over the shards), its
+//! own pipes and its own slice of the passive ports.
+//!
+//! Two engines run this same shard code; all of it is shared except what `uring.rs` and
+//! `epoll.rs` hold, which is two things: how the shard thread's runtime is built
+//! (tokio-uring, or a plain tokio current-thread runtime; both are a `LocalSet`, so tasks are
+//! spawned with `spawn_local` alike), and how the data path does file I/O that may wait for
+//! the disk ([`FileIo`]: io_uring operations, or the runtime's blocking pool). Every socket
+//! (listeners, control and data connections) is a `tokio::net` socket driven by readiness on
+//! both. [`Engine::Auto`] probes io_uring once at start and falls back to epoll.
 //!
 //! A session lives and dies on the shard that accepted it, with its data connections, so
 //! per-shard state is plain `Rc`/`Cell`: nothing is locked per command or per byte. The only
@@ -8,7 +16,9 @@
 //! (immutable, behind `Arc`), the lock-free port pool, and the shutdown signal.
 
 mod control;
+mod epoll;
 mod limits;
+mod uring;
 mod users;
 
 use std::cell::{Cell, RefCell};
@@ -24,9 +34,9 @@ use tokio::sync::watch;
 use crate::auth::Authenticator;
 use crate::ban::BanList;
 use crate::config::Config;
-use crate::datapath::PipePool;
+use crate::datapath::{FileIo, PipePool};
 use crate::ports::PortPool;
-use crate::server::{ServerHandle, StartError};
+use crate::server::{Engine, ServerHandle, StartError};
 use crate::storage::Storage;
 use limits::Limits;
 use users::UserRegistry;
@@ -50,15 +60,35 @@ pub(crate) struct Shard<S, A> {
     /// Pipes for downloads, and larger ones for uploads (see `Config::upload_pipe_size`).
     pub(crate) pipes: Rc<PipePool>,
     pub(crate) upload_pipes: Rc<PipePool>,
+    /// How the data path does file I/O that may block: the one thing the engines' shards do
+    /// differently.
+    pub(crate) file_io: FileIo,
     pub(crate) sessions: Cell<usize>,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Where control connections are read into: one buffer per shard, not per session.
     pub(crate) scratch: RefCell<Box<[u8]>>,
 }
 
+/// How long start-up retries a bind that fails with "address in use": right after `kill -9`
+/// the kernel takes a few milliseconds to tear down the old process's sockets.
+const BIND_RETRY: Duration = Duration::from_secs(1);
+
+/// [`try_bind_listeners`], retried for up to [`BIND_RETRY`] while the address is in use.
+fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let deadline = std::time::Instant::now() + BIND_RETRY;
+    loop {
+        match try_bind_listeners(addr, shards) {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Binds one listener per shard on `addr` with SO_REUSEPORT; port 0 becomes the port the
 /// first one got, so all shards share it.
-fn bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::TcpListener>> {
+fn try_bind_listeners(addr: SocketAddr, shards: usize) -> io::Result<Vec<std::net::TcpListener>> {
     if addr.port() != 0 {
         // SO_REUSEPORT would let this server silently share the port with another process
         // (another ringftpd left running takes half the connections). A probe bound without
@@ -114,6 +144,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
     auth: Arc<A>,
     events: Option<Arc<dyn EventListener>>,
 ) -> Result<ServerHandle, StartError> {
+    let kind = choose(config.engine);
     let shards = config.cores;
     let mut per_shard: Vec<Vec<std::net::TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::new();
@@ -144,7 +175,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
     };
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (ready_tx, ready_rx) = mpsc::channel::<io::Result<()>>();
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
     let mut threads = Vec::with_capacity(shards);
     for (id, listeners) in per_shard.into_iter().enumerate() {
         let config = Arc::clone(&config);
@@ -158,37 +189,33 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         let events = events.clone();
         let shutdown = shutdown_rx.clone();
         let ready = ready_tx.clone();
-        let spawned = std::thread::Builder::new().name(format!("ringftp-shard-{id}")).spawn(move || {
-            // Runtime::new, not tokio_uring::start: start() panics when io_uring is blocked.
-            let rt = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = ready.send(Err(e));
-                    return;
-                }
-            };
-            let _ = ready.send(Ok(()));
-            rt.block_on(async move {
-                let shard = Rc::new(Shard {
-                    id,
-                    pipes: PipePool::new(config.pipe_size),
-                    upload_pipes: PipePool::new(config.upload_pipe_size),
-                    config,
-                    storage,
-                    auth,
-                    ports,
-                    limits,
-                    users,
-                    metrics,
-                    bans,
-                    events,
-                    sessions: Cell::new(0),
-                    shutdown,
-                    scratch: RefCell::new(vec![0; control::READ_BUF].into_boxed_slice()),
-                });
-                run_shard(shard, listeners).await;
+        let file_io = kind.file_io();
+        let shard = move || async move {
+            let shard = Rc::new(Shard {
+                id,
+                pipes: PipePool::new(config.pipe_size),
+                upload_pipes: PipePool::new(config.upload_pipe_size),
+                file_io,
+                config,
+                storage,
+                auth,
+                ports,
+                limits,
+                users,
+                metrics,
+                bans,
+                events,
+                sessions: Cell::new(0),
+                shutdown,
+                scratch: RefCell::new(vec![0; control::READ_BUF].into_boxed_slice()),
             });
-        });
+            run_shard(shard, listeners).await;
+        };
+        let spawned =
+            std::thread::Builder::new().name(format!("ringftp-shard-{id}")).spawn(move || match kind {
+                Kind::Uring => uring::run(shard, &ready),
+                Kind::Epoll => epoll::run(shard, &ready),
+            });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -206,7 +233,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
                 for t in threads {
                     let _ = t.join();
                 }
-                return Err(StartError::IoUring(e));
+                return Err(e);
             }
             Err(_) => break,
         }
@@ -223,8 +250,50 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
             .map_err(StartError::Thread)?;
         metrics_thread = Some((thread, stop));
     }
-    tracing::info!(addrs = ?local_addrs, shards, "ringftp listening");
+    tracing::info!(addrs = ?local_addrs, shards, engine = kind.name(), "ringftp listening");
     Ok(ServerHandle { local_addrs, metrics_addr, shutdown: shutdown_tx, threads, metrics: metrics_thread })
+}
+
+/// The engine a server runs on, once `auto` is resolved.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Uring,
+    Epoll,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Uring => "uring",
+            Kind::Epoll => "epoll",
+        }
+    }
+
+    fn file_io(self) -> FileIo {
+        match self {
+            Kind::Uring => uring::FILE_IO,
+            Kind::Epoll => epoll::FILE_IO,
+        }
+    }
+}
+
+/// Resolves [`Engine::Auto`] by creating (and dropping) one small io_uring: if the kernel
+/// refuses, one warning names the cause and the server runs on epoll.
+fn choose(engine: Engine) -> Kind {
+    match engine {
+        Engine::Uring => Kind::Uring,
+        Engine::Epoll => Kind::Epoll,
+        Engine::Auto => match uring::probe() {
+            Ok(()) => Kind::Uring,
+            Err(e) => {
+                tracing::warn!(
+                    "io_uring is not available ({e}): {}; running the epoll engine",
+                    uring::refusal_cause(&e)
+                );
+                Kind::Epoll
+            }
+        },
+    }
 }
 
 async fn run_shard<S: Storage, A: Authenticator>(

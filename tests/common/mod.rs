@@ -182,6 +182,12 @@ impl ServerBuilder {
             args.push("--passive-ports".into());
             args.push(passive_block());
         }
+        if let Some(engine) = engine_arg() {
+            if !self.args.iter().any(|a| a == "--engine" || a.starts_with("--engine=")) {
+                args.push("--engine".into());
+                args.push(engine);
+            }
+        }
         args.extend(self.args.iter().cloned());
 
         let stderr_path = self.scratch.join("ringftpd.stderr.log");
@@ -264,6 +270,26 @@ impl ServerBuilder {
 /// A passive port range of its own for each server of this test process (below the
 /// kernel's ephemeral ports, so client sockets do not take them), so that parallel tests
 /// never compete for passive ports.
+/// The engine every test server runs on: `RINGFTP_TEST_ENGINE` (auto, uring or epoll) if
+/// set, else ringftpd's default. Tests that pass `--engine` themselves keep theirs.
+pub fn engine_arg() -> Option<String> {
+    let name = std::env::var("RINGFTP_TEST_ENGINE").ok().filter(|v| !v.is_empty())?;
+    assert!(
+        matches!(name.as_str(), "auto" | "uring" | "epoll"),
+        "RINGFTP_TEST_ENGINE={name:?}: expected auto, uring or epoll"
+    );
+    Some(name)
+}
+
+/// [`engine_arg`] for servers a test embeds with the library API.
+pub fn engine() -> ringftp::Engine {
+    match engine_arg().as_deref() {
+        Some("uring") => ringftp::Engine::Uring,
+        Some("epoll") => ringftp::Engine::Epoll,
+        _ => ringftp::Engine::Auto,
+    }
+}
+
 fn passive_block() -> String {
     const FIRST: u32 = 20_000;
     const SIZE: u32 = 32;

@@ -14,7 +14,7 @@ use std::ops::{Range, RangeInclusive};
 use std::path::{Component, Path, PathBuf};
 
 use ringftp::ban::IpNet;
-use ringftp::{Permissions, UploadPolicy, User};
+use ringftp::{Engine, Permissions, UploadPolicy, User};
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
@@ -57,6 +57,7 @@ pub struct FileConfig {
     pub upload_pipe_size: Option<usize>,
     pub splice: Option<bool>,
     pub uploads: Option<Uploads>,
+    pub engine: Option<EngineName>,
     pub metrics: Option<SocketAddr>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
@@ -97,6 +98,28 @@ impl From<Uploads> for UploadPolicy {
         match uploads {
             Uploads::Keep => UploadPolicy::Keep,
             Uploads::Atomic => UploadPolicy::Atomic,
+        }
+    }
+}
+
+/// `engine = "auto" | "uring" | "epoll"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineName {
+    /// io_uring if the kernel allows it, else epoll.
+    Auto,
+    /// io_uring only: fail to start where it is blocked.
+    Uring,
+    /// Plain epoll (tokio), e.g. under Docker's default seccomp profile.
+    Epoll,
+}
+
+impl From<EngineName> for Engine {
+    fn from(name: EngineName) -> Self {
+        match name {
+            EngineName::Auto => Engine::Auto,
+            EngineName::Uring => Engine::Uring,
+            EngineName::Epoll => Engine::Epoll,
         }
     }
 }
@@ -455,6 +478,7 @@ mod tests {
         assert!(c.upload_pipe_size.is_some());
         assert!(c.uploads.is_some() && c.metrics.is_some() && c.log_level.is_some());
         assert!(c.log_format.is_some() && c.xferlog.is_some());
+        assert!(c.engine.is_some());
         assert!(c.anonymous.is_some() && c.anonymous_home.is_some() && c.users_file.is_some());
         assert!(c.dangerous_allow_foreign_data_connections.is_some() && c.active_source_port.is_some());
         let users = loaded.config_users();

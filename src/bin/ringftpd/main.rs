@@ -19,7 +19,7 @@ use nix::sys::signal::{SigSet, Signal};
 use ringftp::ban::{BanPolicy, IpNet};
 use ringftp::{FsStorage, Server, UploadPolicy, User, UserList};
 
-use config::{FileConfig, LogFormat, Password};
+use config::{EngineName, FileConfig, LogFormat, Password};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -69,7 +69,12 @@ struct Args {
     #[arg(long, value_name = "IP")]
     public_address: Option<IpAddr>,
 
-    /// Number of shards (threads, one io_uring each); default: available cores.
+    /// The runtime: `uring` (io_uring), `epoll` (plain tokio, where io_uring is blocked, as
+    /// under Docker's default seccomp profile), or `auto`: io_uring if the kernel allows it.
+    #[arg(long, value_name = "ENGINE", value_enum, default_value = "auto")]
+    engine: EngineName,
+
+    /// Number of shards (threads, one runtime each); default: available cores.
     #[arg(long, value_name = "N")]
     cores: Option<usize>,
 
@@ -266,7 +271,8 @@ fn run(
             args.max_sessions_per_ip,
             file.max_sessions_per_ip,
         ))
-        .uploads(pick(matches, "uploads", args.uploads, file.uploads.map(UploadPolicy::from)));
+        .uploads(pick(matches, "uploads", args.uploads, file.uploads.map(UploadPolicy::from)))
+        .engine(pick(matches, "engine", args.engine, file.engine).into());
     let activated = activated?;
     if activated.is_empty() {
         for addr in pick(matches, "listen", args.listen.clone(), file.listen.clone()) {
