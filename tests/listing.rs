@@ -192,3 +192,26 @@ fn curl_listings_and_utf8_names() {
     let names: BTreeSet<&str> = r.stdout.lines().collect();
     assert_eq!(names, BTreeSet::from(["inner.bin", up_name]), "{}", r.describe());
 }
+
+#[test]
+fn a_large_directory_is_listed_whole() {
+    // Large enough (st_size over 32 KiB on ext4 and tmpfs) to be read off the shard.
+    let server = TestServer::start("list-large");
+    let dir = server.root().join("big");
+    fs::create_dir(&dir).unwrap();
+    let want: BTreeSet<String> = (0..5000).map(|i| format!("file-{i:05}.dat")).collect();
+    for name in &want {
+        fs::write(dir.join(name), b"x").unwrap();
+    }
+    let mut c = curl(&server);
+    c.arg("--list-only").arg(server.url("big/"));
+    let r = run_text(&mut c).ok(&server);
+    let names: BTreeSet<String> = r.stdout.lines().map(str::to_owned).collect();
+    assert_eq!(names.len(), 5000, "{}", r.describe());
+    assert_eq!(names, want);
+    // And LIST, with sizes.
+    let mut c = curl(&server);
+    c.arg(server.url("big/"));
+    let r = run_text(&mut c).ok(&server);
+    assert_eq!(r.stdout.lines().filter(|l| ls_name(l).1 == 1).count(), 5000, "{}", r.describe());
+}

@@ -12,7 +12,8 @@
 //! follows a symlink in that position.
 //!
 //! The trait's methods are `async` but the syscalls here are quick metadata operations, so they
-//! run inline on the caller's thread; the bulk data moves through the returned descriptors.
+//! run inline on the caller's thread, except the listing of a large directory, which goes to
+//! the runtime's blocking pool; the bulk data moves through the returned descriptors.
 
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
@@ -21,6 +22,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nix::dir::Dir;
@@ -56,7 +58,7 @@ pub struct FsStorage {
     /// The root as given, for logs.
     root: PathBuf,
     /// The root directory, opened once; every lookup starts here.
-    root_fd: OwnedFd,
+    root_fd: Arc<OwnedFd>,
 }
 
 impl FsStorage {
@@ -88,12 +90,21 @@ impl FsStorage {
             };
             return Err(io::Error::new(io::Error::from(errno).kind(), msg));
         }
-        Ok(FsStorage { root, root_fd })
+        Ok(FsStorage { root, root_fd: Arc::new(root_fd) })
     }
 
     /// The root directory as given to [`FsStorage::new`].
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The user's home directory as a descriptor that can move to another thread.
+    fn home_owned(&self, user: &User) -> Result<DirFd<'static>> {
+        if user.home.as_os_str().is_empty() {
+            return Ok(DirFd::Shared(Arc::clone(&self.root_fd)));
+        }
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+        open_beneath(self.root_fd.as_fd(), &user.home, flags, 0).map(DirFd::Owned)
     }
 
     /// The user's home directory, below the root.
@@ -109,6 +120,7 @@ impl FsStorage {
 /// A directory to resolve from: the root or home kept open elsewhere, or one opened just now.
 enum DirFd<'a> {
     Borrowed(BorrowedFd<'a>),
+    Shared(Arc<OwnedFd>),
     Owned(OwnedFd),
 }
 
@@ -116,6 +128,7 @@ impl AsFd for DirFd<'_> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
             DirFd::Borrowed(fd) => *fd,
+            DirFd::Shared(fd) => fd.as_fd(),
             DirFd::Owned(fd) => fd.as_fd(),
         }
     }
@@ -228,6 +241,41 @@ fn to_metadata(stat: &FileStat) -> Metadata {
 /// target, and what that resolves to by the same confined lookup a RETR or CWD through the
 /// link would make, so a listing agrees with what using the link does: a link that is
 /// dangling, loops or leaves the root resolves to nothing.
+/// Directories whose size (`st_size`) is below this are listed on the calling thread.
+const LIST_INLINE_BYTES: i64 = 32 * 1024;
+
+/// The entries of the open directory `dir` (at `path` below `home`), sorted by name.
+fn read_dir(home: &DirFd<'_>, path: &Path, dir: OwnedFd) -> Result<Vec<DirEntry>> {
+    let mut dir = Dir::from_fd(dir)?;
+    // Collect the names first: the iterator borrows the directory that fstatat needs.
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    let mut entries = Vec::with_capacity(names.len());
+    for name in names {
+        let name: &CStr = &name;
+        match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) => {
+                let mut metadata = to_metadata(&stat);
+                if metadata.kind == FileKind::Symlink {
+                    metadata = symlink_metadata(metadata, home, path, &dir, name);
+                }
+                entries.push(DirEntry { name: name.to_bytes().to_vec(), metadata })
+            }
+            // Removed since readdir saw it: it is simply not there any more.
+            Err(Errno::ENOENT) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    Ok(entries)
+}
+
 fn symlink_metadata(meta: Metadata, home: &DirFd<'_>, path: &Path, dir: &Dir, name: &CStr) -> Metadata {
     let Ok(target) = readlinkat(dir, name) else {
         // Replaced since fstatat saw it: list it as it was, without a target.
@@ -250,36 +298,21 @@ impl Storage for FsStorage {
     }
 
     async fn list(&self, user: &User, path: &Path) -> Result<Vec<DirEntry>> {
-        let home = self.home(user)?;
+        let home = self.home_owned(user)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
-        let mut dir = Dir::from_fd(open_beneath(home.as_fd(), path, flags, 0)?)?;
-        // Collect the names first: the iterator borrows the directory that fstatat needs.
-        let mut names = Vec::new();
-        for entry in dir.iter() {
-            let entry = entry?;
-            let name = entry.file_name();
-            if name != c"." && name != c".." {
-                names.push(name.to_owned());
-            }
+        let dir = open_beneath(home.as_fd(), path, flags, 0)?;
+        // A large directory is read and stat'ed off the shard (one fstatat, and for links a
+        // readlinkat and a lookup, per entry): 100,000 entries would stall every other session
+        // of the shard for a tenth of a second. A small one is cheaper read here than handed
+        // over. Directory sizes are a rough guide (tmpfs: ~20 bytes an entry, ext4: blocks).
+        if fstat(&dir)?.st_size < LIST_INLINE_BYTES {
+            return read_dir(&home, path, dir);
         }
-        let mut entries = Vec::with_capacity(names.len());
-        for name in names {
-            let name: &CStr = &name;
-            match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(stat) => {
-                    let mut metadata = to_metadata(&stat);
-                    if metadata.kind == FileKind::Symlink {
-                        metadata = symlink_metadata(metadata, &home, path, &dir, name);
-                    }
-                    entries.push(DirEntry { name: name.to_bytes().to_vec(), metadata })
-                }
-                // Removed since readdir saw it: it is simply not there any more.
-                Err(Errno::ENOENT) => {}
-                Err(errno) => return Err(errno.into()),
-            }
+        let path = path.to_owned();
+        match tokio::task::spawn_blocking(move || read_dir(&home, &path, dir)).await {
+            Ok(result) => result,
+            Err(e) => Err(io::Error::other(e).into()),
         }
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
     }
 
     async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {
