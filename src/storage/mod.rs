@@ -11,8 +11,12 @@
 //! lets the kernel do it with `openat2(RESOLVE_BENEATH)`), because symlinks are resolved below it.
 
 mod fs;
+#[cfg(feature = "object")]
+mod object;
 
 pub use fs::FsStorage;
+#[cfg(feature = "object")]
+pub use object::{ObjectStorage, S3Config};
 
 use std::fmt;
 use std::future::Future;
@@ -237,6 +241,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Anything else: a local error in processing (451).
     Local,
+    /// The backend cannot do this at all, e.g. append to an object (504, "not implemented for
+    /// that parameter"): unlike 550, it tells the client that retrying will not help.
+    NotSupported,
 }
 
 impl ErrorKind {
@@ -254,6 +261,7 @@ impl ErrorKind {
             ErrorKind::QuotaExceeded => 552,
             ErrorKind::Unavailable => 450,
             ErrorKind::Local => 451,
+            ErrorKind::NotSupported => 504,
         }
     }
 
@@ -271,6 +279,7 @@ impl ErrorKind {
             ErrorKind::QuotaExceeded => "Disk quota exceeded",
             ErrorKind::Unavailable => "Resource temporarily unavailable",
             ErrorKind::Local => "Local error in processing",
+            ErrorKind::NotSupported => "Not supported by this storage",
         }
     }
 
@@ -311,6 +320,12 @@ impl StorageError {
     /// An error of the given kind with no underlying cause.
     pub fn new(kind: ErrorKind) -> Self {
         StorageError { kind, source: None }
+    }
+
+    /// An error of the given kind with its cause, for backends whose errors are not
+    /// `io::Error`s (the cause is logged, the kind answers the client).
+    pub fn with_source(kind: ErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StorageError { kind, source: Some(io::Error::other(source)) }
     }
 
     /// The kind, which decides the reply.

@@ -1,6 +1,7 @@
 //! `ringftpd`: serve a directory over FTP with one command, or from a configuration file.
 
 mod config;
+mod storage;
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use nix::sys::signal::{SigSet, Signal};
-use ringftp::{FsStorage, Server, UploadPolicy, User, UserList};
+use ringftp::{Server, UploadPolicy, User, UserList};
 
 use config::{FileConfig, Password};
 
@@ -33,6 +34,9 @@ struct Args {
     /// The directory to serve.
     #[arg(long, default_value = ".", value_name = "DIR")]
     root: PathBuf,
+
+    #[command(flatten)]
+    storage: storage::StorageArgs,
 
     // Help given as an attribute: rustdoc would read `[::1]` in a doc comment as a link.
     #[arg(
@@ -202,9 +206,9 @@ fn run(args: Args, matches: &ArgMatches) -> Result<(), String> {
         Some(root) if !given(matches, "root") => base.join(root),
         _ => args.root.clone(),
     };
-    let storage = FsStorage::new(&root).map_err(|e| format!("cannot serve {}: {e}", root.display()))?;
+    let storage = storage::open(&args.storage, matches, &file, &root)?;
 
-    let (users, anonymous) = users(&args, matches, &file, &base, &root)?;
+    let (users, anonymous) = users(&args, matches, &file, &base, storage.root().as_deref())?;
     let mut builder = Server::builder(storage, users)
         .passive_ports(pick(matches, "passive_ports", args.passive_ports.clone(), file.passive_ports.clone()))
         .greeting(pick(matches, "greeting", args.greeting.clone(), file.greeting.clone()))
@@ -298,7 +302,7 @@ fn users(
     matches: &ArgMatches,
     file: &FileConfig,
     base: &Path,
-    root: &Path,
+    root: Option<&Path>,
 ) -> Result<(UserList, bool), String> {
     let users_file = match &file.users_file {
         Some(path) if !given(matches, "users_file") => Some(base.join(path)),
@@ -311,7 +315,7 @@ fn users(
     let config_users = file.config_users();
     for entry in &config_users {
         let name = entry.user.name.clone();
-        if !root.join(&entry.user.home).is_dir() {
+        if root.is_some_and(|root| !root.join(&entry.user.home).is_dir()) {
             tracing::warn!(user = %name, home = %entry.user.home.display(), "home is not a directory under the root");
         }
         let before = users.len();
