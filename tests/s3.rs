@@ -538,3 +538,50 @@ fn store_outage_mid_transfer_gives_451_and_recovery() {
     assert_eq!(sha256_file(&back), sum);
     assert_eq!(moto.objects("outage", ""), [("pre/again".to_string(), 12345, sum)]);
 }
+
+/// The same settings from a config file (credentials included); a user's home is a key
+/// prefix below the configured one, and the user cannot see or reach above it.
+#[test]
+fn config_file_and_home_prefix() {
+    let moto = Moto::start();
+    moto.bucket("homes");
+    moto.py("homes", "s3.put_object(Bucket=B, Key='pre/outside', Body=b'not for alice')");
+    let b = TestServer::builder("s3-homes").no_root().no_default_user();
+    let config = b.work().join("ringftpd.toml");
+    fs::create_dir_all(b.work()).unwrap();
+    fs::write(
+        &config,
+        format!(
+            "storage = \"s3://homes/pre\"\ns3_endpoint = \"{}\"\ns3_region = \"us-east-1\"\n\
+             s3_path_style = true\ns3_access_key_id = \"{KEY_ID}\"\ns3_secret_access_key = \"{SECRET}\"\n\
+             [[users]]\nname = \"{USER}\"\npassword = \"{PASS}\"\nhome = \"alice\"\n",
+            moto.url()
+        ),
+    )
+    .unwrap();
+    let server = b.arg("--config").arg(config.display().to_string()).start();
+    let src = server.work().join("mine");
+    let sum = write_random(&src, 4321);
+    let r = py(
+        &server,
+        &[
+            &format!("put {} mine", src.display()),
+            "nlst",
+            "raw CWD ..",
+            "raw PWD",
+            "raw SIZE /outside",
+            "nlst /",
+        ],
+    )
+    .ok(&server);
+    assert!(r.stdout.contains("put: 226"), "{}", r.describe());
+    assert_eq!(r.lines_with("nlst| "), ["nlst| mine", "nlst| mine"], "only the home is visible");
+    assert!(r.lines_with("raw: ")[1].contains("\"/\""), "CWD .. stays at the home: {}", r.stdout);
+    assert!(r.lines_with("raw: ")[2].contains("550"), "{}", r.stdout);
+    let keys = moto.objects("homes", "");
+    assert_eq!(
+        keys.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>(),
+        ["pre/alice/mine", "pre/outside"]
+    );
+    assert_eq!(keys[0].2, sum);
+}

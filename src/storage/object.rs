@@ -220,11 +220,48 @@ impl ObjectStorage {
     }
 }
 
-/// The key of `path` below the user's home, relative to the prefix, without a leading or
-/// trailing `/` (empty: the home is the prefix itself).
-fn key(user: &User, path: &Path) -> Result<String> {
+/// The key of a path: below the prefix, without a leading or trailing `/`, and how much of it
+/// is the user's home (which is always a directory, even before anything is stored in it).
+struct Key {
+    key: String,
+    home: usize,
+}
+
+impl Key {
+    fn is_home(&self) -> bool {
+        self.key.len() <= self.home
+    }
+
+    /// The parent directory (the home's parent is the home: nothing above it is reachable).
+    fn parent(&self) -> Key {
+        let parent = if self.is_home() { &self.key } else { parent(&self.key) };
+        Key { key: parent.to_owned(), home: self.home.min(parent.len()) }
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.key
+    }
+}
+
+/// The key of `path` below the user's home.
+fn key(user: &User, path: &Path) -> Result<Key> {
+    let home = join(user.home.components())?;
+    let rest = join(path.components())?;
+    let key = match (home.is_empty(), rest.is_empty()) {
+        (_, true) => home.clone(),
+        (true, false) => rest,
+        (false, false) => format!("{home}/{rest}"),
+    };
+    Ok(Key { key, home: home.len() })
+}
+
+/// Path components as a key (`a/b`).
+fn join<'a>(components: impl Iterator<Item = Component<'a>>) -> Result<String> {
     let mut key = String::new();
-    for part in user.home.components().chain(path.components()) {
+    for part in components {
         match part {
             Component::Normal(name) => {
                 // Keys are UTF-8; `/` inside a name cannot occur in a path component.
@@ -344,8 +381,8 @@ impl ObjectStorage {
     }
 
     /// Whether `key` is a directory: the home, a marker, or a prefix with objects below it.
-    async fn is_dir(&self, ops: &Operators, key: &str) -> Result<bool> {
-        if key.is_empty() {
+    async fn is_dir(&self, ops: &Operators, key: &Key) -> Result<bool> {
+        if key.is_home() {
             return Ok(true);
         }
         let (children, marker) = self.peek_dir(ops, key, 1).await?;
@@ -353,11 +390,11 @@ impl ObjectStorage {
     }
 
     /// Fails unless the parent of `key` is a directory (as a filesystem would).
-    async fn require_parent(&self, ops: &Operators, key: &str) -> Result<()> {
-        let parent = parent(key);
-        if self.is_dir(ops, parent).await? {
+    async fn require_parent(&self, ops: &Operators, key: &Key) -> Result<()> {
+        let parent = key.parent();
+        if self.is_dir(ops, &parent).await? {
             Ok(())
-        } else if self.head(ops, parent).await?.is_some() {
+        } else if self.head(ops, &parent).await?.is_some() {
             Err(ErrorKind::NotADirectory.into())
         } else {
             Err(ErrorKind::NotFound.into())
@@ -372,6 +409,9 @@ async fn next_entry(lister: &mut opendal::Lister) -> Result<Option<opendal::Entr
 impl Storage for ObjectStorage {
     async fn metadata(&self, user: &User, path: &Path) -> Result<Metadata> {
         let key = key(user, path)?;
+        if key.is_home() {
+            return Ok(Metadata::new(FileKind::Dir, 0));
+        }
         let ops = self.ops()?;
         if let Some(meta) = self.head(&ops, &key).await? {
             return Ok(to_metadata(&meta));
@@ -434,7 +474,7 @@ impl Storage for ObjectStorage {
             // An object cannot be appended to or rewritten from the middle.
             _ => return Err(ErrorKind::NotSupported.into()),
         }
-        if key.is_empty() {
+        if key.is_home() {
             return Err(ErrorKind::IsADirectory.into());
         }
         let ops = self.ops()?;
@@ -446,14 +486,14 @@ impl Storage for ObjectStorage {
         }
         self.require_parent(&ops, &key).await?;
         let writer = ops.once.writer_with(&key).chunk(PART_SIZE).concurrent(1).await.map_err(error)?;
-        Ok(DataSink::Stream(Box::pin(ObjectWriter { state: WriteState::Idle(writer), key })))
+        Ok(DataSink::Stream(Box::pin(ObjectWriter { state: WriteState::Idle(writer), key: key.key })))
     }
 
     async fn make_dir(&self, user: &User, path: &Path) -> Result<()> {
         permit(user, |p| p.mkdir)?;
         let key = key(user, path)?;
         let ops = self.ops()?;
-        if key.is_empty() || self.head(&ops, &key).await?.is_some() || self.is_dir(&ops, &key).await? {
+        if key.is_home() || self.head(&ops, &key).await?.is_some() || self.is_dir(&ops, &key).await? {
             return Err(ErrorKind::AlreadyExists.into());
         }
         self.require_parent(&ops, &key).await?;
@@ -463,7 +503,7 @@ impl Storage for ObjectStorage {
     async fn remove_dir(&self, user: &User, path: &Path) -> Result<()> {
         permit(user, |p| p.delete)?;
         let key = key(user, path)?;
-        if key.is_empty() {
+        if key.is_home() {
             return Err(ErrorKind::PermissionDenied.into());
         }
         let ops = self.ops()?;
@@ -505,10 +545,13 @@ impl Storage for ObjectStorage {
                 if self.is_dir(&ops, &from).await? { ErrorKind::NotSupported } else { ErrorKind::NotFound };
             return Err(kind.into());
         }
-        if to == from {
+        if from.is_home() {
+            return Err(ErrorKind::PermissionDenied.into());
+        }
+        if to.key == from.key {
             return Ok(());
         }
-        if to.is_empty() || self.is_dir(&ops, &to).await? {
+        if self.is_dir(&ops, &to).await? {
             return Err(ErrorKind::IsADirectory.into());
         }
         self.require_parent(&ops, &to).await?;
