@@ -20,7 +20,7 @@
 //! mid-upload leaves them to the bucket's `AbortIncompleteMultipartUpload` lifecycle rule.
 //! APPE and REST + STOR get 504 ([`ErrorKind::NotSupported`]): an object cannot be appended to.
 //! RNFR/RNTO of a file is a server-side copy and a delete (not atomic; S3's single CopyObject
-//! limits it to 5 GiB); of a directory, 504. The largest upload is 10,000 parts, 80 GiB.
+//! limits it to 5 GiB); of a directory, 504. The largest upload is 10,000 parts, 78 GiB.
 //!
 //! # Runtime and retries
 //! Every shard gets its own opendal operator and HTTP client, built on first use on that
