@@ -243,6 +243,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Anything else: a local error in processing (451).
     Local,
+    /// The backend cannot do this at all, e.g. append to an object (504, "not implemented for
+    /// that parameter"): unlike 550, it tells the client that retrying will not help.
+    NotSupported,
 }
 
 impl ErrorKind {
@@ -260,6 +263,7 @@ impl ErrorKind {
             ErrorKind::QuotaExceeded => code::EXCEEDED_STORAGE,
             ErrorKind::Unavailable => code::FILE_UNAVAILABLE,
             ErrorKind::Local => code::LOCAL_ERROR,
+            ErrorKind::NotSupported => code::PARAMETER_NOT_IMPLEMENTED,
         }
     }
 
@@ -277,6 +281,7 @@ impl ErrorKind {
             ErrorKind::QuotaExceeded => "Disk quota exceeded",
             ErrorKind::Unavailable => "Resource temporarily unavailable",
             ErrorKind::Local => "Local error in processing",
+            ErrorKind::NotSupported => "Not supported by this storage",
         }
     }
 

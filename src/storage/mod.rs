@@ -11,8 +11,12 @@
 //! lets the kernel do it with `openat2(RESOLVE_BENEATH)`), because symlinks are resolved below it.
 
 mod fs;
+#[cfg(feature = "object")]
+mod object;
 
 pub use fs::FsStorage;
+#[cfg(feature = "object")]
+pub use object::{ObjectStorage, S3Config};
 
 use std::fmt;
 use std::future::Future;
@@ -121,6 +125,12 @@ impl StorageError {
     /// An error of the given kind with no underlying cause.
     pub fn new(kind: ErrorKind) -> Self {
         StorageError { kind, source: None }
+    }
+
+    /// An error of the given kind with its cause, for backends whose errors are not
+    /// `io::Error`s (the cause is logged, the kind answers the client).
+    pub fn with_source(kind: ErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StorageError { kind, source: Some(io::Error::other(source)) }
     }
 
     /// The kind, which decides the reply.

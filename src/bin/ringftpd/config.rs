@@ -71,6 +71,13 @@ pub struct FileConfig {
     pub users_file: Option<PathBuf>,
     pub dangerous_allow_foreign_data_connections: Option<bool>,
     pub active_source_port: Option<bool>,
+    // Object storage (see --storage); the keys here are the only place for static credentials.
+    pub storage: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_path_style: Option<bool>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
 }
@@ -486,6 +493,21 @@ mod tests {
         assert!(users.iter().any(|u| matches!(u.password, Password::Hash(_))));
         assert!(users.iter().any(|u| u.user.is_read_only()));
         assert!(users.iter().any(|u| u.user.max_sessions.is_some() && u.user.rate_limit.is_some()));
+    }
+
+    /// The example's object-storage block (commented as prose, since it replaces `root`)
+    /// parses once uncommented.
+    #[test]
+    fn example_storage_block_parses() {
+        let text: String = EXAMPLE
+            .lines()
+            .filter_map(|l| l.strip_prefix("# ").filter(|l| l.starts_with("storage") || l.starts_with("s3_")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse(&text).unwrap_or_else(|e| panic!("{}\n{text}", e.locate(Path::new("x"), &text)));
+        assert_eq!(c.storage.as_deref(), Some("s3://my-bucket/ftp"));
+        assert!(c.s3_endpoint.is_some() && c.s3_region.is_some() && c.s3_path_style == Some(true));
+        assert!(c.s3_access_key_id.is_some() && c.s3_secret_access_key.is_some());
     }
 
     /// Turns `#key = ...` lines (and `#[[users]]`) into settings, leaving `# prose` alone.

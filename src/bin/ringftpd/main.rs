@@ -2,6 +2,7 @@
 
 mod config;
 mod reload;
+mod storage;
 mod systemd;
 mod xferlog;
 
@@ -17,7 +18,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use nix::sys::signal::{SigSet, Signal};
 use ringftp::ban::{BanPolicy, IpNet};
-use ringftp::{FsStorage, Server, UploadPolicy, User, UserList};
+use ringftp::{Server, UploadPolicy, User, UserList};
 
 use config::{EngineName, FileConfig, LogFormat, Password};
 
@@ -39,6 +40,9 @@ struct Args {
     /// The directory to serve.
     #[arg(long, default_value = ".", value_name = "DIR")]
     root: PathBuf,
+
+    #[command(flatten)]
+    storage: storage::StorageArgs,
 
     // Help given as an attribute: rustdoc would read `[::1]` in a doc comment as a link.
     #[arg(
@@ -252,9 +256,11 @@ fn run(
         Some(root) if !given(matches, "root") => base.join(root),
         _ => args.root.clone(),
     };
-    let storage = FsStorage::new(&root).map_err(|e| format!("cannot serve {}: {e}", root.display()))?;
+    let storage = storage::open(&args.storage, matches, &file, &root)?;
 
-    let (users, anonymous) = users(&args, matches, &file, &base, &root)?;
+    // Homes are checked under the served directory; object storage has none to check.
+    let root = storage.root();
+    let (users, anonymous) = users(&args, matches, &file, &base, root.as_deref())?;
     let auth = reload::Reloadable::new(users);
     let anonymous_now = Arc::new(AtomicBool::new(anonymous));
     let mut builder = Server::builder(storage, auth.clone())
@@ -418,8 +424,8 @@ fn load_config(args: &Args) -> Result<(FileConfig, PathBuf), String> {
 struct Reloader {
     args: Args,
     matches: ArgMatches,
-    /// The storage root, fixed at start-up (homes are checked under it).
-    root: PathBuf,
+    /// The storage root, fixed at start-up (homes are checked under it); none for S3.
+    root: Option<PathBuf>,
     auth: reload::Reloadable,
     anonymous: Arc<AtomicBool>,
 }
@@ -429,7 +435,7 @@ impl Reloader {
     /// returns a one-line status for the service manager.
     fn reload(&self) -> String {
         let loaded = load_config(&self.args)
-            .and_then(|(file, base)| users(&self.args, &self.matches, &file, &base, &self.root));
+            .and_then(|(file, base)| users(&self.args, &self.matches, &file, &base, self.root.as_deref()));
         match loaded {
             Ok((list, anonymous)) => {
                 let n = list.len();
@@ -457,7 +463,7 @@ fn users(
     matches: &ArgMatches,
     file: &FileConfig,
     base: &Path,
-    root: &Path,
+    root: Option<&Path>,
 ) -> Result<(UserList, bool), String> {
     let users_file = match &file.users_file {
         Some(path) if !given(matches, "users_file") => Some(base.join(path)),
@@ -470,7 +476,7 @@ fn users(
     let config_users = file.config_users();
     for entry in &config_users {
         let name = entry.user.name.clone();
-        if !root.join(&entry.user.home).is_dir() {
+        if root.is_some_and(|root| !root.join(&entry.user.home).is_dir()) {
             tracing::warn!(user = %name, home = %entry.user.home.display(), "home is not a directory under the root");
         }
         let before = users.len();

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# ringftpd serving an S3 bucket (moto's S3 server on loopback), against boto3 talking to the
+# same server directly. A benchmark, not a test: it prints numbers and fails only on errors.
+#
+#   1. Throughput: a 256 MiB file uploaded and downloaded through ringftpd with curl, and with
+#      boto3 straight to moto (upload_file/download_file, boto3's default multipart settings).
+#      Ratio = ringftpd / boto3 (target >= 0.8: ringftpd must not be the bottleneck). boto3
+#      runs twice: with its defaults (10 parts in flight) and one 8 MiB part at a time, as
+#      ringftpd does to keep an upload within two parts of memory.
+#   2. Memory: ringftpd's peak RSS (VmHWM, reset through /proc/PID/clear_refs) over its idle
+#      RSS, during 1 and during 8 concurrent 64 MiB uploads, each on a fresh server warmed up
+#      with a few 1 KiB uploads; per upload (target <= 2 parts + 64 KiB = 16448 KiB with
+#      8 MiB parts).
+#   3. 32 concurrent 16 MiB uploads all complete (curl exit 0) and are all in the bucket at
+#      the right size (checked with boto3).
+#
+# Usage: benches/s3.sh            (needs curl, python3 with moto[server] and boto3, root for
+#                                  clear_refs; builds ringftpd in release mode)
+# Knobs: RINGFTPD (a prebuilt binary), BIG (MiB, default 256), KEEP=1 (keep the work dir).
+# Everything listens on 127.0.0.1; every client runs under `timeout`; the trap stops the
+# servers by pid.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIG=${BIG:-256}
+WORK=$(mktemp -d /tmp/ringftp-s3bench.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    [[ ${KEEP:-0} == 1 ]] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+python3 -c 'import moto.server, boto3' 2>/dev/null || python3 -m pip install --quiet 'moto[server]' boto3
+if [[ -z ${RINGFTPD:-} ]]; then
+    (cd "$ROOT" && cargo build --release --quiet --bin ringftpd)
+    RINGFTPD=$ROOT/target/release/ringftpd
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 300); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on port $1" >&2
+    exit 1
+}
+
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
+S3_PORT=$(free_port)
+python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
+PIDS+=($!)
+wait_port "$S3_PORT"
+export S3_URL=http://127.0.0.1:$S3_PORT BUCKET=bench
+BOTO="import boto3, os, sys, time
+from botocore.config import Config
+s3 = boto3.client('s3', endpoint_url=os.environ['S3_URL'], config=Config(s3={'addressing_style': 'path'}))
+B = os.environ['BUCKET']"
+python3 -c "$BOTO
+s3.create_bucket(Bucket=B)"
+
+# Starts (or restarts) ringftpd on a fresh port: SERVER is its pid, URL its base URL.
+SERVER=
+start_server() {
+    if [[ -n $SERVER ]]; then kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; fi
+    FTP_PORT=$(free_port)
+    "$RINGFTPD" --storage "s3://$BUCKET/ftp" --s3-endpoint "$S3_URL" --s3-path-style \
+        --listen "127.0.0.1:$FTP_PORT" --user bench:bench --log-level warn --max-sessions-per-ip 0 \
+        >"$WORK/ringftpd.out" 2>>"$WORK/ringftpd.log" &
+    SERVER=$!
+    PIDS+=("$SERVER")
+    wait_port "$FTP_PORT"
+    URL="ftp://bench:bench@127.0.0.1:$FTP_PORT"
+}
+start_server
+
+now() { date +%s.%N; }
+mibps() { python3 -c "print(f'{$1 / ($3 - $2):.1f}')"; }
+
+head -c "$((BIG * 1024 * 1024))" /dev/urandom >"$WORK/big"
+SUM=$(sha256sum "$WORK/big" | cut -d' ' -f1)
+
+echo "== 1. throughput, ${BIG} MiB (MiB/s)"
+t0=$(now); python3 -c "$BOTO
+s3.upload_file('$WORK/big', B, 'direct/big')"; t1=$(now)
+boto_up=$(mibps "$BIG" "$t0" "$t1")
+t0=$(now); python3 -c "$BOTO
+s3.download_file(B, 'direct/big', '$WORK/big.boto')"; t1=$(now)
+boto_down=$(mibps "$BIG" "$t0" "$t1")
+# boto3 one part at a time, as ringftpd uploads (its memory bound allows one part in flight).
+ONE="from boto3.s3.transfer import TransferConfig
+one = TransferConfig(max_concurrency=1, multipart_chunksize=8 << 20)"
+t0=$(now); python3 -c "$BOTO
+$ONE
+s3.upload_file('$WORK/big', B, 'direct/big1', Config=one)"; t1=$(now)
+boto1_up=$(mibps "$BIG" "$t0" "$t1")
+t0=$(now); python3 -c "$BOTO
+$ONE
+s3.download_file(B, 'direct/big1', '$WORK/big.boto1', Config=one)"; t1=$(now)
+boto1_down=$(mibps "$BIG" "$t0" "$t1")
+t0=$(now); timeout 600 curl -sS -T "$WORK/big" "$URL/big"; t1=$(now)
+ftp_up=$(mibps "$BIG" "$t0" "$t1")
+t0=$(now); timeout 600 curl -sS -o "$WORK/big.ftp" "$URL/big"; t1=$(now)
+ftp_down=$(mibps "$BIG" "$t0" "$t1")
+[[ $(sha256sum "$WORK/big.ftp" | cut -d' ' -f1) == "$SUM" ]] || { echo "download differs" >&2; exit 1; }
+ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+printf '%-10s %10s %10s %7s %14s %7s\n' "" ringftpd boto3 ratio "boto3 1-part" ratio
+printf '%-10s %10s %10s %7s %14s %7s\n' upload "$ftp_up" "$boto_up" "$(ratio "$ftp_up" "$boto_up")" \
+    "$boto1_up" "$(ratio "$ftp_up" "$boto1_up")"
+printf '%-10s %10s %10s %7s %14s %7s\n' download "$ftp_down" "$boto_down" "$(ratio "$ftp_down" "$boto_down")" \
+    "$boto1_down" "$(ratio "$ftp_down" "$boto1_down")"
+
+echo "== 2. memory during 64 MiB uploads (KiB)"
+head -c "$((64 * 1024 * 1024))" /dev/urandom >"$WORK/m64"
+head -c 1024 /dev/urandom >"$WORK/k1"
+rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER/status"; }
+for n in 1 8; do
+    # A fresh server, warmed up (each shard's S3 client, TLS roots and connections exist), so
+    # the peak over the idle RSS is what the uploads themselves take.
+    start_server
+    jobs_=()
+    for i in 1 2 3 4; do timeout 60 curl -sS -T "$WORK/k1" "$URL/warm-$n-$i" & jobs_+=($!); done
+    for j in "${jobs_[@]}"; do wait "$j"; done
+    sleep 1
+    base=$(rss VmRSS)
+    echo 5 >"/proc/$SERVER/clear_refs"
+    jobs_=()
+    for i in $(seq "$n"); do
+        timeout 600 curl -sS -T "$WORK/m64" "$URL/mem-$n-$i" &
+        jobs_+=($!)
+    done
+    for j in "${jobs_[@]}"; do wait "$j"; done
+    peak=$(rss VmHWM)
+    per=$(((peak - base) / n))
+    echo "$n concurrent: idle RSS $base, peak $peak, per upload $per KiB (target <= $((2 * 8 * 1024 + 64)) KiB)"
+done
+
+echo "== 3. 32 concurrent 16 MiB uploads"
+head -c "$((16 * 1024 * 1024))" /dev/urandom >"$WORK/m16"
+timeout 60 curl -sS -Q "MKD c32" "$URL/" >/dev/null
+jobs_=()
+t0=$(now)
+for i in $(seq 32); do
+    timeout 600 curl -sS -T "$WORK/m16" "$URL/c32/f$i" &
+    jobs_+=($!)
+done
+failed=0
+for j in "${jobs_[@]}"; do wait "$j" || failed=$((failed + 1)); done
+t1=$(now)
+found=$(python3 -c "$BOTO
+r = s3.list_objects_v2(Bucket=B, Prefix='ftp/c32/')
+print(sum(1 for o in r.get('Contents', []) if o['Size'] == 16 << 20))")
+pending=$(python3 -c "$BOTO
+print(len(s3.list_multipart_uploads(Bucket=B).get('Uploads', [])))")
+echo "curl failures: $failed; objects of 16 MiB in the bucket: $found/32; pending multipart uploads: $pending; $(mibps 512 "$t0" "$t1") MiB/s total"
+[[ $failed == 0 && $found == 32 && $pending == 0 ]]

@@ -1,0 +1,704 @@
+//! The object-storage backend: a bucket of an S3-compatible store (AWS S3, MinIO, Ceph RGW,
+//! Garage, ...) served as a directory tree, through [opendal]'s S3 service.
+//!
+//! # The tree over keys
+//! A path is a key below the configured prefix and the user's home (`prefix/home/a/b.txt`).
+//! Directories are key prefixes ending in `/`: MKD writes an empty `dir/` marker object so an
+//! empty directory can exist; RMD removes that marker, and only when nothing else is below it.
+//! A prefix that has objects below it is a directory with or without a marker (CWD, LIST work).
+//! Listings page through `ListObjectsV2` with delimiter `/`; the [`Storage::list`] trait
+//! returns a `Vec`, so one directory's entries (not its subdirectories' contents) are in memory
+//! at once: that is the trait's current limit.
+//!
+//! # Transfers
+//! RETR is a ranged GET (REST offset = the range start), streamed. STOR is a multipart upload
+//! in [`PART_SIZE`] parts, one part in flight: an upload holds at most two parts in memory (the
+//! one being sent and the one being filled), 16 MiB. The object appears only when the upload
+//! completes (S3 writes are atomic), so [`WriteMode::Replace`] needs no commit step. An upload
+//! that ends any other way (ABOR, the client resets, a storage error) aborts its multipart
+//! upload on the store, from the sink's `Drop`, so no parts are left behind; a server killed
+//! mid-upload leaves them to the bucket's `AbortIncompleteMultipartUpload` lifecycle rule.
+//! APPE and REST + STOR get 504 ([`ErrorKind::NotSupported`]): an object cannot be appended to.
+//! RNFR/RNTO of a file is a server-side copy and a delete (not atomic; S3's single CopyObject
+//! limits it to 5 GiB); of a directory, 504. The largest upload is 10,000 parts, 78 GiB.
+//!
+//! # Runtime and retries
+//! Every shard gets its own opendal operator and HTTP client, built on first use on that
+//! shard's thread: requests, connection-pool tasks and their sockets stay on the shard's
+//! current-thread tokio runtime (opendal spawns no tasks for one-part-at-a-time uploads and
+//! single-stream reads, and needs no multi-threaded runtime). Reads, listings, HEAD, copy and
+//! delete are retried with backoff when the store reports a temporary failure; uploads are not
+//! (a retried CreateMultipartUpload whose reply was lost would leave an orphaned upload): a
+//! failed upload gets 451 and the client sends it again.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
+use std::path::{Component, Path};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes};
+use futures_core::Stream;
+use opendal::layers::RetryLayer;
+use opendal::{EntryMode, HttpTransporter, OperationContext, Operator, Writer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::{
+    DataSink, DataSource, DirEntry, ErrorKind, FileKind, Metadata, Result, Storage, StorageError, WriteMode,
+};
+use crate::auth::{Permissions, User};
+
+/// The size of an upload's parts. S3 requires at least 5 MiB (but the last) and allows 10,000
+/// parts; an upload buffers up to two of them.
+pub(super) const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Where the objects are and how to reach them.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct S3Config {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix everything is stored under (empty: the whole bucket).
+    pub prefix: String,
+    /// The store's URL (`https://s3.eu-west-1.amazonaws.com`, `http://127.0.0.1:9000`); default:
+    /// AWS.
+    pub endpoint: Option<String>,
+    /// The region (default `us-east-1`, which most other stores accept).
+    pub region: Option<String>,
+    /// Address the bucket as `endpoint/bucket` rather than `bucket.endpoint` (MinIO, moto and
+    /// most self-hosted stores need it).
+    pub path_style: bool,
+    /// Static credentials; without them the usual `AWS_*` environment variables, the AWS config
+    /// files and the instance metadata service are asked, in that order.
+    pub access_key_id: Option<String>,
+    /// The secret for [`S3Config::access_key_id`].
+    pub secret_access_key: Option<String>,
+}
+
+impl S3Config {
+    /// A bucket with no prefix, on AWS, virtual-host style, credentials from the environment.
+    pub fn new(bucket: impl Into<String>) -> Self {
+        S3Config {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            endpoint: None,
+            region: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+
+    /// Parses `s3://BUCKET/PREFIX` (the prefix is optional).
+    pub fn from_url(url: &str) -> io::Result<Self> {
+        let invalid = |msg: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{url:?}: {msg}"));
+        let rest = url.strip_prefix("s3://").ok_or_else(|| invalid("expected s3://BUCKET/PREFIX"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(invalid("no bucket name"));
+        }
+        Ok(S3Config::new(bucket).prefix(prefix))
+    }
+
+    /// Stores everything under this key prefix (`a/b` and `/a/b/` are the same).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into().trim_matches('/').to_owned();
+        self
+    }
+
+    /// The store's URL.
+    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
+        self.endpoint = Some(url.into());
+        self
+    }
+
+    /// The region.
+    pub fn region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Path-style addressing (`endpoint/bucket/key`).
+    pub fn path_style(mut self, on: bool) -> Self {
+        self.path_style = on;
+        self
+    }
+
+    /// Static credentials.
+    pub fn credentials(mut self, access_key_id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.access_key_id = Some(access_key_id.into());
+        self.secret_access_key = Some(secret.into());
+        self
+    }
+}
+
+/// Serves a bucket (or a prefix of it) as a directory tree; see the [module docs](self).
+#[derive(Debug)]
+pub struct ObjectStorage {
+    /// Tells this storage's per-thread operators from another instance's.
+    id: u64,
+    config: S3Config,
+}
+
+/// One shard's operators: `retrying` for idempotent calls, `once` for uploads.
+#[derive(Clone)]
+struct Operators {
+    retrying: Operator,
+    once: Operator,
+}
+
+thread_local! {
+    /// The operators of every [`ObjectStorage`] used on this thread, by id.
+    static OPERATORS: RefCell<Vec<(u64, Operators)>> = const { RefCell::new(Vec::new()) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+impl ObjectStorage {
+    /// Serves the bucket `config` names. Checks the configuration but does not contact the
+    /// store (which may be down at start and up later).
+    pub fn new(config: S3Config) -> io::Result<Self> {
+        let storage = ObjectStorage { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), config };
+        storage.build().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        Ok(storage)
+    }
+
+    /// The configuration as given.
+    pub fn config(&self) -> &S3Config {
+        &self.config
+    }
+
+    fn build(&self) -> std::result::Result<Operators, String> {
+        let c = &self.config;
+        let mut b = opendal::services::S3::default()
+            .bucket(&c.bucket)
+            .root(&format!("/{}", c.prefix))
+            .region(c.region.as_deref().unwrap_or("us-east-1"));
+        if let Some(endpoint) = &c.endpoint {
+            b = b.endpoint(endpoint);
+        }
+        if !c.path_style {
+            b = b.enable_virtual_host_style();
+        }
+        if let (Some(id), Some(secret)) = (&c.access_key_id, &c.secret_access_key) {
+            b = b.access_key_id(id).secret_access_key(secret);
+        }
+        // Bounded waits on a store that accepts connections but stops answering.
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let transport = HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(client));
+        let once = Operator::new(b)
+            .map_err(|e| format!("bad S3 configuration: {e}"))?
+            .with_context(OperationContext::new().with_http_transport(transport));
+        let retrying = once.clone().layer(
+            RetryLayer::new()
+                .with_max_times(3)
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(2))
+                .with_jitter(),
+        );
+        Ok(Operators { retrying, once })
+    }
+
+    /// This shard's operators, built on first use.
+    fn ops(&self) -> Result<Operators> {
+        OPERATORS.with(|cell| {
+            let mut all = cell.borrow_mut();
+            if let Some((_, ops)) = all.iter().find(|(id, _)| *id == self.id) {
+                return Ok(ops.clone());
+            }
+            let ops = self.build().map_err(|e| StorageError::with_source(ErrorKind::Local, e))?;
+            all.push((self.id, ops.clone()));
+            Ok(ops)
+        })
+    }
+}
+
+/// The key of a path: below the prefix, without a leading or trailing `/`, and how much of it
+/// is the user's home (which is always a directory, even before anything is stored in it).
+struct Key {
+    key: String,
+    home: usize,
+}
+
+impl Key {
+    fn is_home(&self) -> bool {
+        self.key.len() <= self.home
+    }
+
+    /// The parent directory (the home's parent is the home: nothing above it is reachable).
+    fn parent(&self) -> Key {
+        let parent = if self.is_home() { &self.key } else { parent(&self.key) };
+        Key { key: parent.to_owned(), home: self.home.min(parent.len()) }
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.key
+    }
+}
+
+/// The key of `path` below the user's home.
+fn key(user: &User, path: &Path) -> Result<Key> {
+    let home = join(user.home.components())?;
+    let rest = join(path.components())?;
+    let key = match (home.is_empty(), rest.is_empty()) {
+        (_, true) => home.clone(),
+        (true, false) => rest,
+        (false, false) => format!("{home}/{rest}"),
+    };
+    Ok(Key { key, home: home.len() })
+}
+
+/// Path components as a key (`a/b`).
+fn join<'a>(components: impl Iterator<Item = Component<'a>>) -> Result<String> {
+    let mut key = String::new();
+    for part in components {
+        match part {
+            Component::Normal(name) => {
+                // Keys are UTF-8; `/` inside a name cannot occur in a path component.
+                let name = name.to_str().ok_or(ErrorKind::InvalidName)?;
+                if !key.is_empty() {
+                    key.push('/');
+                }
+                key.push_str(name);
+            }
+            Component::CurDir => {}
+            // The session normalises paths; a home with `..` is refused rather than followed.
+            _ => return Err(ErrorKind::PermissionDenied.into()),
+        }
+    }
+    Ok(key)
+}
+
+/// The directory form of a key, as opendal spells it (`a/b/`; the root is `/`).
+fn dir(key: &str) -> String {
+    if key.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("{key}/")
+    }
+}
+
+/// The key's parent (empty for a top-level key).
+fn parent(key: &str) -> &str {
+    key.rsplit_once('/').map_or("", |(parent, _)| parent)
+}
+
+fn permit(user: &User, allowed: fn(&Permissions) -> bool) -> Result<()> {
+    if allowed(&user.permissions) {
+        Ok(())
+    } else {
+        Err(ErrorKind::PermissionDenied.into())
+    }
+}
+
+/// The reply an opendal error deserves.
+fn kind_of(err: &opendal::Error) -> ErrorKind {
+    use opendal::ErrorKind as K;
+    match err.kind() {
+        K::NotFound => ErrorKind::NotFound,
+        K::PermissionDenied => ErrorKind::PermissionDenied,
+        K::AlreadyExists | K::ConditionNotMatch => ErrorKind::AlreadyExists,
+        K::IsADirectory => ErrorKind::IsADirectory,
+        K::NotADirectory => ErrorKind::NotADirectory,
+        K::RateLimited => ErrorKind::Unavailable,
+        K::Unsupported => ErrorKind::NotSupported,
+        // Network errors, 5xx answers, and anything opendal cannot classify.
+        _ => ErrorKind::Local,
+    }
+}
+
+fn error(err: opendal::Error) -> StorageError {
+    let kind = kind_of(&err);
+    if kind == ErrorKind::Local || kind == ErrorKind::Unavailable {
+        tracing::warn!(error = %err, "object store request failed");
+    }
+    StorageError::with_source(kind, err)
+}
+
+/// An opendal error as the `io::Error` a stream returns (the data path maps it to 451).
+fn io_error(err: opendal::Error) -> io::Error {
+    tracing::warn!(error = %err, "object store transfer failed");
+    let kind = match kind_of(&err) {
+        ErrorKind::NotFound => io::ErrorKind::NotFound,
+        ErrorKind::PermissionDenied => io::ErrorKind::PermissionDenied,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, err)
+}
+
+fn to_metadata(meta: &opendal::Metadata) -> Metadata {
+    let m = match meta.mode() {
+        EntryMode::DIR => Metadata::new(FileKind::Dir, 0),
+        _ => Metadata::new(FileKind::File, meta.content_length()),
+    };
+    match meta.last_modified() {
+        Some(t) => m.modified(SystemTime::from(t)),
+        None => m,
+    }
+}
+
+impl ObjectStorage {
+    /// The object `key`, if there is one (HEAD).
+    async fn head(&self, ops: &Operators, key: &str) -> Result<Option<opendal::Metadata>> {
+        if key.is_empty() {
+            return Ok(None);
+        }
+        match ops.retrying.stat(key).await {
+            Ok(meta) if meta.mode() == EntryMode::FILE => Ok(Some(meta)),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(error(e)),
+        }
+    }
+
+    /// Up to `limit` entries directly below the prefix `key/`, not counting its marker, and
+    /// whether the marker exists.
+    async fn peek_dir(&self, ops: &Operators, key: &str, limit: usize) -> Result<(usize, bool)> {
+        let prefix = dir(key);
+        let mut lister = ops.retrying.lister_with(&prefix).limit(limit + 1).await.map_err(error)?;
+        let (mut children, mut marker) = (0, false);
+        while let Some(entry) = next_entry(&mut lister).await? {
+            if entry.path() == prefix {
+                marker = true;
+            } else {
+                children += 1;
+            }
+            if children >= limit {
+                break;
+            }
+        }
+        Ok((children, marker))
+    }
+
+    /// Whether `key` is a directory: the home, a marker, or a prefix with objects below it.
+    async fn is_dir(&self, ops: &Operators, key: &Key) -> Result<bool> {
+        if key.is_home() {
+            return Ok(true);
+        }
+        let (children, marker) = self.peek_dir(ops, key, 1).await?;
+        Ok(children > 0 || marker)
+    }
+
+    /// Fails unless the parent of `key` is a directory (as a filesystem would).
+    async fn require_parent(&self, ops: &Operators, key: &Key) -> Result<()> {
+        let parent = key.parent();
+        if self.is_dir(ops, &parent).await? {
+            Ok(())
+        } else if self.head(ops, &parent).await?.is_some() {
+            Err(ErrorKind::NotADirectory.into())
+        } else {
+            Err(ErrorKind::NotFound.into())
+        }
+    }
+}
+
+async fn next_entry(lister: &mut opendal::Lister) -> Result<Option<opendal::Entry>> {
+    std::future::poll_fn(|cx| Pin::new(&mut *lister).poll_next(cx)).await.transpose().map_err(error)
+}
+
+impl Storage for ObjectStorage {
+    async fn metadata(&self, user: &User, path: &Path) -> Result<Metadata> {
+        let key = key(user, path)?;
+        if key.is_home() {
+            return Ok(Metadata::new(FileKind::Dir, 0));
+        }
+        let ops = self.ops()?;
+        if let Some(meta) = self.head(&ops, &key).await? {
+            return Ok(to_metadata(&meta));
+        }
+        if self.is_dir(&ops, &key).await? {
+            return Ok(Metadata::new(FileKind::Dir, 0));
+        }
+        Err(ErrorKind::NotFound.into())
+    }
+
+    async fn list(&self, user: &User, path: &Path) -> Result<Vec<DirEntry>> {
+        let prefix = dir(&key(user, path)?);
+        let ops = self.ops()?;
+        // The lister fetches one ListObjectsV2 page (up to 1,000 keys) at a time.
+        let mut lister = ops.retrying.lister(&prefix).await.map_err(error)?;
+        let mut entries = Vec::new();
+        while let Some(entry) = next_entry(&mut lister).await? {
+            if entry.path() == prefix {
+                continue;
+            }
+            let name = entry.name().trim_end_matches('/');
+            if name.is_empty() {
+                continue;
+            }
+            entries
+                .push(DirEntry { name: name.as_bytes().to_vec(), metadata: to_metadata(entry.metadata()) });
+        }
+        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
+    }
+
+    async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {
+        permit(user, |p| p.read)?;
+        let key = key(user, path)?;
+        let ops = self.ops()?;
+        // HEAD first, so a missing file gets 550 before the 150, not 451 after it.
+        let Some(meta) = self.head(&ops, &key).await? else {
+            return Err(if self.is_dir(&ops, &key).await? {
+                ErrorKind::IsADirectory
+            } else {
+                ErrorKind::NotFound
+            }
+            .into());
+        };
+        let len = meta.content_length();
+        if offset >= len {
+            // REST at or past the end reads nothing (S3 would answer 416).
+            return Ok(DataSource::Stream(Box::pin(tokio::io::empty())));
+        }
+        let reader = ops.retrying.reader(&key).await.map_err(error)?;
+        let stream = reader.into_bytes_stream(offset..len).await.map_err(error)?;
+        Ok(DataSource::Stream(Box::pin(ObjectReader { stream, chunk: Bytes::new() })))
+    }
+
+    async fn open_write(&self, user: &User, path: &Path, mode: WriteMode) -> Result<DataSink> {
+        permit(user, |p| p.write)?;
+        let key = key(user, path)?;
+        match mode {
+            WriteMode::Truncate | WriteMode::Replace | WriteMode::CreateNew => {}
+            // An object cannot be appended to or rewritten from the middle.
+            _ => return Err(ErrorKind::NotSupported.into()),
+        }
+        if key.is_home() {
+            return Err(ErrorKind::IsADirectory.into());
+        }
+        let ops = self.ops()?;
+        if mode == WriteMode::CreateNew && self.head(&ops, &key).await?.is_some() {
+            return Err(ErrorKind::AlreadyExists.into());
+        }
+        if self.is_dir(&ops, &key).await? {
+            return Err(ErrorKind::IsADirectory.into());
+        }
+        self.require_parent(&ops, &key).await?;
+        let writer = ops.once.writer_with(&key).chunk(PART_SIZE).concurrent(1).await.map_err(error)?;
+        Ok(DataSink::Stream(Box::pin(ObjectWriter { state: WriteState::Idle(writer), key: key.key })))
+    }
+
+    async fn make_dir(&self, user: &User, path: &Path) -> Result<()> {
+        permit(user, |p| p.mkdir)?;
+        let key = key(user, path)?;
+        let ops = self.ops()?;
+        if key.is_home() || self.head(&ops, &key).await?.is_some() || self.is_dir(&ops, &key).await? {
+            return Err(ErrorKind::AlreadyExists.into());
+        }
+        self.require_parent(&ops, &key).await?;
+        ops.retrying.create_dir(&dir(&key)).await.map_err(error)
+    }
+
+    async fn remove_dir(&self, user: &User, path: &Path) -> Result<()> {
+        permit(user, |p| p.delete)?;
+        let key = key(user, path)?;
+        if key.is_home() {
+            return Err(ErrorKind::PermissionDenied.into());
+        }
+        let ops = self.ops()?;
+        let (children, marker) = self.peek_dir(&ops, &key, 1).await?;
+        if children > 0 {
+            return Err(ErrorKind::DirectoryNotEmpty.into());
+        }
+        if !marker {
+            let kind = if self.head(&ops, &key).await?.is_some() {
+                ErrorKind::NotADirectory
+            } else {
+                ErrorKind::NotFound
+            };
+            return Err(kind.into());
+        }
+        ops.retrying.delete(&dir(&key)).await.map_err(error)
+    }
+
+    async fn remove_file(&self, user: &User, path: &Path) -> Result<()> {
+        permit(user, |p| p.delete)?;
+        let key = key(user, path)?;
+        let ops = self.ops()?;
+        // S3 deletes a missing key without complaint: look first, for the right reply.
+        if self.head(&ops, &key).await?.is_none() {
+            let kind =
+                if self.is_dir(&ops, &key).await? { ErrorKind::IsADirectory } else { ErrorKind::NotFound };
+            return Err(kind.into());
+        }
+        ops.retrying.delete(&key).await.map_err(error)
+    }
+
+    async fn rename(&self, user: &User, from: &Path, to: &Path) -> Result<()> {
+        permit(user, |p| p.rename)?;
+        let (from, to) = (key(user, from)?, key(user, to)?);
+        let ops = self.ops()?;
+        if self.head(&ops, &from).await?.is_none() {
+            // Renaming a directory would copy every object below it, one by one.
+            let kind =
+                if self.is_dir(&ops, &from).await? { ErrorKind::NotSupported } else { ErrorKind::NotFound };
+            return Err(kind.into());
+        }
+        if from.is_home() {
+            return Err(ErrorKind::PermissionDenied.into());
+        }
+        if to.key == from.key {
+            return Ok(());
+        }
+        if self.is_dir(&ops, &to).await? {
+            return Err(ErrorKind::IsADirectory.into());
+        }
+        self.require_parent(&ops, &to).await?;
+        ops.retrying.copy(&from, &to).await.map_err(error)?;
+        ops.retrying.delete(&from).await.map_err(error)
+    }
+}
+
+/// A download: the GET's body as an `AsyncRead`.
+struct ObjectReader {
+    stream: opendal::FuturesBytesStream,
+    /// What is left of the last chunk the stream gave.
+    chunk: Bytes,
+}
+
+impl AsyncRead for ObjectReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        while this.chunk.is_empty() {
+            match ready!(Pin::new(&mut this.stream).poll_next(cx)) {
+                Some(Ok(chunk)) => this.chunk = chunk,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "object store download failed");
+                    return Poll::Ready(Err(e));
+                }
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let n = this.chunk.len().min(buf.remaining());
+        buf.put_slice(&this.chunk[..n]);
+        this.chunk.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+type WriteFuture = Pin<Box<dyn Future<Output = (Writer, opendal::Result<()>)> + Send>>;
+
+/// Where an upload's writer is: ready for bytes, busy sending, or done.
+enum WriteState {
+    Idle(Writer),
+    /// Sending bytes, or (on shutdown) completing the upload.
+    Busy(WriteFuture, bool),
+    Done,
+}
+
+/// An upload: an `AsyncWrite` over an opendal multipart writer.
+///
+/// `poll_write` accepts a buffer at once and hands it to the writer, which sends a part
+/// whenever [`PART_SIZE`] bytes are buffered; the next call waits for that. `poll_shutdown`
+/// completes the upload, and only then does the object exist. Dropped before that, it aborts
+/// the multipart upload (on the current shard's runtime).
+struct ObjectWriter {
+    state: WriteState,
+    key: String,
+}
+
+impl ObjectWriter {
+    /// Waits for the writer to be idle; an error leaves it idle for `Drop` to abort.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let WriteState::Busy(fut, closing) = &mut self.state {
+            let closing = *closing;
+            let (writer, result) = ready!(fut.as_mut().poll(cx));
+            self.state = if closing && result.is_ok() { WriteState::Done } else { WriteState::Idle(writer) };
+            result.map_err(io_error)?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for ObjectWriter {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        ready!(self.poll_idle(cx))?;
+        match std::mem::replace(&mut self.state, WriteState::Done) {
+            WriteState::Idle(mut writer) => {
+                let bytes = Bytes::copy_from_slice(buf);
+                self.state = WriteState::Busy(
+                    Box::pin(async move {
+                        let result = writer.write(bytes).await;
+                        (writer, result)
+                    }),
+                    false,
+                );
+                Poll::Ready(Ok(buf.len()))
+            }
+            _ => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "upload already finished"))),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_idle(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_idle(cx))?;
+        if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
+            self.state = WriteState::Busy(
+                Box::pin(async move {
+                    let result = writer.close().await.map(drop);
+                    (writer, result)
+                }),
+                true,
+            );
+            ready!(self.poll_idle(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for ObjectWriter {
+    fn drop(&mut self) {
+        let (pending, closing): (WriteFuture, bool) =
+            match std::mem::replace(&mut self.state, WriteState::Done) {
+                WriteState::Done => return,
+                WriteState::Idle(writer) => (Box::pin(std::future::ready((writer, Ok(())))), false),
+                WriteState::Busy(fut, closing) => (fut, closing),
+            };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(key = self.key, "no runtime to abort an unfinished upload on");
+            return;
+        };
+        let key = std::mem::take(&mut self.key);
+        let abort = async move {
+            let (mut writer, result) = pending.await;
+            // A completing upload is let finish (the client sent every byte); if it
+            // succeeds there is nothing to abort.
+            if closing && result.is_ok() {
+                return;
+            }
+            // DELETE ?uploadId is idempotent: retry it a little.
+            for attempt in 0..3u32 {
+                match writer.abort().await {
+                    Ok(()) => {
+                        tracing::debug!(key, "upload aborted on the store");
+                        return;
+                    }
+                    Err(e) if attempt == 2 => {
+                        tracing::warn!(key, error = %e, "cannot abort the multipart upload; its parts stay until the bucket's lifecycle rule removes them");
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+                }
+            }
+        };
+        // On a shard's current-thread runtime, the task runs on the shard.
+        drop(runtime.spawn(abort));
+    }
+}

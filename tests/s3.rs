@@ -1,0 +1,587 @@
+//! The object-storage backend end to end: ringftpd serving a bucket of a real S3 API server
+//! (moto's, on loopback, started per test), driven by curl, ftplib and lftp. What landed in
+//! the bucket is checked with boto3, an independent S3 client, never through ringftpd.
+//!
+//! Needs `pip install 'moto[server]' boto3`; the harness installs them if they are missing.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The pip command that provides the S3 server and client.
+const PIP_INSTALL: &[&str] = &["-m", "pip", "install", "--quiet", "moto[server]", "boto3"];
+
+/// moto accepts any credentials; ringftpd and boto3 read these from the environment.
+const KEY_ID: &str = "testing";
+const SECRET: &str = "testing";
+
+/// A moto S3 server on a loopback port, killed on drop.
+struct Moto {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        static SETUP: Once = Once::new();
+        SETUP.call_once(|| {
+            ensure_python_packages();
+            // Before any server or client starts, so every child inherits them.
+            std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
+            std::env::set_var("AWS_DEFAULT_REGION", "us-east-1");
+        });
+        let mut moto = Moto { child: None, port: free_port() };
+        moto.spawn();
+        moto
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start python3 -m moto.server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen on {addr} within 30 s");
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("moto exited at start: {status}");
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the server (SIGKILL) and waits for it: the store goes away.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: moto keeps everything in memory).
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Makes a bucket.
+    fn bucket(&self, name: &str) {
+        self.py(name, "s3.create_bucket(Bucket=B)");
+    }
+
+    /// Runs Python with `s3` (a boto3 client for this server) and `B` (the bucket) defined;
+    /// returns stdout, failing the test if the script fails.
+    fn py(&self, bucket: &str, code: &str) -> String {
+        let script = format!("{PRELUDE}\n{code}\n");
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c").arg(script).env("S3_URL", self.url()).env("BUCKET", bucket);
+        let out = run_timeout(&mut cmd, Duration::from_secs(180));
+        assert!(
+            out.status.success(),
+            "python failed:\n{code}\n--- stderr ---\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `key size sha256` for every object under `prefix`, sorted by key.
+    fn objects(&self, bucket: &str, prefix: &str) -> Vec<(String, u64, String)> {
+        let code = format!(
+            "for page in s3.get_paginator('list_objects_v2').paginate(Bucket=B, Prefix={prefix:?}):\n\
+             \x20   for o in page.get('Contents', []):\n\
+             \x20       h = hashlib.sha256()\n\
+             \x20       for chunk in s3.get_object(Bucket=B, Key=o['Key'])['Body'].iter_chunks(1 << 20): h.update(chunk)\n\
+             \x20       print(o['Key'], o['Size'], h.hexdigest())"
+        );
+        let mut objects: Vec<(String, u64, String)> = self
+            .py(bucket, &code)
+            .lines()
+            .map(|l| {
+                let mut it = l.split(' ');
+                let (k, s, h) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+                (k.to_string(), s.parse().unwrap(), h.to_string())
+            })
+            .collect();
+        objects.sort();
+        objects
+    }
+
+    /// The keys of multipart uploads not completed or aborted.
+    fn pending_uploads(&self, bucket: &str) -> Vec<String> {
+        let out = self
+            .py(bucket, "for u in s3.list_multipart_uploads(Bucket=B).get('Uploads', []): print(u['Key'])");
+        out.lines().map(str::to_string).collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const PRELUDE: &str = "\
+import hashlib, os, socket, sys, time, ftplib, struct
+import boto3
+from botocore.config import Config
+s3 = boto3.client('s3', endpoint_url=os.environ['S3_URL'], config=Config(s3={'addressing_style': 'path'}))
+B = os.environ['BUCKET']";
+
+/// Installs moto and boto3 with pip if Python cannot import them, or fails with the command.
+fn ensure_python_packages() {
+    let probe = |_: ()| {
+        Command::new("python3")
+            .args(["-c", "import moto.server, boto3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if probe(()) {
+        return;
+    }
+    let out = run_timeout(Command::new("python3").args(PIP_INSTALL), Duration::from_secs(300));
+    assert!(
+        out.status.success() && probe(()),
+        "these tests need moto's S3 server and boto3; install them with:\n  python3 {}\n{}",
+        PIP_INSTALL.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// ringftpd serving `s3://bucket/pre` of this moto.
+fn server(moto: &Moto, bucket: &str, tag: &str) -> TestServer {
+    TestServer::builder(tag)
+        .no_root()
+        .log_level("info,ringftp=debug")
+        .args([
+            "--storage".to_string(),
+            format!("s3://{bucket}/pre"),
+            "--s3-endpoint".to_string(),
+            moto.url(),
+            "--s3-path-style".to_string(),
+        ])
+        .start()
+}
+
+fn write_random(path: &Path, len: u64) -> String {
+    let mut f = fs::File::create(path).unwrap();
+    let mut state = len.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        for b in &mut buf[..n] {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *b = state as u8;
+        }
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    sha256_file(path)
+}
+
+fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut f = fs::File::open(path).unwrap();
+    std::io::copy(&mut f, &mut h).unwrap();
+    format!("{:x}", h.finalize())
+}
+
+/// Uploads and downloads 0 B, 1 B and 100 MiB (13 parts) with each client, checking every
+/// object in the bucket with boto3 and every download against the source.
+#[test]
+fn round_trips_with_curl_ftplib_and_lftp() {
+    let moto = Moto::start();
+    moto.bucket("trips");
+    let server = server(&moto, "trips", "s3-trips");
+    let work = server.work();
+    let sizes = [("zero", 0u64), ("one", 1), ("big", 100 * MIB)];
+    let mut expected = Vec::new();
+    for (name, len) in sizes {
+        let src = work.join(format!("{name}.src"));
+        let sum = write_random(&src, len);
+        let src = src.display().to_string();
+
+        // curl
+        let remote = format!("curl-{name}");
+        run_text(curl(&server).arg("-T").arg(&src).arg(server.url(&remote))).ok(&server);
+        let back = work.join(format!("{remote}.back"));
+        run_text(curl(&server).arg("-o").arg(&back).arg(server.url(&remote))).ok(&server);
+        assert_eq!(sha256_file(&back), sum, "curl download of {remote}");
+        expected.push((format!("pre/{remote}"), len, sum.clone()));
+
+        // ftplib
+        let remote = format!("ftplib-{name}");
+        let back = work.join(format!("{remote}.back")).display().to_string();
+        let r = py(&server, &[&format!("put {src} {remote}"), &format!("get {remote} {back}")]).ok(&server);
+        assert!(r.stdout.contains("put: 226") && r.stdout.contains("get: 226"), "{}", r.describe());
+        assert_eq!(sha256_file(Path::new(&back)), sum, "ftplib download of {remote}");
+        expected.push((format!("pre/{remote}"), len, sum.clone()));
+
+        // lftp
+        let remote = format!("lftp-{name}");
+        let back = format!("{remote}.back");
+        let script = format!("put {src} -o {remote}; get {remote} -o {back}");
+        run_text(&mut lftp(&server, &work, &script)).ok(&server);
+        assert_eq!(sha256_file(&work.join(&back)), sum, "lftp download of {remote}");
+        expected.push((format!("pre/{remote}"), len, sum));
+    }
+    expected.sort();
+    assert_eq!(moto.objects("trips", ""), expected);
+    assert_eq!(moto.pending_uploads("trips"), Vec::<String>::new());
+}
+
+/// REST + RETR is a ranged GET: ftplib resumes a download, curl starts at an offset, and a
+/// REST at the end sends nothing.
+#[test]
+fn rest_download() {
+    let moto = Moto::start();
+    moto.bucket("rest");
+    let server = server(&moto, "rest", "s3-rest");
+    let work = server.work();
+    let src = work.join("src");
+    let sum = write_random(&src, 10 * MIB + 5);
+    moto.py("rest", &format!("s3.upload_file({:?}, B, 'pre/f.bin')", src.display().to_string()));
+
+    // A partial local copy (the first 3 MiB + 1), resumed from there.
+    let data = fs::read(&src).unwrap();
+    let part = work.join("part");
+    fs::write(&part, &data[..3 * MIB as usize + 1]).unwrap();
+    let r = py(&server, &[&format!("get f.bin {} {}", part.display(), 3 * MIB + 1)]).ok(&server);
+    assert!(r.stdout.contains("get: 226"), "{}", r.describe());
+    assert_eq!(sha256_file(&part), sum);
+
+    let tail = work.join("tail");
+    run_text(curl(&server).args(["-C", "1000", "-o"]).arg(&tail).arg(server.url("f.bin"))).ok(&server);
+    assert_eq!(fs::read(&tail).unwrap(), &data[1000..]);
+
+    let end = work.join("end");
+    let len = data.len();
+    let r = py(&server, &[&format!("get f.bin {} {len}", end.display())]).ok(&server);
+    assert!(r.stdout.contains("get: 226"), "{}", r.describe());
+    assert_eq!(fs::read(&end).unwrap().len(), len, "nothing appended after REST at the end");
+}
+
+/// A directory of 2,500 objects (three ListObjectsV2 pages) made with boto3, listed by LIST,
+/// NLST and MLSD with every entry.
+#[test]
+fn large_directory_listing() {
+    let moto = Moto::start();
+    moto.bucket("big");
+    let server = server(&moto, "big", "s3-big");
+    moto.py(
+        "big",
+        "from concurrent.futures import ThreadPoolExecutor\n\
+         def put(i): s3.put_object(Bucket=B, Key='pre/many/f%04d' % i, Body=b'x' * (i % 7))\n\
+         with ThreadPoolExecutor(8) as ex: list(ex.map(put, range(2500)))\n\
+         s3.put_object(Bucket=B, Key='pre/many/sub/inner', Body=b'y')",
+    );
+    let r = py(&server, &["list many", "nlst many", "mlsd many"]).ok(&server);
+    let list = r.lines_with("list| ");
+    let nlst = r.lines_with("nlst| ");
+    let mlsd = r.lines_with("mlsd| ");
+    assert_eq!(list.len(), 2501, "LIST: {}", r.stdout.lines().take(5).collect::<Vec<_>>().join("\n"));
+    assert_eq!(nlst.len(), 2501);
+    assert_eq!(mlsd.len(), 2501);
+    assert!(list.iter().any(|l| l.starts_with("list| d") && l.ends_with(" sub")), "sub is a directory");
+    assert!(list.iter().any(|l| l.contains(" 6 ") && l.ends_with(" f0006")), "sizes from the listing");
+    let files = mlsd.iter().filter(|l| l.to_ascii_lowercase().contains("type=file;")).count();
+    let dirs = mlsd.iter().filter(|l| l.to_ascii_lowercase().contains("type=dir;")).count();
+    assert_eq!((files, dirs), (2500, 1), "MLSD types");
+    assert!(mlsd.iter().any(|l| l.to_ascii_lowercase().contains("size=3;") && l.ends_with(" f0003")));
+    assert!(r.stdout.contains("list: 226") && r.stdout.contains("mlsd: 226"), "{}", r.describe());
+
+    // curl's LIST over the same directory agrees.
+    let out = run_text(curl(&server).arg(server.url("many/"))).ok(&server);
+    assert_eq!(out.stdout.lines().count(), 2501);
+}
+
+/// Directories are prefixes: MKD writes a marker, CWD works with or without one, RMD removes
+/// only an empty one; files: SIZE/MDTM/MLST, rename by copy, delete; what an object store
+/// cannot do gets 504.
+#[test]
+fn directories_files_and_refusals() {
+    let moto = Moto::start();
+    moto.bucket("tree");
+    let server = server(&moto, "tree", "s3-tree");
+    let work = server.work();
+    let src = work.join("f");
+    write_random(&src, 1000);
+    moto.py("tree", "s3.put_object(Bucket=B, Key='pre/implicit/deep/x', Body=b'abc')");
+    let src = src.display().to_string();
+    let r = py(
+        &server,
+        &[
+            "raw MKD d",
+            "raw MKD d",
+            "raw CWD d",
+            "raw PWD",
+            &format!("put {src} inside.bin"),
+            "raw CWD /implicit",
+            "raw CWD deep",
+            "raw SIZE x",
+            "raw MDTM x",
+            "raw MLST x",
+            "raw CWD /",
+            "raw CWD nowhere",
+            "raw MKD nowhere/sub",
+            "raw RMD d",
+            "raw DELE d/inside.bin",
+            "raw DELE d/inside.bin",
+            "raw RMD d",
+            "raw RMD d",
+            "raw MKD e",
+            &format!("put {src} e/a.bin"),
+            "raw RNFR e/a.bin",
+            "raw RNTO e/b.bin",
+            "raw RNFR implicit",
+            "raw RNTO moved",
+            &format!("appe {src} e/b.bin"),
+            &format!("put {src} e/b.bin 10"),
+            "raw DELE implicit",
+            "raw SIZE e",
+        ],
+    )
+    .ok(&server);
+    let raw: Vec<String> = r.lines_with("raw: ");
+    let put: Vec<String> = r.lines_with("put: ");
+    let codes: Vec<&str> =
+        raw.iter().map(|l| l["raw: ".len()..].trim_start_matches("ERR ").get(..3).unwrap_or("")).collect();
+    let expect = [
+        "257", "550", "250", "257", // MKD, MKD again, CWD, PWD
+        "250", "250", "213", "213", "250", // CWD into a marker-less prefix, SIZE, MDTM, MLST
+        "250", "550", "550", // CWD /, CWD missing, MKD below a missing parent
+        "550", "250", "550", "250", "550", // RMD non-empty, DELE, DELE again, RMD, RMD again
+        "257", "350", "250", // MKD e, RNFR/RNTO of a file
+        "350", "504", // RNFR/RNTO of a directory
+        "550", "550", // DELE and SIZE of a directory
+    ];
+    assert_eq!(codes, expect, "{}", r.describe());
+    assert!(raw.iter().any(|l| l.contains("257 \"/d\"")), "{raw:?}");
+    assert!(raw.iter().any(|l| l.contains("213 3")), "SIZE from HEAD: {raw:?}");
+    assert!(put[0].starts_with("put: 226") && put[1].starts_with("put: 226"), "{put:?}");
+    assert!(put[2].contains("504"), "REST + STOR is refused: {put:?}");
+    assert!(r.lines_with("appe: ")[0].contains("504"), "APPE is refused: {}", r.stdout);
+    assert!(raw.iter().any(|l| l.contains("MLST") || l.contains("type=file")), "{raw:?}");
+
+    let keys: Vec<String> = moto.objects("tree", "").into_iter().map(|(k, _, _)| k).collect();
+    assert_eq!(keys, ["pre/e/", "pre/e/b.bin", "pre/implicit/deep/x"], "what the bucket holds");
+}
+
+/// An upload that ends early, by ABOR or by a reset data connection, aborts its multipart
+/// upload: no object, no pending upload, no orphaned parts.
+#[test]
+fn aborted_uploads_leave_nothing() {
+    let moto = Moto::start();
+    moto.bucket("abort");
+    let server = server(&moto, "abort", "s3-abort");
+    // 20 MiB sent (two parts uploaded, so a multipart upload exists), then the upload is cut
+    // off while moto's view is checked from here.
+    let code = format!(
+        "ftp = ftplib.FTP()\n\
+         ftp.connect('127.0.0.1', {port}, timeout=30)\n\
+         ftp.login('{USER}', '{PASS}')\n\
+         ftp.voidcmd('TYPE I')\n\
+         mode = sys.argv[1]\n\
+         conn = ftp.transfercmd('STOR cut-' + mode)\n\
+         chunk = b'z' * (1 << 20)\n\
+         for _ in range(20): conn.sendall(chunk)\n\
+         deadline = time.time() + 30\n\
+         while not s3.list_multipart_uploads(Bucket=B).get('Uploads') and time.time() < deadline: time.sleep(0.1)\n\
+         print('pending', len(s3.list_multipart_uploads(Bucket=B).get('Uploads', [])), flush=True)\n\
+         if mode == 'abor':\n\
+         \x20   ftp.putcmd('ABOR')\n\
+         \x20   print('reply', ftp.getline(), flush=True)\n\
+         \x20   conn.close()\n\
+         else:\n\
+         \x20   conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))\n\
+         \x20   conn.close()\n\
+         \x20   print('reply', ftp.getline(), flush=True)\n",
+        port = server.port()
+    );
+    for mode in ["abor", "reset"] {
+        let script = format!("{PRELUDE}\n{code}");
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c").arg(&script).arg(mode).env("S3_URL", moto.url()).env("BUCKET", "abort");
+        let out = run_text_timeout(&mut cmd, Duration::from_secs(120));
+        assert!(out.status.success(), "{}\n{}", out.describe(), server.log_for_failure());
+        assert!(out.stdout.contains("pending 1"), "the upload had begun: {}", out.stdout);
+        let reply = out.stdout.lines().find(|l| l.starts_with("reply ")).unwrap_or_default().to_string();
+        assert!(
+            reply.starts_with("reply 426")
+                || reply.starts_with("reply 226")
+                || reply.starts_with("reply 451"),
+            "{reply}"
+        );
+        // The abort runs on the shard after the reply: wait for it, bounded.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !moto.pending_uploads("abort").is_empty() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(
+            moto.pending_uploads("abort"),
+            Vec::<String>::new(),
+            "{mode}: {}",
+            server.log_for_failure()
+        );
+        assert_eq!(moto.objects("abort", ""), Vec::new(), "{mode}: no object");
+    }
+}
+
+/// The store goes away in the middle of a download: the client gets 451 and the server
+/// keeps running; once the store is back, a new session works.
+#[test]
+fn store_outage_mid_transfer_gives_451_and_recovery() {
+    let mut moto = Moto::start();
+    moto.bucket("outage");
+    let server = server(&moto, "outage", "s3-outage");
+    let work = server.work();
+    let src = work.join("src");
+    write_random(&src, 64 * MIB);
+    moto.py("outage", &format!("s3.upload_file({:?}, B, 'pre/big')", src.display().to_string()));
+
+    // A client that reads 1 MiB, says so, and waits for a line on stdin before reading on.
+    let code = format!(
+        "ftp = ftplib.FTP()\n\
+         ftp.connect('127.0.0.1', {port}, timeout=60)\n\
+         ftp.login('{USER}', '{PASS}')\n\
+         ftp.voidcmd('TYPE I')\n\
+         conn = ftp.transfercmd('RETR big')\n\
+         got = 0\n\
+         while got < (1 << 20): got += len(conn.recv(1 << 16))\n\
+         print('started', flush=True)\n\
+         sys.stdin.readline()\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       b = conn.recv(1 << 20)\n\
+         \x20       if not b: break\n\
+         \x20       got += len(b)\n\
+         except OSError as e: print('data error', e, flush=True)\n\
+         conn.close()\n\
+         print('got', got, flush=True)\n\
+         print('reply', ftp.getline(), flush=True)\n",
+        port = server.port()
+    );
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{PRELUDE}\n{code}"))
+        .env("S3_URL", moto.url())
+        .env("BUCKET", "outage")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(60)).expect("the download did not start");
+    assert_eq!(first, "started");
+    moto.kill();
+    writeln!(stdin, "go").unwrap();
+    let mut lines = Vec::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(90)) {
+        lines.push(line);
+        if lines.last().is_some_and(|l| l.starts_with("reply ")) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let reply = lines.iter().find(|l| l.starts_with("reply ")).cloned().unwrap_or_default();
+    assert!(reply.starts_with("reply 451"), "{lines:?}\n{}", server.log_for_failure());
+    let got: u64 = lines.iter().find_map(|l| l.strip_prefix("got ")).and_then(|n| n.parse().ok()).unwrap();
+    assert!(got < 64 * MIB, "the transfer was cut short ({got} bytes)");
+
+    // The node is still serving; with the store back, a new login works end to end.
+    moto.restart();
+    moto.bucket("outage");
+    let small = work.join("small");
+    let sum = write_random(&small, 12345);
+    let back = work.join("small.back");
+    let r =
+        py(&server, &[&format!("put {} again", small.display()), &format!("get again {}", back.display())])
+            .ok(&server);
+    assert!(r.stdout.contains("put: 226") && r.stdout.contains("get: 226"), "{}", r.describe());
+    assert_eq!(sha256_file(&back), sum);
+    assert_eq!(moto.objects("outage", ""), [("pre/again".to_string(), 12345, sum)]);
+}
+
+/// The same settings from a config file (credentials included); a user's home is a key
+/// prefix below the configured one, and the user cannot see or reach above it.
+#[test]
+fn config_file_and_home_prefix() {
+    let moto = Moto::start();
+    moto.bucket("homes");
+    moto.py("homes", "s3.put_object(Bucket=B, Key='pre/outside', Body=b'not for alice')");
+    let b = TestServer::builder("s3-homes").no_root().no_default_user();
+    let config = b.work().join("ringftpd.toml");
+    fs::create_dir_all(b.work()).unwrap();
+    fs::write(
+        &config,
+        format!(
+            "storage = \"s3://homes/pre\"\ns3_endpoint = \"{}\"\ns3_region = \"us-east-1\"\n\
+             s3_path_style = true\ns3_access_key_id = \"{KEY_ID}\"\ns3_secret_access_key = \"{SECRET}\"\n\
+             [[users]]\nname = \"{USER}\"\npassword = \"{PASS}\"\nhome = \"alice\"\n",
+            moto.url()
+        ),
+    )
+    .unwrap();
+    let server = b.arg("--config").arg(config.display().to_string()).start();
+    let src = server.work().join("mine");
+    let sum = write_random(&src, 4321);
+    let r = py(
+        &server,
+        &[
+            &format!("put {} mine", src.display()),
+            "nlst",
+            "raw CWD ..",
+            "raw PWD",
+            "raw SIZE /outside",
+            "nlst /",
+        ],
+    )
+    .ok(&server);
+    assert!(r.stdout.contains("put: 226"), "{}", r.describe());
+    assert_eq!(r.lines_with("nlst| "), ["nlst| mine", "nlst| mine"], "only the home is visible");
+    assert!(r.lines_with("raw: ")[1].contains("\"/\""), "CWD .. stays at the home: {}", r.stdout);
+    assert!(r.lines_with("raw: ")[2].contains("550"), "{}", r.stdout);
+    let keys = moto.objects("homes", "");
+    assert_eq!(
+        keys.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>(),
+        ["pre/alice/mine", "pre/outside"]
+    );
+    assert_eq!(keys[0].2, sum);
+}
