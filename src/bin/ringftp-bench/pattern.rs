@@ -24,7 +24,7 @@ pub fn fill(seed: u64, offset: u64, buf: &mut [u8]) {
     let mut pos = offset;
     let mut rest = buf;
     // An unaligned head, byte by byte, so the middle is whole words.
-    while pos % 8 != 0 {
+    while !pos.is_multiple_of(8) {
         let Some((first, tail)) = rest.split_first_mut() else {
             return;
         };
