@@ -2,20 +2,11 @@
 
 use ringftp::proto::Reply;
 
-/// The code `Reply::write_to` puts on the wire: codes outside 100..=599 become 451.
-pub fn wire_code(code: u16) -> u16 {
-    if (100..600).contains(&code) {
-        code
-    } else {
-        451
-    }
-}
-
 /// Writes `reply` and checks the result with [`check_wire`]; returns the wire bytes.
 pub fn write_and_check(reply: &Reply) -> Vec<u8> {
     let mut out = Vec::new();
     reply.write_to(&mut out);
-    check_wire(&out, reply.code(), reply.text());
+    check_wire(&out, reply.code().get(), reply.text());
     out
 }
 
@@ -31,7 +22,7 @@ pub fn write_and_check(reply: &Reply) -> Vec<u8> {
 pub fn check_wire(wire: &[u8], code: u16, text: &[u8]) {
     assert!(!wire.is_empty(), "empty reply");
     assert!(wire.ends_with(b"\r\n"), "reply does not end with CRLF: {wire:?}");
-    let code = wire_code(code);
+    assert!((100..600).contains(&code), "reply code {code} out of range");
     let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
     // Split into lines, checking every LF is preceded by CR and no other CR occurs.
     let body = &wire[..wire.len() - 2];

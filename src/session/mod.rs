@@ -619,7 +619,8 @@ impl Session {
 
     /// The authenticator's answer to [`Action::Authenticate`].
     pub fn login_done(&mut self, result: Result<User, AuthError>, now: Instant) {
-        if !matches!(self.waiting, Waiting::Auth) {
+        // After Close (a shutdown while the authenticator ran) nothing more is said.
+        if self.closing || !matches!(self.waiting, Waiting::Auth) {
             return;
         }
         self.waiting = Waiting::Nothing;
@@ -768,6 +769,9 @@ impl Session {
         let Waiting::Passive { extended } = self.waiting else {
             return;
         };
+        if self.closing {
+            return;
+        }
         self.waiting = Waiting::Nothing;
         let mut text = String::new();
         if extended {
@@ -789,7 +793,7 @@ impl Session {
 
     /// No passive listener could be opened (the port range is exhausted).
     pub fn passive_failed(&mut self, now: Instant) {
-        if matches!(self.waiting, Waiting::Passive { .. }) {
+        if !self.closing && matches!(self.waiting, Waiting::Passive { .. }) {
             self.waiting = Waiting::Nothing;
             self.passive_deadline = None;
             self.reply_static(code::CANT_OPEN_DATA, "No passive port available, try again later.");

@@ -626,3 +626,33 @@ fn stray_answers_do_not_clear_another_wait() {
     t.s.login_done(Ok(User::new("bob")), t.now);
     assert_eq!(t.drain(), vec!["230 Login successful."]);
 }
+
+#[test]
+fn answers_after_a_shutdown_say_nothing() {
+    // Found by the session fuzz target (fuzz/regressions/session/shutdown-then-answer): a
+    // shutdown while an answer was owed, then the answer, gave a reply after Close.
+    let mut t = T::new();
+    t.drain();
+    t.send("USER bob");
+    t.send("PASS pw");
+    t.s.shutdown("Server shutting down.");
+    assert_eq!(t.drain(), vec!["421 Server shutting down.", "Close"]);
+    t.s.login_done(Ok(User::new("bob")), t.now);
+    assert!(t.drain().is_empty());
+
+    let mut t = T::new();
+    t.login();
+    assert_eq!(t.send("MKD d"), vec!["Fs(MakeDir([47, 100]))"]);
+    t.s.shutdown("Server shutting down.");
+    assert_eq!(t.drain(), vec!["421 Server shutting down.", "Close"]);
+    assert!(t.fs(FsOutcome::Done).is_empty());
+
+    let mut t = T::new();
+    t.login();
+    assert_eq!(t.send("EPSV"), vec!["OpenPassive"]);
+    t.s.shutdown("Server shutting down.");
+    assert_eq!(t.drain(), vec!["421 Server shutting down.", "Close"]);
+    t.s.passive_opened(addr("127.0.0.1:50001"), t.now);
+    t.s.passive_failed(t.now);
+    assert!(t.drain().is_empty());
+}
