@@ -41,7 +41,7 @@ use ringftp::User;
 use crate::memfs::MemFs;
 use crate::paths::check_virtual;
 use crate::script::{Answer, Script, Step, Stray};
-use crate::wire::write_and_check;
+use crate::wire::check_wire;
 
 /// Whether to print the transcript to stderr (`RINGFTP_FUZZ_TRACE=1`), for reproducing.
 fn trace() -> bool {
@@ -78,7 +78,10 @@ enum Call {
 
 pub struct Driver {
     s: Session,
-    fs: MemFs,
+    /// Made at the first storage answer: most inputs never log in.
+    fs: Option<MemFs>,
+    /// The last reply's wire form.
+    wire: Vec<u8>,
     now: Instant,
     wall: SystemTime,
     peer: SocketAddr,
@@ -116,7 +119,8 @@ impl Driver {
         let mut d = Driver {
             lines: LineBuffer::new(config.max_line),
             s: Session::new(config, peer, local, now),
-            fs: MemFs::sample(&c.times(wall), &[]),
+            fs: None,
+            wire: Vec::new(),
             now,
             wall,
             peer: canonical(peer),
@@ -223,10 +227,12 @@ impl Driver {
             }
             Some(Owed::Fs(req)) => {
                 let outcome = match a {
-                    Answer::Ok(_) | Answer::ReadOnly => self.fs.run(&req, self.wall),
+                    Answer::Ok(_) | Answer::ReadOnly => {
+                        let wall = self.wall;
+                        self.fs().run(&req, wall)
+                    }
                     _ => a.fs_outcome(),
                 };
-                self.fs.check();
                 self.opened = matches!(outcome, FsOutcome::Opened { .. }).then_some(req);
                 self.s.fs_done(outcome, now, self.wall);
                 self.drain(Call::Other);
@@ -255,12 +261,18 @@ impl Driver {
                     return self.drain(if started { Call::Quiet } else { Call::Started });
                 };
                 if let (Some((path, mode)), TransferOutcome::Completed { bytes }) = (&upload, outcome) {
-                    self.fs.write_done(path, *mode, bytes, self.wall);
+                    let wall = self.wall;
+                    self.fs().write_done(path, *mode, bytes, wall);
                 }
                 self.s.transfer_done(outcome, now);
                 self.drain(Call::Other);
             }
         }
+    }
+
+    fn fs(&mut self) -> &mut MemFs {
+        let wall = self.wall;
+        self.fs.get_or_insert_with(|| MemFs::sample(&crate::script::Config::times(wall), &[]))
     }
 
     /// An answer of a kind the session does not wait for: nothing happens.
@@ -284,13 +296,11 @@ impl Driver {
     /// Takes every action the session queued and checks it.
     fn drain(&mut self, call: Call) {
         while let Some(action) = self.s.poll_action() {
-            match &action {
-                Action::Reply(r) => {
-                    let mut w = Vec::new();
-                    r.write_to(&mut w);
-                    trace!("<- {}", w.escape_ascii());
+            if trace() {
+                match &action {
+                    Action::Reply(r) => eprintln!("<- {}", crate::wire::write_and_check(r).escape_ascii()),
+                    other => eprintln!("   {other:?}"),
                 }
-                other => trace!("   {other:?}"),
             }
             assert!(call != Call::Quiet, "an action from a call that should yield none: {action:?}");
             assert!(!self.closed, "an action after Close: {action:?}");
@@ -328,7 +338,9 @@ impl Driver {
     }
 
     fn reply(&mut self, r: &Reply, call: Call) {
-        write_and_check(r);
+        self.wire.clear();
+        r.write_to(&mut self.wire);
+        check_wire(&self.wire, r.code().get(), r.text());
         if r.is_preliminary() {
             assert_eq!(r.code(), code::FILE_STATUS_OK, "unexpected 1xx: {r:?}");
             assert_eq!(call, Call::Started, "a 150 not from transfer_started");
@@ -417,9 +429,9 @@ impl Driver {
     /// Answers everything until the session waits for nothing, and checks every command
     /// had its final reply.
     fn finish(&mut self) {
-        for _ in 0..100_000 {
+        for i in 0.. {
             if self.closed {
-                return;
+                break;
             }
             if self.owed.is_some() {
                 self.answer(Answer::ReadOnly);
@@ -427,9 +439,13 @@ impl Driver {
                 self.advance(t.saturating_duration_since(self.now));
             } else {
                 assert!(!self.s.is_waiting(), "waiting at the end");
-                return self.check_state();
+                self.check_state();
+                break;
             }
+            assert!(i < 100_000, "the session never settles");
         }
-        panic!("the session never settles");
+        if let Some(fs) = &self.fs {
+            fs.check();
+        }
     }
 }

@@ -350,15 +350,19 @@ impl Script {
             let bare = line.strip_suffix(b"\n").unwrap_or(line);
             let bare = bare.strip_suffix(b"\r").unwrap_or(bare);
             let Some(directive) = bare.strip_prefix(b"!") else {
-                s.steps.push(Step::Bytes(line.to_vec()));
+                // Client lines in a row are one chunk: nothing happens between them anyway,
+                // and one allocation per line would slow the fuzzer down.
+                match s.steps.last_mut() {
+                    Some(Step::Bytes(b)) => b.extend_from_slice(line),
+                    _ => s.steps.push(Step::Bytes(line.to_vec())),
+                }
                 continue;
             };
-            let words: Vec<&[u8]> = directive.split(|&b| b == b' ').filter(|w| !w.is_empty()).collect();
-            let (word, arg, arg2) = (words.first().copied(), words.get(1).copied(), words.get(2).copied());
+            let mut words = directive.split(|&b| b == b' ').filter(|w| !w.is_empty());
+            let (word, arg, arg2) = (words.next(), words.next(), words.next());
+            let last = words.last().or(arg2).or(arg);
             let step = match word.unwrap_or_default() {
-                b"ok" => {
-                    Step::Answer(Answer::Ok(number(words.last().copied().filter(|_| words.len() > 1), 50000)))
-                }
+                b"ok" => Step::Answer(Answer::Ok(number(last, 50000))),
                 b"ro" => Step::Answer(Answer::ReadOnly),
                 b"fail" => Step::Answer(Answer::Fail(match arg.unwrap_or_default() {
                     b"nodata" => Failure::NoData,
@@ -396,7 +400,8 @@ impl Script {
                     continue;
                 }
                 b"timeouts" => {
-                    for (t, w) in c.timeouts.iter_mut().zip(&words[1..]) {
+                    let words = directive.split(|&b| b == b' ').filter(|w| !w.is_empty()).skip(1);
+                    for (t, w) in c.timeouts.iter_mut().zip(words) {
                         *t = number::<u8>(Some(w), 1).saturating_sub(1);
                     }
                     continue;
@@ -448,7 +453,7 @@ impl Config {
     }
 
     /// Modification times for the sample tree: recent, old, unknown, future, before 1970.
-    pub fn times(&self, wall: SystemTime) -> Vec<Option<SystemTime>> {
+    pub fn times(wall: SystemTime) -> Vec<Option<SystemTime>> {
         let times = [
             Some(wall - Duration::from_secs(3600)),
             Some(wall - Duration::from_secs(400 * 86_400)),

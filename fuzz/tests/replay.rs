@@ -32,3 +32,28 @@ fn one() {
         }
     }
 }
+
+/// `RINGFTP_FUZZ_DIR=dir cargo test --release --test replay slowest -- --nocapture`: the
+/// inputs that take longest, to find what slows the fuzzer down.
+#[test]
+fn slowest() {
+    let Some(dir) = std::env::var_os("RINGFTP_FUZZ_DIR") else {
+        return;
+    };
+    let mut times = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let start = std::time::Instant::now();
+        if let Some(script) = Script::decode(&data) {
+            let _ = std::panic::catch_unwind(|| Driver::run(&script));
+        }
+        times.push((start.elapsed(), data.len(), path));
+    }
+    let total: std::time::Duration = times.iter().map(|t| t.0).sum();
+    times.sort();
+    eprintln!("{} inputs in {total:?}", times.len());
+    for (t, len, path) in times.iter().rev().take(15) {
+        eprintln!("{t:?} {len} bytes {}", path.display());
+    }
+}

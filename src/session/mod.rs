@@ -531,12 +531,16 @@ impl Session {
                         Some(Line::TooLong) => self.handle_parse_error(ParseError::LineTooLong, now),
                     }
                 }
-                Waiting::Transfer(_) if self.deferred.len() < self.config.max_deferred => {
+                Waiting::Transfer(ref r) if self.deferred.len() < self.config.max_deferred => {
+                    // Once the transfer is being aborted, everything waits for its end, so a
+                    // second ABOR (or a NOOP after ABOR) is answered after the first's 226.
+                    let aborting = r.abort.is_some();
                     match lines.next_line() {
                         None => break,
                         Some(Line::Complete(l)) => match proto::parse(l) {
                             Ok(cmd)
-                                if Session::handles_during_transfer(&cmd)
+                                if !aborting
+                                    && Session::handles_during_transfer(&cmd)
                                     && (self.deferred.is_empty() || matches!(cmd, Command::Abor)) =>
                             {
                                 self.handle_command(cmd, now)
