@@ -360,7 +360,7 @@ impl Script {
             };
             let mut words = directive.split(|&b| b == b' ').filter(|w| !w.is_empty());
             let (word, arg, arg2) = (words.next(), words.next(), words.next());
-            let last = words.last().or(arg2).or(arg);
+            let last = words.next_back().or(arg2).or(arg);
             let step = match word.unwrap_or_default() {
                 b"ok" => Step::Answer(Answer::Ok(number(last, 50000))),
                 b"ro" => Step::Answer(Answer::ReadOnly),
