@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringftp::proto::Reply;
+use ringftp::proto::reply::{code, Reply, ReplyCode};
 use ringftp_fuzz::wire::write_and_check;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +12,8 @@ fuzz_target!(|data: &[u8]| {
         [a, b, rest @ ..] => (u16::from_le_bytes([*a, *b]), rest),
         _ => (200, data),
     };
+    // Codes outside 100..=599 cannot be made; any valid one can.
+    let code = ReplyCode::new(code).unwrap_or(code::LOCAL_ERROR);
     let reply = Reply::owned(code, text.to_vec());
     let wire = write_and_check(&reply);
     // Writing appends: a second reply after the first is checked on its own.

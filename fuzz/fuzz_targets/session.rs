@@ -1,4 +1,5 @@
-//! The sans-IO session, driven like the engine drives it, against an in-memory storage.
+//! The sans-IO session, driven with bytes in arbitrary chunks, a virtual clock and answers in
+//! any order, against an in-memory storage.
 //!
 //! Input: a readable transcript after `FTP\n` (see `Script::from_text`; the seed corpus is
 //! written that way), or anything else, decoded with `arbitrary` into a `Script`. The
@@ -8,7 +9,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringftp_fuzz::driver::{Driver, Script};
+use ringftp_fuzz::driver::Driver;
+use ringftp_fuzz::script::Script;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(script) = Script::decode(data) {

@@ -2,11 +2,14 @@
 //!
 //! - [`wire`]: the RFC 959 §4.2 reply-format checker (used by `reply` and `session`).
 //! - [`memfs`]: a small in-memory storage that really executes the session's requests.
-//! - [`driver`]: drives a sans-IO `Session` the way `src/engine/control.rs` does, from a
-//!   script the fuzzer generates, and checks the session's invariants on every step.
+//! - [`script`]: what the session target's input decodes into (client bytes, clock moves,
+//!   answers), from `arbitrary` or a readable transcript.
+//! - [`driver`]: drives the real sans-IO `Session` with a script and checks its invariants
+//!   on every step.
 //! - [`paths`]: invariants of `proto::path::resolve`.
 
 pub mod driver;
 pub mod memfs;
 pub mod paths;
+pub mod script;
 pub mod wire;

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use ringftp::proto::path::file_name;
-use ringftp::storage::{DirEntry, ErrorKind, FileKind, Metadata};
+use ringftp::session::{FsOutcome, FsRequest};
+use ringftp::storage::{DirEntry, ErrorKind, FileKind, Metadata, WriteMode};
 
 /// One file, directory, link or other node.
 #[derive(Debug, Clone)]
@@ -35,15 +36,6 @@ impl Node {
         m.nlink = self.nlink;
         m
     }
-}
-
-/// How an upload opens its file (mirrors `storage::WriteMode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Write {
-    Truncate,
-    Append,
-    Resume(u64),
-    CreateNew,
 }
 
 /// The whole tree. `/` always exists and is a directory.
@@ -272,26 +264,61 @@ impl MemFs {
         }
     }
 
-    /// Opening for an upload: checks only, the file changes when the upload completes.
-    pub fn open_write(&self, p: &[u8], mode: Write) -> Result<(), ErrorKind> {
-        match self.nodes.get(p) {
-            Some(_) if mode == Write::CreateNew => Err(ErrorKind::AlreadyExists),
-            Some(n) if n.kind == FileKind::Dir => Err(ErrorKind::IsADirectory),
-            Some(_) => Ok(()),
-            None => self.check_parent(p),
+    /// Opening for an upload: as open(2) does, a new file exists (empty) from here on, and
+    /// `Truncate` empties it; `Replace` changes nothing until the upload is committed.
+    pub fn open_write(&mut self, p: &[u8], mode: WriteMode, now: SystemTime) -> Result<(), ErrorKind> {
+        match self.nodes.get_mut(p) {
+            Some(_) if mode == WriteMode::CreateNew => return Err(ErrorKind::AlreadyExists),
+            Some(n) if n.kind == FileKind::Dir => return Err(ErrorKind::IsADirectory),
+            Some(n) => {
+                if mode == WriteMode::Truncate {
+                    n.len = 0;
+                    n.modified = Some(now);
+                }
+                return Ok(());
+            }
+            None => self.check_parent(p)?,
+        }
+        if mode != WriteMode::Replace {
+            let mut n = Node::file(0);
+            n.modified = Some(now);
+            self.nodes.insert(p.to_vec(), n);
+        }
+        Ok(())
+    }
+
+    /// An upload that moved `bytes` bytes (all of them, or up to a failure).
+    pub fn write_done(&mut self, p: &[u8], mode: WriteMode, bytes: u64, now: SystemTime) {
+        let old = self.nodes.get(p).map_or(0, |n| n.len);
+        let len = match mode {
+            WriteMode::Append => old.saturating_add(bytes),
+            WriteMode::Resume(offset) => offset.min(old).saturating_add(bytes),
+            _ => bytes,
+        };
+        if self.check_parent(p).is_ok() && self.nodes.get(p).is_none_or(|n| n.kind != FileKind::Dir) {
+            let mut n = Node::file(len);
+            n.modified = Some(now);
+            self.nodes.insert(p.to_vec(), n);
         }
     }
 
-    /// A completed upload of `bytes` bytes.
-    pub fn write_done(&mut self, p: &[u8], mode: Write, bytes: u64, now: SystemTime) {
-        let old = self.nodes.get(p).map_or(0, |n| n.len);
-        let len = match mode {
-            Write::Truncate | Write::CreateNew => bytes,
-            Write::Append => old.saturating_add(bytes),
-            Write::Resume(offset) => offset.min(old).saturating_add(bytes),
-        };
-        let mut n = Node::file(len);
-        n.modified = Some(now);
-        self.nodes.insert(p.to_vec(), n);
+    /// Runs a storage request of the session.
+    pub fn run(&mut self, req: &FsRequest, now: SystemTime) -> FsOutcome {
+        let done = |r: Result<(), ErrorKind>| r.map_or_else(FsOutcome::Failed, |()| FsOutcome::Done);
+        match req {
+            FsRequest::Metadata(p) => self.metadata(p).map_or_else(FsOutcome::Failed, FsOutcome::Metadata),
+            FsRequest::List(p) => self.list(p).map_or_else(FsOutcome::Failed, FsOutcome::Listing),
+            FsRequest::OpenRead { path, .. } => self
+                .open_read(path)
+                .map_or_else(FsOutcome::Failed, |len| FsOutcome::Opened { size: Some(len) }),
+            FsRequest::OpenWrite { path, mode } => self
+                .open_write(path, *mode, now)
+                .map_or_else(FsOutcome::Failed, |()| FsOutcome::Opened { size: None }),
+            FsRequest::MakeDir(p) => done(self.make_dir(p, now)),
+            FsRequest::RemoveDir(p) => done(self.remove_dir(p)),
+            FsRequest::RemoveFile(p) => done(self.remove_file(p)),
+            FsRequest::Rename { from, to } => done(self.rename(from, to)),
+            _ => FsOutcome::Failed(ErrorKind::Local),
+        }
     }
 }

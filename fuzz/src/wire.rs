@@ -2,20 +2,11 @@
 
 use ringftp::proto::Reply;
 
-/// The code `Reply::write_to` puts on the wire: codes outside 100..=599 become 451.
-pub fn wire_code(code: u16) -> u16 {
-    if (100..600).contains(&code) {
-        code
-    } else {
-        451
-    }
-}
-
 /// Writes `reply` and checks the result with [`check_wire`]; returns the wire bytes.
 pub fn write_and_check(reply: &Reply) -> Vec<u8> {
     let mut out = Vec::new();
     reply.write_to(&mut out);
-    check_wire(&out, reply.code(), reply.text());
+    check_wire(&out, reply.code().get(), reply.text());
     out
 }
 
@@ -29,62 +20,39 @@ pub fn write_and_check(reply: &Reply) -> Vec<u8> {
 /// - the lines carry the text's lines, in order, with only CRs removed (a middle line may be
 ///   indented by one space).
 pub fn check_wire(wire: &[u8], code: u16, text: &[u8]) {
-    assert!(!wire.is_empty(), "empty reply");
-    assert!(wire.ends_with(b"\r\n"), "reply does not end with CRLF: {wire:?}");
-    let code = wire_code(code);
+    // No allocation here: this runs for every reply the session fuzzer sees.
+    assert!((100..600).contains(&code), "reply code {code} out of range");
     let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
-    // Split into lines, checking every LF is preceded by CR and no other CR occurs.
-    let body = &wire[..wire.len() - 2];
-    let lines: Vec<&[u8]> = split_crlf(body);
-    for l in &lines {
-        assert!(!l.contains(&b'\r') && !l.contains(&b'\n'), "bare CR or LF inside a reply line: {wire:?}");
-    }
-    // What the lines should carry.
-    let text = text.strip_suffix(b"\n").unwrap_or(text);
-    let want: Vec<Vec<u8>> =
-        text.split(|&b| b == b'\n').map(|l| l.iter().copied().filter(|&b| b != b'\r').collect()).collect();
-    assert_eq!(lines.len(), want.len(), "reply has {} lines, text has {}: {wire:?}", lines.len(), want.len());
-    let first = lines[0];
-    let last = lines[lines.len() - 1];
-    assert!(first.len() >= 4, "first line too short: {wire:?}");
-    assert_eq!(first[..3], digits, "first line has the wrong code: {wire:?}");
-    assert!(first[..3].iter().all(u8::is_ascii_digit), "code is not 3 digits: {wire:?}");
-    assert!(last.len() >= 4, "last line too short: {wire:?}");
-    assert_eq!(last[..3], digits, "last line has the wrong code: {wire:?}");
-    assert_eq!(last[3], b' ', "last line must be `ddd `: {wire:?}");
-    if lines.len() == 1 {
-        assert_eq!(&first[4..], &want[0][..], "single-line text changed: {wire:?}");
-        return;
-    }
-    assert_eq!(first[3], b'-', "first line of a multi-line reply must be `ddd-`");
-    assert_eq!(&first[4..], &want[0][..], "first line text changed: {wire:?}");
-    assert_eq!(&last[4..], &want[want.len() - 1][..], "last line text changed: {wire:?}");
-    for (line, want) in lines[1..lines.len() - 1].iter().zip(&want[1..want.len() - 1]) {
-        assert!(
-            !(line.len() >= 4 && line[..3] == digits && line[3] == b' '),
-            "a middle line looks like the end of the reply: {wire:?}"
-        );
-        assert!(
-            *line == &want[..] || (line.first() == Some(&b' ') && line[1..] == want[..]),
-            "middle line text changed: {line:?} for {want:?}"
-        );
-    }
-}
-
-/// Splits at CRLF; a LF without CR before it stays inside a line (and fails the check).
-fn split_crlf(body: &[u8]) -> Vec<&[u8]> {
-    let mut lines = Vec::new();
-    let mut start = 0;
-    let mut i = 0;
-    while i + 1 < body.len() {
-        if body[i] == b'\r' && body[i + 1] == b'\n' {
-            lines.push(&body[start..i]);
-            start = i + 2;
-            i += 2;
-        } else {
-            i += 1;
+    let body = wire.strip_suffix(b"\r\n").unwrap_or_else(|| panic!("reply does not end with CRLF: {wire:?}"));
+    // Every LF must be preceded by CR (so lines split at CRLF) and no other CR occurs.
+    for (i, &b) in body.iter().enumerate() {
+        match b {
+            b'\n' => assert!(i > 0 && body[i - 1] == b'\r', "bare LF inside a reply: {wire:?}"),
+            b'\r' => assert!(body.get(i + 1) == Some(&b'\n'), "bare CR inside a reply: {wire:?}"),
+            _ => {}
         }
     }
-    lines.push(&body[start..]);
-    lines
+    // What the lines should carry: the text's lines with CRs removed.
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    let count = text.iter().filter(|&&b| b == b'\n').count() + 1;
+    let wire_count = body.iter().filter(|&&b| b == b'\n').count() + 1;
+    assert_eq!(wire_count, count, "reply has {wire_count} lines, text has {count}: {wire:?}");
+    let same = |line: &[u8], want: &[u8]| line.iter().eq(want.iter().filter(|&&b| b != b'\r'));
+    let lines = body.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    for (i, (line, want)) in lines.zip(text.split(|&b| b == b'\n')).enumerate() {
+        let (first, last) = (i == 0, i + 1 == count);
+        if first || last {
+            assert!(line.len() >= 4 && line[..3] == digits, "line {i} lacks the code: {wire:?}");
+            let sep = if last { b' ' } else { b'-' };
+            assert_eq!(line[3], sep, "line {i} must be `ddd{}`: {wire:?}", sep as char);
+            assert!(same(&line[4..], want), "line {i} text changed: {wire:?}");
+        } else {
+            assert!(
+                !(line.len() >= 4 && line[..3] == digits && line[3] == b' '),
+                "a middle line ends the reply: {wire:?}"
+            );
+            let ok = same(line, want) || (line.first() == Some(&b' ') && same(&line[1..], want));
+            assert!(ok, "middle line text changed: {line:?} for {want:?}");
+        }
+    }
 }

@@ -396,8 +396,9 @@ impl Session {
 
     /// The answer to [`Action::Fs`]; `wall` is the time listings are formatted against.
     pub fn fs_done(&mut self, outcome: FsOutcome, now: Instant, wall: SystemTime) {
-        // An answer nobody asked for is ignored; it must not clear a different wait.
-        if !matches!(self.waiting, Waiting::Fs(_)) {
+        // An answer nobody asked for is ignored; it must not clear a different wait. After
+        // Close (a shutdown while storage ran) nothing more is said.
+        if self.closing || !matches!(self.waiting, Waiting::Fs(_)) {
             return;
         }
         let Waiting::Fs(purpose) = std::mem::replace(&mut self.waiting, Waiting::Nothing) else {

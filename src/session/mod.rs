@@ -535,12 +535,16 @@ impl Session {
                         Some(Line::TooLong) => self.handle_parse_error(ParseError::LineTooLong, now),
                     }
                 }
-                Waiting::Transfer(_) if self.deferred.len() < self.config.max_deferred => {
+                Waiting::Transfer(ref r) if self.deferred.len() < self.config.max_deferred => {
+                    // Once the transfer is being aborted, everything waits for its end, so a
+                    // second ABOR (or a NOOP after ABOR) is answered after the first's 226.
+                    let aborting = r.abort.is_some();
                     match lines.next_line() {
                         None => break,
                         Some(Line::Complete(l)) => match proto::parse(l) {
                             Ok(cmd)
-                                if Session::handles_during_transfer(&cmd)
+                                if !aborting
+                                    && Session::handles_during_transfer(&cmd)
                                     && (self.deferred.is_empty() || matches!(cmd, Command::Abor)) =>
                             {
                                 self.handle_command(cmd, now)
@@ -623,7 +627,8 @@ impl Session {
 
     /// The authenticator's answer to [`Action::Authenticate`].
     pub fn login_done(&mut self, result: Result<User, AuthError>, now: Instant) {
-        if !matches!(self.waiting, Waiting::Auth) {
+        // After Close (a shutdown while the authenticator ran) nothing more is said.
+        if self.closing || !matches!(self.waiting, Waiting::Auth) {
             return;
         }
         self.waiting = Waiting::Nothing;
@@ -772,6 +777,9 @@ impl Session {
         let Waiting::Passive { extended } = self.waiting else {
             return;
         };
+        if self.closing {
+            return;
+        }
         self.waiting = Waiting::Nothing;
         let mut text = String::new();
         if extended {
@@ -793,7 +801,7 @@ impl Session {
 
     /// No passive listener could be opened (the port range is exhausted).
     pub fn passive_failed(&mut self, now: Instant) {
-        if matches!(self.waiting, Waiting::Passive { .. }) {
+        if !self.closing && matches!(self.waiting, Waiting::Passive { .. }) {
             self.waiting = Waiting::Nothing;
             self.passive_deadline = None;
             self.reply_static(code::CANT_OPEN_DATA, "No passive port available, try again later.");

@@ -415,8 +415,14 @@ fn abort_during_transfer() {
     assert_eq!(t.send("ABOR"), vec!["225 No transfer to abort."]);
     t.start_retr(10);
     assert_eq!(t.send("ABOR"), vec!["Abort"]);
+    // A second ABOR (or anything else) waits for the first one's replies, then gets its own
+    // (found by the session fuzz target: it used to get none).
     assert_eq!(t.send("ABOR"), Vec::<String>::new());
-    assert_eq!(t.done(TransferOutcome::Aborted), vec!["426 Transfer aborted.", "226 ABOR successful."]);
+    assert_eq!(t.send("NOOP"), Vec::<String>::new());
+    assert_eq!(
+        t.done(TransferOutcome::Aborted),
+        vec!["426 Transfer aborted.", "226 ABOR successful.", "225 No transfer to abort.", "200 NOOP ok."]
+    );
     assert!(!t.s.is_transferring());
     // A transfer that completed before the ABOR took effect: 226, then 226 for the ABOR.
     t.start_retr(10);
@@ -553,7 +559,12 @@ fn stalled_transfer_is_aborted() {
     assert!(t.advance(Duration::from_secs(299)).is_empty());
     t.s.transfer_progress(5000, t.now);
     assert_eq!(t.advance(Duration::from_secs(1)), vec!["Abort"]);
-    assert_eq!(t.done(TransferOutcome::Aborted), vec!["426 Transfer timed out: no data moved."]);
+    // An ABOR while the session aborts the transfer itself is answered after it.
+    assert!(t.send("ABOR").is_empty());
+    assert_eq!(
+        t.done(TransferOutcome::Aborted),
+        vec!["426 Transfer timed out: no data moved.", "225 No transfer to abort."]
+    );
 }
 
 #[test]
@@ -625,4 +636,34 @@ fn stray_answers_do_not_clear_another_wait() {
     assert!(t.drain().is_empty());
     t.s.login_done(Ok(User::new("bob")), t.now);
     assert_eq!(t.drain(), vec!["230 Login successful."]);
+}
+
+#[test]
+fn answers_after_a_shutdown_say_nothing() {
+    // Found by the session fuzz target (fuzz/regressions/session/shutdown-then-answer): a
+    // shutdown while an answer was owed, then the answer, gave a reply after Close.
+    let mut t = T::new();
+    t.drain();
+    t.send("USER bob");
+    t.send("PASS pw");
+    t.s.shutdown("Server shutting down.");
+    assert_eq!(t.drain(), vec!["421 Server shutting down.", "Close"]);
+    t.s.login_done(Ok(User::new("bob")), t.now);
+    assert!(t.drain().is_empty());
+
+    let mut t = T::new();
+    t.login();
+    assert_eq!(t.send("MKD d"), vec!["Fs(MakeDir([47, 100]))"]);
+    t.s.shutdown("Server shutting down.");
+    assert_eq!(t.drain(), vec!["421 Server shutting down.", "Close"]);
+    assert!(t.fs(FsOutcome::Done).is_empty());
+
+    let mut t = T::new();
+    t.login();
+    assert_eq!(t.send("EPSV"), vec!["OpenPassive"]);
+    t.s.shutdown("Server shutting down.");
+    assert_eq!(t.drain(), vec!["421 Server shutting down.", "Close"]);
+    t.s.passive_opened(addr("127.0.0.1:50001"), t.now);
+    t.s.passive_failed(t.now);
+    assert!(t.drain().is_empty());
 }
