@@ -152,7 +152,9 @@ async fn run_transfer<S: Storage>(
                 transfer::receive_file_buffered(&mut sock, file, t.ascii, env.file_io, &meter).await
             }
         }
-        Payload::Sink(DataSink::Stream(s)) => transfer::receive_stream(&mut sock, s, t.ascii, &meter).await,
+        Payload::Sink(DataSink::Stream(s)) => {
+            transfer::receive_stream(&mut sock, s, t.ascii, &meter, &*env.control_closed).await
+        }
         Payload::Bytes(bytes) => transfer::send_bytes(&bytes, &mut sock, &meter).await,
     };
     if let (Ok(_), Some(file)) = (&result, commit) {

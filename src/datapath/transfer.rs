@@ -381,11 +381,16 @@ pub(crate) async fn send_stream(
 }
 
 /// Receives into a host-provided stream and shuts it down at the end.
+///
+/// Shutting the stream down commits the upload (an object store completes it), so a client
+/// that died (its data connection closing looks like the end of the file) must not get that
+/// far: `control_closed` is asked first, as for atomic file uploads.
 pub(crate) async fn receive_stream(
     sock: &mut TcpStream,
     mut dst: Pin<Box<dyn AsyncWrite>>,
     ascii: bool,
     meter: &Meter<'_>,
+    control_closed: &dyn Fn() -> bool,
 ) -> Result<u64, DataError> {
     let mut buf = vec![0u8; meter.chunk(BUFFER)];
     let mut disk = FromWire::new(ascii);
@@ -399,6 +404,12 @@ pub(crate) async fn receive_stream(
         }
         total += n as u64;
         meter.account(n).await;
+    }
+    // Let a control-connection close sent together with the data close arrive.
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    if control_closed() {
+        tracing::info!("client went away at the end of an upload; not committed");
+        return Err(DataError::Net(io::ErrorKind::ConnectionAborted.into()));
     }
     dst.shutdown().await.map_err(DataError::Storage)?;
     Ok(total)

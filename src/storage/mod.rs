@@ -64,7 +64,8 @@ pub trait Storage: Send + Sync + 'static {
     /// Makes a finished upload opened with [`WriteMode::Replace`] appear under `path`, all at
     /// once. Called only after every byte arrived; an upload that fails is dropped instead and
     /// must leave no trace. The default does nothing (backends without `Replace` support).
-    /// Stream sinks commit in `poll_shutdown`, which the data path calls only on success.
+    /// Stream sinks commit in `poll_shutdown`, which the data path calls only on success, and
+    /// only while the client still holds its control connection.
     fn commit_write(
         &self,
         user: &User,
