@@ -9,7 +9,8 @@
 # round 0 is a warm-up and is not reported. Every round also measures the loopback TCP ceiling
 # (iperf3, one stream). For every measurement the server's CPU time is read from
 # /proc/PID/stat of its process tree (utime+stime, reaped children included) before and
-# after. The tables give medians with min..max and ringftpd / best peer per row.
+# after; "after" waits (up to 10 s) until a forking server's session processes have exited
+# and been reaped, since their CPU time reaches the tree only then. The tables give medians with min..max and ringftpd / best peer per row.
 #
 # Rows, each with both clients where the row has a curl form:
 #   RETR 1 GiB EPSV, RETR 1 GiB EPRT: curl 8 (reads into a buffer, writes to /dev/null),
@@ -94,6 +95,33 @@ die() {
     exit 1
 }
 
+# finish ELAPSED: the tables from $OUT/raw.tsv, $OUT/meta.json and $OUT/header.md, printed and
+# (unless NO_COMMIT_FILES=1) copied to benches/. REPORT_ONLY=1 runs just this, e.g. for the
+# rounds a stopped run completed.
+finish() {
+    local date
+    date=$(cat "$OUT/date")
+    python3 "$ROOT/benches/peers/stats.py" report "$OUT/raw.tsv" "$OUT/meta.json" "$OUT/tables.md" >/dev/null
+    {
+        cat "$OUT/header.md"
+        echo "- Run time: $1; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+        echo "- Raw per-round numbers: [compare-raw/$date.tsv](compare-raw/$date.tsv)."
+        echo
+        cat "$OUT/tables.md"
+    } >"$OUT/results.md"
+    cat "$OUT/results.md"
+    if [[ ${NO_COMMIT_FILES:-0} != 1 ]]; then
+        mkdir -p "$ROOT/benches/compare-raw"
+        cp "$OUT/raw.tsv" "$ROOT/benches/compare-raw/$date.tsv"
+        cp "$OUT/results.md" "$ROOT/benches/compare-results.md"
+        log "results: benches/compare-results.md, benches/compare-raw/$date.tsv"
+    fi
+}
+if [[ ${REPORT_ONLY:-0} == 1 ]]; then
+    finish "${REPORT_ELAPSED:-stopped early; see the rounds in the raw file}"
+    exit 0
+fi
+
 [[ $(id -u) == 0 ]] || die "run as root (installs packages, adds user bench, raises limits)"
 START_DATE=$(date -u +%Y-%m-%dT%H%MZ)
 COMMAND="$(env | grep -E '^(ROUNDS|QUICK|ENGINE|SERVERS|BIG|IDLE_SESSIONS|IDLE_FORKED)=' | sort | tr '\n' ' ')benches/compare.sh $*"
@@ -140,7 +168,8 @@ declare -A PORT=() PASV=() PID=() RESTARTS=()
 i=0
 for s in ringftpd ringftpd-uring ringftpd-epoll vsftpd pure-ftpd proftpd pyftpdlib; do
     PORT[$s]=$((21210 + i))
-    PASV[$s]=$((40000 + 1000 * i))-$((40999 + 1000 * i))
+    # Below the ephemeral range (32768-60999 here), where other jobs' test servers listen.
+    PASV[$s]=$((22000 + 1000 * i))-$((22999 + 1000 * i))
     RESTARTS[$s]=0
     i=$((i + 1))
 done
@@ -251,9 +280,12 @@ ensure_up() {
 }
 
 for s in "${SERVER_LIST[@]}"; do
+    # A leftover server would share ringftpd's port silently (SO_REUSEPORT) and answer half the
+    # connections: the control port must be free. A busy passive port only narrows the range.
     busy=$(listening_in "${PORT[$s]}" "${PORT[$s]}")
-    busy+=$(listening_in "$(range_lo "${PASV[$s]}")" "$(range_hi "${PASV[$s]}")")
-    [[ -z $busy ]] || die "ports for $s are in use: $(echo "$busy" | tr '\n' ' ')(stop that server first)"
+    [[ -z $busy ]] || die "port ${PORT[$s]} for $s is in use (stop that server first)"
+    busy=$(listening_in "$(range_lo "${PASV[$s]}")" "$(range_hi "${PASV[$s]}")")
+    [[ -z $busy ]] || log "note: passive ports of $s in use by others: $(echo "$busy" | tr '\n' ' ')"
     start_and_wait "$s"
 done
 
@@ -277,12 +309,13 @@ summary() { log "round $1 $2 $3 $4: $(tail -1 "$RAW" | cut -f5,6,7,10 | tr '\t' 
 
 # bench_run ROUND SERVER ROW CLIENT UNIT BENCH-ARGS...: one ringftp-bench run.
 bench_run() {
-    local rnd=$1 s=$2 row=$3 client=$4 unit=$5 rc=0 cpu0 cpu1
+    local rnd=$1 s=$2 row=$3 client=$4 unit=$5 rc=0 cpu0 cpu1 n0
     shift 5
     ensure_up "$s"
+    n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
     bench --port "${PORT[$s]}" --json "$@" >"$WORK/bench.json" 2>"$WORK/bench.err" || rc=$?
-    cpu1=$(PS cpu "${PID[$s]}")
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     PS bench "$rnd" "$s" "$row" "$client" "$unit" "$cpu0" "$cpu1" "$rc" "$WORK/bench.json" \
         "$( ((rc > 1)) && head -c 200 "$WORK/bench.err")" >>"$RAW"
     summary "$rnd" "$s" "$row" "$client"
@@ -291,13 +324,14 @@ bench_run() {
 # curl_get ROUND SERVER ROW EXTRA-ARGS...: one download of big.bin; MB/s from curl's own
 # figures (size_download / time_total).
 curl_get() {
-    local rnd=$1 s=$2 row=$3 rc=0 cpu0 cpu1 out
+    local rnd=$1 s=$2 row=$3 rc=0 cpu0 cpu1 out n0
     shift 3
     ensure_up "$s"
+    n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
     out=$(curl_ -sS -o /dev/null -w '%{size_download} %{time_total}' "$@" \
         "ftp://bench:bench@127.0.0.1:${PORT[$s]}/big.bin" 2>"$WORK/curl.err") || rc=$?
-    cpu1=$(PS cpu "${PID[$s]}")
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     curl_line "$rnd" "$s" "$row" "$cpu0" "$cpu1" "$rc" "$out"
 }
 
@@ -311,13 +345,14 @@ curl_line() { # ROUND SERVER ROW CPU0 CPU1 RC "BYTES SECONDS"
 }
 
 curl_put() {
-    local rnd=$1 s=$2 rc=0 cpu0 cpu1 out
+    local rnd=$1 s=$2 rc=0 cpu0 cpu1 out n0
     ensure_up "$s"
     rm -f "$DATA/up/curl.bin"
+    n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
     out=$(curl_ -sS -T "$DATA/big.bin" -w '%{size_upload} %{time_total}' \
         "ftp://bench:bench@127.0.0.1:${PORT[$s]}/up/curl.bin" 2>"$WORK/curl.err") || rc=$?
-    cpu1=$(PS cpu "${PID[$s]}")
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     rm -f "$DATA/up/curl.bin"
     curl_line "$rnd" "$s" stor "$cpu0" "$cpu1" "$rc" "$out"
 }
@@ -325,14 +360,15 @@ curl_put() {
 # curl_small ROUND SERVER: SMALL_COUNT files in one invocation; files/s over the wall time,
 # with the number of connections curl made (1 = it reused the control connection).
 curl_small() {
-    local rnd=$1 s=$2 rc=0 cpu0 cpu1 t0 t1 out files conns
+    local rnd=$1 s=$2 rc=0 cpu0 cpu1 t0 t1 out files conns n0
     ensure_up "$s"
     sed "s/:PORT\//:${PORT[$s]}\//" "$WORK/small.urls.tmpl" >"$WORK/small.urls"
+    n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
     t0=$(now)
     out=$(curl_ -sS --ftp-method nocwd -w '%{num_connects}\n' -K "$WORK/small.urls" 2>"$WORK/curl.err") || rc=$?
     t1=$(now)
-    cpu1=$(PS cpu "${PID[$s]}")
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     files=$(grep -c . <<<"$out" || true)
     # num_connects counts the data connections too: control connections = total - files.
     conns=$(awk '{ n += $1 } END { print n + 0 }' <<<"$out")
@@ -348,8 +384,9 @@ curl_small() {
 # curl_multi ROUND SERVER: MULTI_SESSIONS curl processes at once, one file each; MB/s over
 # the wall time until the last one is done.
 curl_multi() {
-    local rnd=$1 s=$2 cpu0 cpu1 t0 t1 pids=() fails=0 bytes=0 k
+    local rnd=$1 s=$2 cpu0 cpu1 t0 t1 pids=() fails=0 bytes=0 k n0
     ensure_up "$s"
+    n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
     t0=$(now)
     for ((k = 0; k < MULTI_SESSIONS; k++)); do
@@ -361,7 +398,7 @@ curl_multi() {
         wait "${pids[$k]}" || fails=$((fails + 1))
     done
     t1=$(now)
-    cpu1=$(PS cpu "${PID[$s]}")
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     for ((k = 0; k < MULTI_SESSIONS; k++)); do
         bytes=$((bytes + $(grep -Eo '^[0-9]+' "$WORK/multi.$k" | tail -1 || echo 0)))
     done
@@ -377,7 +414,7 @@ curl_multi() {
 # the PSS of its tree before and while they are held. Anonymous, so that the login check
 # (yescrypt for vsftpd: ~45 logins/s here) does not decide how long the row takes.
 idle() {
-    local rnd=$1 s=$2 rc=0 base hold=0 cpu0 cpu1 n=$IDLE_SESSIONS
+    local rnd=$1 s=$2 rc=0 base hold=0 cpu0 cpu1 n=$IDLE_SESSIONS n0
     case $s in vsftpd | pure-ftpd | proftpd) n=$IDLE_FORKED ;; esac
     ensure_up "$s"
     stop_tree "${PID[$s]}"
@@ -385,6 +422,7 @@ idle() {
     start_and_wait "$s"
     rm -f "$WORK/ready"
     base=$(PS pss "${PID[$s]}")
+    n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
     bench --port "${PORT[$s]}" --json --user anonymous --pass bench@ --sessions "$n" \
         --connect-concurrency 16 --duration "$IDLE_HOLD" idle --noop-interval 60 --ready-file "$WORK/ready" \
@@ -393,7 +431,7 @@ idle() {
     while [[ ! -s $WORK/ready ]] && kill -0 "$bpid" 2>/dev/null; do sleep 0.2; done
     [[ -s $WORK/ready ]] && hold=$(PS pss "${PID[$s]}")
     wait "$bpid" || rc=$?
-    cpu1=$(PS cpu "${PID[$s]}")
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     local held per
     held=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("held", 0))' "$WORK/bench.json" 2>/dev/null || echo 0)
     per=$(awk -v a="$base" -v b="$hold" -v n="$held" 'BEGIN { if (n > 0 && b > 0) printf "%.2f", (b - a) / n }')
@@ -435,6 +473,27 @@ json.dump({"servers": "$SERVERS".split(), "rounds": $ROUNDS, "warmup": $WARMUP, 
            "sweep": "$SWEEP".split(), "sweep_size": "$SWEEP_SIZE", "sweep_secs": "$SWEEP_SECS"},
           open(sys.argv[1], "w"))
 PY
+machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
+versions="ringftpd $("$RINGFTPD" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')), $PEER_VERSIONS"
+echo "$START_DATE" >"$OUT/date"
+{
+    echo "# Benchmark results"
+    echo
+    echo "Recorded $START_DATE with \`$COMMAND\`."
+    echo
+    echo "- Machine: $machine. Client and servers share the same cores on loopback; tmpfs data."
+    echo "  A shared machine: other jobs' compiles are noise (the load average of every round is in"
+    echo "  the raw file and summarised below)."
+    echo "- Versions: $versions."
+    echo "- curl sent (EPSV row / EPRT row): $CURL_CHECK"
+    echo "- Clients: \`$CURL_CLIENT\` reads into a buffer and writes to /dev/null; \`bench, buffer\` is"
+    echo "  ringftp-bench --sink buffer (reads into a buffer, like curl); \`bench, null\` splices to"
+    echo "  /dev/null (the client never copies a byte). Ratios are each ringftpd column over the best"
+    echo "  of the four peers for that row and client."
+    echo "- Password logins measure each server's password check: PAM/yescrypt (vsftpd), crypt from"
+    echo "  /etc/shadow (pure-ftpd, proftpd), a plain string compare (pyftpdlib), argon2id (ringftpd)."
+} >"$OUT/header.md"
+
 rw=(--user bench --pass bench)
 start_time=$SECONDS
 first=$((1 - WARMUP))
@@ -444,6 +503,7 @@ for ((rnd = first; rnd <= ROUNDS; rnd++)); do
     order=()
     for ((k = 0; k < n; k++)); do order+=("${SERVER_LIST[$(((k + rnd) % n))]}"); done
     log "round $rnd of $ROUNDS$([[ $rnd == 0 ]] && echo ' (warm-up, not reported)'): ${order[*]}; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    PS line "$rnd" machine load load load "$(cut -d' ' -f1 /proc/loadavg)" 0 0 0 0 0 "" "1-minute load average" >>"$RAW"
     iperf "$rnd"
     for s in "${order[@]}"; do
         curl_get "$rnd" "$s" retr-epsv
@@ -479,41 +539,13 @@ for ((rnd = first; rnd <= ROUNDS; rnd++)); do
         done
     done
     for s in "${order[@]}"; do idle "$rnd" "$s"; done
+    for s in "${SERVER_LIST[@]}"; do
+        ((RESTARTS[$s] > 0)) && log "note: $s restarted ${RESTARTS[$s]}× so far (see its log)"
+    done
     log "round $rnd done after $((SECONDS - start_time)) s"
 done
 elapsed=$((SECONDS - start_time))
 
 # ---- report --------------------------------------------------------------------------------
-machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
-versions="ringftpd $("$RINGFTPD" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')), $PEER_VERSIONS"
-restarts=""
-for s in "${SERVER_LIST[@]}"; do ((RESTARTS[$s] > 0)) && restarts+="$s ${RESTARTS[$s]}× "; done
-PS report "$RAW" "$OUT/meta.json" "$OUT/tables.md" >/dev/null
-{
-    echo "# Benchmark results"
-    echo
-    echo "Recorded $START_DATE with \`$COMMAND\` ($elapsed s)."
-    echo
-    echo "- Machine: $machine. Client and servers share the same cores on loopback; tmpfs data."
-    echo "- Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (a shared machine: other jobs' compiles are noise)."
-    echo "- Versions: $versions."
-    echo "- curl sent (EPSV row / EPRT row): $CURL_CHECK"
-    [[ -n $restarts ]] && echo "- Servers restarted after stopping mid-run: $restarts"
-    echo "- Clients: \`$CURL_CLIENT\` reads into a buffer and writes to /dev/null; \`bench, buffer\` is"
-    echo "  ringftp-bench --sink buffer (reads into a buffer, like curl); \`bench, null\` splices to"
-    echo "  /dev/null (the client never copies a byte). Ratios are each ringftpd column over the best"
-    echo "  of the four peers for that row and client."
-    echo "- Password logins measure each server's password check: PAM/yescrypt (vsftpd), crypt from"
-    echo "  /etc/shadow (pure-ftpd, proftpd), a plain string compare (pyftpdlib), argon2id (ringftpd)."
-    echo "- Raw per-round numbers: [compare-raw/$START_DATE.tsv](compare-raw/$START_DATE.tsv)."
-    echo
-    cat "$OUT/tables.md"
-} >"$OUT/results.md"
-cat "$OUT/results.md"
-if [[ ${NO_COMMIT_FILES:-0} != 1 ]]; then
-    mkdir -p "$ROOT/benches/compare-raw"
-    cp "$RAW" "$ROOT/benches/compare-raw/$START_DATE.tsv"
-    cp "$OUT/results.md" "$ROOT/benches/compare-results.md"
-    log "results: benches/compare-results.md, benches/compare-raw/$START_DATE.tsv"
-fi
+finish "$elapsed s"
 log "done in $elapsed s"

@@ -78,7 +78,10 @@ start_pure-ftpd() {
     # pure-ftpd takes its configuration as flags (the Debian wrapper turns /etc/pure-ftpd/conf
     # into these); they are written to $WORK/pure-ftpd.args for the record. -l unix: bench's
     # password from /etc/shadow (crypt); -A: chroot everyone (bench's home is $DATA); -c/-C:
-    # 2000 clients, 2000 per IP; -H: no reverse DNS; -f none: no syslog; no -t/-T: no
+    # 2000 clients, 2000 per IP, but pure-ftpd caps this at 500 (measured: with -c 5000 the
+    # 501st connection gets "421 500 users (the maximum) are already logged in"), so it
+    # refuses part of the 512-session sweep and of the idle row; -H: no reverse DNS; -f none:
+    # no syslog; no -t/-T: no
     # bandwidth limits. Anonymous is the ftp user, rooted at its own home (pure-ftpd has no
     # option to move it; only the login row uses it). pure-ftpd has no sendfile switch: its
     # default download path is used.

@@ -2,6 +2,8 @@
 measurement, and the Markdown report built from the raw lines.
 
 Subcommands:
+  count PID                    how many processes the tree has
+  settle PID N0 SECS           wait until the tree has N0 processes again, then print its CPU
   cpu PID                      CPU seconds of PID's process tree (utime+stime+cutime+cstime)
   tree PID                     the pids of the tree
   pss PID                      summed PSS (KiB) of the tree
@@ -13,6 +15,7 @@ import json
 import os
 import statistics
 import sys
+import time
 
 COLUMNS = ["round", "server", "row", "client", "value", "unit", "server_cpu_s", "bytes", "ops",
            "errors", "p99_ms", "wall_s", "note"]
@@ -52,6 +55,16 @@ def cpu(root):
         except (OSError, ValueError, IndexError):
             pass
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def settle(root, n0, limit):
+    """Waits (up to `limit` s) until the tree is back to `n0` processes: a forking server's
+    session processes exit after the client has gone, and their CPU time reaches the tree
+    (the parent's cutime) only once they are reaped."""
+    end = time.time() + limit
+    while len(tree(root)) > n0 and time.time() < end:
+        time.sleep(0.05)
+    time.sleep(0.05)
 
 
 def pss(root):
@@ -240,6 +253,11 @@ def report(args):
     med, text = cell(ip)
     out.append("")
     out.append(f"Loopback TCP ceiling (iperf3, 1 stream, every round): {text} MB/s.")
+    loads = [num(r["value"]) for r in measured if r["row"] == "load" and num(r["value"]) is not None]
+    if loads:
+        out.append("")
+        out.append(f"1-minute load average at the start of each round: {cell(loads)[1]} "
+                   f"(other jobs on the shared machine).")
     # Concurrency sweep: MB/s (p99 ms).
     sweep = meta.get("sweep") or []
     if sweep:
@@ -296,6 +314,11 @@ if __name__ == "__main__":
         print(cpu(int(a[0])))
     elif cmd == "tree":
         print(" ".join(str(p) for p in tree(int(a[0]))))
+    elif cmd == "count":
+        print(len(tree(int(a[0]))))
+    elif cmd == "settle":
+        settle(int(a[0]), int(a[1]), float(a[2]))
+        print(cpu(int(a[0])))
     elif cmd == "pss":
         print(pss(int(a[0])))
     elif cmd == "header":
