@@ -1,96 +1,136 @@
 #!/usr/bin/env bash
-# ringftpd against vsftpd and pyftpdlib on loopback, with the same ringftp-bench workloads.
+# ringftpd against the four FTP servers people run on Linux (vsftpd, pure-ftpd, proftpd,
+# pyftpdlib), on loopback, measured with the client users run (curl 8) and with ringftp-bench.
 #
-# The servers run side by side on distinct ports with equal, non-overlapping passive ranges,
-# on a tmpfs data directory, and each round runs every workload against every server in turn
-# (interleaved, so drift on a shared machine spreads over all of them). Round 0 is a warm-up
-# and is not reported. For each workload and server: the median and min..max over the rounds,
-# the server's CPU time (utime+stime of its process tree, reaped children included) per GB or
-# per operation, and its peak RSS (VmRSS summed over the tree: vsftpd forks per session, so
-# shared pages count once per process; PSS is reported beside it for the idle test).
+# The servers run side by side on distinct ports of 127.0.0.1 with non-overlapping passive
+# ranges, on a tmpfs data directory prepared once (the 1 GiB file is then in the page cache by
+# construction). Each round runs every row against every server in turn, the order of the
+# servers rotated by one each round, so drift on a shared machine spreads over all of them;
+# round 0 is a warm-up and is not reported. Every round also measures the loopback TCP ceiling
+# (iperf3, one stream). For every measurement the server's CPU time is read from
+# /proc/PID/stat of its process tree (utime+stime, reaped children included) before and
+# after; "after" waits (up to 10 s) until a forking server's session processes have exited
+# and been reaped, since their CPU time reaches the tree only then. The tables give medians with min..max and ringftpd / best peer per row.
 #
-# Usage (as root: installs packages, adds a local user `bench`, raises limits):
-#   benches/compare.sh                 # ROUNDS=5 after a warm-up round, full sizes (~10 min)
-#   QUICK=1 benches/compare.sh         # small sizes, 1 round: a smoke run (~2 min)
-# Knobs: ROUNDS, QUICK, OUT (results dir), SERVERS ("ringftpd vsftpd pyftpdlib"),
-#   IDLE_SESSIONS, RINGFTPD / BENCH (prebuilt binaries instead of building), KEEP=1 (keep data).
-# Results: $OUT/results.md (Markdown table for the README), $OUT/results.json, $OUT/raw.jsonl.
+# Rows, each with both clients where the row has a curl form:
+#   RETR 1 GiB EPSV, RETR 1 GiB EPRT: curl 8 (reads into a buffer, writes to /dev/null),
+#     ringftp-bench --sink buffer (reads into a buffer) and --sink null (splices to /dev/null)
+#   STOR 1 GiB: curl -T from tmpfs, ringftp-bench stor
+#   1000 x 4 KiB over one control connection: one curl invocation with 1000 URLs
+#     (--ftp-method nocwd; the connection reuse is checked with %{num_connects}), ringftp-bench small
+#   64 clients x 16 MiB at once: 64 curl processes started together (wall time of the
+#     slowest), ringftp-bench --sessions 64 with both sinks
+#   connect+login+QUIT, 32 clients, password and anonymous: ringftp-bench login
+#   concurrency sweep: ringftp-bench retr --sink buffer of a 16 MiB file for SWEEP_SECS,
+#     1/16/128/512 sessions, MB/s and p99
+#   idle logged-in sessions: PSS of the server's tree per session (ringftp-bench idle), after a
+#     fresh restart of the server
 #
-# RETR 1G runs with the client reading the data in (`--sink buffer`, as curl or lftp do) and
-# with it splicing the data to /dev/null (`--sink null`: the client never copies a byte). On
-# loopback the second favours a sender that never pauses between chunks, such as one
-# sendfile(2) call per file: the receiver then never sleeps and the sender never wakes it.
+# Usage (as root: installs or fetches packages, adds a local user `bench`, raises limits):
+#   benches/compare.sh                  # ROUNDS=5 after a warm-up, full sizes
+#   ROUNDS=3 benches/compare.sh
+#   QUICK=1 benches/compare.sh          # small sizes, 1 round, no warm-up: a smoke run
+# Knobs: ROUNDS, QUICK, ENGINE=uring|epoll|both (ringftpd --engine, when it has the flag),
+#   SERVERS (default "ringftpd vsftpd pure-ftpd proftpd pyftpdlib"), PEERS (where the unpacked
+#   servers and curl 8 live, default benches/.peers), RINGFTPD / BENCH (prebuilt binaries),
+#   IDLE_SESSIONS (single-process servers) and IDLE_FORKED (servers that fork per session),
+#   NO_COMMIT_FILES=1 (write results only under target/compare).
+# Results: benches/compare-results.md (tables), benches/compare-raw/<date>.tsv (every
+#   measurement), both also under target/compare/.
 #
-# The idle test restarts each server first, so its memory is a fresh server's plus the
-# sessions' (peers that keep freed memory would otherwise hide the per-session cost).
-#
-# Safety: everything listens on 127.0.0.1 only; every bench run has --timeout and is under
-# `timeout`; the trap stops every server (by pid, with its process tree) and removes the data.
+# Safety: everything listens on 127.0.0.1 only; every client call runs under `timeout` and
+# with its own timeouts; the trap stops every server (by pid, with its process tree) and
+# removes the data.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     ROUNDS=${ROUNDS:-1}
+    WARMUP=${WARMUP:-0}
     BIG=${BIG:-64M}
     MULTI_SESSIONS=${MULTI_SESSIONS:-8}
     MULTI_SIZE=${MULTI_SIZE:-4M}
     SMALL_COUNT=${SMALL_COUNT:-100}
     IDLE_SESSIONS=${IDLE_SESSIONS:-300}
+    IDLE_FORKED=${IDLE_FORKED:-100}
     LOGIN_SECS=${LOGIN_SECS:-1}
-    IDLE_HOLD=${IDLE_HOLD:-2}
+    IDLE_HOLD=${IDLE_HOLD:-1}
     IPERF_SECS=${IPERF_SECS:-1}
+    SWEEP=${SWEEP:-"1 16"}
+    SWEEP_SECS=${SWEEP_SECS:-1}
+    # A smoke run does not overwrite the committed results.
+    NO_COMMIT_FILES=${NO_COMMIT_FILES:-1}
 else
     ROUNDS=${ROUNDS:-5}
+    WARMUP=${WARMUP:-1}
     BIG=${BIG:-1G}
     MULTI_SESSIONS=${MULTI_SESSIONS:-64}
     MULTI_SIZE=${MULTI_SIZE:-16M}
     SMALL_COUNT=${SMALL_COUNT:-1000}
     IDLE_SESSIONS=${IDLE_SESSIONS:-10000}
-    LOGIN_SECS=${LOGIN_SECS:-5}
-    IDLE_HOLD=${IDLE_HOLD:-5}
+    # Fork-per-session servers (vsftpd: 2 processes per session, proftpd and pure-ftpd: 1-2)
+    # hold fewer sessions: 10,000 would be 10-20 k processes and several GiB on a shared box;
+    # the figure reported is per session either way.
+    IDLE_FORKED=${IDLE_FORKED:-2000}
+    LOGIN_SECS=${LOGIN_SECS:-4}
+    IDLE_HOLD=${IDLE_HOLD:-3}
     IPERF_SECS=${IPERF_SECS:-3}
+    SWEEP=${SWEEP:-"1 16 128 512"}
+    SWEEP_SECS=${SWEEP_SECS:-4}
 fi
-SMALL_SIZE=4K
+SWEEP_SIZE=${SWEEP_SIZE:-16M}
 LOGIN_SESSIONS=32
-SERVERS=${SERVERS:-"ringftpd vsftpd pyftpdlib"}
+ENGINE=${ENGINE:-both}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-OUT=${OUT:-$TARGET/compare}
-BENCH_TIMEOUT=30        # ringftp-bench --timeout: any single wait
-RUN_LIMIT=900           # wall-clock limit of one bench run
-
-# Control port and passive range per server (loopback only).
-declare -A PORT=([ringftpd]=21210 [vsftpd]=21211 [pyftpdlib]=21212)
-declare -A PASV=([ringftpd]=40000-40999 [vsftpd]=41000-41999 [pyftpdlib]=42000-42999)
+OUT=$TARGET/compare
+LOGS=$OUT/logs
+BENCH_TIMEOUT=30 # ringftp-bench --timeout: any single wait
+RUN_LIMIT=600    # wall-clock limit of one client run
 IPERF_PORT=21219
-declare -A PID=()
-declare -A RESTARTS=([ringftpd]=0 [vsftpd]=0 [pyftpdlib]=0)
 
 log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# finish ELAPSED: the tables from $OUT/raw.tsv, $OUT/meta.json and $OUT/header.md, printed and
+# (unless NO_COMMIT_FILES=1) copied to benches/. REPORT_ONLY=1 runs just this, e.g. for the
+# rounds a stopped run completed.
+finish() {
+    local date
+    date=$(cat "$OUT/date")
+    python3 "$ROOT/benches/peers/stats.py" report "$OUT/raw.tsv" "$OUT/meta.json" "$OUT/tables.md" >/dev/null
+    {
+        cat "$OUT/header.md"
+        echo "- Run time: $1; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
+        echo "- Raw per-round numbers: [compare-raw/$date.tsv](compare-raw/$date.tsv)."
+        echo
+        cat "$OUT/tables.md"
+    } >"$OUT/results.md"
+    cat "$OUT/results.md"
+    if [[ ${NO_COMMIT_FILES:-0} != 1 ]]; then
+        mkdir -p "$ROOT/benches/compare-raw"
+        cp "$OUT/raw.tsv" "$ROOT/benches/compare-raw/$date.tsv"
+        cp "$OUT/results.md" "$ROOT/benches/compare-results.md"
+        log "results: benches/compare-results.md, benches/compare-raw/$date.tsv"
+    fi
+}
+if [[ ${REPORT_ONLY:-0} == 1 ]]; then
+    finish "${REPORT_ELAPSED:-stopped early; see the rounds in the raw file}"
+    exit 0
+fi
 
 [[ $(id -u) == 0 ]] || die "run as root (installs packages, adds user bench, raises limits)"
+START_DATE=$(date -u +%Y-%m-%dT%H%MZ)
+COMMAND="$(env | grep -E '^(ROUNDS|QUICK|ENGINE|SERVERS|BIG|IDLE_SESSIONS|IDLE_FORKED)=' | sort | tr '\n' ' ')benches/compare.sh $*"
 
 # ---- tools ---------------------------------------------------------------------------------
-apt_updated=0
-need_apt() {
-    command -v "$1" >/dev/null && return
-    if [[ $apt_updated == 0 ]]; then
-        log "apt-get update"
-        apt-get update -qq
-        apt_updated=1
-    fi
-    log "installing $2"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
-need_apt vsftpd vsftpd
-need_apt iperf3 iperf3
-command -v python3 >/dev/null || need_apt python3 python3
-if ! python3 -c 'import pyftpdlib' 2>/dev/null; then
-    log "installing pyftpdlib"
-    python3 -m pip install -q pyftpdlib 2>/dev/null ||
-        python3 -m pip install -q --break-system-packages pyftpdlib
-fi
+# shellcheck source=peers/setup.sh
+source "$ROOT/benches/peers/setup.sh"
+# shellcheck source=peers/servers.sh
+source "$ROOT/benches/peers/servers.sh"
 
 if [[ -z ${RINGFTPD:-} || -z ${BENCH:-} ]]; then
     log "building ringftpd and ringftp-bench (release)"
@@ -100,15 +140,50 @@ RINGFTPD=${RINGFTPD:-$TARGET/release/ringftpd}
 BENCH=${BENCH:-$TARGET/release/ringftp-bench}
 [[ -x $RINGFTPD && -x $BENCH ]] || die "missing $RINGFTPD or $BENCH"
 
-# Every session is a socket on both sides; vsftpd is two processes per session.
+# ringftpd's --engine flag: with it and ENGINE=both, two ringftpd columns.
+if "$RINGFTPD" --help 2>/dev/null | grep -q -- --engine; then
+    case $ENGINE in
+    both) OURS="ringftpd-uring ringftpd-epoll" ;;
+    uring | epoll) OURS="ringftpd-$ENGINE" ;;
+    *) die "ENGINE must be uring, epoll or both" ;;
+    esac
+else
+    [[ $ENGINE == both ]] || log "note: ringftpd has no --engine flag; ENGINE=$ENGINE ignored"
+    OURS=ringftpd
+fi
+DEFAULT_SERVERS="$OURS vsftpd pure-ftpd proftpd pyftpdlib"
+SERVER_LIST=()
+for s in ${SERVERS:-$DEFAULT_SERVERS}; do
+    if [[ $s == ringftpd ]]; then
+        read -r -a ours <<<"$OURS"
+        SERVER_LIST+=("${ours[@]}")
+    else
+        SERVER_LIST+=("$s")
+    fi
+done
+SERVERS="${SERVER_LIST[*]}"
+
+# Control port and passive range per server (loopback only).
+declare -A PORT=() PASV=() PID=() RESTARTS=()
+i=0
+for s in ringftpd ringftpd-uring ringftpd-epoll vsftpd pure-ftpd proftpd pyftpdlib; do
+    PORT[$s]=$((21210 + i))
+    # Below the ephemeral range (32768-60999 here), where other jobs' test servers listen.
+    PASV[$s]=$((22000 + 1000 * i))-$((22999 + 1000 * i))
+    RESTARTS[$s]=0
+    i=$((i + 1))
+done
+
+# Every session is a socket on both sides; fork-per-session servers are processes too.
 ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+ulimit -u unlimited 2>/dev/null || true
 log "open files limit $(ulimit -n), pid_max $(cat /proc/sys/kernel/pid_max)"
 
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$LOGS"
 WORK=$(mktemp -d /tmp/ringftp-compare.XXXXXX)
 DATA=$(mktemp -d /dev/shm/ringftp-compare.XXXXXX)
-: >"$OUT/raw.jsonl"
-rm -f "$OUT"/{ringftpd,vsftpd,pyftpdlib}.log
+RAW=$OUT/raw.tsv
+rm -f "$LOGS"/*.log
 
 created_user=0
 cleanup() {
@@ -118,291 +193,15 @@ cleanup() {
         stop_tree "${PID[$s]}"
     done
     [[ -n ${IPERF_PID:-} ]] && kill "$IPERF_PID" 2>/dev/null
-    if [[ ${KEEP:-0} != 1 ]]; then
-        rm -rf "$DATA"
-    fi
-    rm -rf "$WORK"
+    rm -rf "$DATA" "$WORK"
     [[ $created_user == 1 ]] && userdel bench 2>/dev/null
+    [[ -n ${old_home:-} ]] && usermod -d "$old_home" bench 2>/dev/null
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
 
-# ---- process tree statistics ---------------------------------------------------------------
-cat >"$WORK/procstat.py" <<'PY'
-"""Process-tree CPU and memory from /proc, and the result tables."""
-import json, os, statistics, sys, time
-
-def stat_fields(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        s = f.read()
-    # comm may contain spaces and parentheses: the fields start after the last ')'.
-    return s[s.rindex(")") + 2:].split()
-
-def tree(root):
-    children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                children.setdefault(int(stat_fields(d)[1]), []).append(int(d))
-            except (OSError, ValueError, IndexError):
-                pass
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-def cpu(root):
-    """utime+stime+cutime+cstime over the live tree: reaped children are in their parent's
-    cutime/cstime, live ones are counted themselves, so nothing counts twice."""
-    ticks = 0
-    for p in tree(root):
-        try:
-            f = stat_fields(p)
-            ticks += sum(int(x) for x in f[11:15])
-        except (OSError, ValueError, IndexError):
-            pass
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-def pss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-def mem(root, pss=False):
-    r = p = n = 0
-    for pid in tree(root):
-        try:
-            r += rss_kb(pid)
-            p += pss_kb(pid) if pss else 0
-            n += 1
-        except OSError:
-            pass
-    return {"rss_kb": r, "pss_kb": p if pss else None, "procs": n}
-
-def peak(root, stop, limit=3600):
-    """Samples the tree's RSS until `stop` exists; prints the peak."""
-    best = mem(root)
-    end = time.time() + limit
-    while not os.path.exists(stop) and time.time() < end:
-        time.sleep(0.25)
-        m = mem(root)
-        if m["rss_kb"] > best["rss_kb"]:
-            best = m
-    print(json.dumps(best))
-
-def record(args):
-    rnd, server, wl, cpu0, cpu1, peak_file, bench_file, rc, extra = args
-    try:
-        with open(bench_file) as f:
-            result = json.loads(f.read().strip() or "null")
-    except (OSError, ValueError):
-        result = None
-    try:
-        with open(peak_file) as f:
-            pk = json.loads(f.read().strip() or "null")
-    except (OSError, ValueError):
-        pk = None
-    cpu_s = float(cpu1) - float(cpu0)
-    row = {"round": int(rnd), "server": server, "workload": wl,
-           # Negative: the server stopped during the run and its CPU time went with it.
-           "server_cpu_s": round(cpu_s, 3) if cpu_s >= 0 else None,
-           "server_mem": pk, "rc": int(rc), "result": result}
-    if extra:
-        row.update(json.loads(extra))
-    print(json.dumps(row))
-
-# What each workload is judged by: (label, unit, value function, higher is better, cost unit)
-def mbps(r): return r["result"]["mb_per_s"]
-def opsps(r): return r["result"]["ops_per_s"]
-def idle_mem(r):
-    # PSS: vsftpd's RSS sum counts its shared pages once per process (~20,000 of them).
-    m = r["hold_mem"]
-    return (m.get("pss_kb") or m["rss_kb"]) / 1024
-WORKLOADS = [
-    ("retr-epsv", "RETR {big}, 1 session, EPSV, client reads", "MB/s", mbps, True, "gb"),
-    ("retr-eprt", "RETR {big}, 1 session, EPRT, client reads", "MB/s", mbps, True, "gb"),
-    ("retr-null", "RETR {big}, 1 session, EPSV, client splices to /dev/null", "MB/s", mbps, True, "gb"),
-    ("stor", "STOR {big}, 1 session, EPSV", "MB/s", mbps, True, "gb"),
-    ("small", "{small_count} x 4 KiB RETR, 1 control connection", "files/s", opsps, True, "op"),
-    ("login", "login+QUIT, 32 clients, password", "logins/s", opsps, True, "op"),
-    ("login-anon", "login+QUIT, 32 clients, anonymous", "logins/s", opsps, True, "op"),
-    ("multi", "{multi_sessions} sessions x {multi_size} RETR (client splices)", "MB/s", mbps, True, "gb"),
-    ("idle", "{idle} idle sessions: server memory", "MiB PSS", idle_mem, False, None),
-]
-
-def fmt(v):
-    if v is None:
-        return "-"
-    if abs(v) >= 100:
-        return f"{v:.0f}"
-    if abs(v) >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
-
-def report(args):
-    raw, out_json, out_md, servers, params = args
-    servers = servers.split()
-    params = json.loads(params)
-    rows = [json.loads(l) for l in open(raw) if l.strip()]
-    measured = [r for r in rows if r["round"] > 0] or rows
-    rounds = sorted({r["round"] for r in measured})
-    results = {"params": params, "rounds": rounds, "workloads": {}}
-    lines = []
-    head = "| workload | unit | " + " | ".join(servers) + " | ringftpd / best peer |"
-    lines.append(head)
-    lines.append("|" + "---|" * (len(servers) + 3))
-    cost_lines = ["| workload | " + " | ".join(f"{s} CPU" for s in servers) + " | "
-                  + " | ".join(f"{s} RSS MiB" for s in servers) + " |",
-                  "|" + "---|" * (2 * len(servers) + 1)]
-    notes = []
-    for key, label, unit, value, higher, cost in WORKLOADS:
-        label = label.format(**params)
-        entry = {"label": label, "unit": unit, "higher_is_better": higher, "servers": {}}
-        cells, costs, mems, medians = [], [], [], {}
-        for s in servers:
-            rs = [r for r in measured if r["server"] == s and r["workload"] == key]
-            vals, cpu_per, peaks, errors, held = [], [], [], 0, []
-            for r in rs:
-                res = r.get("result")
-                if res is None:
-                    errors += 1
-                    continue
-                errors += res.get("error_count", 0)
-                try:
-                    vals.append(value(r))
-                except (KeyError, TypeError, ZeroDivisionError):
-                    continue
-                if r["server_cpu_s"] is None:
-                    pass
-                elif cost == "gb" and res["bytes"] > 0:
-                    cpu_per.append(r["server_cpu_s"] / (res["bytes"] / 1e9))
-                elif cost == "op" and res["ops"] > 0:
-                    cpu_per.append(r["server_cpu_s"] * 1e3 / res["ops"])
-                if key == "idle":
-                    peaks.append(r["hold_mem"]["rss_kb"] / 1024)
-                    held.append(res.get("held", 0))
-                elif r.get("server_mem"):
-                    peaks.append(r["server_mem"]["rss_kb"] / 1024)
-            e = {"values": vals, "errors": errors}
-            if vals:
-                med = statistics.median(vals)
-                medians[s] = med
-                e.update(median=med, min=min(vals), max=max(vals))
-                cell = f"{fmt(med)} ({fmt(min(vals))}..{fmt(max(vals))})"
-            else:
-                cell = "failed"
-            if key == "idle" and held:
-                e["held"] = held
-                cell += f", held {min(held)}"
-                rss = [r["hold_mem"]["rss_kb"] / 1024 for r in rs if r.get("hold_mem")]
-                if rss:
-                    e["rss_mib"] = statistics.median(rss)
-                    cell += f", RSS {fmt(statistics.median(rss))}"
-                # Per session from PSS: RSS counts vsftpd's shared pages once per process.
-                per = [(r["hold_mem"]["pss_kb"] - r["base_mem"]["pss_kb"]) / r["result"]["held"]
-                       for r in rs if r.get("hold_mem") and r.get("base_mem") and r.get("result")
-                       and r["result"].get("held") and r["hold_mem"].get("pss_kb")]
-                if per:
-                    e["pss_kib_per_session"] = statistics.median(per)
-                    cell += f", {fmt(statistics.median(per))} KiB/session"
-            if errors:
-                cell += f" ⚠{errors} err"
-                notes.append(f"{s} {key}: {errors} errors "
-                             + json.dumps([r['result'].get('errors') if r.get('result') else 'no result' for r in rs]))
-            cells.append(cell)
-            if cpu_per:
-                e["server_cpu"] = statistics.median(cpu_per)
-                e["server_cpu_unit"] = "s/GB" if cost == "gb" else "ms/op"
-                costs.append(f"{fmt(statistics.median(cpu_per))} {e['server_cpu_unit']}")
-            else:
-                costs.append("-")
-            if peaks:
-                e["server_rss_mib"] = statistics.median(peaks)
-                mems.append(fmt(statistics.median(peaks)))
-            else:
-                mems.append("-")
-            entry["servers"][s] = e
-        ratio = "-"
-        peers = [v for s, v in medians.items() if s != "ringftpd"]
-        if "ringftpd" in medians and peers:
-            best = max(peers) if higher else min(peers)
-            if best:
-                entry["ratio"] = medians["ringftpd"] / best
-                ratio = f"{entry['ratio']:.2f}x " + ("(>1 better)" if higher else "(<1 better)")
-        results["workloads"][key] = entry
-        lines.append(f"| {label} | {unit} | " + " | ".join(cells) + f" | {ratio} |")
-        cost_lines.append(f"| {label} | " + " | ".join(costs) + " | " + " | ".join(mems) + " |")
-    ip = [r["result"]["mb_per_s"] for r in measured if r["workload"] == "iperf3" and r.get("result")]
-    if ip:
-        results["iperf3_mb_per_s"] = {"median": statistics.median(ip), "min": min(ip), "max": max(ip)}
-        lines.append(f"| loopback TCP ceiling (iperf3, 1 stream) | MB/s | "
-                     + f"{fmt(statistics.median(ip))} ({fmt(min(ip))}..{fmt(max(ip))})"
-                     + " | " * len(servers) + " |")
-    md = [f"Median (min..max) over {len(rounds)} round(s) after a warm-up; "
-          f"{params['machine']}.", ""] + lines + ["", "Server cost (medians): CPU time of the "
-          "server's process tree per GB moved or per operation; peak RSS during the run "
-          "(idle: at hold).", ""] + cost_lines
-    restarts = [x for x in params.get("restarts", "").split() if not x.endswith("=0")]
-    if restarts:
-        md += ["", "Servers restarted after stopping mid-run (outside signal or crash; see "
-               "their logs): " + ", ".join(restarts) + "."]
-    if notes:
-        md += ["", "Errors:"] + [f"- {n}" for n in notes]
-    text = "\n".join(md) + "\n"
-    with open(out_md, "w") as f:
-        f.write(text)
-    with open(out_json, "w") as f:
-        json.dump(results, f, indent=1)
-    print(text)
-
-def summary(args):
-    with open(args[0]) as f:
-        r = json.loads(f.readlines()[-1])
-    res = r["result"]
-    if res is None:
-        print("no result")
-        return
-    cpu = "-" if r["server_cpu_s"] is None else f"{r['server_cpu_s']:.2f}"
-    text = (f"{res['mb_per_s']:.1f} MB/s, {res['ops_per_s']:.1f} ops/s, "
-            f"errors {res['error_count']}, server cpu {cpu} s")
-    if "held" in res:
-        text += f", held {res['held']}"
-    if (r.get("server_mem") or r.get("hold_mem")):
-        text += f", rss {(r.get('hold_mem') or r.get('server_mem'))['rss_kb'] // 1024} MiB"
-    print(text)
-
-if __name__ == "__main__":
-    cmd, args = sys.argv[1], sys.argv[2:]
-    if cmd == "cpu":
-        print(cpu(int(args[0])))
-    elif cmd == "mem":
-        print(json.dumps(mem(int(args[0]), pss=len(args) > 1)))
-    elif cmd == "tree":
-        print(" ".join(str(p) for p in tree(int(args[0]))))
-    elif cmd == "peak":
-        peak(int(args[0]), args[1])
-    elif cmd == "record":
-        record(args)
-    elif cmd == "report":
-        report(args)
-    elif cmd == "summary":
-        summary(args)
-PY
-PS() { python3 "$WORK/procstat.py" "$@"; }
+PS() { python3 "$ROOT/benches/peers/stats.py" "$@"; }
+PS header >"$RAW"
 
 stop_tree() {
     local pids
@@ -418,10 +217,11 @@ stop_tree() {
 }
 
 # ---- data ----------------------------------------------------------------------------------
-log "data in $DATA (tmpfs): $BIG file, $SMALL_COUNT x $SMALL_SIZE files, upload dir"
+log "data in $DATA (tmpfs): $BIG file, $MULTI_SIZE and $SWEEP_SIZE files, $SMALL_COUNT x 4 KiB files, upload dir"
 chmod 755 "$DATA"
 head -c "$BIG" /dev/urandom >"$DATA/big.bin"
 head -c "$MULTI_SIZE" /dev/urandom >"$DATA/multi.bin"
+head -c "$SWEEP_SIZE" /dev/urandom >"$DATA/sweep.bin"
 mkdir "$DATA/small" "$DATA/up"
 python3 - "$DATA/small" "$SMALL_COUNT" <<'PY'
 import os, sys
@@ -433,94 +233,25 @@ PY
 if ! id bench >/dev/null 2>&1; then
     useradd -M -d "$DATA" -s /bin/bash bench
     created_user=1
+else
+    old_home=$(getent passwd bench | cut -d: -f6)
+    usermod -d "$DATA" bench
 fi
 echo bench:bench | chpasswd
 chown bench "$DATA/up"
+# The curl URL list for the small-files row (nocwd: one RETR small/NAME per file).
+: >"$WORK/small.urls"
 
 # ---- servers -------------------------------------------------------------------------------
-range_lo() { echo "${1%-*}"; }
-range_hi() { echo "${1#*-}"; }
-
-# ringftpd runs as a private copy named ringftp-server: on a shared machine another job's
-# `pkill ringftpd` stopped it mid-run. If it stops anyway it is restarted, and reported.
 cp "$RINGFTPD" "$WORK/ringftp-server"
 
-start_ringftpd() {
-    # Warnings, and the binary's own lines (a shutdown signal is logged there).
-    "$WORK/ringftp-server" --root "$DATA" --listen "127.0.0.1:${PORT[ringftpd]}" --user bench:bench \
-        --anonymous --passive-ports "${PASV[ringftpd]}" --log-level warn,ringftpd=info \
-        --max-sessions 0 --max-sessions-per-ip 0 \
-        >>"$OUT/ringftpd.log" 2>&1 </dev/null &
-    PID[ringftpd]=$!
-}
-
-start_vsftpd() {
-    cat >"$WORK/vsftpd.conf" <<EOF
-listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port=${PORT[vsftpd]}
-background=NO
-anonymous_enable=YES
-anon_root=$DATA
-local_enable=YES
-write_enable=YES
-local_root=$DATA
-local_umask=022
-pasv_enable=YES
-pasv_min_port=$(range_lo "${PASV[vsftpd]}")
-pasv_max_port=$(range_hi "${PASV[vsftpd]}")
-port_enable=YES
-connect_from_port_20=NO
-max_clients=0
-max_per_ip=0
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-xferlog_enable=NO
-dirmessage_enable=NO
-pam_service_name=vsftpd
-secure_chroot_dir=/var/run/vsftpd/empty
-idle_session_timeout=600
-data_connection_timeout=300
-ftpd_banner=vsftpd ready
-EOF
-    mkdir -p /var/run/vsftpd/empty
-    vsftpd "$WORK/vsftpd.conf" >>"$OUT/vsftpd.log" 2>&1 </dev/null &
-    PID[vsftpd]=$!
-}
-
-start_pyftpdlib() {
-    cat >"$WORK/pyftpd.py" <<EOF
-import logging, sys
-from pyftpdlib.authorizers import DummyAuthorizer
-from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.servers import FTPServer
-# Warnings only: the default logs every command, which would be measured too.
-logging.basicConfig(level=logging.WARNING)
-auth = DummyAuthorizer()
-auth.add_user("bench", "bench", "$DATA", perm="elradfmwMT")
-auth.add_anonymous("$DATA")
-FTPHandler.authorizer = auth
-FTPHandler.passive_ports = range($(range_lo "${PASV[pyftpdlib]}"), $(range_hi "${PASV[pyftpdlib]}") + 1)
-server = FTPServer(("127.0.0.1", ${PORT[pyftpdlib]}), FTPHandler, backlog=1024)
-server.max_cons = 0
-server.max_cons_per_ip = 0
-server.serve_forever()
-EOF
-    python3 "$WORK/pyftpd.py" >>"$OUT/pyftpdlib.log" 2>&1 </dev/null &
-    PID[pyftpdlib]=$!
-}
-
 bench() { timeout "$RUN_LIMIT" "$BENCH" --host 127.0.0.1 --timeout "$BENCH_TIMEOUT" "$@"; }
+curl_() { timeout "$RUN_LIMIT" "${CURL[@]}" --connect-timeout 10 --max-time "$RUN_LIMIT" "$@"; }
 
-# Listening TCP ports in LO..HI. A leftover server would share ringftpd's port silently
-# (SO_REUSEPORT) and answer half the connections, so the ports must be free.
 listening_in() {
     ss -Hltn | awk -v lo="$1" -v hi="$2" '{ n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) print p }'
 }
 
-# start_and_wait SERVER: starts it and waits until a login works.
 start_and_wait() {
     local s=$1 ok=0
     "start_$s"
@@ -532,129 +263,289 @@ start_and_wait() {
         kill -0 "${PID[$s]}" 2>/dev/null || break
         sleep 0.25
     done
-    [[ $ok == 1 ]] || { tail -5 "$OUT/$s.log" >&2; die "$s did not start"; }
+    [[ $ok == 1 ]] || {
+        tail -5 "$LOGS/$s.log" >&2
+        die "$s did not start"
+    }
     log "$s up on 127.0.0.1:${PORT[$s]} (pid ${PID[$s]}, passive ${PASV[$s]})"
 }
 
-# ensure_up SERVER: restarts a server that died (its log tells why; the run it died in is
-# recorded with its errors).
 ensure_up() {
     kill -0 "${PID[$1]}" 2>/dev/null && return
-    log "warning: $1 (pid ${PID[$1]}) is gone; last log lines: $(tail -3 "$OUT/$1.log" | tr '\n' ' ')"
+    log "warning: $1 (pid ${PID[$1]}) is gone; last log lines: $(tail -3 "$LOGS/$1.log" | tr '\n' ' ')"
     RESTARTS[$1]=$((RESTARTS[$1] + 1))
     wait "${PID[$1]}" 2>/dev/null || true
     stop_tree "${PID[$1]}"
     start_and_wait "$1"
 }
 
-for s in $SERVERS; do
+for s in "${SERVER_LIST[@]}"; do
+    # A leftover server would share ringftpd's port silently (SO_REUSEPORT) and answer half the
+    # connections: the control port must be free. A busy passive port only narrows the range.
     busy=$(listening_in "${PORT[$s]}" "${PORT[$s]}")
-    busy+=$(listening_in "$(range_lo "${PASV[$s]}")" "$(range_hi "${PASV[$s]}")")
-    [[ -z $busy ]] || die "ports for $s are in use: $(echo $busy | tr '\n' ' ')(stop that server first)"
+    [[ -z $busy ]] || die "port ${PORT[$s]} for $s is in use (stop that server first)"
+    busy=$(listening_in "$(range_lo "${PASV[$s]}")" "$(range_hi "${PASV[$s]}")")
+    [[ -z $busy ]] || log "note: passive ports of $s in use by others: $(echo "$busy" | tr '\n' ' ')"
     start_and_wait "$s"
 done
 
-# ---- workloads -----------------------------------------------------------------------------
-# run ROUND SERVER WORKLOAD BENCH-ARGS...: one bench run with CPU and peak RSS of the server.
-run() {
-    local rnd=$1 s=$2 wl=$3
+# Which data-connection commands curl really sent (it falls back from EPSV to PASV and from
+# EPRT to PORT by itself): checked once per server, reported with the results.
+CURL_CHECK=""
+for s in "${SERVER_LIST[@]}"; do
+    u="ftp://bench:bench@127.0.0.1:${PORT[$s]}/small/f000000.bin"
+    e=$(curl_ -sv -o /dev/null "$u" 2>&1 | grep -Eo '^> (EPSV|PASV)' | tr -d '> ' | sort -u | tr '\n' '+') || true
+    p=$(curl_ -sv -o /dev/null -P 127.0.0.1 "$u" 2>&1 | grep -Eo '^> (EPRT|PORT)' | tr -d '> ' | sort -u | tr '\n' '+') || true
+    CURL_CHECK+="$s: ${e%+} / ${p%+}; "
+done
+log "curl data commands (EPSV row / EPRT row): $CURL_CHECK"
+for ((k = 0; k < SMALL_COUNT; k++)); do
+    printf 'url = "ftp://bench:bench@127.0.0.1:PORT/small/f%06d.bin"\noutput = "/dev/null"\n' "$k"
+done >"$WORK/small.urls.tmpl"
+
+# ---- measurements --------------------------------------------------------------------------
+now() { date +%s.%N; }
+summary() { log "round $1 $2 $3 $4: $(tail -1 "$RAW" | cut -f5,6,7,10 | tr '\t' ' ')"; }
+
+# bench_run ROUND SERVER ROW CLIENT UNIT BENCH-ARGS...: one ringftp-bench run.
+bench_run() {
+    local rnd=$1 s=$2 row=$3 client=$4 unit=$5 rc=0 cpu0 cpu1 n0
+    shift 5
+    ensure_up "$s"
+    n0=$(PS count "${PID[$s]}")
+    cpu0=$(PS cpu "${PID[$s]}")
+    bench --port "${PORT[$s]}" --json "$@" >"$WORK/bench.json" 2>"$WORK/bench.err" || rc=$?
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    PS bench "$rnd" "$s" "$row" "$client" "$unit" "$cpu0" "$cpu1" "$rc" "$WORK/bench.json" \
+        "$( ((rc > 1)) && head -c 200 "$WORK/bench.err")" >>"$RAW"
+    summary "$rnd" "$s" "$row" "$client"
+}
+
+# curl_get ROUND SERVER ROW EXTRA-ARGS...: one download of big.bin; MB/s from curl's own
+# figures (size_download / time_total).
+curl_get() {
+    local rnd=$1 s=$2 row=$3 rc=0 cpu0 cpu1 out n0
     shift 3
     ensure_up "$s"
-    local pid=${PID[$s]} cpu0 cpu1 rc=0
-    rm -f "$WORK/stop"
-    PS peak "$pid" "$WORK/stop" >"$WORK/peak.json" &
-    local sampler=$!
-    cpu0=$(PS cpu "$pid")
-    bench --port "${PORT[$s]}" --json "$@" >"$WORK/bench.json" 2>"$WORK/bench.err" || rc=$?
-    cpu1=$(PS cpu "$pid")
-    touch "$WORK/stop"
-    wait "$sampler" || true
-    PS record "$rnd" "$s" "$wl" "$cpu0" "$cpu1" "$WORK/peak.json" "$WORK/bench.json" "$rc" "" >>"$OUT/raw.jsonl"
-    if ! kill -0 "$pid" 2>/dev/null; then
-        log "warning: $s stopped during $wl; its CPU time for this run is not counted"
-    fi
-    summary "$rnd" "$s" "$wl" "$rc"
+    n0=$(PS count "${PID[$s]}")
+    cpu0=$(PS cpu "${PID[$s]}")
+    out=$(curl_ -sS -o /dev/null -w '%{size_download} %{time_total}' "$@" \
+        "ftp://bench:bench@127.0.0.1:${PORT[$s]}/big.bin" 2>"$WORK/curl.err") || rc=$?
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    curl_line "$rnd" "$s" "$row" "$cpu0" "$cpu1" "$rc" "$out"
 }
 
-summary() {
-    local extra=""
-    [[ $4 != 0 ]] && extra=" (exit $4: $(head -c 200 "$WORK/bench.err"))"
-    log "round $1 $2 $3: $(PS summary "$OUT/raw.jsonl")$extra"
+curl_line() { # ROUND SERVER ROW CPU0 CPU1 RC "BYTES SECONDS"
+    local bytes secs value
+    read -r bytes secs <<<"${7:-0 0}"
+    value=$(awk -v b="$bytes" -v t="$secs" 'BEGIN { if (t > 0 && b > 0) printf "%.2f", b / t / 1e6 }')
+    PS line "$1" "$2" "$3" "$CURL_CLIENT" MB/s "$value" "$4" "$5" "$bytes" 1 "$(($6 != 0))" "$secs" \
+        "$( (($6 != 0)) && echo "exit $6: $(head -c 200 "$WORK/curl.err")")" >>"$RAW"
+    summary "$1" "$2" "$3" "$CURL_CLIENT"
 }
 
-# idle ROUND SERVER: open IDLE_SESSIONS anonymous sessions, measure the server while held.
+curl_put() {
+    local rnd=$1 s=$2 rc=0 cpu0 cpu1 out n0
+    ensure_up "$s"
+    rm -f "$DATA/up/curl.bin"
+    n0=$(PS count "${PID[$s]}")
+    cpu0=$(PS cpu "${PID[$s]}")
+    out=$(curl_ -sS -T "$DATA/big.bin" -w '%{size_upload} %{time_total}' \
+        "ftp://bench:bench@127.0.0.1:${PORT[$s]}/up/curl.bin" 2>"$WORK/curl.err") || rc=$?
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    rm -f "$DATA/up/curl.bin"
+    curl_line "$rnd" "$s" stor "$cpu0" "$cpu1" "$rc" "$out"
+}
+
+# curl_small ROUND SERVER: SMALL_COUNT files in one invocation; files/s over the wall time,
+# with the number of connections curl made (1 = it reused the control connection).
+curl_small() {
+    local rnd=$1 s=$2 rc=0 cpu0 cpu1 t0 t1 out files conns n0
+    ensure_up "$s"
+    sed "s/:PORT\//:${PORT[$s]}\//" "$WORK/small.urls.tmpl" >"$WORK/small.urls"
+    n0=$(PS count "${PID[$s]}")
+    cpu0=$(PS cpu "${PID[$s]}")
+    t0=$(now)
+    out=$(curl_ -sS --ftp-method nocwd -w '%{num_connects}\n' -K "$WORK/small.urls" 2>"$WORK/curl.err") || rc=$?
+    t1=$(now)
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    files=$(grep -c . <<<"$out" || true)
+    # num_connects counts the data connections too: control connections = total - files.
+    conns=$(awk '{ n += $1 } END { print n + 0 }' <<<"$out")
+    conns=$((conns - files))
+    local value wall
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    value=$(awk -v n="$files" -v w="$wall" 'BEGIN { if (w > 0 && n > 0) printf "%.1f", n / w }')
+    PS line "$rnd" "$s" small "$CURL_CLIENT" files/s "$value" "$cpu0" "$cpu1" $((files * 4096)) "$files" \
+        $((SMALL_COUNT - files + (rc != 0))) "$wall" "control connections $conns$( ((rc != 0)) && echo "; exit $rc: $(head -c 200 "$WORK/curl.err")")" >>"$RAW"
+    summary "$rnd" "$s" small "$CURL_CLIENT (control connections $conns)"
+}
+
+# curl_multi ROUND SERVER: MULTI_SESSIONS curl processes at once, one file each; MB/s over
+# the wall time until the last one is done.
+curl_multi() {
+    local rnd=$1 s=$2 cpu0 cpu1 t0 t1 pids=() fails=0 bytes=0 k n0
+    ensure_up "$s"
+    n0=$(PS count "${PID[$s]}")
+    cpu0=$(PS cpu "${PID[$s]}")
+    t0=$(now)
+    for ((k = 0; k < MULTI_SESSIONS; k++)); do
+        curl_ -sS -o /dev/null -w '%{size_download}\n' \
+            "ftp://bench:bench@127.0.0.1:${PORT[$s]}/multi.bin" >"$WORK/multi.$k" 2>&1 &
+        pids+=($!)
+    done
+    for k in "${!pids[@]}"; do
+        wait "${pids[$k]}" || fails=$((fails + 1))
+    done
+    t1=$(now)
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    for ((k = 0; k < MULTI_SESSIONS; k++)); do
+        bytes=$((bytes + $(grep -Eo '^[0-9]+' "$WORK/multi.$k" | tail -1 || echo 0)))
+    done
+    local wall value
+    wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    value=$(awk -v n="$bytes" -v w="$wall" 'BEGIN { if (w > 0 && n > 0) printf "%.1f", n / w / 1e6 }')
+    PS line "$rnd" "$s" multi "$CURL_CLIENT" MB/s "$value" "$cpu0" "$cpu1" "$bytes" "$MULTI_SESSIONS" \
+        "$fails" "$wall" "" >>"$RAW"
+    summary "$rnd" "$s" multi "$CURL_CLIENT"
+}
+
+# idle ROUND SERVER: hold N logged-in anonymous sessions on a freshly started server, and take
+# the PSS of its tree before and while they are held. Anonymous, so that the login check
+# (yescrypt for vsftpd: ~45 logins/s here) does not decide how long the row takes.
 idle() {
-    ensure_up "$2"
-    stop_tree "${PID[$2]}"
-    wait "${PID[$2]}" 2>/dev/null || true
-    start_and_wait "$2"
-    local rnd=$1 s=$2 pid=${PID[$2]} rc=0 base hold='null' cpu0 cpu1
+    local rnd=$1 s=$2 rc=0 base hold=0 cpu0 cpu1 n=$IDLE_SESSIONS n0
+    case $s in vsftpd | pure-ftpd | proftpd) n=$IDLE_FORKED ;; esac
+    ensure_up "$s"
+    stop_tree "${PID[$s]}"
+    wait "${PID[$s]}" 2>/dev/null || true
+    start_and_wait "$s"
     rm -f "$WORK/ready"
-    base=$(PS mem "$pid" pss)
-    cpu0=$(PS cpu "$pid")
-    bench --port "${PORT[$s]}" --json --user anonymous --pass bench@ --sessions "$IDLE_SESSIONS" \
+    base=$(PS pss "${PID[$s]}")
+    n0=$(PS count "${PID[$s]}")
+    cpu0=$(PS cpu "${PID[$s]}")
+    bench --port "${PORT[$s]}" --json --user anonymous --pass bench@ --sessions "$n" \
         --connect-concurrency 16 --duration "$IDLE_HOLD" idle --noop-interval 60 --ready-file "$WORK/ready" \
         >"$WORK/bench.json" 2>"$WORK/bench.err" &
     local bpid=$!
-    # The hold starts when the ready file appears (or the bench gave up).
     while [[ ! -s $WORK/ready ]] && kill -0 "$bpid" 2>/dev/null; do sleep 0.2; done
-    if [[ -s $WORK/ready ]]; then
-        hold=$(PS mem "$pid" pss)
-    fi
+    [[ -s $WORK/ready ]] && hold=$(PS pss "${PID[$s]}")
     wait "$bpid" || rc=$?
-    cpu1=$(PS cpu "$pid")
-    echo null >"$WORK/peak.json"
-    PS record "$rnd" "$s" idle "$cpu0" "$cpu1" "$WORK/peak.json" "$WORK/bench.json" "$rc" \
-        "{\"base_mem\": $base, \"hold_mem\": $hold}" >>"$OUT/raw.jsonl"
-    summary "$rnd" "$s" idle "$rc"
-    # Let the server reap and free the sessions before the next test.
+    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    local held per
+    held=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("held", 0))' "$WORK/bench.json" 2>/dev/null || echo 0)
+    per=$(awk -v a="$base" -v b="$hold" -v n="$held" 'BEGIN { if (n > 0 && b > 0) printf "%.2f", (b - a) / n }')
+    PS line "$rnd" "$s" idle bench KiB/session "$per" "$cpu0" "$cpu1" 0 "$held" "$((rc != 0 || held < n))" "" \
+        "sessions $n, held $held, PSS base ${base} KiB, held ${hold} KiB" >>"$RAW"
+    summary "$rnd" "$s" idle "bench ($held of $n held)"
     sleep 1
 }
 
 iperf() {
-    local rnd=$1 rc=0
+    local rnd=$1 rc=0 v
     iperf3 -s -1 -B 127.0.0.1 -p "$IPERF_PORT" >/dev/null 2>&1 &
     IPERF_PID=$!
     sleep 0.3
     timeout 60 iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t "$IPERF_SECS" -J >"$WORK/iperf.json" 2>/dev/null || rc=$?
     wait "$IPERF_PID" 2>/dev/null || true
     IPERF_PID=
-    python3 - "$rnd" "$WORK/iperf.json" "$rc" >>"$OUT/raw.jsonl" <<'PY'
-import json, sys
-rnd, path, rc = sys.argv[1:]
-try:
-    bps = json.load(open(path))["end"]["sum_received"]["bits_per_second"]
-    res = {"mb_per_s": bps / 8e6, "ops_per_s": 0, "error_count": 0, "bytes": 0, "ops": 0}
-except (OSError, ValueError, KeyError):
-    res = None
-print(json.dumps({"round": int(rnd), "server": "loopback", "workload": "iperf3",
-                  "server_cpu_s": 0, "server_mem": None, "rc": int(rc), "result": res}))
-PY
-    summary "$rnd" loopback iperf3 "$rc"
+    v=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 8e6, 1))' "$WORK/iperf.json" 2>/dev/null || true)
+    PS line "$rnd" loopback iperf3 iperf3 MB/s "$v" 0 0 0 0 "$((rc != 0))" "$IPERF_SECS" "" >>"$RAW"
+    summary "$rnd" loopback iperf3 ""
 }
+
+# The report's layout, written first so a partial run can be reported too:
+#   python3 benches/peers/stats.py report target/compare/raw.tsv target/compare/meta.json OUT.md
+python3 - "$OUT/meta.json" <<PY
+import json, sys
+big, multi = "$BIG", "$MULTI_SIZE"
+rows = [
+    ["retr-epsv", f"RETR {big}, EPSV (MB/s)", True, ["$CURL_CLIENT", "bench-buffer", "bench-null"]],
+    ["retr-eprt", f"RETR {big}, EPRT (MB/s)", True, ["$CURL_CLIENT", "bench-buffer", "bench-null"]],
+    ["stor", f"STOR {big} (MB/s)", True, ["$CURL_CLIENT", "bench"]],
+    ["small", "$SMALL_COUNT × 4 KiB over one control connection (files/s)", True, ["$CURL_CLIENT", "bench"]],
+    ["multi", f"$MULTI_SESSIONS clients × {multi} at once (MB/s)", True, ["$CURL_CLIENT", "bench-buffer", "bench-null"]],
+    ["login-pass", "connect + login + QUIT, $LOGIN_SESSIONS clients, password (/s)", True, ["bench"]],
+    ["login-anon", "connect + login + QUIT, $LOGIN_SESSIONS clients, anonymous (/s)", True, ["bench"]],
+    ["idle", "idle logged-in sessions, PSS per session (KiB; $IDLE_SESSIONS sessions, $IDLE_FORKED for forking servers)", False, ["bench"]],
+]
+json.dump({"servers": "$SERVERS".split(), "rounds": $ROUNDS, "warmup": $WARMUP, "rows": rows,
+           "sweep": "$SWEEP".split(), "sweep_size": "$SWEEP_SIZE", "sweep_secs": "$SWEEP_SECS"},
+          open(sys.argv[1], "w"))
+PY
+machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
+versions="ringftpd $("$RINGFTPD" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')), $PEER_VERSIONS"
+echo "$START_DATE" >"$OUT/date"
+{
+    echo "# Benchmark results"
+    echo
+    echo "Recorded $START_DATE with \`$COMMAND\`."
+    echo
+    echo "- Machine: $machine. Client and servers share the same cores on loopback; tmpfs data."
+    echo "  A shared machine: other jobs' compiles are noise (the load average of every round is in"
+    echo "  the raw file and summarised below)."
+    echo "- Versions: $versions."
+    echo "- curl sent (EPSV row / EPRT row): $CURL_CHECK"
+    echo "- Clients: \`$CURL_CLIENT\` reads into a buffer and writes to /dev/null; \`bench, buffer\` is"
+    echo "  ringftp-bench --sink buffer (reads into a buffer, like curl); \`bench, null\` splices to"
+    echo "  /dev/null (the client never copies a byte). Ratios are each ringftpd column over the best"
+    echo "  of the four peers for that row and client."
+    echo "- Password logins measure each server's password check: PAM/yescrypt (vsftpd), crypt from"
+    echo "  /etc/shadow (pure-ftpd, proftpd), a plain string compare (pyftpdlib), argon2id (ringftpd)."
+} >"$OUT/header.md"
 
 rw=(--user bench --pass bench)
 start_time=$SECONDS
-for rnd in $(seq 0 "$ROUNDS"); do
-    log "round $rnd of $ROUNDS$([[ $rnd == 0 ]] && echo ' (warm-up, not reported)')"
+first=$((1 - WARMUP))
+for ((rnd = first; rnd <= ROUNDS; rnd++)); do
+    # This round's server order: the list rotated by the round number.
+    n=${#SERVER_LIST[@]}
+    order=()
+    for ((k = 0; k < n; k++)); do order+=("${SERVER_LIST[$(((k + rnd) % n))]}"); done
+    log "round $rnd of $ROUNDS$([[ $rnd == 0 ]] && echo ' (warm-up, not reported)'): ${order[*]}; load $(cut -d' ' -f1-3 /proc/loadavg)"
+    PS line "$rnd" machine load load load "$(cut -d' ' -f1 /proc/loadavg)" 0 0 0 0 0 "" "1-minute load average" >>"$RAW"
     iperf "$rnd"
-    for s in $SERVERS; do run "$rnd" "$s" retr-epsv "${rw[@]}" --sink buffer --mode epsv retr --path big.bin; done
-    for s in $SERVERS; do run "$rnd" "$s" retr-eprt "${rw[@]}" --sink buffer --mode eprt retr --path big.bin; done
-    for s in $SERVERS; do run "$rnd" "$s" retr-null "${rw[@]}" --sink null --mode epsv retr --path big.bin; done
-    for s in $SERVERS; do run "$rnd" "$s" stor "${rw[@]}" --mode epsv stor --size "$BIG" --dir up --cleanup; done
-    for s in $SERVERS; do run "$rnd" "$s" small "${rw[@]}" small --dir small --count "$SMALL_COUNT"; done
-    for s in $SERVERS; do run "$rnd" "$s" login "${rw[@]}" --sessions "$LOGIN_SESSIONS" --duration "$LOGIN_SECS" login; done
-    for s in $SERVERS; do run "$rnd" "$s" login-anon --user anonymous --pass bench@ --sessions "$LOGIN_SESSIONS" --duration "$LOGIN_SECS" login; done
-    for s in $SERVERS; do run "$rnd" "$s" multi "${rw[@]}" --sessions "$MULTI_SESSIONS" retr --path multi.bin; done
-    for s in $SERVERS; do idle "$rnd" "$s"; done
+    for s in "${order[@]}"; do
+        curl_get "$rnd" "$s" retr-epsv
+        bench_run "$rnd" "$s" retr-epsv bench-buffer MB/s "${rw[@]}" --sink buffer --mode epsv retr --path big.bin
+        bench_run "$rnd" "$s" retr-epsv bench-null MB/s "${rw[@]}" --sink null --mode epsv retr --path big.bin
+    done
+    for s in "${order[@]}"; do
+        curl_get "$rnd" "$s" retr-eprt -P 127.0.0.1
+        bench_run "$rnd" "$s" retr-eprt bench-buffer MB/s "${rw[@]}" --sink buffer --mode eprt retr --path big.bin
+        bench_run "$rnd" "$s" retr-eprt bench-null MB/s "${rw[@]}" --sink null --mode eprt retr --path big.bin
+    done
+    for s in "${order[@]}"; do
+        curl_put "$rnd" "$s"
+        bench_run "$rnd" "$s" stor bench MB/s "${rw[@]}" --mode epsv stor --size "$BIG" --dir up --cleanup
+    done
+    for s in "${order[@]}"; do
+        curl_small "$rnd" "$s"
+        bench_run "$rnd" "$s" small bench files/s "${rw[@]}" small --dir small --count "$SMALL_COUNT"
+    done
+    for s in "${order[@]}"; do
+        curl_multi "$rnd" "$s"
+        bench_run "$rnd" "$s" multi bench-buffer MB/s "${rw[@]}" --sink buffer --sessions "$MULTI_SESSIONS" retr --path multi.bin
+        bench_run "$rnd" "$s" multi bench-null MB/s "${rw[@]}" --sink null --sessions "$MULTI_SESSIONS" retr --path multi.bin
+    done
+    for s in "${order[@]}"; do
+        bench_run "$rnd" "$s" login-pass bench logins/s "${rw[@]}" --sessions "$LOGIN_SESSIONS" --duration "$LOGIN_SECS" login
+        bench_run "$rnd" "$s" login-anon bench logins/s --user anonymous --pass bench@ --sessions "$LOGIN_SESSIONS" --duration "$LOGIN_SECS" login
+    done
+    for sessions in $SWEEP; do
+        for s in "${order[@]}"; do
+            bench_run "$rnd" "$s" "sweep-$sessions" bench-buffer MB/s "${rw[@]}" --sink buffer \
+                --sessions "$sessions" --connect-concurrency 32 --duration "$SWEEP_SECS" retr --path sweep.bin
+        done
+    done
+    for s in "${order[@]}"; do idle "$rnd" "$s"; done
+    for s in "${SERVER_LIST[@]}"; do
+        ((RESTARTS[$s] > 0)) && log "note: $s restarted ${RESTARTS[$s]}× so far (see its log)"
+    done
     log "round $rnd done after $((SECONDS - start_time)) s"
 done
+elapsed=$((SECONDS - start_time))
 
-machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), Linux $(uname -r)"
-versions="ringftpd $("$RINGFTPD" --version | awk '{print $2}'), vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null), pyftpdlib $(python3 -c 'import pyftpdlib; print(pyftpdlib.__ver__)')"
-params=$(python3 -c 'import json, sys; print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2]))))' \
-    big "$BIG" small_count "$SMALL_COUNT" multi_sessions "$MULTI_SESSIONS" multi_size "$MULTI_SIZE" \
-    idle "$IDLE_SESSIONS" rounds "$ROUNDS" machine "$machine; $versions" \
-    restarts "$(for s in $SERVERS; do printf '%s=%s ' "$s" "${RESTARTS[$s]}"; done)")
-PS report "$OUT/raw.jsonl" "$OUT/results.json" "$OUT/results.md" "$SERVERS" "$params"
-log "results: $OUT/results.md, $OUT/results.json (raw: $OUT/raw.jsonl); $((SECONDS - start_time)) s"
+# ---- report --------------------------------------------------------------------------------
+finish "$elapsed s"
+log "done in $elapsed s"
