@@ -16,9 +16,12 @@ APT_PACKAGES=(
   curl:curl
   lftp:lftp
   python3:python3
+  wget:wget
 )
 # What the tests' Python scripts import, as MODULE:PYPI-PACKAGE (e.g. boto3:boto3).
 PIP_PACKAGES=(
+  moto:moto[server]
+  boto3:boto3
 )
 
 as_root() {
