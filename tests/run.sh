@@ -20,7 +20,7 @@ APT_PACKAGES=(
 )
 # What the tests' Python scripts import, as MODULE:PYPI-PACKAGE (e.g. boto3:boto3).
 PIP_PACKAGES=(
-  moto:moto[server]
+  moto.server:moto[server]
   boto3:boto3
 )
 
