@@ -130,11 +130,10 @@ async fn run_transfer<S: Storage>(
     let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved, unyielded: Cell::new(0) };
     let result = match payload {
         Payload::Source(DataSource::File(file), len) if !t.ascii && env.splice => {
-            transfer::send_file(OwnedFd::from(file), t.offset, len, &sock, &env.pipes, env.file_io, &meter)
-                .await
+            transfer::send_file(OwnedFd::from(file), len, &sock, &env.pipes, env.file_io, &meter).await
         }
         Payload::Source(DataSource::File(file), len) => {
-            transfer::send_file_buffered(file, t.offset, len, &mut sock, t.ascii, env.file_io, &meter).await
+            transfer::send_file_buffered(file, len, &mut sock, t.ascii, env.file_io, &meter).await
         }
         Payload::Source(DataSource::Stream(s), _) => {
             transfer::send_stream(s, &mut sock, t.ascii, &meter).await

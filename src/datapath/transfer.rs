@@ -72,28 +72,27 @@ pub(crate) enum DataError {
     Storage(io::Error),
 }
 
-/// The current offset of a file descriptor, where storage positioned it.
+/// The current offset of a file descriptor, where storage positioned it. Storage owns the
+/// offset of a file (the REST offset of a download, where an upload starts); the data path
+/// only reads it, with one `lseek` that does no I/O.
 fn position(fd: &OwnedFd) -> io::Result<i64> {
     Ok(nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekCur)?)
 }
 
-/// Sends a file from `start` (where storage positioned it: the REST offset) to the socket,
-/// zero-copy.
+/// Sends a file from where storage positioned it (the REST offset) to the socket, zero-copy.
 ///
 /// `len` is the file's size when it was opened: the loop stops there rather than asking the
 /// kernel once more only to learn of the end (an io-wq round trip per small file). A file
 /// that shrinks meanwhile still ends at its real end.
 pub(crate) async fn send_file(
     file: OwnedFd,
-    start: u64,
     len: Option<u64>,
     sock: &TcpStream,
     pipes: &Rc<PipePool>,
     io: FileIo,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
-    let mut offset =
-        i64::try_from(start).map_err(|_| DataError::Storage(io::ErrorKind::InvalidInput.into()))?;
+    let mut offset = position(&file).map_err(DataError::Storage)?;
     let mut remaining = len.map_or(u64::MAX, |len| len.saturating_sub(offset as u64));
     let file = Arc::new(file);
     let mut lease = pipes.get().map_err(DataError::Storage)?;
@@ -266,20 +265,19 @@ pub(crate) async fn receive_file(
     Ok(total)
 }
 
-/// Sends a file from `start` (the REST offset) through a buffer, converting line ends for
+/// Sends a file from where storage positioned it through a buffer, converting line ends for
 /// TYPE A. Chunks the page cache holds are read on the shard, others through `io`, so a
 /// page-cache miss does not block the shard.
 pub(crate) async fn send_file_buffered(
     file: std::fs::File,
-    start: u64,
     len: Option<u64>,
     sock: &mut TcpStream,
     ascii: bool,
     io: FileIo,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
-    let mut offset = start;
     let file = Arc::new(OwnedFd::from(file));
+    let mut offset = position(&file).map_err(DataError::Storage)? as u64;
     let inline = is_local(&file);
     let mut buf = Vec::with_capacity(meter.chunk(BUFFER));
     let mut wire = ToWire::new(ascii);

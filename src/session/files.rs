@@ -111,7 +111,8 @@ pub struct Transfer {
     pub kind: TransferKind,
     /// The virtual path of the file or directory (for STOU, the name chosen).
     pub path: Vec<u8>,
-    /// The REST offset of a download (0 if none); the opened file is positioned there.
+    /// The REST offset of a download (0 if none), for logs: storage positioned the file
+    /// there when it opened it (the offset has that one owner).
     pub offset: u64,
     /// TYPE A: convert line ends (LF on disk, CRLF on the wire).
     pub ascii: bool,
