@@ -141,7 +141,12 @@ async fn run_transfer<S: Storage>(
             // The session asks for PROT P only on a TLS control connection.
             return TransferOutcome::NoDataConnection;
         };
-        let mut stream = match tls.accept_data(sock, env.tls_timeout).await {
+        let accepted = if t.kind.is_upload() {
+            tls.accept_upload(sock, env.tls_timeout).await
+        } else {
+            tls.accept_data(sock, env.tls_timeout).await
+        };
+        let mut stream = match accepted {
             Ok(s) => s,
             Err(AcceptError::NotResumed) => {
                 (env.on_handshake)(false);
@@ -158,13 +163,13 @@ async fn run_transfer<S: Storage>(
         let result =
             buffered(t, payload, &mut LenientEof(&mut stream), &mut commit, env.file_io, &meter).await;
         match result {
-            Ok(n) if !t.kind.is_upload() => {
-                // close_notify, so the client knows the download is whole.
-                match tokio::io::AsyncWriteExt::shutdown(&mut stream).await {
-                    Ok(()) => Ok(n),
-                    Err(e) => Err(DataError::Net(e)),
-                }
-            }
+            // close_notify: a download's client knows it is whole; an upload's client (Python's
+            // ftplib `unwrap()`) waits for ours in answer to its own.
+            Ok(n) => match tokio::io::AsyncWriteExt::shutdown(&mut stream).await {
+                Ok(()) => Ok(n),
+                Err(e) if !t.kind.is_upload() => Err(DataError::Net(e)),
+                Err(_) => Ok(n),
+            },
             other => other,
         }
     } else {
