@@ -37,6 +37,15 @@ pub(crate) struct Config {
     /// The ban list's policy (`None`: no ban list); see [`crate::ServerBuilder::ban_policy`].
     pub(crate) ban: Option<crate::ban::BanPolicy>,
     pub(crate) engine: crate::Engine,
+    /// FTPS: the certificate and its settings (`None`: no TLS at all).
+    pub(crate) tls: Option<crate::tls::TlsAcceptor>,
+    /// TLS policy of control connections (AUTH TLS) and of data connections (PROT P).
+    pub(crate) tls_control: crate::session::TlsPolicy,
+    pub(crate) tls_data: crate::session::TlsPolicy,
+    /// Anonymous logins may stay in clear text where TLS is required.
+    pub(crate) tls_anonymous_exempt: bool,
+    /// Implicit FTPS listeners: TLS from the first byte.
+    pub(crate) implicit_listen: Vec<SocketAddr>,
 }
 
 impl Default for Config {
@@ -66,6 +75,11 @@ impl Default for Config {
             metrics: None,
             ban: None,
             engine: crate::Engine::Auto,
+            tls: None,
+            tls_control: crate::session::TlsPolicy::Off,
+            tls_data: crate::session::TlsPolicy::Off,
+            tls_anonymous_exempt: false,
+            implicit_listen: Vec::new(),
         }
     }
 }

@@ -61,6 +61,7 @@ pub(crate) struct Metrics {
     passive_ports: Family<ShardLabel, Gauge>,
     bans: Family<BanLabel, Counter>,
     banned_refusals: Counter,
+    tls_handshakes: Family<ResultLabel, Counter>,
     ports: Arc<PortPool>,
 }
 
@@ -75,6 +76,12 @@ impl Metrics {
         let passive_ports = Family::<ShardLabel, Gauge>::default();
         let bans = Family::<BanLabel, Counter>::default();
         let banned_refusals = Counter::default();
+        let tls_handshakes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes on control and data connections, by result",
+            tls_handshakes.clone(),
+        );
         registry.register("bans", "Bans imposed, on an address or a user name", bans.clone());
         registry.register(
             "banned_connections_refused",
@@ -101,6 +108,7 @@ impl Metrics {
             passive_ports,
             bans,
             banned_refusals,
+            tls_handshakes,
             ports,
         })
     }
@@ -126,6 +134,10 @@ impl Metrics {
     /// A ban was imposed: `kind` is "address" or "user".
     pub(crate) fn ban(&self, kind: &'static str) {
         self.bans.get_or_create(&BanLabel { kind }).inc();
+    }
+
+    pub(crate) fn tls_handshake(&self, ok: bool) {
+        self.tls_handshakes.get_or_create(&ResultLabel { result: if ok { "ok" } else { "failed" } }).inc();
     }
 
     pub(crate) fn banned_refusal(&self) {

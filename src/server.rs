@@ -12,7 +12,9 @@ use crate::ban::BanPolicy;
 use crate::config::Config;
 use crate::engine;
 use crate::events::EventListener;
+use crate::session::TlsPolicy;
 use crate::storage::{Storage, UploadPolicy};
+use crate::tls::{TlsAcceptor, TlsError};
 
 /// An FTP server, configured and ready to run.
 ///
@@ -258,9 +260,55 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
+    /// FTPS (RFC 4217): AUTH TLS on the control listeners, and TLS data connections after
+    /// PROT P. Both are optional for the client until [`ServerBuilder::tls_control`] or
+    /// [`ServerBuilder::tls_data`] says `Required`.
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.config.tls = Some(acceptor);
+        self
+    }
+
+    /// Whether clients must use AUTH TLS before USER (default optional once
+    /// [`ServerBuilder::tls`] is set; `Off` leaves AUTH TLS unanswered).
+    pub fn tls_control(mut self, policy: TlsPolicy) -> Self {
+        self.config.tls_control = policy;
+        self
+    }
+
+    /// Whether data connections must be TLS (PROT P): a transfer in clear is then 521.
+    pub fn tls_data(mut self, policy: TlsPolicy) -> Self {
+        self.config.tls_data = policy;
+        self
+    }
+
+    /// Let anonymous logins use clear text where TLS is required (public read-only mirrors).
+    pub fn tls_anonymous_exempt(mut self, exempt: bool) -> Self {
+        self.config.tls_anonymous_exempt = exempt;
+        self
+    }
+
+    /// Adds an implicit FTPS listener (TLS from the first byte, PROT P implied; port 990 by
+    /// convention). Needs [`ServerBuilder::tls`]. In [`ServerHandle::local_addrs`] these come
+    /// after the [`ServerBuilder::listen`] addresses and before host-made listeners.
+    pub fn implicit_listen(mut self, addr: SocketAddr) -> Self {
+        self.config.implicit_listen.push(addr);
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(mut self) -> Result<Server<S, A>, BuildError> {
         let c = &mut self.config;
+        if c.tls.is_some() {
+            // A certificate with no policy given means TLS when the client asks.
+            if c.tls_control == TlsPolicy::Off {
+                c.tls_control = TlsPolicy::Optional;
+            }
+            if c.tls_data == TlsPolicy::Off {
+                c.tls_data = TlsPolicy::Optional;
+            }
+        } else if !c.implicit_listen.is_empty() {
+            return Err(BuildError::ImplicitWithoutTls);
+        }
         if c.listen.is_empty() && c.listeners.is_empty() {
             c.listen.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2121));
         }
@@ -306,6 +354,8 @@ pub enum BuildError {
     Greeting,
     /// A timeout of zero.
     Timeout,
+    /// An implicit FTPS listener without a certificate ([`ServerBuilder::tls`]).
+    ImplicitWithoutTls,
 }
 
 impl fmt::Display for BuildError {
@@ -316,6 +366,7 @@ impl fmt::Display for BuildError {
             BuildError::MaxLineLength => "the maximum line length must be at least 16 bytes",
             BuildError::Greeting => "the greeting must be one line",
             BuildError::Timeout => "timeouts must be longer than zero",
+            BuildError::ImplicitWithoutTls => "implicit FTPS listeners need a TLS certificate",
         })
     }
 }
@@ -401,6 +452,7 @@ pub struct ServerHandle {
     pub(crate) threads: Vec<std::thread::JoinHandle<()>>,
     /// The metrics thread and its stop flag.
     pub(crate) metrics: Option<(std::thread::JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
+    pub(crate) tls: Option<TlsAcceptor>,
 }
 
 impl ServerHandle {
@@ -427,6 +479,12 @@ impl ServerHandle {
             let _ = t.join();
         }
         self.stop_metrics();
+    }
+
+    /// Reads the TLS certificate and key again: new connections use them, open sessions
+    /// keep theirs. On error the old ones stay. Without TLS this does nothing.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        self.tls.as_ref().map_or(Ok(()), TlsAcceptor::reload)
     }
 
     /// A signal that shuts the server down from another thread (e.g. a Ctrl-C handler).

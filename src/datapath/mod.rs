@@ -33,6 +33,7 @@ use transfer::{DataError, Meter};
 use crate::auth::User;
 use crate::session::{Transfer, TransferOutcome};
 use crate::storage::{DataSink, DataSource, Storage, StorageError};
+use crate::tls::{AcceptError, ControlTls};
 
 /// How the data connection of a transfer is made.
 pub(crate) enum DataConnect {
@@ -79,6 +80,12 @@ pub(crate) struct TransferEnv<S> {
     /// Bytes moved so far, readable by the engine even after an abort (and by the session's
     /// stall timer).
     pub(crate) moved: Rc<Cell<u64>>,
+    /// PROT P: the control connection's TLS context, which the data handshake must resume.
+    pub(crate) tls: Option<Rc<ControlTls>>,
+    /// How long the data connection's TLS handshake may take.
+    pub(crate) tls_timeout: Duration,
+    /// Counts data handshakes (ok or not).
+    pub(crate) on_handshake: Rc<dyn Fn(bool)>,
 }
 
 /// Runs one transfer to the end and reports through `events`. Dropping the future (an
@@ -123,38 +130,85 @@ async fn run_transfer<S: Storage>(
         DataConnect::Missing => return TransferOutcome::NoDataConnection,
     };
     let mut sock = sock;
+    // The 150 comes before the data handshake: clients start TLS once they have read it.
     let _ = events.send(Event::Started);
     // An atomic upload is committed with a second handle on its file, as the first one moves
     // into the data path.
     let mut commit = None;
     let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved, unyielded: Cell::new(0) };
-    let result = match payload {
-        Payload::Source(DataSource::File(file), len) if !t.ascii && env.splice => {
-            transfer::send_file(OwnedFd::from(file), len, &sock, &env.pipes, env.file_io, &meter).await
+    let result = if t.protect {
+        let Some(tls) = &env.tls else {
+            // The session asks for PROT P only on a TLS control connection.
+            return TransferOutcome::NoDataConnection;
+        };
+        let accepted = if t.kind.is_upload() {
+            tls.accept_upload(sock, env.tls_timeout).await
+        } else {
+            tls.accept_data(sock, env.tls_timeout).await
+        };
+        let mut stream = match accepted {
+            Ok(s) => s,
+            Err(AcceptError::NotResumed) => {
+                (env.on_handshake)(false);
+                tracing::info!("data connection refused: TLS session not resumed");
+                return TransferOutcome::TlsNotResumed;
+            }
+            Err(e) => {
+                (env.on_handshake)(false);
+                tracing::debug!(error = %e, "data connection TLS handshake failed");
+                return TransferOutcome::NoDataConnection;
+            }
+        };
+        (env.on_handshake)(true);
+        let result = buffered(
+            t,
+            payload,
+            &mut LenientEof(&mut stream),
+            &mut commit,
+            env.file_io,
+            &meter,
+            &*env.control_closed,
+        )
+        .await;
+        match result {
+            // close_notify: a download's client knows it is whole; an upload's client (Python's
+            // ftplib `unwrap()`) waits for ours in answer to its own.
+            Ok(n) => match tokio::io::AsyncWriteExt::shutdown(&mut stream).await {
+                Ok(()) => Ok(n),
+                Err(e) if !t.kind.is_upload() => Err(DataError::Net(e)),
+                Err(_) => Ok(n),
+            },
+            other => other,
         }
-        Payload::Source(DataSource::File(file), len) => {
-            transfer::send_file_buffered(file, len, &mut sock, t.ascii, env.file_io, &meter).await
-        }
-        Payload::Source(DataSource::Stream(s), _) => {
-            transfer::send_stream(s, &mut sock, t.ascii, &meter).await
-        }
-        Payload::Sink(DataSink::File(file)) => {
-            if t.commit {
-                match file.try_clone() {
-                    Ok(f) => commit = Some(f),
-                    Err(e) => return TransferOutcome::StorageFailed(StorageError::from(e).kind()),
+    } else {
+        match payload {
+            Payload::Source(DataSource::File(file), len) if !t.ascii && env.splice => {
+                transfer::send_file(OwnedFd::from(file), len, &sock, &env.pipes, env.file_io, &meter).await
+            }
+            Payload::Source(DataSource::File(file), len) => {
+                transfer::send_file_buffered(file, len, &mut sock, t.ascii, env.file_io, &meter).await
+            }
+            Payload::Source(DataSource::Stream(s), _) => {
+                transfer::send_stream(s, &mut sock, t.ascii, &meter).await
+            }
+            Payload::Sink(DataSink::File(file)) => {
+                if t.commit {
+                    match file.try_clone() {
+                        Ok(f) => commit = Some(f),
+                        Err(e) => return TransferOutcome::StorageFailed(StorageError::from(e).kind()),
+                    }
+                }
+                if !t.ascii && env.splice {
+                    transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes, env.file_io, &meter).await
+                } else {
+                    transfer::receive_file_buffered(&mut sock, file, t.ascii, env.file_io, &meter).await
                 }
             }
-            if !t.ascii && env.splice {
-                transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes, env.file_io, &meter).await
-            } else {
-                transfer::receive_file_buffered(&mut sock, file, t.ascii, env.file_io, &meter).await
+            Payload::Sink(DataSink::Stream(s)) => {
+                transfer::receive_stream(&mut sock, s, t.ascii, &meter, &*env.control_closed).await
             }
+            Payload::Bytes(bytes) => transfer::send_bytes(&bytes, &mut sock, &meter).await,
         }
-        Payload::Sink(DataSink::Stream(s)) => {
-            transfer::receive_stream(&mut sock, s, t.ascii, &meter, &*env.control_closed).await
-        }
-        Payload::Bytes(bytes) => transfer::send_bytes(&bytes, &mut sock, &meter).await,
     };
     if let (Ok(_), Some(file)) = (&result, commit) {
         // Let a control-connection close sent together with the data close arrive.
@@ -180,5 +234,77 @@ async fn run_transfer<S: Storage>(
             tracing::warn!(error = %e, "storage failed during transfer");
             TransferOutcome::StorageFailed(StorageError::from(e).kind())
         }
+    }
+}
+
+/// Moves a transfer's bytes through a buffer over any stream (a TLS data connection).
+async fn buffered<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    t: &Transfer,
+    payload: Payload,
+    io: &mut IO,
+    commit: &mut Option<std::fs::File>,
+    file_io: FileIo,
+    meter: &Meter<'_>,
+    control_closed: &dyn Fn() -> bool,
+) -> Result<u64, DataError> {
+    match payload {
+        Payload::Source(DataSource::File(file), len) => {
+            transfer::send_file_buffered(file, len, io, t.ascii, file_io, meter).await
+        }
+        Payload::Source(DataSource::Stream(s), _) => transfer::send_stream(s, io, t.ascii, meter).await,
+        Payload::Sink(DataSink::File(file)) => {
+            if t.commit {
+                *commit = Some(file.try_clone().map_err(DataError::Storage)?);
+            }
+            transfer::receive_file_buffered(io, file, t.ascii, file_io, meter).await
+        }
+        Payload::Sink(DataSink::Stream(s)) => {
+            transfer::receive_stream(io, s, t.ascii, meter, control_closed).await
+        }
+        Payload::Bytes(bytes) => transfer::send_bytes(&bytes, io, meter).await,
+    }
+}
+
+/// A TLS data stream whose end without close_notify counts as an end, as vsftpd's default
+/// (`strict_ssl_read_eof=NO`) has it: several clients close upload connections that way.
+struct LenientEof<'a, IO>(&'a mut IO);
+
+impl<IO: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for LenientEof<'_, IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match std::pin::Pin::new(&mut *self.0).poll_read(cx, buf) {
+            std::task::Poll::Ready(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                tracing::debug!("TLS data connection closed without close_notify");
+                std::task::Poll::Ready(Ok(()))
+            }
+            other => other,
+        }
+    }
+}
+
+impl<IO: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for LenientEof<'_, IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_shutdown(cx)
     }
 }

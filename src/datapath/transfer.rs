@@ -268,10 +268,10 @@ pub(crate) async fn receive_file(
 /// Sends a file from where storage positioned it through a buffer, converting line ends for
 /// TYPE A. Chunks the page cache holds are read on the shard, others through `io`, so a
 /// page-cache miss does not block the shard.
-pub(crate) async fn send_file_buffered(
+pub(crate) async fn send_file_buffered<W: AsyncWrite + Unpin>(
     file: std::fs::File,
     len: Option<u64>,
-    sock: &mut TcpStream,
+    sock: &mut W,
     ascii: bool,
     io: FileIo,
     meter: &Meter<'_>,
@@ -308,8 +308,8 @@ pub(crate) async fn send_file_buffered(
 
 /// Receives into a file through a buffer, converting line ends for TYPE A. Writes go through
 /// `io` with owned buffers that come back from each write, so the loop does not allocate.
-pub(crate) async fn receive_file_buffered(
-    sock: &mut TcpStream,
+pub(crate) async fn receive_file_buffered<R: AsyncRead + Unpin>(
+    sock: &mut R,
     file: std::fs::File,
     ascii: bool,
     io: FileIo,
@@ -356,9 +356,9 @@ pub(crate) async fn receive_file_buffered(
 }
 
 /// Sends a host-provided stream.
-pub(crate) async fn send_stream(
+pub(crate) async fn send_stream<W: AsyncWrite + Unpin>(
     mut src: Pin<Box<dyn AsyncRead>>,
-    sock: &mut TcpStream,
+    sock: &mut W,
     ascii: bool,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
@@ -383,8 +383,8 @@ pub(crate) async fn send_stream(
 /// Shutting the stream down commits the upload (an object store completes it), so a client
 /// that died (its data connection closing looks like the end of the file) must not get that
 /// far: `control_closed` is asked first, as for atomic file uploads.
-pub(crate) async fn receive_stream(
-    sock: &mut TcpStream,
+pub(crate) async fn receive_stream<R: AsyncRead + Unpin>(
+    sock: &mut R,
     mut dst: Pin<Box<dyn AsyncWrite>>,
     ascii: bool,
     meter: &Meter<'_>,
@@ -414,9 +414,9 @@ pub(crate) async fn receive_stream(
 }
 
 /// Sends bytes already in memory (listings).
-pub(crate) async fn send_bytes(
+pub(crate) async fn send_bytes<W: AsyncWrite + Unpin>(
     bytes: &[u8],
-    sock: &mut TcpStream,
+    sock: &mut W,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
     sock.write_all(bytes).await.map_err(DataError::Net)?;

@@ -10,6 +10,12 @@
 //! The socket is driven by readiness on both engines: a readable socket is read into the
 //! shard's one scratch buffer, so an idle session holds no buffer of its own, and replies go
 //! out with one non-blocking write when the socket has room (the usual case).
+//!
+//! After AUTH TLS (or from the first byte on an implicit FTPS listener) the control stream is
+//! a tokio-rustls stream over the same socket, read into a small buffer of the session's own
+//! (rustls keeps records across reads, so the shared scratch buffer cannot be lent across an
+//! await). The clear path is untouched by this. The handshake is bounded by the login
+//! timeout and runs as the session's own task, so a stalled one holds no one else up.
 
 use std::cell::Cell;
 use std::io;
@@ -18,6 +24,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::SystemTime;
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -37,6 +44,7 @@ use crate::session::{
     TransferOutcome,
 };
 use crate::storage::{DataSink, DataSource, ErrorKind, Storage};
+use crate::tls::{ControlTls, TlsInfo, TlsStream};
 
 /// Bytes per control read, into the shard's scratch buffer.
 pub(crate) const READ_BUF: usize = 4096;
@@ -59,9 +67,117 @@ enum Opened {
     Sink(DataSink),
 }
 
+/// The control socket shared with the transfer task (which peeks at it), as tokio-rustls's
+/// transport: readiness plus non-blocking reads and writes, as on the clear path.
+struct SharedStream(Rc<TcpStream>);
+
+impl AsyncRead for SharedStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        loop {
+            std::task::ready!(self.0.poll_read_ready(cx))?;
+            match self.0.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return std::task::Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                res => return std::task::Poll::Ready(res),
+            }
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::task::Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// The TLS side of a control connection once TLS is on.
+struct ControlTlsState {
+    stream: TlsStream<SharedStream>,
+    /// What the data connections' handshakes resume.
+    context: Rc<ControlTls>,
+    /// The session's own read buffer (see the module docs).
+    buf: Box<[u8]>,
+    info: Option<TlsInfo>,
+}
+
+/// Runs the control connection's TLS handshake, bounded by the login timeout.
+async fn tls_handshake<S, A>(shard: &Shard<S, A>, stream: &Rc<TcpStream>) -> io::Result<ControlTlsState> {
+    let Some(acceptor) = shard.config.tls.as_ref() else {
+        return Err(io::Error::other("TLS is not configured"));
+    };
+    let context = acceptor.control();
+    match context.accept_control(SharedStream(Rc::clone(stream)), shard.config.login_timeout).await {
+        Ok(tls) => {
+            shard.metrics.tls_handshake(true);
+            let info = TlsInfo::of(tls.get_ref().1);
+            tracing::debug!(version = info.as_ref().map(|i| i.version), "TLS on the control connection");
+            Ok(ControlTlsState {
+                stream: tls,
+                context: Rc::new(context),
+                buf: vec![0; READ_BUF].into_boxed_slice(),
+                info,
+            })
+        }
+        Err(e) => {
+            shard.metrics.tls_handshake(false);
+            tracing::info!(error = %e, "control TLS handshake failed");
+            Err(io::Error::other(e))
+        }
+    }
+}
+
+/// Waits for input: readiness of the clear socket (`None`: read it now), or the next
+/// decrypted bytes of a TLS one (`Some(0)`: the client closed).
+async fn next_input(stream: &TcpStream, tls: Option<&mut ControlTlsState>) -> io::Result<Option<usize>> {
+    match tls {
+        None => stream.readable().await.map(|()| None),
+        Some(t) => match t.stream.read(&mut t.buf).await {
+            Ok(n) => Ok(Some(n)),
+            // A client that drops the connection without close_notify has gone all the same.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Some(0)),
+            Err(e) => Err(e),
+        },
+    }
+}
+
 struct Control<S, A> {
     shard: Rc<Shard<S, A>>,
     stream: Rc<TcpStream>,
+    /// Set once AUTH TLS succeeded (or from the start on an implicit FTPS listener).
+    tls: Option<Box<ControlTlsState>>,
+    /// The session asked for the handshake; it runs once the 234 is written.
+    start_tls: bool,
     session: Session,
     out: Vec<u8>,
     passive: Option<PendingAccept>,
@@ -109,6 +225,7 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     shard: Rc<Shard<S, A>>,
     stream: TcpStream,
     peer: SocketAddr,
+    implicit: bool,
 ) {
     // A span per session costs about 2 KB while it lives, so it is a debug-level span: at
     // `--log-level debug` every line of a session carries its peer, shard and user; the few
@@ -160,11 +277,25 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
                 return;
             }
         };
-        let session = Session::new(session_config(&guard.0.config), peer, local, Instant::now().into_std());
+        let stream = Rc::new(stream);
+        let tls = if implicit {
+            // Implicit FTPS: the handshake comes first and the 220 goes inside TLS.
+            match tls_handshake(&guard.0, &stream).await {
+                Ok(t) => Some(Box::new(t)),
+                Err(_) => return,
+            }
+        } else {
+            None
+        };
+        let mut config = session_config(&guard.0.config);
+        config.implicit_tls = implicit;
+        let session = Session::new(config, peer, local, Instant::now().into_std());
         let mut control = Control {
             session,
             shard: Rc::clone(&guard.0),
-            stream: Rc::new(stream),
+            stream,
+            tls,
+            start_tls: false,
             out: Vec::new(),
             passive: None,
             opened: None,
@@ -198,6 +329,11 @@ fn session_config(config: &crate::config::Config) -> SessionConfig {
     c.data_timeout = config.data_timeout;
     c.stall_timeout = config.stall_timeout;
     c.uploads = config.uploads;
+    if config.tls.is_some() {
+        c.tls = config.tls_control;
+        c.tls_data = config.tls_data;
+        c.tls_anonymous_exempt = config.tls_anonymous_exempt;
+    }
     c
 }
 
@@ -242,6 +378,12 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             if self.session.is_closing() {
                 return Ok(());
             }
+            if std::mem::take(&mut self.start_tls) {
+                // The 234 is out; anything else the client sent in clear was dropped.
+                self.tls = Some(Box::new(tls_handshake(&self.shard, &self.stream).await?));
+                self.session.tls_started(Instant::now().into_std());
+                continue;
+            }
             let deadline = self.session.poll_timeout().map(Instant::from_std);
             if let Some(d) = deadline {
                 if timer.deadline() != d {
@@ -251,14 +393,22 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             let can_read = self.session.wants_input();
             tokio::select! {
                 event = next_event(&mut self.transfer) => self.on_event(event),
-                ready = stream.readable(), if can_read => {
-                    ready?;
-                    match self.read_into_session(&stream) {
-                        Ok(true) => {}
-                        // End of stream or a reset: the client is gone.
-                        Ok(false) => return Ok(()),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(e),
+                ready = next_input(&stream, self.tls.as_deref_mut()), if can_read => {
+                    match ready? {
+                        None => match self.read_into_session(&stream) {
+                            Ok(true) => {}
+                            // End of stream or a reset: the client is gone.
+                            Ok(false) => return Ok(()),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) => return Err(e),
+                        },
+                        Some(0) => return Ok(()),
+                        Some(n) => {
+                            let now = Instant::now().into_std();
+                            if let Some(t) = &self.tls {
+                                self.session.handle_input(t.buf.get(..n).unwrap_or_default(), now);
+                            }
+                        }
                     }
                 }
                 () = &mut timer, if deadline.is_some() => {
@@ -325,6 +475,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 Action::ClosePassive => self.passive = None,
                 Action::Transfer(t) => self.start_transfer(t),
                 Action::Abort => self.abort_transfer(),
+                // The main loop runs the handshake after flushing the replies before it.
+                Action::StartTls => self.start_tls = true,
                 // The main loop sees `is_closing` after flushing the replies before it.
                 Action::Close => {}
             }
@@ -380,7 +532,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         match &result {
             Ok(user) => {
                 tracing::Span::current().record("user", user.name.as_str());
-                tracing::info!(peer = %self.peer, user = %user.name, "login");
+                let info = self.tls.as_ref().and_then(|t| t.info.as_ref());
+                tracing::info!(
+                    peer = %self.peer,
+                    user = %user.name,
+                    tls = info.map_or("none", |i| i.version),
+                    cipher = info.map_or("none", |i| i.cipher),
+                    "login"
+                );
             }
             Err(e) => tracing::info!(peer = %self.peer, user = %username, error = %e, "login failed"),
         }
@@ -502,6 +661,12 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 }
             }),
             moved: Rc::clone(&moved),
+            tls: if transfer.protect { self.tls.as_ref().map(|t| Rc::clone(&t.context)) } else { None },
+            tls_timeout: self.shard.config.data_timeout,
+            on_handshake: {
+                let metrics = std::sync::Arc::clone(&self.shard.metrics);
+                Rc::new(move |ok| metrics.tls_handshake(ok))
+            },
             control_closed: {
                 let stream = Rc::clone(&self.stream);
                 Rc::new(move || peer_closed(&stream))
@@ -548,6 +713,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             TransferOutcome::NoDataConnection => "no_connection",
             TransferOutcome::ConnectionLost => "connection_lost",
             TransferOutcome::StorageFailed(_) => "storage_error",
+            TransferOutcome::TlsNotResumed => "tls_not_resumed",
         };
         self.shard.metrics.transfer(command, result, bytes, upload);
         let Some(user) = self.session.user() else { return };
@@ -614,6 +780,23 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
     /// wait bounded by the idle timeout (a client that never reads its replies must not hold
     /// the session forever).
     async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        if let Some(t) = &mut self.tls {
+            let write = async {
+                t.stream.write_all(&self.out).await?;
+                t.stream.flush().await
+            };
+            match tokio::time::timeout(self.shard.config.idle_timeout, write).await {
+                Ok(res) => res?,
+                Err(_) => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read replies"))
+                }
+            }
+            self.out.clear();
+            return Ok(());
+        }
         let mut sent = 0;
         while sent < self.out.len() {
             match self.stream.try_write(self.out.get(sent..).unwrap_or_default()) {

@@ -146,22 +146,25 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
 ) -> Result<ServerHandle, StartError> {
     let kind = choose(config.engine);
     let shards = config.cores;
-    let mut per_shard: Vec<Vec<std::net::TcpListener>> = (0..shards).map(|_| Vec::new()).collect();
+    // Each listener with whether it is implicit FTPS (TLS from the first byte).
+    let mut per_shard: Vec<Vec<(std::net::TcpListener, bool)>> = (0..shards).map(|_| Vec::new()).collect();
     let mut local_addrs = Vec::new();
-    for &addr in &config.listen {
+    let implicit = if config.tls.is_some() { &config.implicit_listen[..] } else { &[] };
+    let bound = config.listen.iter().map(|a| (a, false)).chain(implicit.iter().map(|a| (a, true)));
+    for (&addr, implicit) in bound {
         let listeners = bind_listeners(addr, shards).map_err(|e| StartError::Bind(addr, e))?;
         if let Some(first) = listeners.first() {
             local_addrs.push(first.local_addr().map_err(|e| StartError::Bind(addr, e))?);
         }
         for (slot, l) in per_shard.iter_mut().zip(listeners) {
-            slot.push(l);
+            slot.push((l, implicit));
         }
     }
     for listener in &config.listeners {
         let (addr, listeners) = inherited_listeners(listener, shards)?;
         local_addrs.push(addr);
         for (slot, l) in per_shard.iter_mut().zip(listeners) {
-            slot.push(l);
+            slot.push((l, false));
         }
     }
     let ports = PortPool::new(config.passive_ports.clone(), shards);
@@ -173,6 +176,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         Some(addr) => Some(metrics::bind(addr).map_err(|e| StartError::Bind(addr, e))?),
         None => None,
     };
+    let tls = config.tls.clone();
     let config = Arc::new(config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
@@ -251,7 +255,14 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         metrics_thread = Some((thread, stop));
     }
     tracing::info!(addrs = ?local_addrs, shards, engine = kind.name(), "ringftp listening");
-    Ok(ServerHandle { local_addrs, metrics_addr, shutdown: shutdown_tx, threads, metrics: metrics_thread })
+    Ok(ServerHandle {
+        local_addrs,
+        metrics_addr,
+        shutdown: shutdown_tx,
+        threads,
+        metrics: metrics_thread,
+        tls,
+    })
 }
 
 /// The engine a server runs on, once `auto` is resolved.
@@ -298,13 +309,13 @@ fn choose(engine: Engine) -> Kind {
 
 async fn run_shard<S: Storage, A: Authenticator>(
     shard: Rc<Shard<S, A>>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(std::net::TcpListener, bool)>,
 ) {
     let mut accepting = Vec::new();
-    for l in listeners {
+    for (l, implicit) in listeners {
         match tokio::net::TcpListener::from_std(l) {
             Ok(listener) => {
-                accepting.push(tokio::task::spawn_local(accept_loop(Rc::clone(&shard), listener)))
+                accepting.push(tokio::task::spawn_local(accept_loop(Rc::clone(&shard), listener, implicit)))
             }
             Err(e) => tracing::error!(error = %e, shard = shard.id, "cannot register a listener"),
         }
@@ -331,11 +342,12 @@ async fn run_shard<S: Storage, A: Authenticator>(
 async fn accept_loop<S: Storage, A: Authenticator>(
     shard: Rc<Shard<S, A>>,
     listener: tokio::net::TcpListener,
+    implicit: bool,
 ) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                tokio::task::spawn_local(control::serve(Rc::clone(&shard), stream, peer));
+                tokio::task::spawn_local(control::serve(Rc::clone(&shard), stream, peer, implicit));
             }
             Err(e) => {
                 // EMFILE/ENFILE: back off instead of spinning; the backlog holds the clients.

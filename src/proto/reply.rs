@@ -84,6 +84,8 @@ pub mod code {
         PASSIVE_MODE = 227;
         /// 229 Entering Extended Passive Mode (|||port|) (RFC 2428).
         EXTENDED_PASSIVE_MODE = 229;
+        /// 234 Security exchange done: start the TLS handshake (RFC 2228, RFC 4217 AUTH TLS).
+        AUTH_OK = 234;
         /// 230 User logged in, proceed.
         LOGGED_IN = 230;
         /// 250 Requested file action okay, completed.
@@ -118,12 +120,18 @@ pub mod code {
         BAD_SEQUENCE = 503;
         /// 504 Command not implemented for that parameter.
         PARAMETER_NOT_IMPLEMENTED = 504;
+        /// 521 Data connections must be protected (RFC 4217 §9, `PROT P` required).
+        DATA_PROTECTION_REQUIRED = 521;
         /// 522 Network protocol not supported (RFC 2428).
         UNSUPPORTED_PROTOCOL = 522;
         /// 530 Not logged in.
         NOT_LOGGED_IN = 530;
         /// 532 Need account for storing files.
         NEED_ACCOUNT_FOR_STORING = 532;
+        /// 534 Request denied for policy reasons (RFC 2228: CCC refused, TLS required).
+        POLICY_DENIED = 534;
+        /// 536 Requested PROT level not supported by mechanism (RFC 2228).
+        PROT_NOT_SUPPORTED = 536;
         /// 550 Requested action not taken; file unavailable (not found, no access).
         FILE_NOT_FOUND = 550;
         /// 551 Requested action aborted: page type unknown.

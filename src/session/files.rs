@@ -122,6 +122,8 @@ pub struct Transfer {
     pub data: TransferData,
     /// The upload was opened with [`WriteMode::Replace`]: commit it once every byte arrived.
     pub commit: bool,
+    /// PROT P: the data connection is TLS, with the server as the TLS server.
+    pub protect: bool,
 }
 
 /// Where a transfer's bytes come from or go.
@@ -391,7 +393,9 @@ impl Session {
             _ => plan.path,
         };
         let offset = if plan.kind == TransferKind::Retr { plan.offset } else { 0 };
-        let transfer = Transfer { kind: plan.kind, path, offset, ascii, channel: plan.channel, data, commit };
+        let protect = self.tls.protect;
+        let transfer =
+            Transfer { kind: plan.kind, path, offset, ascii, channel: plan.channel, data, commit, protect };
         self.run_transfer(transfer, size, now);
     }
 

@@ -34,6 +34,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod files;
+mod tls;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -45,6 +46,7 @@ use crate::proto::{self, address, listing, Line, LineBuffer, ParseError};
 use crate::types::{AuthError, DirEntry, ErrorKind, Metadata, UploadPolicy, User};
 
 pub use files::{FsRequest, Transfer, TransferData, TransferKind};
+pub use tls::TlsPolicy;
 
 /// Session settings that come from the server configuration.
 #[derive(Debug, Clone)]
@@ -75,6 +77,16 @@ pub struct SessionConfig {
     pub uploads: UploadPolicy,
     /// Commands kept while a transfer runs; beyond it the session stops taking input.
     pub max_deferred: usize,
+    /// TLS on the control connection (AUTH TLS); `Off` unless the server has a certificate.
+    pub tls: TlsPolicy,
+    /// TLS on data connections (PROT P).
+    pub tls_data: TlsPolicy,
+    /// Anonymous logins may use clear text even where TLS is required (vsftpd's
+    /// `allow_anon_ssl=NO` behaviour, inverted).
+    pub tls_anonymous_exempt: bool,
+    /// Implicit FTPS: the connection is TLS from its first byte (the engine handshakes
+    /// before the greeting), with PBSZ 0 and PROT P implied.
+    pub implicit_tls: bool,
 }
 
 impl Default for SessionConfig {
@@ -91,6 +103,10 @@ impl Default for SessionConfig {
             login_failure_delay: Duration::from_millis(250),
             uploads: UploadPolicy::Keep,
             max_deferred: 64,
+            tls: TlsPolicy::Off,
+            tls_data: TlsPolicy::Off,
+            tls_anonymous_exempt: false,
+            implicit_tls: false,
         }
     }
 }
@@ -121,6 +137,10 @@ pub enum Action {
     /// Abort the running transfer; answer with [`Session::transfer_done`]:
     /// [`TransferOutcome::Aborted`], or the outcome it had already reached.
     Abort,
+    /// Send the replies before this action (the 234), then run the TLS server handshake on
+    /// the control connection; answer with [`Session::tls_started`], or close the
+    /// connection if the handshake fails.
+    StartTls,
     /// Close the control connection after the replies before this action are sent.
     Close,
 }
@@ -163,6 +183,9 @@ pub enum TransferOutcome {
     Aborted,
     /// Storage failed mid-transfer (451, 452, 552).
     StorageFailed(ErrorKind),
+    /// The data connection's TLS handshake did not resume the control connection's session,
+    /// which the server requires (522).
+    TlsNotResumed,
 }
 
 /// How the next data connection is made.
@@ -224,6 +247,8 @@ enum Waiting {
         extended: bool,
     },
     Transfer(Running),
+    /// The TLS handshake after AUTH TLS.
+    Tls,
 }
 
 /// One control connection's protocol state. See the module docs for how to drive it.
@@ -261,6 +286,7 @@ pub struct Session {
     idle_deadline: Instant,
     /// When the open passive listener is given up if no transfer claims it.
     passive_deadline: Option<Instant>,
+    tls: tls::TlsState,
     actions: VecDeque<Action>,
 }
 
@@ -288,6 +314,7 @@ impl Session {
             login_deadline: now + config.login_timeout,
             idle_deadline: now + config.idle_timeout,
             passive_deadline: None,
+            tls: tls::TlsState::new(&config),
             actions: VecDeque::new(),
             config,
         };
@@ -442,6 +469,7 @@ impl Session {
         // RNTO must come right after RNFR: any other command forgets the RNFR.
         let rename_from = self.rename_from.take();
         match cmd {
+            _ if self.tls_command(&cmd) => {}
             Command::User(name) => self.user_cmd(name),
             Command::Pass(password) => self.pass_cmd(password),
             Command::Acct(_) => self.reply_static(code::SUPERFLUOUS, "ACCT not needed"),
@@ -454,14 +482,11 @@ impl Session {
             Command::Opts(arg) => self.opts(arg),
             Command::Help(arg) => self.help(arg),
             Command::Syst => self.reply_static(code::SYSTEM_TYPE, "UNIX Type: L8"),
-            // Placeholder until the session handles RFC 4217 (issue 11, phase 2).
-            Command::Auth(_) | Command::Pbsz(_) | Command::Prot(_) | Command::Ccc => {
-                self.reply_static(code::NOT_IMPLEMENTED, "TLS not configured.")
-            }
             _ if self.user().is_none() => {
                 self.reply_static(code::NOT_LOGGED_IN, "Please login with USER and PASS.")
             }
             Command::Rein => {
+                self.tls_rein();
                 self.login = Login::Anonymous;
                 self.reset_session_state();
                 self.login_deadline = now + self.config.login_timeout;
@@ -490,6 +515,7 @@ impl Session {
             Command::Epsv(arg) => self.passive(true, arg, now),
             Command::Port(addr) => self.active(SocketAddr::V4(addr), false),
             Command::Eprt(addr) => self.active(addr, true),
+            _ if self.refuses_clear_data(&cmd) => {}
             other => self.file_command(other, rename_from),
         }
     }
@@ -556,6 +582,9 @@ impl Session {
                 }
                 _ => break,
             }
+        }
+        if std::mem::take(&mut self.tls.discard_buffered) {
+            lines = LineBuffer::new(self.config.max_line);
         }
         self.lines = lines;
     }
@@ -658,8 +687,9 @@ impl Session {
     }
 
     fn feat(&mut self) {
+        let (auth, pbsz) = self.tls_features();
         let text = format!(
-            "Features:\nEPRT\nEPSV\nMDTM\n{}\nPASV\nREST STREAM\nSIZE\nTVFS\nUTF8\nEnd",
+            "Features:\n{auth}EPRT\nEPSV\nMDTM\n{}\nPASV\n{pbsz}REST STREAM\nSIZE\nTVFS\nUTF8\nEnd",
             listing::FACTS_FEATURE
         );
         self.reply(Reply::owned(code::SYSTEM_STATUS, text));
@@ -937,6 +967,10 @@ impl Session {
             (TransferOutcome::NoDataConnection, _) => {
                 self.reply_static(code::CANT_OPEN_DATA, "Failed to establish connection.")
             }
+            (TransferOutcome::TlsNotResumed, _) => self.reply_static(
+                code::UNSUPPORTED_PROTOCOL,
+                "TLS session of the data connection not resumed: reuse the control connection's session.",
+            ),
             (TransferOutcome::ConnectionLost, _) => {
                 self.reply_static(code::TRANSFER_ABORTED, "Connection closed; transfer aborted.")
             }

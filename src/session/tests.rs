@@ -667,3 +667,140 @@ fn answers_after_a_shutdown_say_nothing() {
     t.s.passive_failed(t.now);
     assert!(t.drain().is_empty());
 }
+
+// ---- FTPS (RFC 4217), see tls.rs ----
+
+fn tls_config(control: TlsPolicy, data: TlsPolicy) -> SessionConfig {
+    SessionConfig { tls: control, tls_data: data, ..SessionConfig::default() }
+}
+
+/// AUTH TLS up to the finished handshake.
+fn auth_tls(t: &mut T) {
+    t.drain();
+    assert_eq!(t.send("AUTH TLS"), vec!["234 Proceed with negotiation.", "StartTls"]);
+    assert!(!t.s.wants_input());
+    t.s.tls_started(t.now);
+    assert!(t.s.is_tls());
+}
+
+#[test]
+fn tls_off_answers_502_and_feat_is_silent() {
+    let mut t = T::new();
+    t.drain();
+    assert_eq!(t.send("AUTH TLS"), vec!["502 TLS not configured."]);
+    assert_eq!(t.send("PBSZ 0"), vec!["502 TLS not configured."]);
+    let feat = t.send("FEAT").join("\n");
+    assert!(!feat.contains("AUTH TLS") && !feat.contains("PBSZ"), "{feat}");
+}
+
+#[test]
+fn feat_lists_tls_when_configured() {
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Optional));
+    t.drain();
+    let feat = t.send("FEAT").join("\n");
+    assert!(feat.contains(" AUTH TLS\r\n") && feat.contains(" PBSZ\r\n PROT\r\n"), "{feat}");
+}
+
+#[test]
+fn pbsz_and_prot_sequence() {
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Optional));
+    t.drain();
+    assert_eq!(t.send("PBSZ 0"), vec!["503 PBSZ needs AUTH TLS first."]);
+    assert_eq!(t.send("PROT P"), vec!["503 PROT needs PBSZ first."]);
+    assert_eq!(t.send("AUTH SSL"), vec!["234 Proceed with negotiation.", "StartTls"]);
+    t.s.tls_started(t.now);
+    assert_eq!(t.send("PROT P"), vec!["503 PROT needs PBSZ first."]);
+    assert_eq!(t.send("PBSZ 16384"), vec!["200 PBSZ=0"]);
+    assert_eq!(t.send("PROT S"), vec!["536 PROT S and E are not supported; use C or P."]);
+    assert_eq!(t.send("PROT E"), vec!["536 PROT S and E are not supported; use C or P."]);
+    assert_eq!(t.send("PROT P"), vec!["200 Protection set to Private."]);
+    assert!(t.s.protects_data());
+    assert_eq!(t.send("PROT C"), vec!["200 Protection set to Clear."]);
+    assert!(!t.s.protects_data());
+    assert_eq!(t.send("CCC"), vec!["534 CCC refused: the connection stays TLS."]);
+    assert_eq!(t.send("AUTH TLS"), vec!["503 Already using TLS."]);
+    assert_eq!(t.send("AUTH KERBEROS"), vec!["503 Already using TLS."]);
+}
+
+#[test]
+fn unknown_mechanism_is_504() {
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Optional));
+    t.drain();
+    assert_eq!(t.send("AUTH GSSAPI"), vec!["504 AUTH TLS or AUTH SSL only."]);
+}
+
+#[test]
+fn lines_pipelined_after_auth_are_dropped() {
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Optional));
+    t.drain();
+    // Injected in clear before the handshake: must not run as if it came through TLS.
+    assert_eq!(t.input(b"AUTH TLS\r\nUSER mallory\r\n"), vec!["234 Proceed with negotiation.", "StartTls"]);
+    t.s.tls_started(t.now);
+    assert!(t.drain().is_empty());
+    assert_eq!(t.send("NOOP"), vec!["200 NOOP ok."]);
+}
+
+#[test]
+fn user_in_clear_refused_when_tls_required() {
+    let mut t = T::with(tls_config(TlsPolicy::Required, TlsPolicy::Optional));
+    t.drain();
+    assert_eq!(t.send("USER alice"), vec!["530 TLS required: use AUTH TLS first."]);
+    // No password is ever asked for.
+    assert_eq!(t.send("PASS secret"), vec!["503 Login with USER first."]);
+    assert_eq!(t.send("USER anonymous"), vec!["530 TLS required: use AUTH TLS first."]);
+    auth_tls(&mut t);
+    assert_eq!(t.send("USER alice"), vec!["331 Please specify the password."]);
+}
+
+#[test]
+fn anonymous_may_be_exempt() {
+    let mut c = tls_config(TlsPolicy::Required, TlsPolicy::Required);
+    c.tls_anonymous_exempt = true;
+    let mut t = T::with(c);
+    t.drain();
+    assert_eq!(t.send("USER alice"), vec!["530 TLS required: use AUTH TLS first."]);
+    assert_eq!(t.send("USER ftp"), vec!["331 Please specify the password."]);
+}
+
+#[test]
+fn clear_data_refused_when_data_tls_required() {
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Required));
+    auth_tls(&mut t);
+    t.login();
+    assert_eq!(t.send("RETR f"), vec!["521 Data connections must be protected: use PROT P."]);
+    assert_eq!(t.send("LIST"), vec!["521 Data connections must be protected: use PROT P."]);
+    assert_eq!(t.send("PBSZ 0"), vec!["200 PBSZ=0"]);
+    assert_eq!(t.send("PROT P"), vec!["200 Protection set to Private."]);
+    t.passive();
+    assert_eq!(t.send("RETR f"), vec!["Fs(OpenRead { path: [47, 102], offset: 0 })"]);
+    let out = t.fs(FsOutcome::Opened { size: Some(3) });
+    assert!(out[0].contains("protect: true"), "{out:?}");
+    t.s.transfer_started(t.now);
+    t.drain();
+    assert_eq!(
+        t.done(TransferOutcome::TlsNotResumed),
+        vec!["522 TLS session of the data connection not resumed: reuse the control connection's session."]
+    );
+}
+
+#[test]
+fn rein_keeps_tls_and_resets_prot() {
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Optional));
+    auth_tls(&mut t);
+    t.send("PBSZ 0");
+    t.send("PROT P");
+    t.login();
+    assert_eq!(t.send("REIN"), vec!["220 Service ready for new user."]);
+    assert!(t.s.is_tls() && !t.s.protects_data());
+    assert_eq!(t.send("PROT P"), vec!["503 PROT needs PBSZ first."]);
+}
+
+#[test]
+fn implicit_tls_implies_prot_p() {
+    let mut c = tls_config(TlsPolicy::Optional, TlsPolicy::Optional);
+    c.implicit_tls = true;
+    let mut t = T::with(c);
+    t.drain();
+    assert!(t.s.is_tls() && t.s.protects_data());
+    assert_eq!(t.send("AUTH TLS"), vec!["503 Already using TLS."]);
+}

@@ -350,12 +350,16 @@ impl ControlTls {
     /// Starts one data connection's handshake: give [`DataTls::config`] to rustls, then
     /// call [`DataTls::finish`] when the handshake is done.
     pub fn data(&self) -> DataTls {
+        self.data_with(DATA_TICKETS)
+    }
+
+    fn data_with(&self, tickets: usize) -> DataTls {
         // Sessions and tickets a data connection creates stay pending until it passes the
         // check: a refused full handshake must not leave a session someone could resume.
         let view = Arc::new(StoreView { store: self.store.clone(), pending: Some(Mutex::new(Vec::new())) });
         let mut c = (*self.base).clone();
         c.session_storage = view.clone();
-        c.send_tls13_tickets = DATA_TICKETS;
+        c.send_tls13_tickets = tickets;
         DataTls { config: Arc::new(c), view, require_reuse: self.require_reuse }
     }
 
@@ -379,7 +383,29 @@ impl ControlTls {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        let data = self.data();
+        self.accept_data_with(io, timeout, DATA_TICKETS).await
+    }
+
+    /// [`ControlTls::accept_data`] for an upload: no TLS 1.3 ticket is sent, because an
+    /// uploading client only writes, and closing with the ticket unread makes its kernel
+    /// answer with a reset that can destroy the last bytes of the upload (seen with curl).
+    pub async fn accept_upload<IO>(&self, io: IO, timeout: Duration) -> Result<TlsStream<IO>, AcceptError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.accept_data_with(io, timeout, 0).await
+    }
+
+    async fn accept_data_with<IO>(
+        &self,
+        io: IO,
+        timeout: Duration,
+        tickets: usize,
+    ) -> Result<TlsStream<IO>, AcceptError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let data = self.data_with(tickets);
         let stream = accept(data.config(), io, timeout).await?;
         data.finish(stream.get_ref().1)?;
         Ok(stream)

@@ -230,7 +230,9 @@ impl ServerBuilder {
             log_shown: AtomicBool::new(false),
         };
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while server.addrs.len() < listen.len() {
+        // Implicit FTPS listeners print their own lines after the --listen ones.
+        let expected = listen.len() + self.args.iter().filter(|a| *a == "--implicit-listen").count();
+        while server.addrs.len() < expected {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {

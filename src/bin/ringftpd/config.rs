@@ -78,8 +78,63 @@ pub struct FileConfig {
     pub s3_path_style: Option<bool>,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    /// FTPS: PEM files, relative to the file's directory like `root`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls: Option<TlsMode>,
+    pub tls_data: Option<TlsMode>,
+    pub tls_anonymous_exempt: Option<bool>,
+    pub implicit_listen: Option<Vec<SocketAddr>>,
+    pub tls_client_auth: Option<ClientAuthMode>,
+    pub tls_client_ca: Option<PathBuf>,
+    pub dangerous_no_tls_session_reuse: Option<bool>,
+    pub ktls: Option<KtlsName>,
     #[serde(default)]
     pub users: Vec<UserEntry>,
+}
+
+/// `tls = "off" | "optional" | "required"` (and `tls_data`), and `--tls`, `--tls-data`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// No TLS.
+    Off,
+    /// TLS when the client asks for it.
+    Optional,
+    /// Clear text refused.
+    Required,
+}
+
+impl From<TlsMode> for ringftp::TlsPolicy {
+    fn from(m: TlsMode) -> Self {
+        match m {
+            TlsMode::Off => ringftp::TlsPolicy::Off,
+            TlsMode::Optional => ringftp::TlsPolicy::Optional,
+            TlsMode::Required => ringftp::TlsPolicy::Required,
+        }
+    }
+}
+
+/// `tls_client_auth = "off" | "request" | "require"`, and `--tls-client-auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// No client certificates.
+    Off,
+    /// Ask for one; connections without one are served.
+    Request,
+    /// Refuse connections without a valid one.
+    Require,
+}
+
+/// `ktls = "auto" | "off"`, and `--ktls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KtlsName {
+    /// kTLS where the kernel has it.
+    Auto,
+    /// Always rustls in user space.
+    Off,
 }
 
 /// `log_format = "text" | "json"`, and `--log-format`.

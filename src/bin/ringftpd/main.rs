@@ -20,7 +20,7 @@ use nix::sys::signal::{SigSet, Signal};
 use ringftp::ban::{BanPolicy, IpNet};
 use ringftp::{Server, UploadPolicy, User, UserList};
 
-use config::{EngineName, FileConfig, LogFormat, Password};
+use config::{ClientAuthMode, EngineName, FileConfig, KtlsName, LogFormat, Password, TlsMode};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -152,6 +152,48 @@ struct Args {
     /// Append a line per finished or aborted transfer to this file, in vsftpd's xferlog format.
     #[arg(long, value_name = "PATH")]
     xferlog: Option<PathBuf>,
+
+    /// FTPS: the certificate chain (PEM, leaf first); reread on SIGHUP.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// FTPS: the certificate's private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// TLS on control connections: `off`, `optional` (AUTH TLS when the client asks; the
+    /// default with a certificate) or `required` (USER in clear text is refused).
+    #[arg(long, value_name = "MODE", value_enum)]
+    tls: Option<TlsMode>,
+
+    /// TLS on data connections (PROT P): `optional` (default) or `required` (521 otherwise).
+    #[arg(long, value_name = "MODE", value_enum)]
+    tls_data: Option<TlsMode>,
+
+    /// Anonymous logins may use clear text even when TLS is required.
+    #[arg(long)]
+    tls_anonymous_exempt: bool,
+
+    /// An implicit FTPS listener (TLS from the first byte, usually port 990); repeatable.
+    #[arg(long, value_name = "ADDR:PORT")]
+    implicit_listen: Vec<SocketAddr>,
+
+    /// Client certificates: `off`, `request` or `require` (needs --tls-client-ca).
+    #[arg(long, value_name = "MODE", value_enum)]
+    tls_client_auth: Option<ClientAuthMode>,
+
+    /// The CA (PEM) that client certificates must chain to.
+    #[arg(long, value_name = "PEM")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Accept TLS data connections that do not resume the control connection's session
+    /// (for clients that cannot; anyone who can connect may then open a data connection).
+    #[arg(long)]
+    dangerous_no_tls_session_reuse: bool,
+
+    /// kTLS (encryption in the kernel, keeping splice) where the kernel has it: `auto` or `off`.
+    #[arg(long, value_name = "MODE", value_enum)]
+    ktls: Option<KtlsName>,
 
     /// Read a password from standard input, print its argon2 hash for --users-file, and exit.
     #[arg(long)]
@@ -355,6 +397,25 @@ fn run(
         builder = builder.events(listener);
         xferlog = Some(writer);
     }
+    let tls = tls_acceptor(&args, matches, &file, &base)?;
+    if let Some(acceptor) = &tls {
+        builder = builder.tls(acceptor.clone());
+        if let Some(mode) = args.tls.or(file.tls) {
+            builder = builder.tls_control(mode.into());
+        }
+        if let Some(mode) = args.tls_data.or(file.tls_data) {
+            builder = builder.tls_data(mode.into());
+        }
+        builder = builder
+            .tls_anonymous_exempt(args.tls_anonymous_exempt || file.tls_anonymous_exempt == Some(true));
+        for addr in
+            pick(matches, "implicit_listen", args.implicit_listen.clone(), file.implicit_listen.clone())
+        {
+            builder = builder.implicit_listen(addr);
+        }
+    } else if !args.implicit_listen.is_empty() {
+        return Err("--implicit-listen needs --tls-cert and --tls-key".into());
+    }
     let server = builder.build().map_err(|e| e.to_string())?;
 
     // Block SIGINT/SIGTERM/SIGHUP before the shard threads start, so they inherit the mask and
@@ -379,7 +440,7 @@ fn run(
     systemd::ready(handle.local_addrs());
     let trigger = handle.shutdown_trigger();
     let reopen_xferlog = xferlog.as_ref().map(xferlog::Writer::reopener);
-    let reloader = Reloader { args, matches: matches.clone(), root, auth, anonymous: anonymous_now };
+    let reloader = Reloader { args, matches: matches.clone(), root, auth, anonymous: anonymous_now, tls };
     std::thread::spawn(move || loop {
         match signals.wait() {
             Ok(Signal::SIGHUP) => {
@@ -428,12 +489,64 @@ struct Reloader {
     root: Option<PathBuf>,
     auth: reload::Reloadable,
     anonymous: Arc<AtomicBool>,
+    tls: Option<ringftp::TlsAcceptor>,
+}
+
+/// The TLS acceptor from the flags and the file, or `None` without a certificate or with
+/// `--tls off`.
+fn tls_acceptor(
+    args: &Args,
+    matches: &ArgMatches,
+    file: &FileConfig,
+    base: &Path,
+) -> Result<Option<ringftp::TlsAcceptor>, String> {
+    let from_file = |p: &Option<PathBuf>| p.as_ref().map(|p| base.join(p));
+    let cert = if given(matches, "tls_cert") { args.tls_cert.clone() } else { from_file(&file.tls_cert) };
+    let key = if given(matches, "tls_key") { args.tls_key.clone() } else { from_file(&file.tls_key) };
+    let (cert, key) = match (cert, key) {
+        (Some(c), Some(k)) => (c, k),
+        (None, None) => return Ok(None),
+        _ => return Err("TLS needs both a certificate and a key".into()),
+    };
+    if args.tls.or(file.tls) == Some(TlsMode::Off) {
+        return Ok(None);
+    }
+    let mut config = ringftp::TlsConfig::new(cert, key)
+        .require_session_reuse(
+            !(args.dangerous_no_tls_session_reuse || file.dangerous_no_tls_session_reuse == Some(true)),
+        )
+        .ktls(match args.ktls.or(file.ktls) {
+            Some(KtlsName::Off) => ringftp::tls::KtlsMode::Off,
+            _ => ringftp::tls::KtlsMode::Auto,
+        });
+    let mode = args.tls_client_auth.or(file.tls_client_auth).unwrap_or(ClientAuthMode::Off);
+    if mode != ClientAuthMode::Off {
+        let ca = if given(matches, "tls_client_ca") {
+            args.tls_client_ca.clone()
+        } else {
+            from_file(&file.tls_client_ca)
+        };
+        let ca = ca.ok_or("--tls-client-auth needs --tls-client-ca")?;
+        let mode = if mode == ClientAuthMode::Request {
+            ringftp::tls::ClientAuth::Request
+        } else {
+            ringftp::tls::ClientAuth::Require
+        };
+        config = config.client_auth(mode, ca);
+    }
+    ringftp::TlsAcceptor::new(config).map(Some).map_err(|e| format!("TLS: {e}"))
 }
 
 impl Reloader {
     /// Rereads the files and swaps the new users in, or keeps the old ones and logs why;
     /// returns a one-line status for the service manager.
     fn reload(&self) -> String {
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!("reloaded the TLS certificate"),
+                Err(e) => tracing::error!(error = %e, "TLS reload failed, keeping the old certificate"),
+            }
+        }
         let loaded = load_config(&self.args)
             .and_then(|(file, base)| users(&self.args, &self.matches, &file, &base, self.root.as_deref()));
         match loaded {
