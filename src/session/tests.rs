@@ -626,3 +626,5 @@ fn stray_answers_do_not_clear_another_wait() {
     t.s.login_done(Ok(User::new("bob")), t.now);
     assert_eq!(t.drain(), vec!["230 Login successful."]);
 }
+
+mod cmds;
