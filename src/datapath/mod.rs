@@ -167,9 +167,8 @@ async fn run_transfer<S: Storage>(
             return TransferOutcome::StorageFailed(e.kind());
         }
     }
-    if result.is_ok() && !t.kind.is_upload() {
-        await_client_close(&mut sock).await;
-    }
+    // Downloads end with the socket's close (dropped on return): the kernel sends a FIN after
+    // the last queued byte, as a shutdown would, one syscall fewer per file.
     match result {
         Ok(bytes) => TransferOutcome::Completed { bytes },
         Err(DataError::Net(e)) => {
@@ -181,31 +180,4 @@ async fn run_transfer<S: Storage>(
             TransferOutcome::StorageFailed(StorageError::from(e).kind())
         }
     }
-}
-
-/// How long a finished download waits for the client to close its end of the data
-/// connection before the transfer is reported done.
-const CLIENT_CLOSE_WAIT: Duration = Duration::from_millis(200);
-
-/// Ends a download as vsftpd does, so its 226 does not overtake the end of the data: vsftpd
-/// closes the data socket with `SO_LINGER` set (`vsf_ftpdataio_dispose_transfer_fd`), which
-/// blocks until the client has the last byte and the FIN, and only then sends 226. Clients
-/// that read the control connection in one go and lose a 226 that arrives with the 150
-/// (aria2) then see them apart. Here: send the FIN, then wait, bounded, for the client's own
-/// close (it closes once it read to the end), which costs one round trip on loopback.
-async fn await_client_close(sock: &mut tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if sock.shutdown().await.is_err() {
-        return;
-    }
-    let mut scratch = [0u8; 64];
-    let _ = tokio::time::timeout(CLIENT_CLOSE_WAIT, async {
-        // A download's client sends nothing; anything it does send is dropped.
-        while let Ok(n) = sock.read(&mut scratch).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
 }
