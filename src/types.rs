@@ -94,6 +94,10 @@ pub struct Permissions {
     pub mkdir: bool,
 }
 
+// Setting a file's time (MFMT, SITE UTIME) and mode (SITE CHMOD) changes the file as an
+// upload does, so both need `write`: a new field would break every host that builds
+// `Permissions` with a struct literal, and no server we know separates them by default.
+
 impl Permissions {
     /// Everything.
     pub const ALL: Permissions =
@@ -166,13 +170,41 @@ pub struct Metadata {
     /// user's root, which MLSD reports as MLST does for the same path (`None`: dangling, or
     /// pointing outside the root).
     pub link_resolved: Option<Box<Metadata>>,
+    /// What tells this file apart from every other on the server (device and inode on a
+    /// filesystem): the MLSx `unique` fact (RFC 3659 §7.5.2), which lets a client see
+    /// hard links and loops. `None`: the backend has no such identity.
+    pub unique: Option<(u64, u64)>,
+    /// The numeric owner and group, the MLSx `UNIX.owner` / `UNIX.group` facts.
+    pub owner: Option<(u32, u32)>,
 }
 
 impl Metadata {
     /// Metadata with the given kind and size; mode 0o644 (0o755 for directories), no time.
     pub fn new(kind: FileKind, len: u64) -> Self {
         let mode = if kind == FileKind::Dir { 0o755 } else { 0o644 };
-        Metadata { kind, len, modified: None, mode, nlink: 1, link_target: None, link_resolved: None }
+        Metadata {
+            kind,
+            len,
+            modified: None,
+            mode,
+            nlink: 1,
+            link_target: None,
+            link_resolved: None,
+            unique: None,
+            owner: None,
+        }
+    }
+
+    /// Sets the identity behind the MLSx `unique` fact (e.g. device and inode).
+    pub fn unique(mut self, a: u64, b: u64) -> Self {
+        self.unique = Some((a, b));
+        self
+    }
+
+    /// Sets the numeric owner and group.
+    pub fn owner(mut self, uid: u32, gid: u32) -> Self {
+        self.owner = Some((uid, gid));
+        self
     }
 
     /// Sets the modification time.
@@ -243,8 +275,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Anything else: a local error in processing (451).
     Local,
-    /// The backend cannot do this at all, e.g. append to an object (504, "not implemented for
-    /// that parameter"): unlike 550, it tells the client that retrying will not help.
+    /// The backend cannot do this at all, e.g. append to an object or set a file's time (504,
+    /// "not implemented for that parameter"): unlike 550, it tells the client that retrying
+    /// will not help.
     NotSupported,
 }
 
@@ -341,4 +374,38 @@ pub enum WriteMode {
     /// [`crate::Storage::commit_write`] is called; until then readers see the old file, or none
     /// ([`UploadPolicy::Atomic`]).
     Replace,
+}
+
+/// A digest HASH (draft-bryan-ftpext-hash) and XCRC/XMD5/XSHA1/XSHA256 compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HashAlgo {
+    /// SHA-256, the default.
+    Sha256,
+    /// SHA-1.
+    Sha1,
+    /// MD5.
+    Md5,
+    /// CRC-32 (IEEE, as zlib), 4 bytes big-endian.
+    Crc32,
+}
+
+impl HashAlgo {
+    /// Every algorithm, in the order FEAT lists them.
+    pub const ALL: [HashAlgo; 4] = [HashAlgo::Sha256, HashAlgo::Sha1, HashAlgo::Md5, HashAlgo::Crc32];
+
+    /// The name the HASH draft gives it (`SHA-256`, `SHA-1`, `MD5`, `CRC32`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlgo::Sha256 => "SHA-256",
+            HashAlgo::Sha1 => "SHA-1",
+            HashAlgo::Md5 => "MD5",
+            HashAlgo::Crc32 => "CRC32",
+        }
+    }
+
+    /// The algorithm with this name, case-insensitively.
+    pub fn from_name(name: &[u8]) -> Option<HashAlgo> {
+        HashAlgo::ALL.into_iter().find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
+    }
 }

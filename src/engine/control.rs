@@ -230,7 +230,13 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     // A span per session costs about 2 KB while it lives, so it is a debug-level span: at
     // `--log-level debug` every line of a session carries its peer, shard and user; the few
     // info-level lines name the peer themselves.
-    let span = tracing::debug_span!("session", %peer, shard = shard.id, user = tracing::field::Empty);
+    let span = tracing::debug_span!(
+        "session",
+        %peer,
+        shard = shard.id,
+        user = tracing::field::Empty,
+        client = tracing::field::Empty
+    );
     shard.sessions.set(shard.sessions.get() + 1);
     shard.metrics.session_opened();
     let guard = SessionCount(Rc::clone(&shard));
@@ -479,6 +485,10 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 Action::StartTls => self.start_tls = true,
                 // The main loop sees `is_closing` after flushing the replies before it.
                 Action::Close => {}
+                Action::ClientName(name) => {
+                    tracing::Span::current().record("client", name.as_str());
+                    tracing::info!(peer = %self.peer, client = %name, "client");
+                }
             }
         }
         // Logged out (REIN, or USER starting a new login): the user's place is free again.
@@ -580,6 +590,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 .rename(user, path, crate::proto::path::storage_path(to))
                 .await
                 .map(|()| FsOutcome::Done),
+            FsRequest::SetModified { time, .. } => {
+                storage.set_modified(user, path, *time).await.map(|()| FsOutcome::Done)
+            }
+            FsRequest::SetMode { mode, .. } => {
+                storage.set_mode(user, path, *mode).await.map(|()| FsOutcome::Done)
+            }
+            FsRequest::AvailableSpace(_) => storage.available_space(user, path).await.map(FsOutcome::Space),
+            FsRequest::Hash { algo, .. } => storage.hash(user, path, *algo).await.map(FsOutcome::Digest),
         };
         match result {
             Ok(outcome) => outcome,

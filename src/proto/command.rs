@@ -6,9 +6,11 @@
 //! names need not be UTF-8. An error is a small `Copy` value that knows its reply.
 
 use std::net::{SocketAddr, SocketAddrV4};
+use std::time::SystemTime;
 
 use super::address::{self, AddressError};
 use super::reply::{code, Reply};
+use crate::types::HashAlgo;
 
 /// A parsed command. Path arguments are raw bytes, resolved later by the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +105,22 @@ pub enum Command<'a> {
     Prot(ProtLevel),
     /// CCC (RFC 4217 §6): clear the control channel.
     Ccc,
+    /// MFMT time path (draft-somers-ftp-mfxx §3): set the modification time (UTC).
+    Mfmt {
+        /// The new modification time.
+        modified: SystemTime,
+        /// The file.
+        path: &'a [u8],
+    },
+    /// AVBL, optionally of a path (draft-peterson-streamlined-ftp-command-extensions §4):
+    /// the bytes still available.
+    Avbl(Option<&'a [u8]>),
+    /// CLNT name: what the client program is (for logs).
+    Clnt(&'a [u8]),
+    /// HASH path (draft-bryan-ftpext-hash §3): the digest OPTS HASH chose.
+    Hash(&'a [u8]),
+    /// XCRC, XMD5, XSHA1, XSHA256 path: the legacy one-algorithm digest commands.
+    XHash(HashAlgo, &'a [u8]),
 }
 
 /// The argument of PROT (RFC 4217 §9, after RFC 2228).
@@ -200,11 +218,12 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
         Some(i) => (line.get(..i).unwrap_or_default(), line.get(i + 1..)),
         None => (line, None),
     };
-    // Verbs are 3 or 4 letters; uppercase into a fixed array so matching needs no allocation.
-    if verb.len() > 4 {
+    // Verbs are 3 to 7 letters (XSHA256); uppercase into a fixed array so matching needs no
+    // allocation.
+    if verb.len() > 7 {
         return Err(ParseError::UnknownVerb);
     }
-    let mut upper = [0u8; 4];
+    let mut upper = [0u8; 7];
     for (dst, src) in upper.iter_mut().zip(verb) {
         *dst = src.to_ascii_uppercase();
     }
@@ -282,6 +301,25 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
             _ => return Err(ParseError::UnsupportedParameter),
         }),
         b"CCC" => Command::Ccc,
+        b"MFMT" => {
+            let a = trim_start(required()?);
+            let (time, path) = match a.iter().position(|&b| b == b' ') {
+                Some(i) => (a.get(..i).unwrap_or_default(), a.get(i + 1..).unwrap_or_default()),
+                None => return Err(ParseError::MissingArgument),
+            };
+            if path.iter().all(|&b| b == b' ') {
+                return Err(ParseError::MissingArgument);
+            }
+            let modified = super::listing::parse_timeval(time).ok_or(ParseError::BadArgument)?;
+            Command::Mfmt { modified, path }
+        }
+        b"AVBL" => Command::Avbl(arg),
+        b"CLNT" => Command::Clnt(trim(required()?)),
+        b"HASH" => Command::Hash(required()?),
+        b"XCRC" => Command::XHash(HashAlgo::Crc32, required()?),
+        b"XMD5" => Command::XHash(HashAlgo::Md5, required()?),
+        b"XSHA1" => Command::XHash(HashAlgo::Sha1, required()?),
+        b"XSHA256" => Command::XHash(HashAlgo::Sha256, required()?),
         b"SMNT" => return Err(ParseError::NotImplemented),
         _ => return Err(ParseError::UnknownVerb),
     })
@@ -335,6 +373,11 @@ pub(crate) fn trim(s: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    }
 
     #[test]
     fn table() {
@@ -377,6 +420,19 @@ mod tests {
             (b"PROT E ", Command::Prot(ProtLevel::Confidential)),
             (b"CCC", Command::Ccc),
             (b"ccc", Command::Ccc),
+            (b"MFMT 20240229123456 a file", Command::Mfmt { modified: at(1_709_210_096), path: b"a file" }),
+            (
+                b"mfmt 19700101000000.5 f",
+                Command::Mfmt { modified: at(0) + Duration::from_millis(500), path: b"f" },
+            ),
+            (b"AVBL", Command::Avbl(None)),
+            (b"AVBL /up", Command::Avbl(Some(b"/up"))),
+            (b"CLNT lftp 4.9 ", Command::Clnt(b"lftp 4.9")),
+            (b"HASH f", Command::Hash(b"f")),
+            (b"XCRC f", Command::XHash(HashAlgo::Crc32, b"f")),
+            (b"xmd5 f", Command::XHash(HashAlgo::Md5, b"f")),
+            (b"XSHA1 f", Command::XHash(HashAlgo::Sha1, b"f")),
+            (b"XSHA256 f g", Command::XHash(HashAlgo::Sha256, b"f g")),
         ];
         for (line, want) in ok {
             assert_eq!(parse(line), Ok(*want), "{}", String::from_utf8_lossy(line));
@@ -417,6 +473,17 @@ mod tests {
             (b"PROT X", ParseError::UnsupportedParameter),
             (b"PROT PP", ParseError::UnsupportedParameter),
             (b"PROTX P", ParseError::UnknownVerb),
+            (b"MFMT", ParseError::MissingArgument),
+            (b"MFMT 20240229123456", ParseError::MissingArgument),
+            (b"MFMT 20240229123456  ", ParseError::MissingArgument),
+            (b"MFMT 2024022912345 f", ParseError::BadArgument),
+            (b"MFMT 20241329123456 f", ParseError::BadArgument),
+            (b"MFMT f 20240229123456", ParseError::BadArgument),
+            (b"CLNT", ParseError::MissingArgument),
+            (b"HASH", ParseError::MissingArgument),
+            (b"XSHA256", ParseError::MissingArgument),
+            (b"XSHA512 f", ParseError::UnknownVerb),
+            (b"XSHA2566 f", ParseError::UnknownVerb),
         ];
         for (line, want) in bad {
             assert_eq!(parse(line), Err(*want), "{}", String::from_utf8_lossy(line));

@@ -124,13 +124,74 @@ fn write_name(name: &[u8], out: &mut Vec<u8>) {
     out.extend(name.iter().map(|&b| if b == b'\r' || b == b'\n' { b'?' } else { b }));
 }
 
-/// Appends MLSx facts and the name: `type=file;size=1;modify=...;perm=...;UNIX.mode=0644; name`
-/// (no line end: MLSD adds CRLF, MLST puts it in a reply line).
+/// The MLSx facts this server knows (RFC 3659 §7.5), as a set a client picks from with
+/// `OPTS MLST` (§7.9). Every fact is selected until a client says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts(u16);
+
+/// The fact names, in the order they are written; bit `i` of [`Facts`] is `FACT_NAMES[i]`.
+const FACT_NAMES: [&str; 8] =
+    ["type", "size", "modify", "perm", "unique", "UNIX.mode", "UNIX.owner", "UNIX.group"];
+
+impl Facts {
+    /// Every fact.
+    pub const ALL: Facts = Facts((1 << FACT_NAMES.len()) - 1);
+    /// No optional fact (`OPTS MLST` with an empty list).
+    pub const NONE: Facts = Facts(0);
+
+    fn has(self, i: usize) -> bool {
+        self.0 & (1 << i) != 0
+    }
+
+    /// Parses the list of `OPTS MLST type;size;`: facts this server does not know are
+    /// ignored, as §7.9 says.
+    pub fn parse(list: &[u8]) -> Facts {
+        let mut set = 0;
+        for fact in list.split(|&b| b == b';') {
+            if let Some(i) = FACT_NAMES.iter().position(|n| n.as_bytes().eq_ignore_ascii_case(fact)) {
+                set |= 1 << i;
+            }
+        }
+        Facts(set)
+    }
+
+    /// Appends the selected names, each followed by `;` (the `OPTS MLST` reply).
+    pub fn write_selected(self, out: &mut String) {
+        for (i, name) in FACT_NAMES.iter().enumerate() {
+            if self.has(i) {
+                out.push_str(name);
+                out.push(';');
+            }
+        }
+    }
+
+    /// The FEAT line: `MLST` and every fact, the selected ones marked with `*`.
+    pub fn feature(self) -> String {
+        let mut s = String::from("MLST ");
+        for (i, name) in FACT_NAMES.iter().enumerate() {
+            s.push_str(name);
+            if self.has(i) {
+                s.push('*');
+            }
+            s.push(';');
+        }
+        s
+    }
+}
+
+/// Appends every MLSx fact and the name; see [`write_selected_facts`].
+pub fn write_facts(name: &[u8], meta: &Metadata, writable: bool, out: &mut Vec<u8>) {
+    write_selected_facts(name, meta, writable, Facts::ALL, out)
+}
+
+/// Appends the selected MLSx facts and the name: `type=file;size=1;modify=...;perm=...;
+/// unique=...;UNIX.mode=0644;UNIX.owner=0;UNIX.group=0; name` (no line end: MLSD adds CRLF,
+/// MLST puts it in a reply line). A fact the backend does not know is left out.
 ///
 /// A symlink that resolves is described by what it resolves to, so MLSD of a directory and
 /// MLST of the same path agree (MLST follows links) and a client fetches it like any file or
 /// directory; only a dangling link is `type=OS.unix=symlink`.
-pub fn write_facts(name: &[u8], meta: &Metadata, writable: bool, out: &mut Vec<u8>) {
+pub fn write_selected_facts(name: &[u8], meta: &Metadata, writable: bool, facts: Facts, out: &mut Vec<u8>) {
     let meta = meta.link_resolved.as_deref().unwrap_or(meta);
     let kind = match meta.kind {
         FileKind::Dir => "dir",
@@ -144,18 +205,101 @@ pub fn write_facts(name: &[u8], meta: &Metadata, writable: bool, out: &mut Vec<u
         (_, true) => "adfrw",
         (_, false) => "r",
     };
-    out.extend_from_slice(format!("type={kind};size={};", meta.len).as_bytes());
-    if let Some(t) = meta.modified {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    if facts.has(0) {
+        let _ = write!(out, "type={kind};");
+    }
+    if facts.has(1) {
+        let _ = write!(out, "size={};", meta.len);
+    }
+    if let (true, Some(t)) = (facts.has(2), meta.modified) {
         out.extend_from_slice(b"modify=");
         write_timeval(t, out);
         out.push(b';');
     }
-    out.extend_from_slice(format!("perm={perm};UNIX.mode={:04o}; ", meta.mode & 0o7777).as_bytes());
+    if facts.has(3) {
+        let _ = write!(out, "perm={perm};");
+    }
+    if let (true, Some((dev, ino))) = (facts.has(4), meta.unique) {
+        // proftpd's form: device and inode in hex.
+        let _ = write!(out, "unique={dev:x}U{ino:x};");
+    }
+    if facts.has(5) {
+        let _ = write!(out, "UNIX.mode={:04o};", meta.mode & 0o7777);
+    }
+    if let Some((uid, gid)) = meta.owner {
+        if facts.has(6) {
+            let _ = write!(out, "UNIX.owner={uid};");
+        }
+        if facts.has(7) {
+            let _ = write!(out, "UNIX.group={gid};");
+        }
+    }
+    out.push(b' ');
     write_name(name, out);
 }
 
-/// The facts MLST and MLSD report, for FEAT.
-pub const FACTS_FEATURE: &str = "MLST type*;size*;modify*;perm*;UNIX.mode*;";
+/// The facts MLST and MLSD report by default, for FEAT.
+pub const FACTS_FEATURE: &str = "MLST type*;size*;modify*;perm*;unique*;UNIX.mode*;UNIX.owner*;UNIX.group*;";
+
+/// Parses an MFMT / SITE UTIME time, `YYYYMMDDHHMMSS` in UTC with an optional fraction
+/// (`.sss`, draft-somers-ftp-mfxx §3; RFC 3659 §2.3); `None` if malformed or out of range.
+pub fn parse_timeval(s: &[u8]) -> Option<SystemTime> {
+    let (whole, frac) = match s.iter().position(|&b| b == b'.') {
+        Some(i) => (s.get(..i)?, s.get(i + 1..)?),
+        None => (s, &b""[..]),
+    };
+    if whole.len() != 14 || !whole.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if !frac.iter().all(u8::is_ascii_digit) || frac.len() > 9 || (s.contains(&b'.') && frac.is_empty()) {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        whole.get(r)?.iter().try_fold(0u32, |a, &d| Some(a * 10 + u32::from(d - b'0')))
+    };
+    let (year, month, day) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (hour, minute, second) = (num(8..10)?, num(10..12)?, num(12..14)?);
+    // A leap second (60) is allowed by RFC 3659 and folds into the next minute.
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    let mut nanos = 0u32;
+    for (i, &d) in frac.iter().enumerate() {
+        nanos += u32::from(d - b'0') * 10u32.pow(8 - i as u32);
+    }
+    let base = match u64::try_from(secs) {
+        Ok(s) => UNIX_EPOCH.checked_add(Duration::from_secs(s))?,
+        Err(_) => UNIX_EPOCH.checked_sub(Duration::from_secs(secs.unsigned_abs()))?,
+    };
+    base.checked_add(Duration::from_nanos(u64::from(nanos)))
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// (year, month, day) to days since 1970-01-01, the inverse of [`civil_from_days`].
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
@@ -200,6 +344,61 @@ mod tests {
         let mut out = Vec::new();
         write_facts(b"f", &meta, false, &mut out);
         assert_eq!(out, b"type=file;size=5;modify=19700101000000;perm=r;UNIX.mode=0600; f");
+    }
+
+    #[test]
+    fn selected_facts() {
+        let meta =
+            Metadata::new(FileKind::File, 5).modified(at(0)).mode(0o600).unique(0x803, 0x1f).owner(1000, 100);
+        let mut out = Vec::new();
+        write_facts(b"f", &meta, true, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "type=file;size=5;modify=19700101000000;perm=adfrw;unique=803U1f;UNIX.mode=0600;UNIX.owner=1000;UNIX.group=100; f"
+        );
+        let facts = Facts::parse(b"Size;UNIX.group;bogus;");
+        let mut out = Vec::new();
+        write_selected_facts(b"f", &meta, true, facts, &mut out);
+        assert_eq!(out, b"size=5;UNIX.group=100; f");
+        let mut out = Vec::new();
+        write_selected_facts(b"f", &meta, true, Facts::NONE, &mut out);
+        assert_eq!(out, b" f");
+        let mut sel = String::new();
+        facts.write_selected(&mut sel);
+        assert_eq!(sel, "size;UNIX.group;");
+        assert_eq!(facts.feature(), "MLST type;size*;modify;perm;unique;UNIX.mode;UNIX.owner;UNIX.group*;");
+        assert_eq!(Facts::ALL.feature(), FACTS_FEATURE);
+    }
+
+    #[test]
+    fn timevals() {
+        assert_eq!(parse_timeval(b"19700101000000"), Some(at(0)));
+        assert_eq!(parse_timeval(b"20240229123456"), Some(at(1_709_210_096)));
+        assert_eq!(parse_timeval(b"20240229123456.5"), Some(at(1_709_210_096) + Duration::from_millis(500)));
+        assert_eq!(parse_timeval(b"19691231235959"), UNIX_EPOCH.checked_sub(Duration::from_secs(1)));
+        for bad in [
+            &b""[..],
+            b"2024022912345",
+            b"202402291234567",
+            b"20230229000000",
+            b"20241301000000",
+            b"20240100000000",
+            b"20240101240000",
+            b"20240101006000",
+            b"2024010100000a",
+            b"20240101000000.",
+            b"20240101000000.x",
+            b"+2024010100000",
+            b"20240101000000.1234567890",
+        ] {
+            assert_eq!(parse_timeval(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+        // Round trip with the MDTM format.
+        for secs in [0, 951_782_400, 1_709_210_096, 4_102_444_800] {
+            let mut out = Vec::new();
+            write_timeval(at(secs), &mut out);
+            assert_eq!(parse_timeval(&out), Some(at(secs)));
+        }
     }
 
     #[test]

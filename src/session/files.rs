@@ -8,7 +8,7 @@ use super::{format_listing, Action, DataChannel, FsOutcome, Session, Waiting};
 use crate::proto::command::{trim, Command, TransferType};
 use crate::proto::reply::{code, quote_path, Reply};
 use crate::proto::{listing, path};
-use crate::types::{DirEntry, ErrorKind, Permissions, UploadPolicy, WriteMode};
+use crate::types::{DirEntry, ErrorKind, HashAlgo, Permissions, UploadPolicy, WriteMode};
 
 /// A storage operation the session needs. Paths are virtual (absolute, normalised);
 /// [`FsRequest::storage_path`] gives what a [`crate::Storage`] method takes.
@@ -48,6 +48,29 @@ pub enum FsRequest {
         /// The RNTO path.
         to: Vec<u8>,
     },
+    /// Set the modification time (MFMT, SITE UTIME); see [`crate::Storage::set_modified`].
+    SetModified {
+        /// The file.
+        path: Vec<u8>,
+        /// The new time.
+        time: SystemTime,
+    },
+    /// Set the permission bits, at most `0o777` (SITE CHMOD); see [`crate::Storage::set_mode`].
+    SetMode {
+        /// The file or directory.
+        path: Vec<u8>,
+        /// The bits.
+        mode: u32,
+    },
+    /// The bytes still available (AVBL); answer [`FsOutcome::Space`].
+    AvailableSpace(Vec<u8>),
+    /// A file's digest (HASH, XCRC...); answer [`FsOutcome::Digest`].
+    Hash {
+        /// The file.
+        path: Vec<u8>,
+        /// Which digest.
+        algo: HashAlgo,
+    },
 }
 
 impl FsRequest {
@@ -66,7 +89,11 @@ impl FsRequest {
             | FsRequest::MakeDir(p)
             | FsRequest::RemoveDir(p)
             | FsRequest::RemoveFile(p)
-            | FsRequest::Rename { from: p, .. } => p,
+            | FsRequest::Rename { from: p, .. }
+            | FsRequest::SetModified { path: p, .. }
+            | FsRequest::SetMode { path: p, .. }
+            | FsRequest::AvailableSpace(p)
+            | FsRequest::Hash { path: p, .. } => p,
         }
     }
 }
@@ -179,6 +206,8 @@ pub(super) enum FsPurpose {
     ListDir(Planned),
     /// RETR/STOR/APPE/STOU: the file is being opened.
     Open(Planned, bool),
+    /// MFMT, SITE, AVBL, HASH and the X digests (see `site.rs`).
+    Cmd(super::site::CmdPurpose),
 }
 
 /// Names STOU tries before giving up.
@@ -199,7 +228,7 @@ fn strip_ls_options(arg: Option<&[u8]>) -> Option<&[u8]> {
 
 impl Session {
     /// Resolves a path argument; on failure queues 553 and returns None.
-    fn resolve(&mut self, arg: &[u8]) -> Option<Vec<u8>> {
+    pub(super) fn resolve(&mut self, arg: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         match path::resolve(&self.cwd, arg, &mut out) {
             Ok(()) => Some(out),
@@ -215,7 +244,7 @@ impl Session {
     }
 
     /// Refuses what the user's permissions do not allow; returns whether it may go on.
-    fn allowed(&mut self, check: fn(&Permissions) -> bool) -> bool {
+    pub(super) fn allowed(&mut self, check: fn(&Permissions) -> bool) -> bool {
         if self.user().is_some_and(|u| check(&u.permissions)) {
             true
         } else {
@@ -224,7 +253,7 @@ impl Session {
         }
     }
 
-    fn fs(&mut self, purpose: FsPurpose, request: FsRequest) {
+    pub(super) fn fs(&mut self, purpose: FsPurpose, request: FsRequest) {
         self.waiting = Waiting::Fs(purpose);
         self.actions.push_back(Action::Fs(request));
     }
@@ -310,6 +339,9 @@ impl Session {
             Command::List(arg) => self.transfer(TransferKind::List, strip_ls_options(arg)),
             Command::Nlst(arg) => self.transfer(TransferKind::Nlst, strip_ls_options(arg)),
             Command::Mlsd(arg) => self.transfer(TransferKind::Mlsd, arg),
+            cmd @ (Command::Mfmt { .. } | Command::Avbl(_) | Command::Hash(_) | Command::XHash(..)) => {
+                self.site_command(cmd)
+            }
             _ => self.reply_static(code::NOT_IMPLEMENTED, "Command not implemented."),
         }
     }
@@ -417,6 +449,10 @@ impl Session {
 
     fn fs_answered(&mut self, purpose: FsPurpose, outcome: FsOutcome, now: Instant, wall: SystemTime) {
         let writable = self.writable();
+        let purpose = match purpose {
+            FsPurpose::Cmd(p) => return self.cmd_answered(p, outcome),
+            other => other,
+        };
         let meta = match (purpose, outcome) {
             (FsPurpose::Open(plan, commit), FsOutcome::Opened { size }) => {
                 return self.start_planned(plan, TransferData::Opened, commit, size, now);
@@ -438,11 +474,12 @@ impl Session {
             (FsPurpose::ListWhat(plan), FsOutcome::Metadata(m)) => {
                 // LIST or NLST of a file: that one entry, named as given (as `ls` does).
                 let entry = DirEntry { name: path::file_name(&plan.path).to_vec(), metadata: m };
-                let bytes = format_listing(plan.kind, std::slice::from_ref(&entry), writable, wall);
+                let bytes =
+                    format_listing(plan.kind, std::slice::from_ref(&entry), writable, self.facts, wall);
                 return self.start_planned(plan, TransferData::Bytes(bytes), false, None, now);
             }
             (FsPurpose::ListDir(plan), FsOutcome::Listing(entries)) => {
-                let bytes = format_listing(plan.kind, &entries, writable, wall);
+                let bytes = format_listing(plan.kind, &entries, writable, self.facts, wall);
                 return self.start_planned(plan, TransferData::Bytes(bytes), false, None, now);
             }
             (FsPurpose::Stat(p), FsOutcome::Metadata(m)) if m.is_dir() => {
@@ -485,7 +522,7 @@ impl Session {
                 let mut text = b"Listing ".to_vec();
                 text.extend_from_slice(&p);
                 text.push(b'\n');
-                listing::write_facts(&p, &m, writable, &mut text);
+                listing::write_selected_facts(&p, &m, writable, self.facts, &mut text);
                 text.extend_from_slice(b"\nEnd");
                 self.reply(Reply::owned(code::FILE_ACTION_OK, text));
             }

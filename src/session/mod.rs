@@ -34,6 +34,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod files;
+mod site;
 mod tls;
 
 use std::collections::VecDeque;
@@ -43,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::proto::command::{Command, EpsvArg, TransferType};
 use crate::proto::reply::{code, Reply, ReplyCode};
 use crate::proto::{self, address, listing, Line, LineBuffer, ParseError};
-use crate::types::{AuthError, DirEntry, ErrorKind, Metadata, UploadPolicy, User};
+use crate::types::{AuthError, DirEntry, ErrorKind, HashAlgo, Metadata, UploadPolicy, User};
 
 pub use files::{FsRequest, Transfer, TransferData, TransferKind};
 pub use tls::TlsPolicy;
@@ -143,6 +144,8 @@ pub enum Action {
     StartTls,
     /// Close the control connection after the replies before this action are sent.
     Close,
+    /// The client named itself with CLNT: for the session's log span. Needs no answer.
+    ClientName(String),
 }
 
 /// The answer to a [`FsRequest`].
@@ -160,6 +163,10 @@ pub enum FsOutcome {
         /// The file's size, for downloads.
         size: Option<u64>,
     },
+    /// The bytes still available ([`FsRequest::AvailableSpace`]).
+    Space(u64),
+    /// The digest asked for ([`FsRequest::Hash`]).
+    Digest(Vec<u8>),
     /// It failed.
     Failed(ErrorKind),
 }
@@ -278,6 +285,10 @@ pub struct Session {
     rename_from: Option<Vec<u8>>,
     data: Option<DataChannel>,
     epsv_all: bool,
+    /// The MLSx facts MLST and MLSD send (OPTS MLST).
+    facts: listing::Facts,
+    /// The digest HASH computes (OPTS HASH).
+    hash_algo: HashAlgo,
     waiting: Waiting,
     closing: bool,
     /// A shutdown waits for the running transfer's abort.
@@ -308,6 +319,8 @@ impl Session {
             rename_from: None,
             data: None,
             epsv_all: false,
+            facts: listing::Facts::ALL,
+            hash_algo: HashAlgo::Sha256,
             waiting: Waiting::Nothing,
             closing: false,
             shutting_down: None,
@@ -482,6 +495,7 @@ impl Session {
             Command::Opts(arg) => self.opts(arg),
             Command::Help(arg) => self.help(arg),
             Command::Syst => self.reply_static(code::SYSTEM_TYPE, "UNIX Type: L8"),
+            Command::Clnt(name) => self.clnt(name),
             _ if self.user().is_none() => {
                 self.reply_static(code::NOT_LOGGED_IN, "Please login with USER and PASS.")
             }
@@ -689,8 +703,10 @@ impl Session {
     fn feat(&mut self) {
         let (auth, pbsz) = self.tls_features();
         let text = format!(
-            "Features:\n{auth}EPRT\nEPSV\nMDTM\n{}\nPASV\n{pbsz}REST STREAM\nSIZE\nTVFS\nUTF8\nEnd",
-            listing::FACTS_FEATURE
+            "Features:\n{auth}AVBL\nCLNT\nEPRT\nEPSV\n{}\nMDTM\nMFMT\n{}\nPASV\n{pbsz}REST STREAM\nSIZE\nTVFS\nUTF8\n{}End",
+            self.hash_feature(),
+            self.facts.feature(),
+            site::LEGACY_HASH_FEATURES,
         );
         self.reply(Reply::owned(code::SYSTEM_STATUS, text));
     }
@@ -709,16 +725,9 @@ impl Session {
                 self.reply_static(code::PARAMETER_NOT_IMPLEMENTED, "UTF8 cannot be turned off.");
             }
         } else if name.eq_ignore_ascii_case(b"MLST") {
-            // All facts are always sent; acknowledge the ones asked for that exist.
-            let known = ["type", "size", "modify", "perm", "UNIX.mode"];
-            let mut chosen = String::new();
-            for fact in value.split(|&b| b == b';') {
-                if let Some(k) = known.iter().find(|k| k.as_bytes().eq_ignore_ascii_case(fact)) {
-                    chosen.push_str(k);
-                    chosen.push(';');
-                }
-            }
-            self.reply(Reply::owned(code::OK, format!("MLST OPTS {chosen}")));
+            self.opts_mlst(value);
+        } else if name.eq_ignore_ascii_case(b"HASH") {
+            self.opts_hash(value);
         } else {
             self.reply_static(code::SYNTAX_ERROR_ARGS, "Option not understood.");
         }
@@ -726,28 +735,18 @@ impl Session {
 
     fn help(&mut self, arg: Option<&[u8]>) {
         if arg.is_some_and(|a| crate::proto::command::trim(a).eq_ignore_ascii_case(b"SITE")) {
-            self.reply_static(code::HELP, "SITE commands: HELP");
+            self.reply_static(code::HELP, site::SITE_HELP);
             return;
         }
         self.reply_static(
             code::HELP,
             "The following commands are recognized:\n\
-             ABOR ACCT ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HELP LIST MDTM MKD\n\
-             MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REIN REST RETR\n\
-             RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE USER XCUP XCWD\n\
-             XMKD XPWD XRMD\n\
+             ABOR ACCT ALLO APPE AVBL CDUP CLNT CWD  DELE EPRT EPSV FEAT HASH HELP\n\
+             LIST MDTM MFMT MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD\n\
+             QUIT REIN REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST\n\
+             TYPE USER XCRC XCUP XCWD XMD5 XMKD XPWD XRMD XSHA1 XSHA256\n\
              Help OK.",
         );
-    }
-
-    fn site(&mut self, arg: &[u8]) {
-        let arg = crate::proto::command::trim(arg);
-        let sub = arg.split(|&b| b == b' ').next().unwrap_or_default();
-        if sub.eq_ignore_ascii_case(b"HELP") {
-            self.reply_static(code::HELP, "SITE commands: HELP");
-        } else {
-            self.reply_static(code::NOT_IMPLEMENTED, "Unknown SITE command.");
-        }
     }
 
     fn server_status(&mut self) {
@@ -1018,14 +1017,20 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Formats a listing for LIST, NLST or MLSD: one CRLF line per entry.
-fn format_listing(kind: TransferKind, entries: &[DirEntry], writable: bool, now: SystemTime) -> Vec<u8> {
+fn format_listing(
+    kind: TransferKind,
+    entries: &[DirEntry],
+    writable: bool,
+    facts: listing::Facts,
+    now: SystemTime,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * 64);
     for e in entries {
         match kind {
             TransferKind::List => listing::write_list_line(&e.name, &e.metadata, now, &mut out),
             TransferKind::Nlst => listing::write_nlst_line(&e.name, &mut out),
             _ => {
-                listing::write_facts(&e.name, &e.metadata, writable, &mut out);
+                listing::write_selected_facts(&e.name, &e.metadata, writable, facts, &mut out);
                 out.extend_from_slice(b"\r\n");
             }
         }

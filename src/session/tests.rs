@@ -804,3 +804,5 @@ fn implicit_tls_implies_prot_p() {
     assert!(t.s.is_tls() && t.s.protects_data());
     assert_eq!(t.send("AUTH TLS"), vec!["503 Already using TLS."]);
 }
+
+mod cmds;

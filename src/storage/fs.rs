@@ -30,7 +30,11 @@ use nix::errno::Errno;
 use nix::fcntl::{
     openat, openat2, readlinkat, renameat, AtFlags, FcntlArg, OFlag, OpenHow, ResolveFlag, AT_FDCWD,
 };
-use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode};
+use nix::sys::stat::{
+    fchmodat, fstat, fstatat, mkdirat, utimensat, FchmodatFlags, FileStat, Mode, UtimensatFlags,
+};
+use nix::sys::statvfs::fstatvfs;
+use nix::sys::time::TimeSpec;
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 
 use super::{DataSink, DataSource, DirEntry, ErrorKind, FileKind, Metadata, Result, Storage, WriteMode};
@@ -234,7 +238,25 @@ fn to_metadata(stat: &FileStat) -> Metadata {
         nlink: u64::from(stat.st_nlink),
         link_target: None,
         link_resolved: None,
+        // `dev_t` and `ino_t` differ in width between targets.
+        #[allow(clippy::useless_conversion)]
+        unique: Some((u64::from(stat.st_dev), u64::from(stat.st_ino))),
+        owner: Some((stat.st_uid, stat.st_gid)),
     }
+}
+
+/// Opens `path` beneath `home` as an `O_PATH` descriptor (following symlinks, but only within
+/// the root, as every lookup here) and returns the `/proc/self/fd` name of what it resolved
+/// to, for the calls that have no descriptor form for an `O_PATH` file (`chmod`, `utimensat`):
+/// the name reaches exactly that inode, so no symlink planted since can redirect the call.
+fn resolved_name(home: &DirFd<'_>, path: &Path) -> Result<(OwnedFd, String)> {
+    let fd = open_beneath(home.as_fd(), path, OFlag::O_PATH, 0)?;
+    let stat = fstat(&fd)?;
+    if !matches!(file_kind(stat.st_mode), FileKind::File | FileKind::Dir) {
+        return Err(ErrorKind::PermissionDenied.into());
+    }
+    let name = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    Ok((fd, name))
 }
 
 /// Adds to the metadata of the symlink `name` in `dir` (the directory `path` of `home`) its
@@ -391,6 +413,51 @@ impl Storage for FsStorage {
         let (to_parent, to_name) = parent_beneath(&home, to)?;
         renameat(&from_parent, from_name, &to_parent, to_name)?;
         Ok(())
+    }
+
+    async fn set_modified(&self, user: &User, path: &Path, time: SystemTime) -> Result<()> {
+        permit(user, |p| p.write)?;
+        let home = self.home(user)?;
+        let (_fd, name) = resolved_name(&home, path)?;
+        let since = |t: SystemTime| -> Option<TimeSpec> {
+            let d = match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => return Some(TimeSpec::from_duration(d)),
+                Err(e) => e.duration(),
+            };
+            // Before 1970: a negative second count with a positive fraction.
+            let secs = i64::try_from(d.as_secs()).ok()?;
+            let nanos = i64::from(d.subsec_nanos());
+            Some(if nanos == 0 {
+                TimeSpec::new(-secs, 0)
+            } else {
+                TimeSpec::new(-secs - 1, 1_000_000_000 - nanos)
+            })
+        };
+        let mtime = since(time).ok_or(ErrorKind::InvalidName)?;
+        utimensat(AT_FDCWD, name.as_str(), &TimeSpec::UTIME_OMIT, &mtime, UtimensatFlags::FollowSymlink)?;
+        Ok(())
+    }
+
+    async fn set_mode(&self, user: &User, path: &Path, mode: u32) -> Result<()> {
+        permit(user, |p| p.write)?;
+        if mode > 0o777 {
+            return Err(ErrorKind::PermissionDenied.into());
+        }
+        let home = self.home(user)?;
+        let (_fd, name) = resolved_name(&home, path)?;
+        let mode = Mode::from_bits_truncate(mode as libc::mode_t);
+        fchmodat(AT_FDCWD, name.as_str(), mode, FchmodatFlags::FollowSymlink)?;
+        Ok(())
+    }
+
+    async fn available_space(&self, user: &User, path: &Path) -> Result<u64> {
+        let home = self.home(user)?;
+        let fd = open_beneath(home.as_fd(), path, OFlag::O_PATH, 0)?;
+        let st = fstatvfs(&fd)?;
+        // The blocks an unprivileged writer may still use.
+        #[allow(clippy::useless_conversion)]
+        let (blocks, size) = (u64::from(st.blocks_available()), u64::from(st.fragment_size()));
+        Ok(blocks.saturating_mul(size))
     }
 
     async fn commit_write(&self, user: &User, path: &Path, file: &File) -> Result<()> {

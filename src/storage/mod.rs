@@ -11,10 +11,12 @@
 //! lets the kernel do it with `openat2(RESOLVE_BENEATH)`), because symlinks are resolved below it.
 
 mod fs;
+mod hash;
 #[cfg(feature = "object")]
 mod object;
 
 pub use fs::FsStorage;
+pub use hash::MAX_HASH_JOBS;
 #[cfg(feature = "object")]
 pub use object::{ObjectStorage, S3Config};
 
@@ -25,7 +27,7 @@ use std::path::Path;
 use std::pin::Pin;
 
 use crate::auth::User;
-pub use crate::types::{DirEntry, ErrorKind, FileKind, Metadata, UploadPolicy, WriteMode};
+pub use crate::types::{DirEntry, ErrorKind, FileKind, HashAlgo, Metadata, UploadPolicy, WriteMode};
 
 /// The result type of storage operations.
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -75,7 +77,51 @@ pub trait Storage: Send + Sync + 'static {
         let _ = (user, path, file);
         std::future::ready(Ok(()))
     }
+
+    /// Sets the modification time of `path` (MFMT, SITE UTIME). The session has checked
+    /// [`crate::Permissions::write`]. The default refuses with [`ErrorKind::NotSupported`].
+    fn set_modified(
+        &self,
+        user: &User,
+        path: &Path,
+        time: std::time::SystemTime,
+    ) -> impl Future<Output = Result<()>> {
+        let _ = (user, path, time);
+        std::future::ready(Err(ErrorKind::NotSupported.into()))
+    }
+
+    /// Sets the permission bits (at most `0o777`) of `path` (SITE CHMOD). The session has
+    /// checked [`crate::Permissions::write`]. The default refuses with
+    /// [`ErrorKind::NotSupported`].
+    fn set_mode(&self, user: &User, path: &Path, mode: u32) -> impl Future<Output = Result<()>> {
+        let _ = (user, path, mode);
+        std::future::ready(Err(ErrorKind::NotSupported.into()))
+    }
+
+    /// Bytes the user may still store at `path` (AVBL). The default refuses with
+    /// [`ErrorKind::NotSupported`].
+    fn available_space(&self, user: &User, path: &Path) -> impl Future<Output = Result<u64>> {
+        let _ = (user, path);
+        std::future::ready(Err(ErrorKind::NotSupported.into()))
+    }
+
+    /// The digest of the whole file `path` (HASH, XCRC, XMD5, XSHA1, XSHA256).
+    ///
+    /// The default reads the file through [`Storage::open_read`]: a [`DataSource::File`] on
+    /// tokio's blocking pool, off the shard, a stream on the shard. At most [`MAX_HASH_JOBS`]
+    /// run at once in the process, counted by a backend that overrides this too if it calls
+    /// [`hash_permit`]; beyond that [`ErrorKind::Unavailable`] (450), so HASH cannot be used
+    /// to load the server.
+    fn hash(&self, user: &User, path: &Path, algo: HashAlgo) -> impl Future<Output = Result<Vec<u8>>> {
+        async move {
+            let permit = hash_permit()?;
+            let source = self.open_read(user, path, 0).await?;
+            hash::hash_source(source, algo, permit).await
+        }
+    }
 }
+
+pub use hash::{hash_permit, HashPermit};
 
 /// Where the bytes of a download come from.
 #[non_exhaustive]

@@ -1,0 +1,176 @@
+//! File digests for HASH (draft-bryan-ftpext-hash) and the legacy XCRC/XMD5/XSHA1/XSHA256,
+//! computed off the shard and bounded process-wide.
+//!
+//! A digest reads the whole file, so a client asking for many could keep every disk and core
+//! busy. Two bounds stop that: a session runs one storage request at a time (the session
+//! waits for each answer), and at most [`MAX_HASH_JOBS`] digests run at once in the process,
+//! counted by [`HashPermit`]s; a request beyond that is refused at once with 450 rather than
+//! queued. A job whose session went away stops at its next block.
+
+use std::fs::File;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use digest::Digest;
+use tokio::io::AsyncReadExt;
+
+use super::{DataSource, ErrorKind, HashAlgo, Result};
+
+/// Digests that may run at once in this process.
+pub const MAX_HASH_JOBS: usize = 4;
+
+/// Bytes read per step.
+const BLOCK: usize = 256 * 1024;
+
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MAX_HASH_JOBS`] places; given back on drop.
+#[derive(Debug)]
+pub struct HashPermit(());
+
+impl Drop for HashPermit {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes a place for a digest, or [`ErrorKind::Unavailable`] (450) if all are taken.
+pub fn hash_permit() -> Result<HashPermit> {
+    RUNNING
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_HASH_JOBS).then_some(n + 1))
+        .map(|_| HashPermit(()))
+        .map_err(|_| ErrorKind::Unavailable.into())
+}
+
+/// A running digest of one of the [`HashAlgo`]s.
+enum Hasher {
+    Sha256(sha2::Sha256),
+    Sha1(sha1::Sha1),
+    Md5(md5::Md5),
+    Crc32(crc32fast::Hasher),
+}
+
+impl Hasher {
+    fn new(algo: HashAlgo) -> Hasher {
+        match algo {
+            HashAlgo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            HashAlgo::Md5 => Hasher::Md5(md5::Md5::new()),
+            HashAlgo::Crc32 => Hasher::Crc32(crc32fast::Hasher::new()),
+            _ => Hasher::Sha256(sha2::Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(bytes),
+            Hasher::Sha1(h) => h.update(bytes),
+            Hasher::Md5(h) => h.update(bytes),
+            Hasher::Crc32(h) => h.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha1(h) => h.finalize().to_vec(),
+            Hasher::Md5(h) => h.finalize().to_vec(),
+            Hasher::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
+        }
+    }
+}
+
+/// The digest of bytes in memory (tests, and backends that hold files in memory).
+#[cfg(test)]
+pub(crate) fn digest(algo: HashAlgo, bytes: &[u8]) -> Vec<u8> {
+    let mut h = Hasher::new(algo);
+    h.update(bytes);
+    h.finish()
+}
+
+/// Sets the flag when the future waiting for a job is dropped (its session went away).
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Digests what `source` yields to its end: a file on tokio's blocking pool, a stream here.
+/// `permit` is held until the job ends, also when the caller gives up waiting.
+pub(crate) async fn hash_source(source: DataSource, algo: HashAlgo, permit: HashPermit) -> Result<Vec<u8>> {
+    match source {
+        DataSource::File(file) => {
+            let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+            let flag = Arc::clone(&cancel.0);
+            let job = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                hash_file(file, algo, &flag)
+            });
+            let result = job.await.map_err(|_| ErrorKind::Local)?;
+            drop(cancel);
+            result
+        }
+        DataSource::Stream(mut stream) => {
+            let _permit = permit;
+            let mut h = Hasher::new(algo);
+            let mut buf = vec![0; BLOCK];
+            loop {
+                let n = stream.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(h.finish());
+                }
+                h.update(buf.get(..n).unwrap_or_default());
+            }
+        }
+    }
+}
+
+fn hash_file(mut file: File, algo: HashAlgo, cancel: &AtomicBool) -> Result<Vec<u8>> {
+    let mut h = Hasher::new(algo);
+    let mut buf = vec![0; BLOCK];
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(ErrorKind::Local.into());
+        }
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.update(buf.get(..n).unwrap_or_default());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn known_digests() {
+        assert_eq!(
+            hex(&digest(HashAlgo::Sha256, b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(hex(&digest(HashAlgo::Sha1, b"abc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(hex(&digest(HashAlgo::Md5, b"abc")), "900150983cd24fb0d6963f7d28e17f72");
+        assert_eq!(hex(&digest(HashAlgo::Crc32, b"abc")), "352441c2");
+    }
+
+    #[test]
+    fn permits_are_bounded() {
+        let permits: Vec<_> = (0..MAX_HASH_JOBS).map(|_| hash_permit().unwrap()).collect();
+        assert_eq!(hash_permit().unwrap_err().kind(), ErrorKind::Unavailable);
+        drop(permits);
+        assert!(hash_permit().is_ok());
+    }
+}
