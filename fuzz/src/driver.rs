@@ -326,6 +326,7 @@ impl Driver {
                     other => panic!("Abort while owed {other:?}"),
                 },
                 Action::Close => self.closed = true,
+                Action::ClientName(_) => {}
                 other => panic!("unknown action {other:?}"),
             }
         }
@@ -378,7 +379,10 @@ impl Driver {
         let p = &user.permissions;
         let allowed = match req {
             FsRequest::OpenRead { .. } => p.read,
-            FsRequest::OpenWrite { .. } => p.write,
+            FsRequest::OpenWrite { .. } | FsRequest::SetModified { .. } | FsRequest::SetMode { .. } => {
+                p.write
+            }
+            FsRequest::Hash { .. } => p.read,
             FsRequest::MakeDir(_) => p.mkdir,
             FsRequest::RemoveDir(_) | FsRequest::RemoveFile(_) => p.delete,
             FsRequest::Rename { to, .. } => {
