@@ -123,4 +123,16 @@ impl Storage for AnyStorage {
     async fn commit_write(&self, user: &User, path: &Path, file: &File) -> Result<()> {
         each!(self, s => s.commit_write(user, path, file))
     }
+    async fn set_modified(&self, user: &User, path: &Path, time: std::time::SystemTime) -> Result<()> {
+        each!(self, s => s.set_modified(user, path, time))
+    }
+    async fn set_mode(&self, user: &User, path: &Path, mode: u32) -> Result<()> {
+        each!(self, s => s.set_mode(user, path, mode))
+    }
+    async fn available_space(&self, user: &User, path: &Path) -> Result<u64> {
+        each!(self, s => s.available_space(user, path))
+    }
+    async fn hash(&self, user: &User, path: &Path, algo: ringftp::storage::HashAlgo) -> Result<Vec<u8>> {
+        each!(self, s => s.hash(user, path, algo))
+    }
 }
