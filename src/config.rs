@@ -3,7 +3,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use ipnet::IpNet;
 
 use crate::storage::UploadPolicy;
 
@@ -46,6 +50,18 @@ pub(crate) struct Config {
     pub(crate) tls_anonymous_exempt: bool,
     /// Implicit FTPS listeners: TLS from the first byte.
     pub(crate) implicit_listen: Vec<SocketAddr>,
+    /// PASV addresses per client network, first match wins; see
+    /// [`crate::ServerBuilder::public_address_for`].
+    pub(crate) public_address_rules: Vec<(IpNet, IpAddr)>,
+    /// A DNS name announced in PASV replies, resolved at start and then on a timer into
+    /// `public_resolved` (read lock-free on every PASV).
+    pub(crate) public_host: Option<String>,
+    pub(crate) public_resolved: Arc<ArcSwapOption<IpAddr>>,
+    /// Balancers whose connections start with a PROXY protocol header; see
+    /// [`crate::ServerBuilder::proxy_protocol_from`].
+    pub(crate) proxy_protocol_from: Arc<[IpNet]>,
+    /// Whether the balancers also send the header on passive data connections.
+    pub(crate) proxy_protocol_data: bool,
 }
 
 impl Default for Config {
@@ -80,6 +96,11 @@ impl Default for Config {
             tls_data: crate::session::TlsPolicy::Off,
             tls_anonymous_exempt: false,
             implicit_listen: Vec::new(),
+            public_address_rules: Vec::new(),
+            public_host: None,
+            public_resolved: Arc::new(ArcSwapOption::empty()),
+            proxy_protocol_from: Arc::from(Vec::new()),
+            proxy_protocol_data: false,
         }
     }
 }

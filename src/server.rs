@@ -107,6 +107,46 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
+    /// The address announced in PASV replies to clients in `net` (matched on the client's
+    /// real address, after the PROXY protocol); rules are tried in the order given, and the
+    /// first match wins over [`public_address`](Self::public_address) and
+    /// [`public_host`](Self::public_host). For a server that clients reach through
+    /// different NATs, or both directly and from outside.
+    pub fn public_address_for(mut self, net: ipnet::IpNet, ip: IpAddr) -> Self {
+        self.config.public_address_rules.push((net, ip));
+        self
+    }
+
+    /// A DNS name whose address is announced in PASV replies (an IPv4 address if it has
+    /// one): resolved at start (a name that does not resolve stops the start) and again
+    /// every minute in a background thread, so a balancer whose address changes is
+    /// followed without a restart. Wins over [`public_address`](Self::public_address).
+    pub fn public_host(mut self, name: impl Into<String>) -> Self {
+        self.config.public_host = Some(name.into());
+        self
+    }
+
+    /// Trusts connections from `net` (a load balancer) to start with a PROXY protocol
+    /// header (v1 or v2) naming the real client, whose address then drives limits, bans,
+    /// the data-connection checks, logs and events. From these addresses the header is
+    /// required; from any other address a connection that starts with one is refused.
+    /// Call once per network.
+    pub fn proxy_protocol_from(mut self, net: ipnet::IpNet) -> Self {
+        let mut nets = self.config.proxy_protocol_from.to_vec();
+        nets.push(net);
+        self.config.proxy_protocol_from = nets.into();
+        self
+    }
+
+    /// Whether the balancers of [`proxy_protocol_from`](Self::proxy_protocol_from) also
+    /// send the header on passive data connections (default off). On, a data connection
+    /// is checked against the client its header names; off, a data connection from a
+    /// balancer address is accepted as the client's, since nothing says who is behind it.
+    pub fn proxy_protocol_data(mut self, on: bool) -> Self {
+        self.config.proxy_protocol_data = on;
+        self
+    }
+
     /// Number of shards, one thread and io_uring each (default: available cores).
     pub fn cores(mut self, cores: usize) -> Self {
         self.config.cores = cores;
@@ -400,6 +440,8 @@ pub enum StartError {
     IoUring(std::io::Error),
     /// A shard thread could not be started.
     Thread(std::io::Error),
+    /// The [`ServerBuilder::public_host`] name did not resolve.
+    Resolve(String, std::io::Error),
 }
 
 impl fmt::Display for StartError {
@@ -423,6 +465,7 @@ impl fmt::Display for StartError {
                 write!(f, "io_uring is not available ({e}): {cause}")
             }
             StartError::Thread(e) => write!(f, "cannot start a shard thread: {e}"),
+            StartError::Resolve(name, e) => write!(f, "cannot resolve the public address {name:?}: {e}"),
         }
     }
 }
@@ -430,7 +473,10 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StartError::Bind(_, e) | StartError::IoUring(e) | StartError::Thread(e) => Some(e),
+            StartError::Bind(_, e)
+            | StartError::IoUring(e)
+            | StartError::Thread(e)
+            | StartError::Resolve(_, e) => Some(e),
         }
     }
 }

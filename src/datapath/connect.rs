@@ -2,6 +2,9 @@
 //!
 //! A passive listener accepts only from the control connection's peer address; a connection
 //! from anywhere else (a hijack attempt) is closed and the wait goes on until the deadline.
+//! Behind a balancer that forwards the passive range, data connections come from the
+//! balancer: with the PROXY protocol on data connections, its header names the client that
+//! is checked; without, a connection from a balancer address is taken as the client's.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -29,10 +32,14 @@ pub(crate) struct PendingAccept {
 }
 
 /// Who may connect to a passive port.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct AcceptPolicy {
     pub(crate) peer: IpAddr,
     pub(crate) allow_foreign: bool,
+    /// The PROXY protocol balancers (empty: none).
+    pub(crate) balancers: Arc<[ipnet::IpNet]>,
+    /// Whether the balancers send a PROXY header on data connections too.
+    pub(crate) balancer_header: bool,
 }
 
 fn bind_listener(ip: IpAddr, port: u16) -> io::Result<Socket> {
@@ -91,8 +98,13 @@ async fn accept_from(listener: Socket, policy: &AcceptPolicy) -> io::Result<TcpS
     loop {
         match listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
             Ok((sock, from)) => {
-                if from.as_socket().is_some_and(|from| policy.allows(from)) {
-                    return TcpStream::from_std(sock.into());
+                let Some(from) = from.as_socket() else { continue };
+                if policy.balancers.is_empty() {
+                    if policy.allows(from) {
+                        return TcpStream::from_std(sock.into());
+                    }
+                } else if let Some(stream) = policy.admit(TcpStream::from_std(sock.into())?, from).await {
+                    return Ok(stream);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -104,13 +116,45 @@ async fn accept_from(listener: Socket, policy: &AcceptPolicy) -> io::Result<TcpS
     loop {
         match listener.accept().await {
             Err(e) => return Err(e),
-            Ok((sock, from)) if policy.allows(from) => return Ok(sock),
-            Ok(_) => {}
+            Ok((sock, from)) => {
+                if let Some(stream) = policy.admit(sock, from).await {
+                    return Ok(stream);
+                }
+            }
         }
     }
 }
 
 impl AcceptPolicy {
+    /// The policy for a passive listener of a session whose client is `peer`.
+    pub(crate) fn new(config: &crate::config::Config, peer: IpAddr) -> Self {
+        AcceptPolicy {
+            peer: canonical(peer),
+            allow_foreign: config.dangerous_foreign_data,
+            balancers: Arc::clone(&config.proxy_protocol_from),
+            balancer_header: config.proxy_protocol_data,
+        }
+    }
+
+    /// `stream` if it may serve the session; balancer connections are resolved to the
+    /// client behind them first (see the module doc).
+    async fn admit(&self, stream: TcpStream, from: SocketAddr) -> Option<TcpStream> {
+        let client = if self.balancer_header {
+            match crate::engine::proxy::admit(&self.balancers, &stream, from).await {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::warn!(%from, error = %e, "refused data connection: PROXY protocol");
+                    return None;
+                }
+            }
+        } else if crate::engine::proxy::trusted(&self.balancers, from.ip()) {
+            return Some(stream);
+        } else {
+            from
+        };
+        self.allows(client).then_some(stream)
+    }
+
     fn allows(&self, from: SocketAddr) -> bool {
         if self.allow_foreign || canonical(from.ip()) == canonical(self.peer) {
             return true;

@@ -227,6 +227,11 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     peer: SocketAddr,
     implicit: bool,
 ) {
+    // Behind a balancer the socket's peer is the balancer; its PROXY header names the client.
+    let Some(peer) = super::proxy::client_address(&shard.config.proxy_protocol_from, &stream, peer).await
+    else {
+        return;
+    };
     // A span per session costs about 2 KB while it lives, so it is a debug-level span: at
     // `--log-level debug` every line of a session carries its peer, shard and user; the few
     // info-level lines name the peer themselves.
@@ -612,13 +617,12 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         self.passive = None;
         let ip = canonical(self.local.ip());
         let config = &self.shard.config;
-        let policy =
-            AcceptPolicy { peer: canonical(self.peer.ip()), allow_foreign: config.dangerous_foreign_data };
+        let policy = AcceptPolicy::new(config, self.peer.ip());
         let now = Instant::now().into_std();
         match datapath::open_passive(&self.shard.ports, self.shard.id, ip, policy) {
             Ok(Some((port, pending))) => {
                 self.passive = Some(pending);
-                let announce = config.public_address.unwrap_or(ip);
+                let announce = super::public::announce(config, self.peer.ip(), ip);
                 self.session.passive_opened(SocketAddr::new(announce, port), now);
             }
             Ok(None) => {

@@ -18,6 +18,8 @@
 mod control;
 mod epoll;
 mod limits;
+pub(crate) mod proxy;
+mod public;
 mod uring;
 mod users;
 
@@ -145,6 +147,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
     events: Option<Arc<dyn EventListener>>,
 ) -> Result<ServerHandle, StartError> {
     let kind = choose(config.engine);
+    public::start_resolver(&config)?;
     let shards = config.cores;
     // Each listener with whether it is implicit FTPS (TLS from the first byte).
     let mut per_shard: Vec<Vec<(std::net::TcpListener, bool)>> = (0..shards).map(|_| Vec::new()).collect();

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
 use std::path::{Component, Path, PathBuf};
 
@@ -29,7 +29,13 @@ pub struct FileConfig {
     /// `"MIN-MAX"`, the same spelling as `--passive-ports`.
     #[serde(default, deserialize_with = "passive_ports")]
     pub passive_ports: Option<RangeInclusive<u16>>,
-    pub public_address: Option<IpAddr>,
+    /// The `--public-address` spelling: a string (entries separated by commas) or a list.
+    #[serde(default, deserialize_with = "public_addresses")]
+    pub public_address: Option<Vec<crate::Public>>,
+    /// Balancers that send a PROXY protocol header (`--proxy-protocol-from`).
+    #[serde(default, deserialize_with = "networks")]
+    pub proxy_protocol_from: Option<Vec<IpNet>>,
+    pub proxy_protocol_data: Option<bool>,
     pub cores: Option<usize>,
     pub greeting: Option<String>,
     /// Seconds.
@@ -446,6 +452,25 @@ fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Er
     let list = Vec::<String>::deserialize(d)?;
     list.iter()
         .map(|s| crate::parse_network(s))
+        .collect::<Result<_, _>>()
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn public_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<crate::Public>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let entries = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_owned).collect(),
+        OneOrMany::Many(list) => list,
+    };
+    entries
+        .iter()
+        .map(|s| crate::parse_public(s))
         .collect::<Result<_, _>>()
         .map(Some)
         .map_err(serde::de::Error::custom)

@@ -69,9 +69,20 @@ struct Args {
     #[arg(long, value_name = "MIN-MAX", default_value = "49152-65534", value_parser = parse_range)]
     passive_ports: RangeInclusive<u16>,
 
-    /// Address to announce in PASV replies (the server's address as clients behind NAT see it).
-    #[arg(long, value_name = "IP")]
-    public_address: Option<IpAddr>,
+    /// Address to announce in PASV replies (the server's address as clients behind NAT or a
+    /// balancer see it): an IP, a DNS name (resolved at start and every minute), and/or
+    /// CIDR=IP pairs tried first, on the client's real address (10.0.0.0/8=10.0.0.5,203.0.113.7).
+    #[arg(long, value_name = "SPEC,...", value_delimiter = ',', value_parser = parse_public)]
+    public_address: Vec<Public>,
+
+    /// Load balancers whose connections start with a PROXY protocol (v1/v2) header naming
+    /// the real client; from them the header is required, from others refused.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',', value_parser = parse_network)]
+    proxy_protocol_from: Vec<IpNet>,
+
+    /// The balancers also send the PROXY header on passive data connections.
+    #[arg(long)]
+    proxy_protocol_data: bool,
 
     /// The runtime: `uring` (io_uring), `epoll` (plain tokio, where io_uring is blocked, as
     /// under Docker's default seccomp profile), or `auto`: io_uring if the kernel allows it.
@@ -215,6 +226,34 @@ fn parse_network(s: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{s:?} is not a network (10.0.0.0/8) or an address"))
 }
 
+/// One `--public-address` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Public {
+    Rule(IpNet, IpAddr),
+    Ip(IpAddr),
+    Name(String),
+}
+
+pub(crate) fn parse_public(s: &str) -> Result<Public, String> {
+    let s = s.trim();
+    if let Some((net, ip)) = s.split_once('=') {
+        let net = parse_network(net)?;
+        let ip = ip.trim().parse().map_err(|_| format!("{ip:?} is not an IP address (in {s:?})"))?;
+        return Ok(Public::Rule(net, ip));
+    }
+    if let Ok(ip) = s.parse() {
+        return Ok(Public::Ip(ip));
+    }
+    let name_ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    if name_ok {
+        Ok(Public::Name(s.to_owned()))
+    } else {
+        Err(format!("{s:?} is not an IP address, a DNS name or CIDR=IP"))
+    }
+}
+
 fn parse_uploads(s: &str) -> Result<UploadPolicy, String> {
     match s {
         "keep" => Ok(UploadPolicy::Keep),
@@ -335,8 +374,24 @@ fn run(
             builder = builder.listener(listener);
         }
     }
-    if let Some(ip) = args.public_address.or(file.public_address) {
-        builder = builder.public_address(ip);
+    // Behind balancers and NAT (README "Scaling out").
+    for public in pick(matches, "public_address", args.public_address.clone(), file.public_address.clone()) {
+        builder = match public {
+            Public::Rule(net, ip) => builder.public_address_for(net, ip),
+            Public::Ip(ip) => builder.public_address(ip),
+            Public::Name(name) => builder.public_host(name),
+        };
+    }
+    for net in pick(
+        matches,
+        "proxy_protocol_from",
+        args.proxy_protocol_from.clone(),
+        file.proxy_protocol_from.clone(),
+    ) {
+        builder = builder.proxy_protocol_from(net);
+    }
+    if args.proxy_protocol_data || file.proxy_protocol_data == Some(true) {
+        builder = builder.proxy_protocol_data(true);
     }
     if let Some(addr) = args.metrics.or(file.metrics) {
         builder = builder.metrics(addr);
