@@ -17,6 +17,7 @@ APT_PACKAGES=(
   lftp:lftp
   python3:python3
   wget:wget
+  haproxy:haproxy
 )
 # What the tests' Python scripts import, as MODULE:PYPI-PACKAGE (e.g. boto3:boto3).
 PIP_PACKAGES=(
