@@ -746,7 +746,6 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         {
             return;
         }
-        let _ = running.ascii;
         let record = TransferRecord {
             user: user.name.clone(),
             peer: self.peer,
