@@ -1,16 +1,17 @@
-//! Two ringftpd nodes behind a real HAProxy (TCP mode, `send-proxy-v2`), issue 12 §3: an
-//! upload through the balancer lands on one node, the downloads alternate between both, and
-//! every node sees the client (127.0.0.2), not the balancer (127.0.0.1).
+//! Two ringftpd nodes behind a real HAProxy (TCP mode, `send-proxy-v2`) on one S3 bucket
+//! (moto's server, tests/moto), issue 12 §3: an upload through the balancer lands on one node,
+//! the downloads alternate between both, every node sees the client (127.0.0.2), not the
+//! balancer (127.0.0.1), and boto3 finds the object in the bucket with the uploaded bytes.
 //!
 //! Layout on loopback: the balancer listens on 127.0.0.3 (the control port, and each node's
-//! passive range forwarded to that node), the nodes on 127.0.0.1, the client binds 127.0.0.2.
-//! The nodes share one store: today a directory (`--root`, the same for both); with the S3
-//! backend only [`shared_store`] changes.
+//! passive range forwarded to that node), the nodes on 127.0.0.1, the client binds 127.0.0.2,
+//! the store on 127.0.0.1. The nodes share nothing but the bucket.
 //!
 //! HAProxy is the Debian package `haproxy`; the test installs it with apt-get when it is
 //! missing and it runs as root, and fails with that advice otherwise.
 
 mod common;
+mod moto;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -19,14 +20,25 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Scratch, TestServer, MIB};
+use moto::Moto;
 
 const BALANCER: &str = "127.0.0.3";
 const CLIENT: &str = "127.0.0.2";
 
-/// The store both nodes serve, as ringftpd arguments. The one line to change for S3:
-/// `vec!["--storage".into(), format!("s3://{bucket}/ha"), "--s3-endpoint".into(), endpoint]`.
-fn shared_store(dir: &Path) -> Vec<String> {
-    vec!["--root".into(), dir.display().to_string()]
+/// The bucket both nodes serve and the key prefix below which they store.
+const BUCKET: &str = "shared";
+const PREFIX: &str = "ha";
+
+/// The store both nodes serve, as ringftpd arguments (credentials: the `AWS_*` variables
+/// [`Moto::start`] set, which every node inherits).
+fn shared_store(moto: &Moto) -> Vec<String> {
+    vec![
+        "--storage".into(),
+        format!("s3://{BUCKET}/{PREFIX}"),
+        "--s3-endpoint".into(),
+        moto.url(),
+        "--s3-path-style".into(),
+    ]
 }
 
 /// The haproxy binary, installed with apt-get if missing (as root).
@@ -161,11 +173,11 @@ fn xferlog_lines(path: &Path, at_least: usize) -> Vec<String> {
 }
 
 #[test]
-fn two_nodes_behind_haproxy_share_the_store_and_see_the_client() {
+fn two_nodes_behind_haproxy_share_one_bucket_and_see_the_client() {
     let bin = haproxy();
     let scratch = Scratch::new("haproxy");
-    let store = scratch.join("store");
-    std::fs::create_dir_all(&store).unwrap();
+    let moto = Moto::start();
+    moto.bucket(BUCKET);
     // Each node its own passive range, below the kernel's ephemeral ports and the other
     // tests' blocks (20000-32000).
     let base = 12_000 + (std::process::id() % 120) as u16 * 64;
@@ -175,7 +187,7 @@ fn two_nodes_behind_haproxy_share_the_store_and_see_the_client() {
         let b = TestServer::builder(&format!("haproxy-node{}", i + 1)).no_root();
         let xferlog = b.work().join("xferlog");
         let node = b
-            .args(shared_store(&store))
+            .args(shared_store(&moto))
             .args(["--proxy-protocol-from", "127.0.0.1/32", "--proxy-protocol-data"])
             .args(["--public-address", BALANCER, "--passive-ports", &format!("{lo}-{hi}")])
             .arg("--xferlog")
@@ -201,10 +213,10 @@ fn two_nodes_behind_haproxy_share_the_store_and_see_the_client() {
     common::make_file(&src, 8 * MIB + 7, 12);
     let want = common::sha256_file(&src);
 
-    // 1: the upload, PASV to the announced balancer address.
+    // 1: the upload (two parts of a multipart upload), PASV to the announced balancer address.
     let ran = ftplib(control, "put", "up.bin", &src);
     assert!(ran.status.success() && ran.stdout.contains("226"), "{}", why(&ran.describe()));
-    // 2: a download, on the other node (round robin), from the shared store.
+    // 2: a download, on the other node (round robin), from the bucket.
     let got = scratch.join("got1.bin");
     let ran = ftplib(control, "get", "up.bin", &got);
     assert!(ran.status.success() && ran.stdout.contains("226"), "{}", why(&ran.describe()));
@@ -225,6 +237,11 @@ fn two_nodes_behind_haproxy_share_the_store_and_see_the_client() {
         assert!(sent.iter().any(|l| l == verb), "{verb} not sent: {sent:?}");
         assert_eq!(common::sha256_file(&got), want);
     }
+
+    // What landed in the bucket, seen by boto3: the one object, whole, no upload left open.
+    let key = format!("{PREFIX}/up.bin");
+    assert_eq!(moto.objects(BUCKET, ""), [(key, 8 * MIB + 7, want.clone())], "{}", why(""));
+    assert_eq!(moto.pending_uploads(BUCKET), Vec::<String>::new());
 
     // Who served what: sessions 1 and 3 on one node, 2 and 4 on the other.
     let logs: Vec<Vec<String>> = nodes.iter().map(|(_, x)| xferlog_lines(x, 2)).collect();

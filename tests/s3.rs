@@ -2,175 +2,21 @@
 //! (moto's, on loopback, started per test), driven by curl, ftplib and lftp. What landed in
 //! the bucket is checked with boto3, an independent S3 client, never through ringftpd.
 //!
-//! Needs `pip install 'moto[server]' boto3`; the harness installs them if they are missing.
+//! The server and client are in tests/moto (moto's server and boto3, installed with pip if
+//! missing).
 
 mod common;
+mod moto;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Once;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// The pip command that provides the S3 server and client.
-const PIP_INSTALL: &[&str] = &["-m", "pip", "install", "--quiet", "moto[server]", "boto3"];
-
-/// moto accepts any credentials; ringftpd and boto3 read these from the environment.
-const KEY_ID: &str = "testing";
-const SECRET: &str = "testing";
-
-/// A moto S3 server on a loopback port, killed on drop.
-struct Moto {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        static SETUP: Once = Once::new();
-        SETUP.call_once(|| {
-            ensure_python_packages();
-            // Before any server or client starts, so every child inherits them.
-            std::env::set_var("AWS_ACCESS_KEY_ID", KEY_ID);
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-            std::env::set_var("AWS_DEFAULT_REGION", "us-east-1");
-        });
-        let mut moto = Moto { child: None, port: free_port() };
-        moto.spawn();
-        moto
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &self.port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start python3 -m moto.server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on {addr} within 30 s");
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!("moto exited at start: {status}");
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Kills the server (SIGKILL) and waits for it: the store goes away.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port (empty: moto keeps everything in memory).
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    /// Makes a bucket.
-    fn bucket(&self, name: &str) {
-        self.py(name, "s3.create_bucket(Bucket=B)");
-    }
-
-    /// Runs Python with `s3` (a boto3 client for this server) and `B` (the bucket) defined;
-    /// returns stdout, failing the test if the script fails.
-    fn py(&self, bucket: &str, code: &str) -> String {
-        let script = format!("{PRELUDE}\n{code}\n");
-        let mut cmd = Command::new("python3");
-        cmd.arg("-c").arg(script).env("S3_URL", self.url()).env("BUCKET", bucket);
-        let out = run_timeout(&mut cmd, Duration::from_secs(180));
-        assert!(
-            out.status.success(),
-            "python failed:\n{code}\n--- stderr ---\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// `key size sha256` for every object under `prefix`, sorted by key.
-    fn objects(&self, bucket: &str, prefix: &str) -> Vec<(String, u64, String)> {
-        let code = format!(
-            "for page in s3.get_paginator('list_objects_v2').paginate(Bucket=B, Prefix={prefix:?}):\n\
-             \x20   for o in page.get('Contents', []):\n\
-             \x20       h = hashlib.sha256()\n\
-             \x20       for chunk in s3.get_object(Bucket=B, Key=o['Key'])['Body'].iter_chunks(1 << 20): h.update(chunk)\n\
-             \x20       print(o['Key'], o['Size'], h.hexdigest())"
-        );
-        let mut objects: Vec<(String, u64, String)> = self
-            .py(bucket, &code)
-            .lines()
-            .map(|l| {
-                let mut it = l.split(' ');
-                let (k, s, h) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
-                (k.to_string(), s.parse().unwrap(), h.to_string())
-            })
-            .collect();
-        objects.sort();
-        objects
-    }
-
-    /// The keys of multipart uploads not completed or aborted.
-    fn pending_uploads(&self, bucket: &str) -> Vec<String> {
-        let out = self
-            .py(bucket, "for u in s3.list_multipart_uploads(Bucket=B).get('Uploads', []): print(u['Key'])");
-        out.lines().map(str::to_string).collect()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-const PRELUDE: &str = "\
-import hashlib, os, socket, sys, time, ftplib, struct
-import boto3
-from botocore.config import Config
-s3 = boto3.client('s3', endpoint_url=os.environ['S3_URL'], config=Config(s3={'addressing_style': 'path'}))
-B = os.environ['BUCKET']";
-
-/// Installs moto and boto3 with pip if Python cannot import them, or fails with the command.
-fn ensure_python_packages() {
-    let probe = |_: ()| {
-        Command::new("python3")
-            .args(["-c", "import moto.server, boto3"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if probe(()) {
-        return;
-    }
-    let out = run_timeout(Command::new("python3").args(PIP_INSTALL), Duration::from_secs(300));
-    assert!(
-        out.status.success() && probe(()),
-        "these tests need moto's S3 server and boto3; install them with:\n  python3 {}\n{}",
-        PIP_INSTALL.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use moto::{Moto, KEY_ID, PRELUDE, SECRET};
 
 /// ringftpd serving `s3://bucket/pre` of this moto.
 fn server(moto: &Moto, bucket: &str, tag: &str) -> TestServer {
