@@ -649,6 +649,29 @@ mod tests {
         assert!(e.contains("`anonymous_home`"), "{e}");
     }
 
+    /// `public_address` as one comma-separated string or a list, in order; a bad entry is
+    /// named with its key and line.
+    #[test]
+    fn public_address_string_or_list() {
+        use crate::Public;
+        let want = vec![
+            Public::Rule("10.0.0.0/8".parse().unwrap(), "10.0.0.5".parse().unwrap()),
+            Public::Ip("203.0.113.7".parse().unwrap()),
+            Public::Name("ftp.example.net".into()),
+        ];
+        let one = parse("public_address = \"10.0.0.0/8=10.0.0.5, 203.0.113.7,ftp.example.net\"\n").unwrap();
+        assert_eq!(one.public_address, Some(want.clone()));
+        let list =
+            parse("public_address = [\"10.0.0.0/8=10.0.0.5\", \"203.0.113.7\", \"ftp.example.net\"]\n")
+                .unwrap();
+        assert_eq!(list.public_address, Some(want));
+        let e = error("greeting = \"hi\"\npublic_address = \"10.0.0.0/8=10.0.0.5,ftp_1.example\"\n");
+        assert!(e.contains("line 2") && e.contains("key `public_address`"), "{e}");
+        assert!(e.contains("\"ftp_1.example\" is not an IP address, a DNS name or CIDR=IP"), "{e}");
+        let e = error("public_address = [\"10.0.0.0/8=\"]\n");
+        assert!(e.contains("key `public_address`") && e.contains("is not an IP address"), "{e}");
+    }
+
     #[test]
     fn permissions_list_and_read_only() {
         let loaded = parse(

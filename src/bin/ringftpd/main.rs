@@ -234,21 +234,28 @@ pub(crate) enum Public {
     Name(String),
 }
 
+/// `CIDR=IP` (a rule), an IP (the default), or a DNS name (RFC 1123 labels; an all-numeric
+/// last label is a mistyped address such as `203.0.113.300`, not a name).
 pub(crate) fn parse_public(s: &str) -> Result<Public, String> {
     let s = s.trim();
     if let Some((net, ip)) = s.split_once('=') {
         let net = parse_network(net)?;
-        let ip = ip.trim().parse().map_err(|_| format!("{ip:?} is not an IP address (in {s:?})"))?;
+        let ip = ip.trim().parse().map_err(|_| format!("{:?} is not an IP address (in {s:?})", ip.trim()))?;
         return Ok(Public::Rule(net, ip));
     }
     if let Ok(ip) = s.parse() {
         return Ok(Public::Ip(ip));
     }
-    let name_ok = !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if name_ok {
-        Ok(Public::Name(s.to_owned()))
+    let name = s.strip_suffix('.').unwrap_or(s);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let numeric = name.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    if name.len() <= 253 && name.split('.').all(label_ok) && !numeric {
+        Ok(Public::Name(name.to_owned()))
     } else {
         Err(format!("{s:?} is not an IP address, a DNS name or CIDR=IP"))
     }
@@ -685,5 +692,79 @@ fn raise_fd_limit() {
         if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
             tracing::warn!(soft, hard, "cannot raise the open-file limit");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn public_address_plain_ip_rule_or_name() {
+        assert_eq!(parse_public("203.0.113.7"), Ok(Public::Ip(ip("203.0.113.7"))));
+        assert_eq!(parse_public(" 2001:db8::7 "), Ok(Public::Ip(ip("2001:db8::7"))));
+        assert_eq!(
+            parse_public("10.0.0.0/8=10.0.0.5"),
+            Ok(Public::Rule("10.0.0.0/8".parse().unwrap(), ip("10.0.0.5")))
+        );
+        // One address as the network is a /32; spaces around the parts are allowed.
+        assert_eq!(
+            parse_public("192.0.2.1 = 10.0.0.6"),
+            Ok(Public::Rule("192.0.2.1/32".parse().unwrap(), ip("10.0.0.6")))
+        );
+        assert_eq!(parse_public("ftp.example.net"), Ok(Public::Name("ftp.example.net".into())));
+        assert_eq!(parse_public("localhost"), Ok(Public::Name("localhost".into())));
+        assert_eq!(parse_public("ftp-1.example.net."), Ok(Public::Name("ftp-1.example.net".into())));
+    }
+
+    #[test]
+    fn public_address_bad_entries_say_what_is_wrong() {
+        let err = |s: &str| parse_public(s).unwrap_err();
+        for bad in
+            ["", "203.0.113.300", "10.0.0.0/8", "ftp_1.example.net", "-ftp.example.net", "a..b", "[::1]"]
+        {
+            let e = err(bad);
+            assert!(e.contains(&format!("{:?}", bad.trim())) && e.contains("CIDR=IP"), "{bad:?}: {e}");
+        }
+        assert!(parse_public(&["a"; 130].join(".")).is_err(), "longer than 253");
+        assert!(parse_public(&format!("{}.net", "a".repeat(64))).is_err(), "a label over 63");
+        assert_eq!(err("10.0.0.0/8="), r#""" is not an IP address (in "10.0.0.0/8=")"#);
+        assert_eq!(
+            err("10.0.0.0/8=ftp.example.net"),
+            r#""ftp.example.net" is not an IP address (in "10.0.0.0/8=ftp.example.net")"#
+        );
+        assert!(err("10.0.0.0/33=10.0.0.5").contains("is not a network"), "{}", err("10.0.0.0/33=10.0.0.5"));
+        assert!(err("=10.0.0.5").contains("is not a network"));
+    }
+
+    /// The flag keeps the order given (the server tries rules in that order, first match
+    /// wins: src/engine/public.rs), and a bad entry stops the parse naming the flag.
+    #[test]
+    fn public_address_flag_keeps_the_order() {
+        let args = Args::try_parse_from([
+            "ringftpd",
+            "--public-address",
+            "10.2.0.0/16=10.2.0.5,10.0.0.0/8=10.0.0.5,203.0.113.7",
+            "--public-address",
+            "ftp.example.net",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.public_address,
+            [
+                Public::Rule("10.2.0.0/16".parse().unwrap(), ip("10.2.0.5")),
+                Public::Rule("10.0.0.0/8".parse().unwrap(), ip("10.0.0.5")),
+                Public::Ip(ip("203.0.113.7")),
+                Public::Name("ftp.example.net".into()),
+            ]
+        );
+        let e = Args::try_parse_from(["ringftpd", "--public-address", "10.0.0.0/8=10.0.0.5,10.1.2.3.4"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--public-address") && e.contains("\"10.1.2.3.4\" is not an IP address"), "{e}");
     }
 }
