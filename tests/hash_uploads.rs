@@ -3,8 +3,10 @@
 //! Uploads with curl (spliced, and TYPE A through a buffer) and Python's ftplib (also with
 //! `--uploads atomic`, and STOU); digests checked against sha2/md5/crc32fast. The attribute
 //! checks are skipped only where the filesystem of the test directory has no user xattrs.
+//! FTPS (PROT P) uploads are hashed through the buffered path.
 
 mod common;
+mod tls_common;
 
 use std::ffi::CString;
 use std::fs;
@@ -274,4 +276,28 @@ fn aborted_upload_keeps_no_digest() {
             &server,
         );
     }
+}
+
+#[test]
+fn ftps_upload_keeps_sha1() {
+    let pki = tls_common::Pki::new();
+    let (cert, key) = (pki.cert.display().to_string(), pki.key.display().to_string());
+    let server = TestServer::builder("hashup-tls")
+        .args(["--hash-uploads", "sha1", "--tls-cert", &cert, "--tls-key", &key])
+        .start();
+    let len = 3 * MIB + 5;
+    let src = server.work().join("s.bin");
+    make_file(&src, len, 11);
+    let data = pattern(len as usize, 11);
+    let url = format!("ftp://localhost:{}/s.bin", server.port());
+    let ca = pki.ca.display().to_string();
+    run_text(curl(&server).args(["--ssl-reqd", "--cacert", &ca, "-T"]).arg(&src).arg(&url)).ok(&server);
+    let stored = server.root().join("s.bin");
+    assert!(fs::read(&stored).unwrap() == data);
+    let sha1 = hex(&sha1::Sha1::digest(&data));
+    if has_user_xattrs(&server.root()) {
+        assert_stored(&stored, "sha1", &sha1, &server);
+    }
+    let r = py(&server, &["raw XSHA1 s.bin"]).ok(&server);
+    assert_eq!(replies(&r), [format!("250 {sha1}")], "{}", r.describe());
 }
