@@ -15,6 +15,7 @@ use crate::events::EventListener;
 use crate::session::TlsPolicy;
 use crate::storage::{Storage, UploadPolicy};
 use crate::tls::{TlsAcceptor, TlsError};
+use crate::types::HashAlgo;
 
 /// An FTP server, configured and ready to run.
 ///
@@ -249,6 +250,16 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// through a userspace buffer (for comparison, or for filesystems without splice).
     pub fn splice(mut self, enabled: bool) -> Self {
         self.config.splice = enabled;
+        self
+    }
+
+    /// Computes the digest of every whole upload (STOR or STOU from offset 0) while it streams
+    /// and keeps it with the file ([`crate::Storage::store_digest`]; the filesystem backend
+    /// uses an extended attribute), so that HASH and the X digests answer at once while the
+    /// file keeps its size and mtime (default `None`: off). Spliced uploads feed the hasher
+    /// from a `tee(2)` of their pipe, on a thread of their own past the first 2 MiB.
+    pub fn hash_uploads(mut self, algo: Option<HashAlgo>) -> Self {
+        self.config.hash_uploads = algo;
         self
     }
 

@@ -13,6 +13,7 @@ mod pagecache;
 mod pipes;
 mod rate;
 mod transfer;
+mod upload_hash;
 mod uring;
 
 use std::cell::Cell;
@@ -29,11 +30,14 @@ pub(crate) use fileio::FileIo;
 pub(crate) use pipes::PipePool;
 pub(crate) use rate::RateLimit;
 use transfer::{DataError, Meter};
+use upload_hash::UploadHash;
 
 use crate::auth::User;
+use crate::session::TransferKind;
 use crate::session::{Transfer, TransferOutcome};
 use crate::storage::{DataSink, DataSource, Storage, StorageError};
 use crate::tls::{AcceptError, ControlTls};
+use crate::types::HashAlgo;
 
 /// How the data connection of a transfer is made.
 pub(crate) enum DataConnect {
@@ -86,6 +90,9 @@ pub(crate) struct TransferEnv<S> {
     pub(crate) tls_timeout: Duration,
     /// Counts data handshakes (ok or not).
     pub(crate) on_handshake: Rc<dyn Fn(bool)>,
+    /// Compute the digest of whole uploads and keep it with the file
+    /// ([`crate::ServerBuilder::hash_uploads`]).
+    pub(crate) hash_uploads: Option<HashAlgo>,
 }
 
 /// Runs one transfer to the end and reports through `events`. Dropping the future (an
@@ -133,8 +140,15 @@ async fn run_transfer<S: Storage>(
     // The 150 comes before the data handshake: clients start TLS once they have read it.
     let _ = events.send(Event::Started);
     // An atomic upload is committed with a second handle on its file, as the first one moves
-    // into the data path.
+    // into the data path; an upload whose digest is kept needs one too.
     let mut commit = None;
+    // Only a whole file has a digest worth keeping: not APPE, not STOR after REST.
+    let mut hash = env
+        .hash_uploads
+        .filter(|_| matches!(t.kind, TransferKind::Stor | TransferKind::Stou) && t.offset == 0)
+        .filter(|_| matches!(payload, Payload::Sink(DataSink::File(_))))
+        .map(|algo| UploadHash { algo, digest: None });
+    let keep = t.commit || hash.is_some();
     let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved, unyielded: Cell::new(0) };
     let result = if t.protect {
         let Some(tls) = &env.tls else {
@@ -160,16 +174,8 @@ async fn run_transfer<S: Storage>(
             }
         };
         (env.on_handshake)(true);
-        let result = buffered(
-            t,
-            payload,
-            &mut LenientEof(&mut stream),
-            &mut commit,
-            env.file_io,
-            &meter,
-            &*env.control_closed,
-        )
-        .await;
+        let result =
+            buffered(t, payload, &mut LenientEof(&mut stream), &mut commit, hash.as_mut(), env, &meter).await;
         match result {
             // close_notify: a download's client knows it is whole; an upload's client (Python's
             // ftplib `unwrap()`) waits for ours in answer to its own.
@@ -192,16 +198,17 @@ async fn run_transfer<S: Storage>(
                 transfer::send_stream(s, &mut sock, t.ascii, &meter).await
             }
             Payload::Sink(DataSink::File(file)) => {
-                if t.commit {
+                if keep {
                     match file.try_clone() {
                         Ok(f) => commit = Some(f),
                         Err(e) => return TransferOutcome::StorageFailed(StorageError::from(e).kind()),
                     }
                 }
+                let (pipes, io) = (&env.pipes, env.file_io);
                 if !t.ascii && env.splice {
-                    transfer::receive_file(&sock, OwnedFd::from(file), &env.pipes, env.file_io, &meter).await
+                    transfer::receive_file(&sock, OwnedFd::from(file), pipes, io, &meter, hash.as_mut()).await
                 } else {
-                    transfer::receive_file_buffered(&mut sock, file, t.ascii, env.file_io, &meter).await
+                    transfer::receive_file_buffered(&mut sock, file, t.ascii, io, &meter, hash.as_mut()).await
                 }
             }
             Payload::Sink(DataSink::Stream(s)) => {
@@ -210,16 +217,26 @@ async fn run_transfer<S: Storage>(
             Payload::Bytes(bytes) => transfer::send_bytes(&bytes, &mut sock, &meter).await,
         }
     };
-    if let (Ok(_), Some(file)) = (&result, commit) {
-        // Let a control-connection close sent together with the data close arrive.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        if (env.control_closed)() {
-            tracing::info!("client went away at the end of an atomic upload; not committed");
-            return TransferOutcome::ConnectionLost;
+    if let (Ok(_), Some(file)) = (&result, &commit) {
+        if t.commit {
+            // Let a control-connection close sent together with the data close arrive.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if (env.control_closed)() {
+                tracing::info!("client went away at the end of an atomic upload; not committed");
+                return TransferOutcome::ConnectionLost;
+            }
+            if let Err(e) = env.storage.commit_write(&env.user, t.storage_path(), file).await {
+                tracing::warn!(error = %e, "cannot commit the upload");
+                return TransferOutcome::StorageFailed(e.kind());
+            }
         }
-        if let Err(e) = env.storage.commit_write(&env.user, t.storage_path(), &file).await {
-            tracing::warn!(error = %e, "cannot commit the upload");
-            return TransferOutcome::StorageFailed(e.kind());
+        // A client that died mid-upload ends it as a finished one does, often with its
+        // control connection closing at once: keep no digest of a file it did not finish.
+        // (Without the wait of the atomic case: a missed one only costs a recomputation.)
+        if let (Some(UploadHash { algo, digest: Some(digest) }), false) = (&hash, (env.control_closed)()) {
+            if let Err(e) = env.storage.store_digest(&env.user, t.storage_path(), file, *algo, digest).await {
+                tracing::debug!(error = %e, "cannot keep the upload's digest");
+            }
         }
     }
     // Downloads end with the socket's close (dropped on return): the kernel sends a FIN after
@@ -238,28 +255,29 @@ async fn run_transfer<S: Storage>(
 }
 
 /// Moves a transfer's bytes through a buffer over any stream (a TLS data connection).
-async fn buffered<IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+async fn buffered<S: Storage, IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     t: &Transfer,
     payload: Payload,
     io: &mut IO,
     commit: &mut Option<std::fs::File>,
-    file_io: FileIo,
+    hash: Option<&mut UploadHash>,
+    env: &TransferEnv<S>,
     meter: &Meter<'_>,
-    control_closed: &dyn Fn() -> bool,
 ) -> Result<u64, DataError> {
+    let file_io = env.file_io;
     match payload {
         Payload::Source(DataSource::File(file), len) => {
             transfer::send_file_buffered(file, len, io, t.ascii, file_io, meter).await
         }
         Payload::Source(DataSource::Stream(s), _) => transfer::send_stream(s, io, t.ascii, meter).await,
         Payload::Sink(DataSink::File(file)) => {
-            if t.commit {
+            if t.commit || hash.is_some() {
                 *commit = Some(file.try_clone().map_err(DataError::Storage)?);
             }
-            transfer::receive_file_buffered(io, file, t.ascii, file_io, meter).await
+            transfer::receive_file_buffered(io, file, t.ascii, file_io, meter, hash).await
         }
         Payload::Sink(DataSink::Stream(s)) => {
-            transfer::receive_stream(io, s, t.ascii, meter, control_closed).await
+            transfer::receive_stream(io, s, t.ascii, meter, &*env.control_closed).await
         }
         Payload::Bytes(bytes) => transfer::send_bytes(&bytes, io, meter).await,
     }

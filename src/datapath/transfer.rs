@@ -25,6 +25,8 @@ use super::fileio::{pread_into, FileIo};
 use super::pagecache::{is_cached, is_local};
 use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
+use super::upload_hash::{TeeHasher, UploadHash};
+use crate::storage::Hasher;
 
 /// Size of the buffers of the buffered path; large buffers matter more than zero-copy on
 /// loopback (FACTS.md: 64 KiB costs about twice the CPU of 1 MiB).
@@ -197,13 +199,15 @@ async fn pipe_to_socket(
     Ok(())
 }
 
-/// Receives into a file from its current position until the client closes, zero-copy.
+/// Receives into a file from its current position until the client closes, zero-copy; with
+/// `hash`, also computes its digest from a `tee(2)` of each pipeful (`upload_hash.rs`).
 pub(crate) async fn receive_file(
     sock: &TcpStream,
     file: OwnedFd,
     pipes: &Rc<PipePool>,
     io: FileIo,
     meter: &Meter<'_>,
+    hash: Option<&mut UploadHash>,
 ) -> Result<u64, DataError> {
     // splice(2) refuses files opened with O_APPEND; write at the end explicitly instead.
     let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| DataError::Storage(e.into()))?;
@@ -220,6 +224,10 @@ pub(crate) async fn receive_file(
     let (pipe_read, pipe_write, chunk) = {
         let p = lease.pipe();
         (Arc::clone(&p.read), Arc::clone(&p.write), p.size)
+    };
+    let mut tee = match &hash {
+        Some(h) => Some(TeeHasher::new(h.algo, chunk).map_err(DataError::Storage)?),
+        None => None,
     };
     let chunk = meter.chunk(chunk);
     let sflags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
@@ -257,14 +265,25 @@ pub(crate) async fn receive_file(
             }
         }
         let got = n;
+        // Bytes at the head of the pipe already duplicated into the hasher's pipe: only those
+        // may be written, since the next tee starts at the head again.
+        let mut teed = 0;
         while n > 0 {
-            let len = u32::try_from(n).unwrap_or(u32::MAX);
+            let mut len = n;
+            if let Some(tee) = &mut tee {
+                if teed == 0 {
+                    teed = tee.tee(&pipe_read, n).await.map_err(DataError::Storage)?;
+                }
+                len = teed;
+            }
+            let len = u32::try_from(len).unwrap_or(u32::MAX);
             let m = io.splice(&pipe_read, -1, &file, offset, len).await.map_err(DataError::Storage)?;
             if m == 0 {
                 return Err(DataError::Storage(io::ErrorKind::WriteZero.into()));
             }
             offset += m as i64;
             n -= m;
+            teed = teed.saturating_sub(m);
             total += m as u64;
         }
         lease.dirty = false;
@@ -275,6 +294,9 @@ pub(crate) async fn receive_file(
     }
     drop((pipe_read, pipe_write));
     drop(lease);
+    if let (Some(tee), Some(hash)) = (tee, hash) {
+        hash.digest = tee.finish().await;
+    }
     Ok(total)
 }
 
@@ -321,12 +343,14 @@ pub(crate) async fn send_file_buffered<W: AsyncWrite + Unpin>(
 
 /// Receives into a file through a buffer, converting line ends for TYPE A. Writes go through
 /// `io` with owned buffers that come back from each write, so the loop does not allocate.
+/// With `hash`, also computes the digest of what it writes (after conversion: what is stored).
 pub(crate) async fn receive_file_buffered<R: AsyncRead + Unpin>(
     sock: &mut R,
     file: std::fs::File,
     ascii: bool,
     io: FileIo,
     meter: &Meter<'_>,
+    hash: Option<&mut UploadHash>,
 ) -> Result<u64, DataError> {
     let file = Arc::new(OwnedFd::from(file));
     let flags = fcntl(&file, FcntlArg::F_GETFL).map_err(|e| DataError::Storage(e.into()))?;
@@ -339,6 +363,7 @@ pub(crate) async fn receive_file_buffered<R: AsyncRead + Unpin>(
     let mut buf = vec![0u8; meter.chunk(BUFFER)];
     let mut out = Vec::new();
     let mut disk = FromWire::new(true);
+    let mut hasher = hash.as_ref().map(|h| Hasher::new(h.algo));
     let mut total = 0u64;
     loop {
         let n = sock.read(&mut buf).await.map_err(DataError::Net)?;
@@ -347,6 +372,9 @@ pub(crate) async fn receive_file_buffered<R: AsyncRead + Unpin>(
             // The write owns its buffer: the converted bytes are copied once more.
             out.clear();
             out.extend_from_slice(disk.convert(buf.get(..n).unwrap_or_default(), n == 0));
+            if let Some(h) = &mut hasher {
+                h.update(&out);
+            }
             let (out_len, len) = (out.len(), out.len() as u64);
             if len > 0 {
                 let (res, back) = io.write_all_at(&file, out, out_len, offset).await;
@@ -355,6 +383,9 @@ pub(crate) async fn receive_file_buffered<R: AsyncRead + Unpin>(
                 offset += len;
             }
         } else if n > 0 {
+            if let Some(h) = &mut hasher {
+                h.update(buf.get(..n).unwrap_or_default());
+            }
             let (res, back) = io.write_all_at(&file, buf, n, offset).await;
             buf = back;
             res.map_err(DataError::Storage)?;
@@ -364,6 +395,9 @@ pub(crate) async fn receive_file_buffered<R: AsyncRead + Unpin>(
             break;
         }
         meter.account(n).await;
+    }
+    if let (Some(h), Some(hash)) = (hasher, hash) {
+        hash.digest = Some(h.finish());
     }
     Ok(total)
 }

@@ -675,6 +675,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             file_io: self.shard.file_io,
             user,
             splice: self.shard.config.splice,
+            hash_uploads: self.shard.config.hash_uploads,
             rate: self.user_lease.as_ref().and_then(|l| {
                 if upload {
                     l.shared.upload.clone()

@@ -138,8 +138,8 @@ pub struct Transfer {
     pub kind: TransferKind,
     /// The virtual path of the file or directory (for STOU, the name chosen).
     pub path: Vec<u8>,
-    /// The REST offset of a download (0 if none), for logs: storage positioned the file
-    /// there when it opened it (the offset has that one owner).
+    /// The REST offset of a RETR or STOR (0 if none): storage positioned the file there when
+    /// it opened it (the offset has that one owner); logs, and whether an upload is whole.
     pub offset: u64,
     /// TYPE A: convert line ends (LF on disk, CRLF on the wire).
     pub ascii: bool,
@@ -424,7 +424,8 @@ impl Session {
             }
             _ => plan.path,
         };
-        let offset = if plan.kind == TransferKind::Retr { plan.offset } else { 0 };
+        let offset =
+            if matches!(plan.kind, TransferKind::Retr | TransferKind::Stor) { plan.offset } else { 0 };
         let protect = self.tls.protect;
         let transfer =
             Transfer { kind: plan.kind, path, offset, ascii, channel: plan.channel, data, commit, protect };

@@ -37,7 +37,10 @@ use nix::sys::statvfs::fstatvfs;
 use nix::sys::time::TimeSpec;
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 
-use super::{DataSink, DataSource, DirEntry, ErrorKind, FileKind, Metadata, Result, Storage, WriteMode};
+use super::{
+    hash, hash_permit, stored_digest, DataSink, DataSource, DirEntry, ErrorKind, FileKind, HashAlgo,
+    Metadata, Result, Storage, WriteMode,
+};
 use crate::auth::{Permissions, User};
 
 /// Resolution flags for every lookup: stay below the starting directory, and refuse
@@ -458,6 +461,35 @@ impl Storage for FsStorage {
         #[allow(clippy::useless_conversion)]
         let (blocks, size) = (u64::from(st.blocks_available()), u64::from(st.fragment_size()));
         Ok(blocks.saturating_mul(size))
+    }
+
+    async fn store_digest(
+        &self,
+        user: &User,
+        path: &Path,
+        file: &File,
+        algo: HashAlgo,
+        digest: &[u8],
+    ) -> Result<()> {
+        let _ = (user, path);
+        match stored_digest::store(file, algo, digest) {
+            // No user xattrs on this filesystem: HASH computes, as without the option.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// A digest stored by [`Storage::store_digest`] while the file is as it was then, at
+    /// once and without a [`hash_permit`]; else the whole file, read off the shard.
+    async fn hash(&self, user: &User, path: &Path, algo: HashAlgo) -> Result<Vec<u8>> {
+        let source = self.open_read(user, path, 0).await?;
+        if let DataSource::File(file) = &source {
+            if let Some(digest) = stored_digest::load(file, algo) {
+                return Ok(digest);
+            }
+        }
+        let permit = hash_permit()?;
+        hash::hash_source(source, algo, permit).await
     }
 
     async fn commit_write(&self, user: &User, path: &Path, file: &File) -> Result<()> {

@@ -43,8 +43,9 @@ pub fn hash_permit() -> Result<HashPermit> {
         .map_err(|_| ErrorKind::Unavailable.into())
 }
 
-/// A running digest of one of the [`HashAlgo`]s.
-enum Hasher {
+/// A running digest of one of the [`HashAlgo`]s (also fed by uploads, see
+/// [`crate::ServerBuilder::hash_uploads`]).
+pub(crate) enum Hasher {
     Sha256(sha2::Sha256),
     Sha1(sha1::Sha1),
     Md5(md5::Md5),
@@ -52,7 +53,7 @@ enum Hasher {
 }
 
 impl Hasher {
-    fn new(algo: HashAlgo) -> Hasher {
+    pub(crate) fn new(algo: HashAlgo) -> Hasher {
         match algo {
             HashAlgo::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
             HashAlgo::Md5 => Hasher::Md5(md5::Md5::new()),
@@ -61,7 +62,7 @@ impl Hasher {
         }
     }
 
-    fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         match self {
             Hasher::Sha256(h) => h.update(bytes),
             Hasher::Sha1(h) => h.update(bytes),
@@ -70,7 +71,7 @@ impl Hasher {
         }
     }
 
-    fn finish(self) -> Vec<u8> {
+    pub(crate) fn finish(self) -> Vec<u8> {
         match self {
             Hasher::Sha256(h) => h.finalize().to_vec(),
             Hasher::Sha1(h) => h.finalize().to_vec(),

@@ -14,6 +14,7 @@ mod fs;
 mod hash;
 #[cfg(feature = "object")]
 mod object;
+mod stored_digest;
 
 pub use fs::FsStorage;
 pub use hash::MAX_HASH_JOBS;
@@ -105,6 +106,23 @@ pub trait Storage: Send + Sync + 'static {
         std::future::ready(Err(ErrorKind::NotSupported.into()))
     }
 
+    /// Keeps `digest`, the digest of every byte just written into `file` by a whole upload
+    /// (STOR or STOU from offset 0, with [`crate::ServerBuilder::hash_uploads`]), so that
+    /// [`Storage::hash`] can answer later without reading the file. Called after the upload
+    /// is complete (and committed); a failed or aborted upload keeps nothing. Best effort:
+    /// an error is logged, not reported to the client. The default keeps nothing.
+    fn store_digest(
+        &self,
+        user: &User,
+        path: &Path,
+        file: &std::fs::File,
+        algo: HashAlgo,
+        digest: &[u8],
+    ) -> impl Future<Output = Result<()>> {
+        let _ = (user, path, file, algo, digest);
+        std::future::ready(Ok(()))
+    }
+
     /// The digest of the whole file `path` (HASH, XCRC, XMD5, XSHA1, XSHA256).
     ///
     /// The default reads the file through [`Storage::open_read`]: a [`DataSource::File`] on
@@ -121,6 +139,7 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
+pub(crate) use hash::Hasher;
 pub use hash::{hash_permit, HashPermit};
 
 /// Where the bytes of a download come from.

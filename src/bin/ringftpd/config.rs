@@ -14,6 +14,7 @@ use std::ops::{Range, RangeInclusive};
 use std::path::{Component, Path, PathBuf};
 
 use ringftp::ban::IpNet;
+use ringftp::storage::HashAlgo;
 use ringftp::{Engine, Permissions, UploadPolicy, User};
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
@@ -63,6 +64,7 @@ pub struct FileConfig {
     pub upload_pipe_size: Option<usize>,
     pub splice: Option<bool>,
     pub uploads: Option<Uploads>,
+    pub hash_uploads: Option<HashUploads>,
     pub engine: Option<EngineName>,
     pub metrics: Option<SocketAddr>,
     pub log_level: Option<String>,
@@ -166,6 +168,27 @@ impl From<Uploads> for UploadPolicy {
         match uploads {
             Uploads::Keep => UploadPolicy::Keep,
             Uploads::Atomic => UploadPolicy::Atomic,
+        }
+    }
+}
+
+/// `hash_uploads = "sha256" | "sha1" | "md5" | "crc32"`, and `--hash-uploads`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HashUploads {
+    Sha256,
+    Sha1,
+    Md5,
+    Crc32,
+}
+
+impl From<HashUploads> for HashAlgo {
+    fn from(algo: HashUploads) -> Self {
+        match algo {
+            HashUploads::Sha256 => HashAlgo::Sha256,
+            HashUploads::Sha1 => HashAlgo::Sha1,
+            HashUploads::Md5 => HashAlgo::Md5,
+            HashUploads::Crc32 => HashAlgo::Crc32,
         }
     }
 }
@@ -562,7 +585,7 @@ mod tests {
         assert!(c.user_lockout.is_some());
         assert!(c.max_sessions.is_some() && c.max_sessions_per_ip.is_some());
         assert!(c.shutdown_grace.is_some() && c.pipe_size.is_some() && c.splice.is_some());
-        assert!(c.upload_pipe_size.is_some());
+        assert!(c.upload_pipe_size.is_some() && c.hash_uploads.is_some());
         assert!(c.uploads.is_some() && c.metrics.is_some() && c.log_level.is_some());
         assert!(c.log_format.is_some() && c.xferlog.is_some());
         assert!(c.engine.is_some());

@@ -20,7 +20,7 @@ use nix::sys::signal::{SigSet, Signal};
 use ringftp::ban::{BanPolicy, IpNet};
 use ringftp::{Server, UploadPolicy, User, UserList};
 
-use config::{ClientAuthMode, EngineName, FileConfig, KtlsName, LogFormat, Password, TlsMode};
+use config::{ClientAuthMode, EngineName, FileConfig, HashUploads, KtlsName, LogFormat, Password, TlsMode};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -101,6 +101,11 @@ struct Args {
     /// `atomic` (nothing: uploads appear under their name only when complete).
     #[arg(long, value_name = "POLICY", default_value = "keep", value_parser = parse_uploads)]
     uploads: UploadPolicy,
+
+    /// Compute the digest of each whole upload (STOR/STOU) while it streams and keep it with
+    /// the file (an extended attribute), so HASH answers at once: sha256, sha1, md5 or crc32.
+    #[arg(long, value_name = "ALGO", value_enum)]
+    hash_uploads: Option<HashUploads>,
 
     /// Seconds a connection may take to log in.
     #[arg(long, value_name = "SECS", default_value_t = 60)]
@@ -402,6 +407,9 @@ fn run(
     }
     if let Some(addr) = args.metrics.or(file.metrics) {
         builder = builder.metrics(addr);
+    }
+    if let Some(algo) = args.hash_uploads.or(file.hash_uploads) {
+        builder = builder.hash_uploads(Some(algo.into()));
     }
     if let Some(n) = args.cores.or(file.cores) {
         builder = builder.cores(n);

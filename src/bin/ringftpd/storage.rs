@@ -135,4 +135,14 @@ impl Storage for AnyStorage {
     async fn hash(&self, user: &User, path: &Path, algo: ringftp::storage::HashAlgo) -> Result<Vec<u8>> {
         each!(self, s => s.hash(user, path, algo))
     }
+    async fn store_digest(
+        &self,
+        user: &User,
+        path: &Path,
+        file: &File,
+        algo: ringftp::storage::HashAlgo,
+        digest: &[u8],
+    ) -> Result<()> {
+        each!(self, s => s.store_digest(user, path, file, algo, digest))
+    }
 }
