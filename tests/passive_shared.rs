@@ -345,8 +345,35 @@ fn a_stranger_on_a_shared_port_gets_nothing() {
         "the stranger's connection was not closed: {read:?}"
     );
     assert!(
-        server.stderr_log().contains("no session waits for it"),
+        server.stderr_log().contains("refused data connection from a foreign address"),
         "the refusal is logged\n{}",
         server.log_for_failure()
     );
+}
+
+/// A server that lets any address make a data connection cannot tell sessions' connections
+/// apart, so it never shares a port: with one port, a second session of another address gets
+/// 425 while the first waits, as before.
+#[test]
+fn ports_are_not_shared_when_foreign_data_connections_are_allowed() {
+    let (port, _) = passive_ports_block();
+    let scratch = Scratch::new("pasv-foreign-config");
+    let config = scratch.join("ringftpd.toml");
+    fs::write(&config, "dangerous_allow_foreign_data_connections = true\n").unwrap();
+    let range = format!("{port}-{port}");
+    let server = TestServer::builder("pasv-not-shared")
+        .args(["--passive-ports", &range, "--config", config.to_str().unwrap()])
+        .start();
+    fs::write(server.root().join("f.txt"), b"content").unwrap();
+    let addr = server.addr();
+    let mut a = Client::login(loopback(2), addr);
+    let mut b = Client::login(loopback(3), addr);
+    assert_eq!(a.passive(false), Ok(port), "A's PASV\n{}", server.log_for_failure());
+    match b.passive(true) {
+        Err((425, _)) => {}
+        other => panic!("B's EPSV on a port A holds with foreign connections allowed: {other:?}"),
+    }
+    let data = a.data(port);
+    assert_eq!(a.retr(data, "f.txt"), b"content");
+    assert_eq!(b.passive(true), Ok(port), "B's EPSV once A is done");
 }

@@ -225,7 +225,11 @@ impl PassivePorts {
                 let _ = sender.send(stream);
             }
             None => {
-                tracing::warn!(%from, port = bound.port, "refused data connection: no session waits for it");
+                tracing::warn!(
+                    %from,
+                    port = bound.port,
+                    "refused data connection from a foreign address: no session of it waits here"
+                );
             }
         }
     }
