@@ -56,12 +56,29 @@ impl Client {
         c
     }
 
+    /// A control connection through a PROXY-protocol balancer at `from`, for `client`.
+    fn via_balancer(from: IpAddr, server: SocketAddr, client: SocketAddr) -> Client {
+        let mut stream = connect_from(from, server).unwrap_or_else(|e| panic!("control from {from}: {e}"));
+        stream.write_all(&proxy_v2(client, server)).unwrap();
+        let mut c =
+            Client { from, server, reader: BufReader::new(stream.try_clone().unwrap()), writer: stream };
+        let (code, text) = c.reply();
+        assert_eq!(code, 220, "greeting: {text}");
+        c.log_in();
+        c
+    }
+
     fn login(from: IpAddr, server: SocketAddr) -> Client {
         let mut c = Client::connect(from, server);
+        c.log_in();
+        c
+    }
+
+    fn log_in(&mut self) {
+        let c = self;
         assert_eq!(c.cmd(&format!("USER {USER}")).0, 331);
         assert_eq!(c.cmd(&format!("PASS {PASS}")).0, 230);
         assert_eq!(c.cmd("TYPE I").0, 200);
-        c
     }
 
     /// One reply, `(code, last line)`; multi-line replies are read to their end.
@@ -119,6 +136,18 @@ impl Client {
         let (code, text) = self.reply();
         assert_eq!(code, 226, "{}: STOR {name}: {text}", self.from);
     }
+}
+
+/// A PROXY protocol v2 header (TCP over IPv4) naming `client`.
+fn proxy_v2(client: SocketAddr, server: SocketAddr) -> Vec<u8> {
+    let (IpAddr::V4(c), IpAddr::V4(s)) = (client.ip(), server.ip()) else { panic!("IPv4 only") };
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    h.extend_from_slice(&c.octets());
+    h.extend_from_slice(&s.octets());
+    h.extend_from_slice(&client.port().to_be_bytes());
+    h.extend_from_slice(&server.port().to_be_bytes());
+    h
 }
 
 fn epsv_port(text: &str) -> u16 {
@@ -376,4 +405,41 @@ fn ports_are_not_shared_when_foreign_data_connections_are_allowed() {
     let data = a.data(port);
     assert_eq!(a.retr(data, "f.txt"), b"content");
     assert_eq!(b.passive(true), Ok(port), "B's EPSV once A is done");
+}
+
+/// Behind a balancer that sends a PROXY header on data connections too, every connection
+/// comes from the balancer, and the header says whose it is: two clients share the only port
+/// and each gets its own file, though the first to transfer accepts both connections.
+#[test]
+fn sessions_behind_a_proxy_protocol_balancer_share_a_port() {
+    let (port, _) = passive_ports_block();
+    let range = format!("{port}-{port}");
+    let server = TestServer::builder("pasv-shared-proxy")
+        .args(["--passive-ports", &range, "--proxy-protocol-from", "127.0.0.1/32", "--proxy-protocol-data"])
+        .start();
+    make_file(&server.root().join("a.bin"), 100 * KIB, 1);
+    make_file(&server.root().join("b.bin"), 150 * KIB, 2);
+    let addr = server.addr();
+    let balancer = loopback(1);
+    let (client_a, client_b): (SocketAddr, SocketAddr) =
+        ("192.0.2.10:40000".parse().unwrap(), "192.0.2.20:40000".parse().unwrap());
+    let mut a = Client::via_balancer(balancer, addr, client_a);
+    let mut b = Client::via_balancer(balancer, addr, client_b);
+    assert_eq!(a.passive(true), Ok(port), "A's EPSV\n{}", server.log_for_failure());
+    assert_eq!(b.passive(false), Ok(port), "B shares the port\n{}", server.log_for_failure());
+    // A second session of A's client may not wait on the port at once.
+    let mut a2 = Client::via_balancer(balancer, addr, "192.0.2.10:40001".parse().unwrap());
+    assert!(matches!(a2.passive(true), Err((425, _))), "A's client twice on one port");
+
+    let to = SocketAddr::new(addr.ip(), port);
+    let data_for = |client: SocketAddr| {
+        let mut s = connect_from(balancer, to).expect("data connection");
+        s.write_all(&proxy_v2(client, to)).unwrap();
+        s
+    };
+    // B's connection is first in the queue; A's transfer accepts it and hands it to B.
+    let b_data = data_for(client_b);
+    let a_data = data_for(client_a);
+    assert!(a.retr(a_data, "a.bin") == pattern(100 * KIB as usize, 1), "A's download differs");
+    assert!(b.retr(b_data, "b.bin") == pattern(150 * KIB as usize, 2), "B's download differs");
 }
