@@ -13,7 +13,9 @@
 //!   │   ├─ session::Session                 │     framing, parse, deadlines, storage steps)
 //!   │   │    ◄─ handle_input / handle_timeout│     ─► poll_action: Reply, Fs, Transfer ...
 //!   │   ├─ passive listener ◄─ port slice ──┼──► ports::PortPool (lock-free bitmaps,
-//!   │   └─ transfer task                    │     one slice per shard, stealing when empty)
+//!   │   │   (range exhausted: shared ports, │     one slice per shard, stealing when empty)
+//!   │   │    connections matched by address)│
+//!   │   └─ transfer task                    │
 //!   │        file ─splice (io_uring, inline if cached, or a blocking pool)─► pipe
 //!   │             ─splice─► data socket     (pipes from the shard's pool)
 //!   └──────────────────────────────────────┘

@@ -95,7 +95,9 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         self
     }
 
-    /// The passive data port range (default 49152-65534), split between the shards.
+    /// The passive data port range (default 49152-65534), split between the shards. It may be
+    /// narrower than the number of sessions: once every port is taken, sessions of different
+    /// client addresses share a port, their data connections told apart by address.
     pub fn passive_ports(mut self, ports: RangeInclusive<u16>) -> Self {
         self.config.passive_ports = ports;
         self

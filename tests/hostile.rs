@@ -294,7 +294,7 @@ fn an_upload_that_stops_sending_is_aborted() {
 // 2. Unclaimed passive listeners
 
 /// Two sessions take both ports of a two-port range with EPSV and then only send NOOPs; a
-/// third session gets 425 until `--data-timeout` reclaims the idle listeners, then its EPSV
+/// third session of the same address (which may not share their ports) gets 425 until `--data-timeout` reclaims the idle listeners, then its EPSV
 /// works and it can download.
 #[test]
 fn unclaimed_passive_ports_are_reclaimed() {

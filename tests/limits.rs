@@ -275,7 +275,9 @@ fn idle_timeout_closes_idle_sessions_but_not_busy_ones_or_running_transfers() {
 
 #[test]
 fn passive_port_exhaustion_answers_425_and_recovers() {
-    // One port of this test's own block: the server has exactly one passive port.
+    // One port of this test's own block: the server has exactly one passive port. Both
+    // sessions come from 127.0.0.1, so B cannot share A's port (tests/passive_shared.rs has
+    // sessions of different addresses sharing one).
     let (port, _) = passive_ports_block();
     let range = format!("{port}-{port}");
     let server = TestServer::with_args("pasv-exhaust", &["--passive-ports", &range]);

@@ -431,3 +431,57 @@ fn config_file_and_home_prefix() {
     );
     assert_eq!(keys[0].2, sum);
 }
+
+/// 32 uploads of 16 MiB at once (two parts each, one multipart upload each, on every shard):
+/// every one completes, and boto3 finds all 32 objects whole, with no upload left open. Whole
+/// means the store's own multipart ETag (the MD5 of the parts' MD5s) equals the one computed
+/// here from the source in 8 MiB parts: downloading 512 MiB back from moto would take longer
+/// than the uploads.
+#[test]
+fn thirty_two_concurrent_uploads() {
+    const N: usize = 32;
+    let moto = Moto::start();
+    moto.bucket("many");
+    let server = server(&moto, "many", "s3-many");
+    let src = server.work().join("src");
+    write_random(&src, 16 * MIB);
+    let started = Instant::now();
+    let clients: Vec<_> = (0..N)
+        .map(|i| {
+            curl(&server)
+                .arg("-T")
+                .arg(&src)
+                .arg(server.url(&format!("f{i:02}")))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start curl")
+        })
+        .collect();
+    // curl's --max-time bounds each wait.
+    let failed: Vec<String> = clients
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let out = c.wait_with_output().unwrap();
+            (!out.status.success())
+                .then(|| format!("f{i:02}: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr)))
+        })
+        .collect();
+    let took = started.elapsed();
+    assert!(failed.is_empty(), "{}\n{}", failed.join("\n"), server.log_for_failure());
+    let code = format!(
+        "parts = []\n\
+         with open({src:?}, 'rb') as f:\n\
+         \x20   while chunk := f.read(8 << 20): parts.append(hashlib.md5(chunk).digest())\n\
+         want = '\"%s-%d\"' % (hashlib.md5(b''.join(parts)).hexdigest(), len(parts))\n\
+         for o in s3.list_objects_v2(Bucket=B)['Contents']:\n\
+         \x20   print(o['Key'], o['Size'], o['ETag'] == want)",
+        src = src.display().to_string()
+    );
+    let got = moto.py("many", &code);
+    let want: String = (0..N).map(|i| format!("pre/f{i:02} {} True\n", 16 * MIB)).collect();
+    assert_eq!(got, want);
+    assert_eq!(moto.pending_uploads("many"), Vec::<String>::new());
+    eprintln!("{N} concurrent 16 MiB uploads in {took:?}");
+}

@@ -1,7 +1,9 @@
-//! Making data connections: passive listeners on leased ports, and active connects.
+//! Making data connections: who may connect to a passive listener (`passive.rs` has the
+//! listeners), and active connects.
 //!
 //! A passive listener accepts only from the control connection's peer address; a connection
-//! from anywhere else (a hijack attempt) is closed and the wait goes on until the deadline.
+//! from anywhere else is another session's on a shared port, or a hijack attempt, which is
+//! closed while the wait goes on until the deadline.
 //! Behind a balancer that forwards the passive range, data connections come from the
 //! balancer: with the PROXY protocol on data connections, its header names the client that
 //! is checked; without, a connection from a balancer address is taken as the client's.
@@ -12,24 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::proto::address::canonical;
 use std::sync::Arc;
 
-use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-
-use crate::ports::{PortLease, PortPool};
-
-/// A passive listener on a leased port, waiting for its transfer command.
-///
-/// Nothing watches it until then: the client connects before it sends RETR or STOR, so the
-/// connection is usually in the accept queue already and is taken without waiting, and the
-/// shard is not woken once for the connect and again for the command. Dropping it closes the
-/// listener and frees the port at once.
-#[derive(Debug)]
-pub(crate) struct PendingAccept {
-    listener: Socket,
-    policy: AcceptPolicy,
-    /// Declared after the listener: the port goes back to the pool only once it is closed.
-    _lease: PortLease,
-}
+use tokio::net::{TcpSocket, TcpStream};
 
 /// Who may connect to a passive port.
 #[derive(Debug, Clone)]
@@ -42,87 +27,14 @@ pub(crate) struct AcceptPolicy {
     pub(crate) balancer_header: bool,
 }
 
-fn bind_listener(ip: IpAddr, port: u16) -> io::Result<Socket> {
-    let addr = SocketAddr::new(ip, port);
-    let socket =
-        Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking().cloexec(), Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(8)?;
-    Ok(socket)
-}
-
-/// Opens a passive listener on `ip` with a port from the shard's pool.
-/// Ports that another program holds are skipped. `Ok(None)`: the whole range is in use.
-pub(crate) fn open_passive(
-    pool: &Arc<PortPool>,
-    shard: usize,
-    ip: IpAddr,
-    policy: AcceptPolicy,
-) -> io::Result<Option<(u16, PendingAccept)>> {
-    // Leases of ports that failed to bind are held until a port works, so the pool does not
-    // hand the same busy port out again within this call.
-    let mut busy: Vec<PortLease> = Vec::new();
-    loop {
-        let Some(lease) = pool.acquire(shard) else {
-            return Ok(None);
-        };
-        match bind_listener(ip, lease.port()) {
-            Ok(listener) => {
-                let port = lease.port();
-                return Ok(Some((port, PendingAccept { listener, policy, _lease: lease })));
-            }
-            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                tracing::debug!(port = lease.port(), "passive port busy, skipping");
-                busy.push(lease);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-impl PendingAccept {
-    /// The client's data connection. Connections from other addresses are closed and the
-    /// wait goes on, until the session's data-connection deadline drops this future.
-    pub(crate) async fn accept(self) -> io::Result<TcpStream> {
-        let PendingAccept { listener, policy, _lease: lease } = self;
-        let result = accept_from(listener, &policy).await;
-        // The listener is closed by now; only then may the port go back to the pool.
-        drop(lease);
-        result
-    }
-}
-
-async fn accept_from(listener: Socket, policy: &AcceptPolicy) -> io::Result<TcpStream> {
-    // What is already queued first, without registering the listener with the reactor.
-    loop {
-        match listener.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) {
-            Ok((sock, from)) => {
-                let Some(from) = from.as_socket() else { continue };
-                if policy.balancers.is_empty() {
-                    if policy.allows(from) {
-                        return TcpStream::from_std(sock.into());
-                    }
-                } else if let Some(stream) = policy.admit(TcpStream::from_std(sock.into())?, from).await {
-                    return Ok(stream);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let listener = TcpListener::from_std(listener.into())?;
-    loop {
-        match listener.accept().await {
-            Err(e) => return Err(e),
-            Ok((sock, from)) => {
-                if let Some(stream) = policy.admit(sock, from).await {
-                    return Ok(stream);
-                }
-            }
-        }
-    }
+/// What a connection accepted on a passive port is, for the session that accepted it.
+pub(crate) enum Admission {
+    /// Its data connection.
+    Mine(TcpStream),
+    /// A connection from this client, which may be another session's.
+    Other(std::net::TcpStream, IpAddr),
+    /// Closed already (a bad PROXY header).
+    Refused,
 }
 
 impl AcceptPolicy {
@@ -136,31 +48,47 @@ impl AcceptPolicy {
         }
     }
 
-    /// `stream` if it may serve the session; balancer connections are resolved to the
-    /// client behind them first (see the module doc).
-    async fn admit(&self, stream: TcpStream, from: SocketAddr) -> Option<TcpStream> {
+    /// Whether its data connections can be told from other sessions' by address, so that it
+    /// may share a passive port: not when any address may connect, nor when they all come
+    /// from a balancer that does not say for whom.
+    pub(crate) fn shareable(&self) -> bool {
+        !self.allow_foreign && (self.balancers.is_empty() || self.balancer_header)
+    }
+
+    /// Whether `stream`, accepted from `from`, serves the session; balancer connections are
+    /// resolved to the client behind them first (see the module doc).
+    pub(crate) async fn admit(&self, stream: std::net::TcpStream, from: SocketAddr) -> io::Result<Admission> {
+        if self.balancers.is_empty() {
+            // Decided without the reactor: a connection that is not ours is not registered.
+            return Ok(if self.allows(from) {
+                Admission::Mine(TcpStream::from_std(stream)?)
+            } else {
+                Admission::Other(stream, canonical(from.ip()))
+            });
+        }
+        let stream = TcpStream::from_std(stream)?;
         let client = if self.balancer_header {
             match crate::engine::proxy::admit(&self.balancers, &stream, from).await {
                 Ok(client) => client,
                 Err(e) => {
                     tracing::warn!(%from, error = %e, "refused data connection: PROXY protocol");
-                    return None;
+                    return Ok(Admission::Refused);
                 }
             }
         } else if crate::engine::proxy::trusted(&self.balancers, from.ip()) {
-            return Some(stream);
+            return Ok(Admission::Mine(stream));
         } else {
             from
         };
-        self.allows(client).then_some(stream)
+        Ok(if self.allows(client) {
+            Admission::Mine(stream)
+        } else {
+            Admission::Other(stream.into_std()?, canonical(client.ip()))
+        })
     }
 
     fn allows(&self, from: SocketAddr) -> bool {
-        if self.allow_foreign || canonical(from.ip()) == canonical(self.peer) {
-            return true;
-        }
-        tracing::warn!(%from, peer = %self.peer, "refused data connection from a foreign address");
-        false
+        self.allow_foreign || canonical(from.ip()) == self.peer
     }
 }
 

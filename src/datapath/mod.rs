@@ -10,6 +10,7 @@ mod ascii;
 mod connect;
 mod fileio;
 mod pagecache;
+mod passive;
 mod pipes;
 mod rate;
 mod transfer;
@@ -25,8 +26,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
-pub(crate) use connect::{open_passive, AcceptPolicy, PendingAccept};
+pub(crate) use connect::AcceptPolicy;
 pub(crate) use fileio::FileIo;
+pub(crate) use passive::{PassivePorts, PendingAccept};
 pub(crate) use pipes::PipePool;
 pub(crate) use rate::RateLimit;
 use transfer::{DataError, Meter};

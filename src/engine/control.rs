@@ -619,14 +619,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let config = &self.shard.config;
         let policy = AcceptPolicy::new(config, self.peer.ip());
         let now = Instant::now().into_std();
-        match datapath::open_passive(&self.shard.ports, self.shard.id, ip, policy) {
+        match self.shard.ports.open(self.shard.id, ip, policy) {
             Ok(Some((port, pending))) => {
                 self.passive = Some(pending);
                 let announce = super::public::announce(config, self.peer.ip(), ip);
                 self.session.passive_opened(SocketAddr::new(announce, port), now);
             }
             Ok(None) => {
-                tracing::warn!("passive port range exhausted");
+                tracing::warn!("passive port range exhausted: no port without a session of this client");
                 self.session.passive_failed(now);
             }
             Err(e) => {

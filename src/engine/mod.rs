@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use crate::auth::Authenticator;
 use crate::ban::BanList;
 use crate::config::Config;
-use crate::datapath::{FileIo, PipePool};
+use crate::datapath::{FileIo, PassivePorts, PipePool};
 use crate::ports::PortPool;
 use crate::server::{Engine, ServerHandle, StartError};
 use crate::storage::Storage;
@@ -52,7 +52,8 @@ pub(crate) struct Shard<S, A> {
     pub(crate) config: Arc<Config>,
     pub(crate) storage: Arc<S>,
     pub(crate) auth: Arc<A>,
-    pub(crate) ports: Arc<PortPool>,
+    /// The passive ports, shared by all shards.
+    pub(crate) ports: Arc<PassivePorts>,
     pub(crate) limits: Arc<Limits>,
     pub(crate) users: Arc<UserRegistry>,
     pub(crate) metrics: Arc<Metrics>,
@@ -175,6 +176,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
     let users = Arc::new(UserRegistry::default());
     let bans = config.ban.clone().map(|policy| Arc::new(BanList::new(policy, std::time::Instant::now())));
     let metrics = Metrics::new(Arc::clone(&ports));
+    let ports = PassivePorts::new(ports, config.passive_ports.clone());
     let metrics_listener = match config.metrics {
         Some(addr) => Some(metrics::bind(addr).map_err(|e| StartError::Bind(addr, e))?),
         None => None,

@@ -23,7 +23,8 @@
 //!   order (`shard + 1`, `shard + 2`, ... wrapping), so the whole range stays
 //!   usable even under uneven load, or when the range has fewer ports than
 //!   there are shards (some slices are then empty). [`PortPool::acquire`]
-//!   returns `None` only when every port is leased.
+//!   returns `None` only when every port is leased; the engine then shares
+//!   ports that are already listening among sessions of different clients.
 //!
 //! A [`PortLease`] gives its port back when dropped, on any thread. It keeps
 //! its *slice* alive through a per-slice `Arc` rather than the whole pool, so
@@ -246,8 +247,8 @@ impl fmt::Debug for PortPool {
 
 /// A port taken from the pool; it goes back on drop.
 ///
-/// `Send` and `Sync`: it may be dropped on any thread, though the engine keeps
-/// it on the shard that acquired it. It holds its slice of the pool alive, so
+/// `Send` and `Sync`: it may be dropped on any thread (a passive port that
+/// sessions of several shards share goes back from whichever leaves it last). It holds its slice of the pool alive, so
 /// it stays valid (and harmless to drop) even after the [`PortPool`] is gone.
 pub struct PortLease {
     /// The slice the port came from.

@@ -65,7 +65,8 @@ struct Args {
     #[arg(long)]
     anonymous: bool,
 
-    /// Passive data port range.
+    /// Passive data port range. May be narrow (a firewall's handful): once every port is
+    /// taken, sessions of different client addresses share them.
     #[arg(long, value_name = "MIN-MAX", default_value = "49152-65534", value_parser = parse_range)]
     passive_ports: RangeInclusive<u16>,
 
