@@ -4,8 +4,13 @@
 //! arrives as a record. Needs a kernel with kTLS: on one without (this project's build host)
 //! it prints that and passes; `KTLS_REQUIRED=1` makes that a failure (tests/ktls-vm.sh runs
 //! it in a QEMU guest with Debian 12's kernel).
+//!
+//! Then a real ringftpd serves curl and Python's ftplib over PROT P on both engines: on a
+//! kernel with kTLS the transfers must take the kTLS path (its log line, its metric and the
+//! kernel's own TLS counters say so), elsewhere the rustls one; checksums either way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod tls_common;
 
 use std::io::{Read, Write};
@@ -182,6 +187,8 @@ fn round(
         assert_eq!(ringftp::tls::verify_data_resumed(stream.get_ref().1), resume);
         let info = TlsInfo::of(stream.get_ref().1).unwrap();
         assert_eq!((info.version, info.cipher), want);
+        // The first call per cipher probes the kernel on a socket of its own; count after it.
+        assert!(ktls::supported(stream.get_ref().1));
         let tx_before = tls_stat("TlsTxSw").unwrap_or(0);
         let ktls = ktls::enable(stream).map_err(|e| e.error).expect("kTLS enable");
         assert_eq!(tls_stat("TlsTxSw").unwrap_or(0), tx_before + 1, "the kernel counts a new TX socket");
@@ -301,4 +308,219 @@ fn ktls_off_means_no_secret_extraction() {
     let acceptor = TlsAcceptor::new(TlsConfig::new(&pki.cert, &pki.key).ktls(KtlsMode::Off)).unwrap();
     assert!(!acceptor.ktls());
     assert!(!acceptor.control().control_config().enable_secret_extraction);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ringftpd end to end
+
+/// File size of the end-to-end transfers (MiB); `KTLS_TEST_MIB` overrides it.
+fn e2e_mib() -> u64 {
+    std::env::var("KTLS_TEST_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
+}
+
+/// How long one client run may take: the kTLS guest emulates its CPU (TCG), so be generous.
+const CLIENT_BOUND: &str = "300";
+
+fn ftps_server(tag: &str, pki: &Pki, engine: &str, extra: &[&str]) -> common::TestServer {
+    let mut args = vec![
+        "--tls-cert".to_string(),
+        pki.cert.display().to_string(),
+        "--tls-key".to_string(),
+        pki.key.display().to_string(),
+        "--metrics".to_string(),
+        "127.0.0.1:0".to_string(),
+        "--engine".to_string(),
+        engine.to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    common::TestServer::builder(tag).args(args).start()
+}
+
+/// The server's Prometheus text, from the address it printed on stdout.
+fn scrape(srv: &common::TestServer) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        let found = srv.stdout_lines().iter().find_map(|l| {
+            l.strip_prefix("ringftpd metrics on http://")?.strip_suffix("/metrics").map(str::to_string)
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics line: {:?}", srv.stdout_lines());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    sock.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The value of `ringftp_tls_data_connections_total{path="..."}`, 0 when absent.
+fn data_path_count(metrics: &str, path: &str) -> u64 {
+    let key = format!("ringftp_tls_data_connections_total{{path=\"{path}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(key.as_str())?.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Whether two files hold the same bytes (a plain compare: the guest's emulated CPU makes a
+/// debug-built hash slow).
+fn same(a: &std::path::Path, b: &std::path::Path) -> bool {
+    std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+fn curl_ftps(pki: &Pki, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .args([CLIENT_BOUND, "curl", "-sS", "--ssl-reqd", "--cacert"])
+        .arg(&pki.ca)
+        .args(["-u", &format!("{}:{}", common::USER, common::PASS)])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("curl")
+}
+
+/// Python's ftplib, resuming the control session on data connections (as FTPS clients
+/// do): STOR then RETR of the file at argv[3] as argv[4]; `unwrap()` on the upload sends
+/// close_notify and waits for the server's, so an upload ends at a TLS alert record.
+const PYTHON: &str = r#"
+import ftplib, ssl, sys, io, hashlib
+port, ca, src, name = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Reusing(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+f = Reusing(context=ssl.create_default_context(cafile=ca), timeout=120)
+f.connect("localhost", port)
+f.auth()
+f.login("bob", "secret")
+f.prot_p()
+data = open(src, "rb").read()
+f.storbinary("STOR " + name, io.BytesIO(data), blocksize=1 << 16)
+out = io.BytesIO()
+f.retrbinary("RETR " + name, out.write)
+assert out.getvalue() == data, "round trip: %d of %d bytes" % (len(out.getvalue()), len(data))
+print("python ok", hashlib.sha256(data).hexdigest(), f.sock.version())
+f.quit()
+"#;
+
+#[test]
+fn ringftpd_ftps_transfers_take_ktls_where_the_kernel_has_it() {
+    let have = ktls::available();
+    if !have {
+        assert!(
+            std::env::var_os("KTLS_REQUIRED").is_none(),
+            "KTLS_REQUIRED is set but this kernel has no kTLS"
+        );
+        println!("kTLS absent: ringftpd must fall back to rustls");
+    }
+    let len = e2e_mib() * common::MIB;
+    let pki = Pki::new();
+    for engine in ["uring", "epoll"] {
+        let srv = ftps_server(&format!("ktls-{engine}"), &pki, engine, &[]);
+        let port = srv.port();
+        let src = srv.work().join("src.bin");
+        common::make_file(&src, len, 11);
+        std::fs::copy(&src, srv.root().join("down.bin")).unwrap();
+        let (tx0, rx0) = (tls_stat("TlsTxSw").unwrap_or(0), tls_stat("TlsRxSw").unwrap_or(0));
+        let started = std::time::Instant::now();
+
+        // curl: RETR (EPSV) and STOR (PASV), checked by SHA-256.
+        let got = srv.work().join("got.bin");
+        let out =
+            curl_ftps(&pki, &["-o", got.to_str().unwrap(), &format!("ftp://localhost:{port}/down.bin")]);
+        assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
+        assert!(same(&got, &src), "curl RETR ({engine})");
+        let t_retr = started.elapsed().as_secs_f64();
+        let out = curl_ftps(
+            &pki,
+            &["--disable-epsv", "-T", src.to_str().unwrap(), &format!("ftp://localhost:{port}/up.bin")],
+        );
+        assert!(out.status.success(), "curl STOR: {out:?}\n{}", srv.log_for_failure());
+        assert!(same(&srv.root().join("up.bin"), &src), "curl STOR ({engine})");
+        let t_stor = started.elapsed().as_secs_f64() - t_retr;
+
+        // Python: STOR ended by close_notify, then RETR.
+        let small = srv.work().join("small.bin");
+        common::make_file(&small, common::MIB + 1, 12);
+        let out = std::process::Command::new("timeout")
+            .args([CLIENT_BOUND, "python3", "-c", PYTHON])
+            .arg(port.to_string())
+            .arg(&pki.ca)
+            .arg(&small)
+            .arg("py.bin")
+            .output()
+            .expect("python3");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("python ok"),
+            "python: {out:?}\n{}",
+            srv.log_for_failure()
+        );
+        assert!(same(&srv.root().join("py.bin"), &small), "python STOR ({engine})");
+        let secs = started.elapsed().as_secs_f64();
+
+        // Four file transfers: each took kTLS, or each rustls.
+        let metrics = scrape(&srv);
+        let (on_ktls, on_rustls) = (data_path_count(&metrics, "ktls"), data_path_count(&metrics, "rustls"));
+        let log = srv.stderr_log();
+        let ktls_lines = log.matches("TLS data connection on kTLS").count();
+        if have {
+            assert_eq!((on_ktls, on_rustls), (4, 0), "{engine}: {metrics}\n{}", srv.log_for_failure());
+            assert_eq!(ktls_lines, 4, "{engine}: the debug line per transfer");
+            let (tx, rx) = (tls_stat("TlsTxSw").unwrap_or(0), tls_stat("TlsRxSw").unwrap_or(0));
+            assert!(tx >= tx0 + 4 && rx >= rx0 + 4, "kernel TLS sockets: tx {tx0}->{tx}, rx {rx0}->{rx}");
+        } else {
+            assert_eq!((on_ktls, on_rustls), (0, 4), "{engine}: {metrics}\n{}", srv.log_for_failure());
+            assert_eq!(ktls_lines, 0);
+        }
+        let path = if have { "kTLS" } else { "rustls" };
+        println!(
+            "{engine}: RETR + STOR of {} MiB (curl) and of 1 MiB (ftplib) over PROT P on {path}: \
+             {t_retr:.1} s + {t_stor:.1} s, {secs:.1} s in all",
+            len >> 20
+        );
+    }
+}
+
+/// `--ktls off` keeps every byte on rustls, even where the kernel has kTLS.
+#[test]
+fn ringftpd_ktls_off_stays_on_rustls() {
+    let pki = Pki::new();
+    let srv = ftps_server("ktls-off", &pki, "auto", &["--ktls", "off"]);
+    let src = srv.work().join("src.bin");
+    common::make_file(&src, 4 * common::MIB + 7, 13);
+    std::fs::copy(&src, srv.root().join("down.bin")).unwrap();
+    let got = srv.work().join("got.bin");
+    let url = format!("ftp://localhost:{}/down.bin", srv.port());
+    let out = curl_ftps(&pki, &["-o", got.to_str().unwrap(), &url]);
+    assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
+    assert!(same(&got, &src));
+    let metrics = scrape(&srv);
+    assert_eq!((data_path_count(&metrics, "ktls"), data_path_count(&metrics, "rustls")), (0, 1), "{metrics}");
+}
+
+/// Throughput of a big RETR on kTLS against rustls, same machine, one curl each, when
+/// `KTLS_BENCH_MIB` is set (tests/ktls-vm.sh --bench); skipped otherwise.
+#[test]
+fn ringftpd_ktls_vs_rustls_retr_throughput() {
+    let Some(mib) = std::env::var("KTLS_BENCH_MIB").ok().and_then(|v| v.parse::<u64>().ok()) else {
+        println!("KTLS_BENCH_MIB not set: skipped");
+        return;
+    };
+    let pki = Pki::new();
+    for mode in ["auto", "off"] {
+        let srv = ftps_server(&format!("ktls-bench-{mode}"), &pki, "auto", &["--ktls", mode]);
+        common::make_file(&srv.root().join("big.bin"), mib * common::MIB, 14);
+        let url = format!("ftp://localhost:{}/big.bin", srv.port());
+        let started = std::time::Instant::now();
+        let out = curl_ftps(&pki, &["-o", "/dev/null", "-w", "%{size_download}", &url]);
+        let secs = started.elapsed().as_secs_f64();
+        assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (mib * common::MIB).to_string());
+        let path = if data_path_count(&scrape(&srv), "ktls") == 1 { "kTLS" } else { "rustls" };
+        println!("bench: RETR {mib} MiB --ktls {mode} ({path}): {:.0} MB/s", (mib << 20) as f64 / secs / 1e6);
+    }
 }
