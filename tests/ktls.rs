@@ -524,3 +524,119 @@ fn ringftpd_ktls_vs_rustls_retr_throughput() {
         println!("bench: RETR {mib} MiB --ktls {mode} ({path}): {:.0} MB/s", (mib << 20) as f64 / secs / 1e6);
     }
 }
+
+/// A minimal FTPS client over rustls, for what real clients do not send.
+struct Ftps {
+    tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Ftps {
+    fn login(pki: &Pki, addr: std::net::SocketAddr) -> Ftps {
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let mut plain = std::io::BufReader::new(sock.try_clone().unwrap());
+        assert!(line(&mut plain).starts_with("220"));
+        sock.write_all(b"AUTH TLS\r\n").unwrap();
+        assert!(line(&mut plain).starts_with("234"));
+        let (config, _) = pki.client(false, false);
+        let conn = rustls::ClientConnection::new(config.clone(), Pki::name()).unwrap();
+        let mut ftps = Ftps { tls: rustls::StreamOwned::new(conn, sock), config };
+        for (cmd, code) in [
+            ("USER bob", "331"),
+            ("PASS secret", "230"),
+            ("PBSZ 0", "200"),
+            ("PROT P", "200"),
+            ("TYPE I", "200"),
+        ] {
+            let reply = ftps.cmd(cmd);
+            assert!(reply.starts_with(code), "{cmd}: {reply}");
+        }
+        ftps
+    }
+
+    fn cmd(&mut self, cmd: &str) -> String {
+        self.tls.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+
+    fn reply(&mut self) -> String {
+        let mut out = Vec::new();
+        let mut b = [0u8; 1];
+        while !out.ends_with(b"\r\n") {
+            assert_eq!(self.tls.read(&mut b).unwrap(), 1, "control connection closed");
+            out.push(b[0]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// EPSV, then `cmd`; returns the data connection with its TLS handshake done (resuming
+    /// the control session, as the server requires).
+    fn data(&mut self, cmd: &str) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+        let reply = self.cmd("EPSV");
+        let port: u16 = reply.split("|||").nth(1).and_then(|s| s.split('|').next()).unwrap().parse().unwrap();
+        self.tls.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let reply = self.reply();
+        assert!(reply.starts_with("150"), "{cmd}: {reply}");
+        let conn = rustls::ClientConnection::new(self.config.clone(), Pki::name()).unwrap();
+        let mut data = rustls::StreamOwned::new(conn, sock);
+        while data.conn.is_handshaking() {
+            data.conn.complete_io(&mut data.sock).unwrap();
+        }
+        data
+    }
+}
+
+fn line(r: &mut impl std::io::BufRead) -> String {
+    let mut s = String::new();
+    r.read_line(&mut s).unwrap();
+    s
+}
+
+/// An upload that meets a TLS 1.3 KeyUpdate: rustls follows it (226, every byte stored);
+/// kTLS cannot here, so the upload is aborted with 426 and the control connection goes on.
+/// Then an upload ended by close_notify alone stores every byte on either path.
+#[test]
+fn ringftpd_upload_record_other_than_data() {
+    let pki = Pki::new();
+    for engine in ["uring", "epoll"] {
+        let srv = ftps_server(&format!("ktls-keyupdate-{engine}"), &pki, engine, &[]);
+        let mut ftps = Ftps::login(&pki, srv.addr());
+        let first = pattern(300_000, 3);
+        let second = pattern(200_000, 4);
+        let mut data = ftps.data("STOR ku.bin");
+        data.write_all(&first).unwrap();
+        data.flush().unwrap();
+        data.conn.refresh_traffic_keys().unwrap();
+        // The server may already have closed the connection (kTLS): later writes can fail.
+        let _ = data.write_all(&second).and_then(|()| data.flush());
+        data.conn.send_close_notify();
+        let _ = data.flush();
+        let reply = ftps.reply();
+        drop(data);
+        if ktls::available() {
+            assert!(reply.starts_with("426"), "{engine}: {reply}\n{}", srv.log_for_failure());
+        } else {
+            assert!(reply.starts_with("226"), "{engine}: {reply}\n{}", srv.log_for_failure());
+            let stored = std::fs::read(srv.root().join("ku.bin")).unwrap();
+            assert!(stored.len() == first.len() + second.len() && stored[..first.len()] == first[..]);
+            assert!(stored[first.len()..] == second[..]);
+        }
+        assert!(ftps.cmd("NOOP").starts_with("200"), "control connection still usable");
+
+        let mut data = ftps.data("STOR cn.bin");
+        data.write_all(&first).unwrap();
+        data.conn.send_close_notify();
+        data.flush().unwrap();
+        // The server answers our close_notify with its own.
+        let mut rest = Vec::new();
+        data.read_to_end(&mut rest).expect("the server's close_notify");
+        let reply = ftps.reply();
+        assert!(reply.starts_with("226"), "{engine}: {reply}\n{}", srv.log_for_failure());
+        assert!(std::fs::read(srv.root().join("cn.bin")).unwrap() == first, "{engine}: close_notify upload");
+        let path = if ktls::available() { "ktls" } else { "rustls" };
+        assert_eq!(data_path_count(&scrape(&srv), path), 2, "{engine}");
+    }
+}

@@ -5,6 +5,11 @@
 //! file is a plain 550 without a 150 first. Files move by splice (see `transfer.rs`);
 //! everything else through a buffer. Only `uring.rs` here (through `fileio.rs`) and
 //! `engine/uring.rs` know io_uring.
+//!
+//! PROT P (RFC 4217): the TLS handshake, with its session-reuse check, runs in rustls; then
+//! a binary file transfer hands the keys to the kernel (kTLS, `tls/ktls.rs`) when it can take
+//! them and splices as a clear one does, and everything else (listings, TYPE A, streams, a
+//! cipher the kernel lacks) stays in rustls's buffered loop.
 
 mod ascii;
 mod connect;
