@@ -502,6 +502,15 @@ fn ringftpd_ktls_off_stays_on_rustls() {
     assert_eq!((data_path_count(&metrics, "ktls"), data_path_count(&metrics, "rustls")), (0, 1), "{metrics}");
 }
 
+/// User plus system CPU time of a process, from /proc/PID/stat (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).map(|v| v.parse().unwrap_or(0.0)).collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
 /// Throughput of a big RETR on kTLS against rustls, same machine, one curl each, when
 /// `KTLS_BENCH_MIB` is set (tests/ktls-vm.sh --bench); skipped otherwise.
 #[test]
@@ -515,13 +524,20 @@ fn ringftpd_ktls_vs_rustls_retr_throughput() {
         let srv = ftps_server(&format!("ktls-bench-{mode}"), &pki, "auto", &["--ktls", mode]);
         common::make_file(&srv.root().join("big.bin"), mib * common::MIB, 14);
         let url = format!("ftp://localhost:{}/big.bin", srv.port());
+        let cpu0 = cpu_seconds(srv.pid());
         let started = std::time::Instant::now();
         let out = curl_ftps(&pki, &["-o", "/dev/null", "-w", "%{size_download}", &url]);
         let secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(srv.pid()) - cpu0;
         assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (mib * common::MIB).to_string());
         let path = if data_path_count(&scrape(&srv), "ktls") == 1 { "kTLS" } else { "rustls" };
-        println!("bench: RETR {mib} MiB --ktls {mode} ({path}): {:.0} MB/s", (mib << 20) as f64 / secs / 1e6);
+        let gb = (mib << 20) as f64 / 1e9;
+        println!(
+            "bench: RETR {mib} MiB --ktls {mode} ({path}): {:.1} MB/s, server CPU {:.2} s/GB",
+            gb * 1e3 / secs,
+            cpu / gb
+        );
     }
 }
 
