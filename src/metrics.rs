@@ -45,6 +45,11 @@ struct BanLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabel {
+    path: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ShardLabel {
     shard: usize,
 }
@@ -62,6 +67,7 @@ pub(crate) struct Metrics {
     bans: Family<BanLabel, Counter>,
     banned_refusals: Counter,
     tls_handshakes: Family<ResultLabel, Counter>,
+    tls_transfers: Family<PathLabel, Counter>,
     ports: Arc<PortPool>,
 }
 
@@ -77,6 +83,12 @@ impl Metrics {
         let bans = Family::<BanLabel, Counter>::default();
         let banned_refusals = Counter::default();
         let tls_handshakes = Family::<ResultLabel, Counter>::default();
+        let tls_transfers = Family::<PathLabel, Counter>::default();
+        registry.register(
+            "tls_data_connections",
+            "TLS data connections by the path their bytes took: ktls (kernel, splice) or rustls",
+            tls_transfers.clone(),
+        );
         registry.register(
             "tls_handshakes",
             "TLS handshakes on control and data connections, by result",
@@ -109,6 +121,7 @@ impl Metrics {
             bans,
             banned_refusals,
             tls_handshakes,
+            tls_transfers,
             ports,
         })
     }
@@ -138,6 +151,11 @@ impl Metrics {
 
     pub(crate) fn tls_handshake(&self, ok: bool) {
         self.tls_handshakes.get_or_create(&ResultLabel { result: if ok { "ok" } else { "failed" } }).inc();
+    }
+
+    /// A TLS data connection went through `path` ("ktls" or "rustls").
+    pub(crate) fn tls_data_path(&self, path: &'static str) {
+        self.tls_transfers.get_or_create(&PathLabel { path }).inc();
     }
 
     pub(crate) fn banned_refusal(&self) {

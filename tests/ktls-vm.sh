@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs tests/ktls.rs inside a QEMU guest booted with Debian 12's kernel, which has kTLS (this
 # host's kernel does not), with KTLS_REQUIRED=1 so a missing kTLS fails instead of skipping.
-# Uses the recipe in ../shared/ktls-vm (README there); installs its packages when missing and
-# running as root. Exit status: the test binary's (0 = passed).
+# The guest sees this machine's / read-only (--hostroot), so the test finds the ringftpd that
+# cargo built, curl and python3 where they are here. Uses the recipe in ../shared/ktls-vm
+# (README there); installs its packages when missing and running as root.
+#   tests/ktls-vm.sh [--bench MIB]   --bench: also time a RETR of MIB on kTLS and on rustls
+#                                    (a release build of the tests; slow under TCG)
+# Exit status: the test binary's (0 = passed).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 VM=${KTLS_VM_DIR:-$ROOT/../shared/ktls-vm}
@@ -21,10 +25,17 @@ if ! command -v qemu-system-x86_64 >/dev/null || ! ls /boot/vmlinuz-*-amd64 >/de
     fi
 fi
 
+bench=() profile=()
+if [ "${1:-}" = --bench ]; then
+    bench=(--env "KTLS_BENCH_MIB=${2:?--bench needs a size in MiB}")
+    profile=(--release)
+fi
+
 cd "$ROOT"
-bin=$(cargo test --test ktls --no-run --message-format=json 2>/dev/null |
+bin=$(cargo test "${profile[@]}" --test ktls --no-run --message-format=json 2>/dev/null |
     grep '"kind":\["test"\]' | grep '"name":"ktls"' |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -n "$bin" ] && [ -x "$bin" ] || { echo "ktls-vm.sh: could not build the ktls test binary" >&2; exit 1; }
 echo "ktls-vm.sh: running $bin in the kTLS guest" >&2
-"$VM/run-guest.sh" --env KTLS_REQUIRED=1 --timeout 300 "$bin" --test-threads=1 --nocapture
+"$VM/run-guest.sh" --hostroot --mem 1536 --env KTLS_REQUIRED=1 --env "KTLS_TEST_MIB=${KTLS_TEST_MIB:-8}" "${bench[@]}" --timeout 600 \
+    "$bin" --test-threads=1 --nocapture

@@ -4,8 +4,13 @@
 //! arrives as a record. Needs a kernel with kTLS: on one without (this project's build host)
 //! it prints that and passes; `KTLS_REQUIRED=1` makes that a failure (tests/ktls-vm.sh runs
 //! it in a QEMU guest with Debian 12's kernel).
+//!
+//! Then a real ringftpd serves curl and Python's ftplib over PROT P on both engines: on a
+//! kernel with kTLS the transfers must take the kTLS path (its log line, its metric and the
+//! kernel's own TLS counters say so), elsewhere the rustls one; checksums either way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod tls_common;
 
 use std::io::{Read, Write};
@@ -182,6 +187,8 @@ fn round(
         assert_eq!(ringftp::tls::verify_data_resumed(stream.get_ref().1), resume);
         let info = TlsInfo::of(stream.get_ref().1).unwrap();
         assert_eq!((info.version, info.cipher), want);
+        // The first call per cipher probes the kernel on a socket of its own; count after it.
+        assert!(ktls::supported(stream.get_ref().1));
         let tx_before = tls_stat("TlsTxSw").unwrap_or(0);
         let ktls = ktls::enable(stream).map_err(|e| e.error).expect("kTLS enable");
         assert_eq!(tls_stat("TlsTxSw").unwrap_or(0), tx_before + 1, "the kernel counts a new TX socket");
@@ -301,4 +308,351 @@ fn ktls_off_means_no_secret_extraction() {
     let acceptor = TlsAcceptor::new(TlsConfig::new(&pki.cert, &pki.key).ktls(KtlsMode::Off)).unwrap();
     assert!(!acceptor.ktls());
     assert!(!acceptor.control().control_config().enable_secret_extraction);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ringftpd end to end
+
+/// File size of the end-to-end transfers (MiB); `KTLS_TEST_MIB` overrides it.
+fn e2e_mib() -> u64 {
+    std::env::var("KTLS_TEST_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(32)
+}
+
+/// How long one client run may take: the kTLS guest emulates its CPU (TCG), so be generous.
+const CLIENT_BOUND: &str = "300";
+
+fn ftps_server(tag: &str, pki: &Pki, engine: &str, extra: &[&str]) -> common::TestServer {
+    let mut args = vec![
+        "--tls-cert".to_string(),
+        pki.cert.display().to_string(),
+        "--tls-key".to_string(),
+        pki.key.display().to_string(),
+        "--metrics".to_string(),
+        "127.0.0.1:0".to_string(),
+        "--engine".to_string(),
+        engine.to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    common::TestServer::builder(tag).args(args).start()
+}
+
+/// The server's Prometheus text, from the address it printed on stdout.
+fn scrape(srv: &common::TestServer) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let addr = loop {
+        let found = srv.stdout_lines().iter().find_map(|l| {
+            l.strip_prefix("ringftpd metrics on http://")?.strip_suffix("/metrics").map(str::to_string)
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "no metrics line: {:?}", srv.stdout_lines());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    sock.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    sock.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// The value of `ringftp_tls_data_connections_total{path="..."}`, 0 when absent.
+fn data_path_count(metrics: &str, path: &str) -> u64 {
+    let key = format!("ringftp_tls_data_connections_total{{path=\"{path}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(key.as_str())?.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Whether two files hold the same bytes (a plain compare: the guest's emulated CPU makes a
+/// debug-built hash slow).
+fn same(a: &std::path::Path, b: &std::path::Path) -> bool {
+    std::fs::read(a).unwrap() == std::fs::read(b).unwrap()
+}
+
+fn curl_ftps(pki: &Pki, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .args([CLIENT_BOUND, "curl", "-sS", "--ssl-reqd", "--cacert"])
+        .arg(&pki.ca)
+        .args(["-u", &format!("{}:{}", common::USER, common::PASS)])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("curl")
+}
+
+/// Python's ftplib, resuming the control session on data connections (as FTPS clients
+/// do): STOR then RETR of the file at argv[3] as argv[4]; `unwrap()` on the upload sends
+/// close_notify and waits for the server's, so an upload ends at a TLS alert record.
+const PYTHON: &str = r#"
+import ftplib, ssl, sys, io, hashlib
+port, ca, src, name = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Reusing(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+f = Reusing(context=ssl.create_default_context(cafile=ca), timeout=120)
+f.connect("localhost", port)
+f.auth()
+f.login("bob", "secret")
+f.prot_p()
+data = open(src, "rb").read()
+f.storbinary("STOR " + name, io.BytesIO(data), blocksize=1 << 16)
+out = io.BytesIO()
+f.retrbinary("RETR " + name, out.write)
+assert out.getvalue() == data, "round trip: %d of %d bytes" % (len(out.getvalue()), len(data))
+print("python ok", hashlib.sha256(data).hexdigest(), f.sock.version())
+f.quit()
+"#;
+
+#[test]
+fn ringftpd_ftps_transfers_take_ktls_where_the_kernel_has_it() {
+    let have = ktls::available();
+    if !have {
+        assert!(
+            std::env::var_os("KTLS_REQUIRED").is_none(),
+            "KTLS_REQUIRED is set but this kernel has no kTLS"
+        );
+        println!("kTLS absent: ringftpd must fall back to rustls");
+    }
+    let len = e2e_mib() * common::MIB;
+    let pki = Pki::new();
+    for engine in ["uring", "epoll"] {
+        let srv = ftps_server(&format!("ktls-{engine}"), &pki, engine, &[]);
+        let port = srv.port();
+        let src = srv.work().join("src.bin");
+        common::make_file(&src, len, 11);
+        std::fs::copy(&src, srv.root().join("down.bin")).unwrap();
+        let (tx0, rx0) = (tls_stat("TlsTxSw").unwrap_or(0), tls_stat("TlsRxSw").unwrap_or(0));
+        let started = std::time::Instant::now();
+
+        // curl: RETR (EPSV) and STOR (PASV), checked by SHA-256.
+        let got = srv.work().join("got.bin");
+        let out =
+            curl_ftps(&pki, &["-o", got.to_str().unwrap(), &format!("ftp://localhost:{port}/down.bin")]);
+        assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
+        assert!(same(&got, &src), "curl RETR ({engine})");
+        let t_retr = started.elapsed().as_secs_f64();
+        let out = curl_ftps(
+            &pki,
+            &["--disable-epsv", "-T", src.to_str().unwrap(), &format!("ftp://localhost:{port}/up.bin")],
+        );
+        assert!(out.status.success(), "curl STOR: {out:?}\n{}", srv.log_for_failure());
+        assert!(same(&srv.root().join("up.bin"), &src), "curl STOR ({engine})");
+        let t_stor = started.elapsed().as_secs_f64() - t_retr;
+
+        // Python: STOR ended by close_notify, then RETR.
+        let small = srv.work().join("small.bin");
+        common::make_file(&small, common::MIB + 1, 12);
+        let out = std::process::Command::new("timeout")
+            .args([CLIENT_BOUND, "python3", "-c", PYTHON])
+            .arg(port.to_string())
+            .arg(&pki.ca)
+            .arg(&small)
+            .arg("py.bin")
+            .output()
+            .expect("python3");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("python ok"),
+            "python: {out:?}\n{}",
+            srv.log_for_failure()
+        );
+        assert!(same(&srv.root().join("py.bin"), &small), "python STOR ({engine})");
+        let secs = started.elapsed().as_secs_f64();
+
+        // Four file transfers: each took kTLS, or each rustls.
+        let metrics = scrape(&srv);
+        let (on_ktls, on_rustls) = (data_path_count(&metrics, "ktls"), data_path_count(&metrics, "rustls"));
+        let log = srv.stderr_log();
+        let ktls_lines = log.matches("TLS data connection on kTLS").count();
+        if have {
+            assert_eq!((on_ktls, on_rustls), (4, 0), "{engine}: {metrics}\n{}", srv.log_for_failure());
+            assert_eq!(ktls_lines, 4, "{engine}: the debug line per transfer");
+            let (tx, rx) = (tls_stat("TlsTxSw").unwrap_or(0), tls_stat("TlsRxSw").unwrap_or(0));
+            assert!(tx >= tx0 + 4 && rx >= rx0 + 4, "kernel TLS sockets: tx {tx0}->{tx}, rx {rx0}->{rx}");
+        } else {
+            assert_eq!((on_ktls, on_rustls), (0, 4), "{engine}: {metrics}\n{}", srv.log_for_failure());
+            assert_eq!(ktls_lines, 0);
+        }
+        let path = if have { "kTLS" } else { "rustls" };
+        println!(
+            "{engine}: RETR + STOR of {} MiB (curl) and of 1 MiB (ftplib) over PROT P on {path}: \
+             {t_retr:.1} s + {t_stor:.1} s, {secs:.1} s in all",
+            len >> 20
+        );
+    }
+}
+
+/// `--ktls off` keeps every byte on rustls, even where the kernel has kTLS.
+#[test]
+fn ringftpd_ktls_off_stays_on_rustls() {
+    let pki = Pki::new();
+    let srv = ftps_server("ktls-off", &pki, "auto", &["--ktls", "off"]);
+    let src = srv.work().join("src.bin");
+    common::make_file(&src, 4 * common::MIB + 7, 13);
+    std::fs::copy(&src, srv.root().join("down.bin")).unwrap();
+    let got = srv.work().join("got.bin");
+    let url = format!("ftp://localhost:{}/down.bin", srv.port());
+    let out = curl_ftps(&pki, &["-o", got.to_str().unwrap(), &url]);
+    assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
+    assert!(same(&got, &src));
+    let metrics = scrape(&srv);
+    assert_eq!((data_path_count(&metrics, "ktls"), data_path_count(&metrics, "rustls")), (0, 1), "{metrics}");
+}
+
+/// User plus system CPU time of a process, from /proc/PID/stat (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest.split_whitespace().skip(11).take(2).map(|v| v.parse().unwrap_or(0.0)).collect();
+    f.iter().sum::<f64>() / 100.0
+}
+
+/// Throughput of a big RETR on kTLS against rustls, same machine, one curl each, when
+/// `KTLS_BENCH_MIB` is set (tests/ktls-vm.sh --bench); skipped otherwise.
+#[test]
+fn ringftpd_ktls_vs_rustls_retr_throughput() {
+    let Some(mib) = std::env::var("KTLS_BENCH_MIB").ok().and_then(|v| v.parse::<u64>().ok()) else {
+        println!("KTLS_BENCH_MIB not set: skipped");
+        return;
+    };
+    let pki = Pki::new();
+    for mode in ["auto", "off"] {
+        let srv = ftps_server(&format!("ktls-bench-{mode}"), &pki, "auto", &["--ktls", mode]);
+        common::make_file(&srv.root().join("big.bin"), mib * common::MIB, 14);
+        let url = format!("ftp://localhost:{}/big.bin", srv.port());
+        let cpu0 = cpu_seconds(srv.pid());
+        let started = std::time::Instant::now();
+        let out = curl_ftps(&pki, &["-o", "/dev/null", "-w", "%{size_download}", &url]);
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(srv.pid()) - cpu0;
+        assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (mib * common::MIB).to_string());
+        let path = if data_path_count(&scrape(&srv), "ktls") == 1 { "kTLS" } else { "rustls" };
+        let gb = (mib << 20) as f64 / 1e9;
+        println!(
+            "bench: RETR {mib} MiB --ktls {mode} ({path}): {:.1} MB/s, server CPU {:.2} s/GB",
+            gb * 1e3 / secs,
+            cpu / gb
+        );
+    }
+}
+
+/// A minimal FTPS client over rustls, for what real clients do not send.
+struct Ftps {
+    tls: rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Ftps {
+    fn login(pki: &Pki, addr: std::net::SocketAddr) -> Ftps {
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let mut plain = std::io::BufReader::new(sock.try_clone().unwrap());
+        assert!(line(&mut plain).starts_with("220"));
+        sock.write_all(b"AUTH TLS\r\n").unwrap();
+        assert!(line(&mut plain).starts_with("234"));
+        let (config, _) = pki.client(false, false);
+        let conn = rustls::ClientConnection::new(config.clone(), Pki::name()).unwrap();
+        let mut ftps = Ftps { tls: rustls::StreamOwned::new(conn, sock), config };
+        for (cmd, code) in [
+            ("USER bob", "331"),
+            ("PASS secret", "230"),
+            ("PBSZ 0", "200"),
+            ("PROT P", "200"),
+            ("TYPE I", "200"),
+        ] {
+            let reply = ftps.cmd(cmd);
+            assert!(reply.starts_with(code), "{cmd}: {reply}");
+        }
+        ftps
+    }
+
+    fn cmd(&mut self, cmd: &str) -> String {
+        self.tls.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        self.reply()
+    }
+
+    fn reply(&mut self) -> String {
+        let mut out = Vec::new();
+        let mut b = [0u8; 1];
+        while !out.ends_with(b"\r\n") {
+            assert_eq!(self.tls.read(&mut b).unwrap(), 1, "control connection closed");
+            out.push(b[0]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// EPSV, then `cmd`; returns the data connection with its TLS handshake done (resuming
+    /// the control session, as the server requires).
+    fn data(&mut self, cmd: &str) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+        let reply = self.cmd("EPSV");
+        let port: u16 = reply.split("|||").nth(1).and_then(|s| s.split('|').next()).unwrap().parse().unwrap();
+        self.tls.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+        let reply = self.reply();
+        assert!(reply.starts_with("150"), "{cmd}: {reply}");
+        let conn = rustls::ClientConnection::new(self.config.clone(), Pki::name()).unwrap();
+        let mut data = rustls::StreamOwned::new(conn, sock);
+        while data.conn.is_handshaking() {
+            data.conn.complete_io(&mut data.sock).unwrap();
+        }
+        data
+    }
+}
+
+fn line(r: &mut impl std::io::BufRead) -> String {
+    let mut s = String::new();
+    r.read_line(&mut s).unwrap();
+    s
+}
+
+/// An upload that meets a TLS 1.3 KeyUpdate: rustls follows it (226, every byte stored);
+/// kTLS cannot here, so the upload is aborted with 426 and the control connection goes on.
+/// Then an upload ended by close_notify alone stores every byte on either path.
+#[test]
+fn ringftpd_upload_record_other_than_data() {
+    let pki = Pki::new();
+    for engine in ["uring", "epoll"] {
+        let srv = ftps_server(&format!("ktls-keyupdate-{engine}"), &pki, engine, &[]);
+        let mut ftps = Ftps::login(&pki, srv.addr());
+        let first = pattern(300_000, 3);
+        let second = pattern(200_000, 4);
+        let mut data = ftps.data("STOR ku.bin");
+        data.write_all(&first).unwrap();
+        data.flush().unwrap();
+        data.conn.refresh_traffic_keys().unwrap();
+        // The server may already have closed the connection (kTLS): later writes can fail.
+        let _ = data.write_all(&second).and_then(|()| data.flush());
+        data.conn.send_close_notify();
+        let _ = data.flush();
+        let reply = ftps.reply();
+        drop(data);
+        if ktls::available() {
+            assert!(reply.starts_with("426"), "{engine}: {reply}\n{}", srv.log_for_failure());
+        } else {
+            assert!(reply.starts_with("226"), "{engine}: {reply}\n{}", srv.log_for_failure());
+            let stored = std::fs::read(srv.root().join("ku.bin")).unwrap();
+            assert!(stored.len() == first.len() + second.len() && stored[..first.len()] == first[..]);
+            assert!(stored[first.len()..] == second[..]);
+        }
+        assert!(ftps.cmd("NOOP").starts_with("200"), "control connection still usable");
+
+        let mut data = ftps.data("STOR cn.bin");
+        data.write_all(&first).unwrap();
+        data.conn.send_close_notify();
+        data.flush().unwrap();
+        // The server answers our close_notify with its own.
+        let mut rest = Vec::new();
+        data.read_to_end(&mut rest).expect("the server's close_notify");
+        let reply = ftps.reply();
+        assert!(reply.starts_with("226"), "{engine}: {reply}\n{}", srv.log_for_failure());
+        assert!(std::fs::read(srv.root().join("cn.bin")).unwrap() == first, "{engine}: close_notify upload");
+        let path = if ktls::available() { "ktls" } else { "rustls" };
+        assert_eq!(data_path_count(&scrape(&srv), path), 2, "{engine}");
+    }
 }

@@ -5,6 +5,11 @@
 //! file is a plain 550 without a 150 first. Files move by splice (see `transfer.rs`);
 //! everything else through a buffer. Only `uring.rs` here (through `fileio.rs`) and
 //! `engine/uring.rs` know io_uring.
+//!
+//! PROT P (RFC 4217): the TLS handshake, with its session-reuse check, runs in rustls; then
+//! a binary file transfer hands the keys to the kernel (kTLS, `tls/ktls.rs`) when it can take
+//! them and splices as a clear one does, and everything else (listings, TYPE A, streams, a
+//! cipher the kernel lacks) stays in rustls's buffered loop.
 
 mod ascii;
 mod connect;
@@ -38,7 +43,8 @@ use crate::auth::User;
 use crate::session::TransferKind;
 use crate::session::{Transfer, TransferOutcome};
 use crate::storage::{DataSink, DataSource, Storage, StorageError};
-use crate::tls::{AcceptError, ControlTls};
+use crate::tls::ktls::{self, Corked, EnableError, KtlsSocket};
+use crate::tls::{AcceptError, ControlTls, TlsStream};
 use crate::types::HashAlgo;
 
 /// How the data connection of a transfer is made.
@@ -95,6 +101,8 @@ pub(crate) struct TransferEnv<S> {
     /// Compute the digest of whole uploads and keep it with the file
     /// ([`crate::ServerBuilder::hash_uploads`]).
     pub(crate) hash_uploads: Option<HashAlgo>,
+    /// Counts TLS data connections by the path their bytes took.
+    pub(crate) on_tls_path: Rc<dyn Fn(TlsPath)>,
 }
 
 /// Runs one transfer to the end and reports through `events`. Dropping the future (an
@@ -157,36 +165,44 @@ async fn run_transfer<S: Storage>(
             // The session asks for PROT P only on a TLS control connection.
             return TransferOutcome::NoDataConnection;
         };
-        let accepted = if t.kind.is_upload() {
-            tls.accept_upload(sock, env.tls_timeout).await
+        // kTLS keeps splice, so it is worth it where splice would be used on a clear
+        // connection: binary file transfers. Listings, TYPE A and streams stay on rustls.
+        let spliced = env.splice
+            && !t.ascii
+            && matches!(payload, Payload::Source(DataSource::File(_), _) | Payload::Sink(DataSink::File(_)));
+        if tls.ktls() && spliced {
+            // Corked: rustls must not read past the handshake, or those bytes would be lost
+            // when the keys move to the kernel.
+            let stream = match handshake(env, tls, t, Corked::new(sock)).await {
+                Ok(s) => s,
+                Err(outcome) => return outcome,
+            };
+            match ktls::enable(stream) {
+                Ok(sock) => {
+                    tracing::debug!("TLS data connection on kTLS: splice");
+                    (env.on_tls_path)(TlsPath::Ktls);
+                    over_ktls(env, t, payload, sock, &mut commit, hash.as_mut(), &meter).await
+                }
+                Err(EnableError { error, stream: Some(mut stream) }) => {
+                    tracing::debug!(%error, "kTLS not taken; TLS data connection on rustls");
+                    (env.on_tls_path)(TlsPath::Rustls);
+                    stream.get_mut().0.uncork();
+                    over_rustls(env, t, payload, &mut *stream, &mut commit, hash.as_mut(), &meter).await
+                }
+                Err(EnableError { error, stream: None }) => {
+                    // The secrets had left rustls: the connection cannot go on.
+                    tracing::warn!(%error, "kTLS setup failed after the handoff; data connection closed");
+                    return TransferOutcome::ConnectionLost;
+                }
+            }
         } else {
-            tls.accept_data(sock, env.tls_timeout).await
-        };
-        let mut stream = match accepted {
-            Ok(s) => s,
-            Err(AcceptError::NotResumed) => {
-                (env.on_handshake)(false);
-                tracing::info!("data connection refused: TLS session not resumed");
-                return TransferOutcome::TlsNotResumed;
-            }
-            Err(e) => {
-                (env.on_handshake)(false);
-                tracing::debug!(error = %e, "data connection TLS handshake failed");
-                return TransferOutcome::NoDataConnection;
-            }
-        };
-        (env.on_handshake)(true);
-        let result =
-            buffered(t, payload, &mut LenientEof(&mut stream), &mut commit, hash.as_mut(), env, &meter).await;
-        match result {
-            // close_notify: a download's client knows it is whole; an upload's client (Python's
-            // ftplib `unwrap()`) waits for ours in answer to its own.
-            Ok(n) => match tokio::io::AsyncWriteExt::shutdown(&mut stream).await {
-                Ok(()) => Ok(n),
-                Err(e) if !t.kind.is_upload() => Err(DataError::Net(e)),
-                Err(_) => Ok(n),
-            },
-            other => other,
+            let mut stream = match handshake(env, tls, t, sock).await {
+                Ok(s) => s,
+                Err(outcome) => return outcome,
+            };
+            tracing::debug!(ktls = tls.ktls(), spliced, "TLS data connection on rustls");
+            (env.on_tls_path)(TlsPath::Rustls);
+            over_rustls(env, t, payload, &mut stream, &mut commit, hash.as_mut(), &meter).await
         }
     } else {
         match payload {
@@ -208,7 +224,8 @@ async fn run_transfer<S: Storage>(
                 }
                 let (pipes, io) = (&env.pipes, env.file_io);
                 if !t.ascii && env.splice {
-                    transfer::receive_file(&sock, OwnedFd::from(file), pipes, io, &meter, hash.as_mut()).await
+                    transfer::receive_file(&sock, OwnedFd::from(file), None, pipes, io, &meter, hash.as_mut())
+                        .await
                 } else {
                     transfer::receive_file_buffered(&mut sock, file, t.ascii, io, &meter, hash.as_mut()).await
                 }
@@ -253,6 +270,135 @@ async fn run_transfer<S: Storage>(
             tracing::warn!(error = %e, "storage failed during transfer");
             TransferOutcome::StorageFailed(StorageError::from(e).kind())
         }
+    }
+}
+
+/// Which way a TLS data connection's bytes went, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TlsPath {
+    /// The kernel encrypts; files splice.
+    Ktls,
+    /// rustls encrypts in a buffer.
+    Rustls,
+}
+
+impl TlsPath {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TlsPath::Ktls => "ktls",
+            TlsPath::Rustls => "rustls",
+        }
+    }
+}
+
+/// The data connection's TLS handshake, with the session-reuse check (done here, before any
+/// key could move to the kernel). On failure, the outcome to report.
+async fn handshake<S, IO>(
+    env: &TransferEnv<S>,
+    tls: &ControlTls,
+    t: &Transfer,
+    io: IO,
+) -> Result<TlsStream<IO>, TransferOutcome>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let accepted = if t.kind.is_upload() {
+        tls.accept_upload(io, env.tls_timeout).await
+    } else {
+        tls.accept_data(io, env.tls_timeout).await
+    };
+    match accepted {
+        Ok(s) => {
+            (env.on_handshake)(true);
+            Ok(s)
+        }
+        Err(AcceptError::NotResumed) => {
+            (env.on_handshake)(false);
+            tracing::info!("data connection refused: TLS session not resumed");
+            Err(TransferOutcome::TlsNotResumed)
+        }
+        Err(e) => {
+            (env.on_handshake)(false);
+            tracing::debug!(error = %e, "data connection TLS handshake failed");
+            Err(TransferOutcome::NoDataConnection)
+        }
+    }
+}
+
+/// A TLS transfer through rustls, ended with close_notify.
+async fn over_rustls<S: Storage, IO>(
+    env: &TransferEnv<S>,
+    t: &Transfer,
+    payload: Payload,
+    stream: &mut IO,
+    commit: &mut Option<std::fs::File>,
+    hash: Option<&mut UploadHash>,
+    meter: &Meter<'_>,
+) -> Result<u64, DataError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let result = buffered(t, payload, &mut LenientEof(stream), commit, hash, env, meter).await;
+    match result {
+        // close_notify: a download's client knows it is whole; an upload's client (Python's
+        // ftplib `unwrap()`) waits for ours in answer to its own.
+        Ok(n) => match tokio::io::AsyncWriteExt::shutdown(stream).await {
+            Ok(()) => Ok(n),
+            Err(e) if !t.kind.is_upload() => Err(DataError::Net(e)),
+            Err(_) => Ok(n),
+        },
+        other => other,
+    }
+}
+
+/// A TLS transfer on a kTLS socket: the same splice loops as a clear connection, with the
+/// plaintext rustls had already decrypted written first, ended with close_notify (as
+/// [`over_rustls`]).
+async fn over_ktls<S: Storage>(
+    env: &TransferEnv<S>,
+    t: &Transfer,
+    payload: Payload,
+    sock: KtlsSocket,
+    commit: &mut Option<std::fs::File>,
+    hash: Option<&mut UploadHash>,
+    meter: &Meter<'_>,
+) -> Result<u64, DataError> {
+    let KtlsSocket { mut tcp, early, .. } = sock;
+    let result = match payload {
+        Payload::Source(DataSource::File(file), len) => {
+            // A download's client sends nothing; `early` is empty or ignorable.
+            transfer::send_file(OwnedFd::from(file), len, &tcp, &env.pipes, env.file_io, meter).await
+        }
+        Payload::Sink(DataSink::File(file)) => {
+            if t.commit || hash.is_some() {
+                *commit = Some(file.try_clone().map_err(DataError::Storage)?);
+            }
+            transfer::receive_file(
+                &tcp,
+                OwnedFd::from(file),
+                Some(early),
+                &env.pipes,
+                env.file_io,
+                meter,
+                hash,
+            )
+            .await
+        }
+        // Not chosen for kTLS (see run_transfer); plain reads and writes work on it too.
+        other => {
+            return buffered(t, other, &mut tcp, commit, hash, env, meter).await;
+        }
+    };
+    match result {
+        Ok(n) => match transfer::ktls_close_notify(&tcp).await {
+            Ok(()) => {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut tcp).await;
+                Ok(n)
+            }
+            Err(e) if !t.kind.is_upload() => Err(DataError::Net(e)),
+            Err(_) => Ok(n),
+        },
+        other => other,
     }
 }
 

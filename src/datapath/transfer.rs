@@ -11,7 +11,7 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
 use super::upload_hash::{TeeHasher, UploadHash};
 use crate::storage::Hasher;
+use crate::tls::ktls::{self, Record};
 
 /// Size of the buffers of the buffered path; large buffers matter more than zero-copy on
 /// loopback (FACTS.md: 64 KiB costs about twice the CPU of 1 MiB).
@@ -201,9 +202,14 @@ async fn pipe_to_socket(
 
 /// Receives into a file from its current position until the client closes, zero-copy; with
 /// `hash`, also computes its digest from a `tee(2)` of each pipeful (`upload_hash.rs`).
+///
+/// `ktls` is Some on a kTLS socket, holding the plaintext rustls had already decrypted (the
+/// first bytes of the file). There a record that is not data stops splice (EINVAL, or EIO):
+/// the client's close_notify is the end of the file, anything else aborts the upload.
 pub(crate) async fn receive_file(
     sock: &TcpStream,
     file: OwnedFd,
+    ktls: Option<Vec<u8>>,
     pipes: &Rc<PipePool>,
     io: FileIo,
     meter: &Meter<'_>,
@@ -220,6 +226,7 @@ pub(crate) async fn receive_file(
         position(&file).map_err(DataError::Storage)?
     };
     let file = Arc::new(file);
+    let mut total = 0u64;
     let mut lease = pipes.get().map_err(DataError::Storage)?;
     let (pipe_read, pipe_write, chunk) = {
         let p = lease.pipe();
@@ -229,9 +236,21 @@ pub(crate) async fn receive_file(
         Some(h) => Some(TeeHasher::new(h.algo, chunk).map_err(DataError::Storage)?),
         None => None,
     };
+    let on_ktls = ktls.is_some();
+    if let Some(early) = ktls.filter(|e| !e.is_empty()) {
+        if let Some(tee) = &mut tee {
+            tee.update(&early);
+        }
+        let len = early.len();
+        let (res, _) = io.write_all_at(&file, early, len, offset as u64).await;
+        res.map_err(DataError::Storage)?;
+        offset += len as i64;
+        total += len as u64;
+        meter.account(len).await;
+    }
     let chunk = meter.chunk(chunk);
     let sflags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
-    let mut total = 0u64;
+    let at_record = |e: &io::Error| on_ktls && matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIO));
     loop {
         sock.readable().await.map_err(DataError::Net)?;
         let res = sock.try_io(Interest::READABLE, || {
@@ -242,6 +261,10 @@ pub(crate) async fn receive_file(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if at_record(&e) => {
+                ktls_end(sock).await?;
+                break;
+            }
             Err(e) => return Err(DataError::Net(e)),
         };
         lease.dirty = true;
@@ -249,6 +272,7 @@ pub(crate) async fn receive_file(
         // file write costs a round trip to an io-wq worker or a blocking thread, so fewer,
         // fuller ones move data faster.
         let mut eof = false;
+        let mut record = false;
         while n < chunk {
             let more = sock.try_io(Interest::READABLE, || {
                 nix::fcntl::splice(sock.as_fd(), None, pipe_write.as_fd(), None, chunk - n, sflags)
@@ -261,6 +285,11 @@ pub(crate) async fn receive_file(
                 }
                 Ok(m) => n += m,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // What is in the pipe is the file's; the record is read once it is written.
+                Err(e) if at_record(&e) => {
+                    record = true;
+                    break;
+                }
                 Err(e) => return Err(DataError::Net(e)),
             }
         }
@@ -288,6 +317,10 @@ pub(crate) async fn receive_file(
         }
         lease.dirty = false;
         meter.account(got).await;
+        if record {
+            ktls_end(sock).await?;
+            break;
+        }
         if eof {
             break;
         }
@@ -298,6 +331,43 @@ pub(crate) async fn receive_file(
         hash.digest = tee.finish().await;
     }
     Ok(total)
+}
+
+/// Reads the record that stopped a splice from a kTLS socket: the client's close_notify ends
+/// the upload; another alert or a post-handshake message (a TLS 1.3 KeyUpdate, which the
+/// kernel cannot follow here) aborts it (426).
+async fn ktls_end(sock: &TcpStream) -> Result<(), DataError> {
+    // An alert is 2 bytes, a KeyUpdate 5; a longer record is cut, which does not matter here.
+    let mut buf = [0u8; 256];
+    let fd = sock.as_raw_fd();
+    loop {
+        match sock.try_io(Interest::READABLE, || ktls::recv_record(fd, &mut buf)) {
+            Ok(Record::CloseNotify) => return Ok(()),
+            Ok(other) => {
+                tracing::debug!(record = ?other, "kTLS upload stopped by a record that is not data");
+                return Err(DataError::Net(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "TLS record other than close_notify ended the upload",
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                sock.readable().await.map_err(DataError::Net)?;
+            }
+            Err(e) => return Err(DataError::Net(e)),
+        }
+    }
+}
+
+/// Sends a close_notify on a kTLS socket, waiting for room in the send buffer.
+pub(crate) async fn ktls_close_notify(sock: &TcpStream) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    loop {
+        sock.writable().await?;
+        match sock.try_io(Interest::WRITABLE, || ktls::send_close_notify(fd)) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+    }
 }
 
 /// Sends a file from where storage positioned it through a buffer, converting line ends for

@@ -131,6 +131,16 @@ impl TeeHasher {
         Ok(n)
     }
 
+    /// Hashes bytes that came some other way than through the pipe (the plaintext rustls had
+    /// decrypted before a kTLS handoff), before the first tee. Later, the order is lost:
+    /// no digest then.
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        match &mut self.state {
+            State::Inline { hasher, hashed: 0, .. } => hasher.update(bytes),
+            _ => self.state = State::Failed,
+        }
+    }
+
     /// Moves the hasher to a thread if a place is free; else it stays on the shard.
     fn move_to_worker(&mut self) {
         let Some(permit) = WorkerPermit::take() else {

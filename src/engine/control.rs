@@ -690,6 +690,10 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 let metrics = std::sync::Arc::clone(&self.shard.metrics);
                 Rc::new(move |ok| metrics.tls_handshake(ok))
             },
+            on_tls_path: {
+                let metrics = std::sync::Arc::clone(&self.shard.metrics);
+                Rc::new(move |path: datapath::TlsPath| metrics.tls_data_path(path.name()))
+            },
             control_closed: {
                 let stream = Rc::clone(&self.stream);
                 Rc::new(move || peer_closed(&stream))

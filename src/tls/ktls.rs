@@ -212,26 +212,91 @@ pub struct EnableError {
     pub stream: Option<Box<TlsStream<Corked<TcpStream>>>>,
 }
 
-/// Whether the kernel takes this version and cipher suite (what [`enable`] checks first).
+/// Whether the kernel takes this version and cipher suite (what [`enable`] checks first):
+/// the suite is one kTLS knows, and this kernel accepted its keys on a probe socket (once per
+/// version and cipher per process). A kernel can have kTLS without a cipher's module (or
+/// predate TLS 1.3 or ChaCha20); asking first keeps the fallback to rustls lossless, as
+/// [`enable`] can no longer go back once the secrets have left rustls.
 pub fn supported(conn: &rustls::ServerConnection) -> bool {
-    let version_ok =
-        matches!(conn.protocol_version(), Some(ProtocolVersion::TLSv1_2 | ProtocolVersion::TLSv1_3));
-    let suite_ok = conn.negotiated_cipher_suite().is_some_and(|s| {
-        use rustls::CipherSuite::*;
-        matches!(
-            s.suite(),
-            TLS13_AES_128_GCM_SHA256
-                | TLS13_AES_256_GCM_SHA384
-                | TLS13_CHACHA20_POLY1305_SHA256
-                | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
-                | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
-                | TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
-                | TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
-                | TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
-                | TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256
-        )
-    });
-    version_ok && suite_ok
+    let version = match conn.protocol_version() {
+        Some(ProtocolVersion::TLSv1_2) => Version::Tls12,
+        Some(ProtocolVersion::TLSv1_3) => Version::Tls13,
+        _ => return false,
+    };
+    let Some(suite) = conn.negotiated_cipher_suite() else { return false };
+    use rustls::CipherSuite::*;
+    let cipher = match suite.suite() {
+        TLS13_AES_128_GCM_SHA256
+        | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => Cipher::Aes128Gcm,
+        TLS13_AES_256_GCM_SHA384
+        | TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+        | TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => Cipher::Aes256Gcm,
+        TLS13_CHACHA20_POLY1305_SHA256
+        | TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256
+        | TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256 => Cipher::Chacha20Poly1305,
+        _ => return false,
+    };
+    kernel_takes(version, cipher)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Version {
+    Tls12,
+    Tls13,
+}
+
+impl Version {
+    fn wire(self) -> u16 {
+        match self {
+            Version::Tls12 => libc::TLS_1_2_VERSION,
+            Version::Tls13 => libc::TLS_1_3_VERSION,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cipher {
+    Aes128Gcm,
+    Aes256Gcm,
+    Chacha20Poly1305,
+}
+
+/// Sets zero keys of this version and cipher, both directions, on a fresh loopback socket.
+fn kernel_takes(version: Version, cipher: Cipher) -> bool {
+    static TAKES: [OnceLock<bool>; 6] = [const { OnceLock::new() }; 6];
+    let slot = version as usize * 3 + cipher as usize;
+    let Some(once) = TAKES.get(slot) else { return false };
+    *once.get_or_init(|| {
+        let probe = || -> io::Result<()> {
+            if !available() {
+                return Err(io::ErrorKind::Unsupported.into());
+            }
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+            let _server = listener.accept()?;
+            let fd = client.as_raw_fd();
+            set_ulp(fd)?;
+            let key = [0u8; 32];
+            let key = key.get(..cipher_key_len(cipher)).unwrap_or_default();
+            set_crypto(fd, libc::TLS_TX, version.wire(), cipher, key, &[0; 12], 0)?;
+            set_crypto(fd, libc::TLS_RX, version.wire(), cipher, key, &[0; 12], 0)
+        };
+        match probe() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(?version, ?cipher, "kTLS does not take this cipher ({e}); rustls serves it");
+                false
+            }
+        }
+    })
+}
+
+fn cipher_key_len(cipher: Cipher) -> usize {
+    match cipher {
+        Cipher::Aes128Gcm => 16,
+        Cipher::Aes256Gcm | Cipher::Chacha20Poly1305 => 32,
+    }
 }
 
 /// Moves a finished server handshake (accepted over [`Corked`]) into the kernel: TX and RX.
@@ -277,42 +342,59 @@ fn set_keys(
     version: u16,
     (seq, secrets): (u64, ConnectionTrafficSecrets),
 ) -> io::Result<()> {
+    let (cipher, key, iv) = match &secrets {
+        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Cipher::Aes128Gcm, key, iv),
+        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Cipher::Aes256Gcm, key, iv),
+        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => (Cipher::Chacha20Poly1305, key, iv),
+        _ => return Err(io::Error::new(io::ErrorKind::Unsupported, "cipher not supported by kTLS")),
+    };
+    set_crypto(fd, direction, version, cipher, key.as_ref(), iv.as_ref(), seq)
+}
+
+fn set_crypto(
+    fd: RawFd,
+    direction: libc::c_int,
+    version: u16,
+    cipher: Cipher,
+    key: &[u8],
+    iv: &[u8],
+    seq: u64,
+) -> io::Result<()> {
     let rec_seq = seq.to_be_bytes();
     let info = |cipher_type| libc::tls_crypto_info { version, cipher_type };
     // rustls's 12-byte IV is the kernel's 4-byte salt followed by its 8-byte IV (for GCM, in
     // both TLS versions); ChaCha20 takes all 12 as IV.
-    match secrets {
-        ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
+    match cipher {
+        Cipher::Aes128Gcm => {
             let v = libc::tls12_crypto_info_aes_gcm_128 {
                 info: info(libc::TLS_CIPHER_AES_GCM_128),
-                iv: split(iv.as_ref(), 4)?,
-                key: copy(key.as_ref())?,
-                salt: copy(iv.as_ref().get(..4).unwrap_or_default())?,
+                iv: split(iv, 4)?,
+                key: copy(key)?,
+                salt: copy(iv.get(..4).unwrap_or_default())?,
                 rec_seq,
             };
             setsockopt_tls(fd, direction, &v)
         }
-        ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
+        Cipher::Aes256Gcm => {
             let v = libc::tls12_crypto_info_aes_gcm_256 {
                 info: info(libc::TLS_CIPHER_AES_GCM_256),
-                iv: split(iv.as_ref(), 4)?,
-                key: copy(key.as_ref())?,
-                salt: copy(iv.as_ref().get(..4).unwrap_or_default())?,
+                iv: split(iv, 4)?,
+                key: copy(key)?,
+                salt: copy(iv.get(..4).unwrap_or_default())?,
                 rec_seq,
             };
             setsockopt_tls(fd, direction, &v)
         }
-        ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+        Cipher::Chacha20Poly1305 => {
             let v = libc::tls12_crypto_info_chacha20_poly1305 {
                 info: info(libc::TLS_CIPHER_CHACHA20_POLY1305),
-                iv: copy(iv.as_ref())?,
-                key: copy(key.as_ref())?,
+                iv: copy(iv)?,
+                key: copy(key)?,
                 salt: [0; 0],
                 rec_seq,
             };
             setsockopt_tls(fd, direction, &v)
         }
-        _ => Err(io::Error::new(io::ErrorKind::Unsupported, "cipher not supported by kTLS")),
     }
 }
 

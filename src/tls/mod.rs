@@ -244,6 +244,7 @@ impl TlsAcceptor {
             store: Arc::new(SessionStore::default()),
             control: OnceLock::new(),
             require_reuse: self.inner.config.require_session_reuse,
+            ktls: self.inner.ktls,
         }
     }
 
@@ -321,11 +322,15 @@ pub struct ControlTls {
     store: Arc<SessionStore>,
     control: OnceLock<Arc<ServerConfig>>,
     require_reuse: bool,
+    ktls: bool,
 }
 
 impl fmt::Debug for ControlTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ControlTls").field("require_reuse", &self.require_reuse).finish_non_exhaustive()
+        f.debug_struct("ControlTls")
+            .field("require_reuse", &self.require_reuse)
+            .field("ktls", &self.ktls)
+            .finish_non_exhaustive()
     }
 }
 
@@ -366,6 +371,11 @@ impl ControlTls {
     /// Whether data connections must resume this session.
     pub fn require_session_reuse(&self) -> bool {
         self.require_reuse
+    }
+
+    /// Whether its data connections may go to kTLS (see [`TlsAcceptor::ktls`]).
+    pub fn ktls(&self) -> bool {
+        self.ktls
     }
 
     /// Runs the control connection's handshake on `io`, bounded by `timeout`.
