@@ -18,6 +18,7 @@ APT_PACKAGES=(
   python3:python3
   wget:wget
   haproxy:haproxy
+  rclone:rclone
 )
 # What the tests' Python scripts import, as MODULE:PYPI-PACKAGE (e.g. boto3:boto3).
 PIP_PACKAGES=(
