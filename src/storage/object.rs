@@ -493,6 +493,7 @@ impl Storage for ObjectStorage {
         Ok(DataSink::Stream(Box::pin(ObjectWriter {
             state: WriteState::Idle(writer),
             part: BytesMut::new(),
+            sent: [None, None],
             key: key.key,
         })))
     }
@@ -611,15 +612,20 @@ enum WriteState {
 
 /// An upload: an `AsyncWrite` over an opendal multipart writer.
 ///
-/// `poll_write` copies bytes into the part being filled, one allocation of [`PART_SIZE`] per
-/// part (the pages are touched only as it fills); a full part goes to the writer, which sends
-/// the part before it meanwhile, and the next `poll_write` waits for that. `poll_shutdown`
+/// `poll_write` copies bytes into the part being filled; a full part goes to the writer, which
+/// sends the part before it meanwhile, and the next `poll_write` waits for that. Once a part
+/// is sent its buffer is filled again, so an upload allocates two [`PART_SIZE`] buffers in
+/// all (the pages are touched only as they fill) and the allocator holds no freed part
+/// between them. `poll_shutdown`
 /// sends the last part and completes the upload, and only then does the object exist.
 /// Dropped before that, it aborts the multipart upload (on the current shard's runtime).
 struct ObjectWriter {
     state: WriteState,
     /// The part being filled; no allocation until its first byte.
     part: BytesMut,
+    /// The last two parts handed to the writer, newest last: the older one is sent once the
+    /// newer has been written, and its buffer is then ours alone again.
+    sent: [Option<Bytes>; 2],
     key: String,
 }
 
@@ -635,10 +641,23 @@ impl ObjectWriter {
         Poll::Ready(Ok(()))
     }
 
+    /// A buffer for the next part: a sent part's, if nothing else holds it any more.
+    fn next_buffer(&mut self) -> BytesMut {
+        match self.sent[0].take().map(Bytes::try_into_mut) {
+            Some(Ok(mut buf)) if buf.capacity() >= PART_SIZE => {
+                buf.clear();
+                buf
+            }
+            _ => BytesMut::with_capacity(PART_SIZE),
+        }
+    }
+
     /// Hands the filled part to the writer (the state must be idle).
     fn send_part(&mut self) {
         if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
             let part = std::mem::take(&mut self.part).freeze();
+            self.sent.rotate_left(1);
+            self.sent[1] = Some(part.clone());
             self.state = WriteState::Busy(
                 Box::pin(async move {
                     let result = writer.write(part).await;
@@ -660,7 +679,7 @@ impl AsyncWrite for ObjectWriter {
             return Poll::Ready(Ok(0));
         }
         if self.part.capacity() == 0 {
-            self.part = BytesMut::with_capacity(PART_SIZE);
+            self.part = self.next_buffer();
         }
         let n = buf.len().min(PART_SIZE - self.part.len());
         self.part.extend_from_slice(buf.get(..n).unwrap_or_default());
