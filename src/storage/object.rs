@@ -14,11 +14,12 @@
 //! RETR is a ranged GET (REST offset = the range start), streamed. STOR is a multipart upload
 //! in [`PART_SIZE`] parts, one part in flight: an upload holds at most two parts in memory (the
 //! one being sent and the next one, which opendal keeps back until it knows whether the upload
-//! is a single PUT), 16 MiB, plus the data path's read buffer. The object appears only when the upload
-//! completes (S3 writes are atomic), so [`WriteMode::Replace`] needs no commit step. An upload
-//! that ends any other way (ABOR, the client resets, a storage error) aborts its multipart
-//! upload on the store, from the sink's `Drop`, so no parts are left behind; a server killed
-//! mid-upload leaves them to the bucket's `AbortIncompleteMultipartUpload` lifecycle rule.
+//! is a single PUT), 16 MiB, plus the data path's 64 KiB read buffer. The object appears only
+//! when the upload completes (S3 writes are atomic), so [`WriteMode::Replace`] needs no commit
+//! step. An upload that ends any other way (ABOR, the client resets, a storage error) aborts
+//! its multipart upload on the store, from the sink's `Drop`, so no parts are left behind; a
+//! server killed mid-upload leaves them to the bucket's `AbortIncompleteMultipartUpload`
+//! lifecycle rule.
 //! APPE and REST + STOR get 504 ([`ErrorKind::NotSupported`]): an object cannot be appended to.
 //! RNFR/RNTO of a file is a server-side copy and a delete (not atomic; S3's single CopyObject
 //! limits it to 5 GiB); of a directory, 504. The largest upload is 10,000 parts, 78 GiB.
@@ -616,9 +617,9 @@ enum WriteState {
 /// sends the part before it meanwhile, and the next `poll_write` waits for that. Once a part
 /// is sent its buffer is filled again, so an upload allocates two [`PART_SIZE`] buffers in
 /// all (the pages are touched only as they fill) and the allocator holds no freed part
-/// between them. `poll_shutdown`
-/// sends the last part and completes the upload, and only then does the object exist.
-/// Dropped before that, it aborts the multipart upload (on the current shard's runtime).
+/// between them. `poll_shutdown` sends the last part and completes the upload, and only then
+/// does the object exist. Dropped before that, it aborts the multipart upload (on the current
+/// shard's runtime).
 struct ObjectWriter {
     state: WriteState,
     /// The part being filled; no allocation until its first byte.
