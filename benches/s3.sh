@@ -10,19 +10,24 @@
 #   2. Memory: ringftpd's peak RSS (VmHWM, reset through /proc/PID/clear_refs) over its idle
 #      RSS, during 1 and during 8 concurrent 64 MiB uploads, each on a fresh server warmed up
 #      with a few 1 KiB uploads; per upload (target <= 2 parts + 64 KiB = 16448 KiB with
-#      8 MiB parts).
+#      8 MiB parts). VmHWM also counts the binary's code paged in by the first multipart
+#      upload (megabytes, once per server, not per upload), so beside it the peak of RssAnon
+#      (heap and stacks only), sampled every 5 ms, over its idle value.
 #   3. 32 concurrent 16 MiB uploads all complete (curl exit 0) and are all in the bucket at
 #      the right size (checked with boto3).
 #
 # Usage: benches/s3.sh            (needs curl, python3 with moto[server] and boto3, root for
 #                                  clear_refs; builds ringftpd in release mode)
-# Knobs: RINGFTPD (a prebuilt binary), BIG (MiB, default 256), KEEP=1 (keep the work dir).
+# Knobs: RINGFTPD (a prebuilt binary), BIG (MiB, default 256), KEEP=1 (keep the work dir),
+#        SECTIONS (which of the three to run, default "1 2 3"; e.g. SECTIONS=2 for memory only).
 # Everything listens on 127.0.0.1; every client runs under `timeout`; the trap stops the
 # servers by pid.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIG=${BIG:-256}
+SECTIONS=${SECTIONS:-1 2 3}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 WORK=$(mktemp -d /tmp/ringftp-s3bench.XXXXXX)
 PIDS=()
 cleanup() {
@@ -79,6 +84,7 @@ start_server
 now() { date +%s.%N; }
 mibps() { python3 -c "print(f'{$1 / ($3 - $2):.1f}')"; }
 
+if want 1; then
 head -c "$((BIG * 1024 * 1024))" /dev/urandom >"$WORK/big"
 SUM=$(sha256sum "$WORK/big" | cut -d' ' -f1)
 
@@ -111,11 +117,21 @@ printf '%-10s %10s %10s %7s %14s %7s\n' upload "$ftp_up" "$boto_up" "$(ratio "$f
     "$boto1_up" "$(ratio "$ftp_up" "$boto1_up")"
 printf '%-10s %10s %10s %7s %14s %7s\n' download "$ftp_down" "$boto_down" "$(ratio "$ftp_down" "$boto_down")" \
     "$boto1_down" "$(ratio "$ftp_down" "$boto1_down")"
+fi
 
+if want 2; then
 echo "== 2. memory during 64 MiB uploads (KiB)"
 head -c "$((64 * 1024 * 1024))" /dev/urandom >"$WORK/m64"
 head -c 1024 /dev/urandom >"$WORK/k1"
 rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER/status"; }
+# Prints the largest RssAnon of pid $1 until the file $2 exists (sampled every 5 ms).
+SAMPLER="import sys, os, time
+pid, stop, top = sys.argv[1], sys.argv[2], 0
+while not os.path.exists(stop):
+    for line in open(f'/proc/{pid}/status'):
+        if line.startswith('RssAnon:'): top = max(top, int(line.split()[1]))
+    time.sleep(0.005)
+print(top)"
 for n in 1 8; do
     # A fresh server, warmed up (each shard's S3 client, TLS roots and connections exist), so
     # the peak over the idle RSS is what the uploads themselves take.
@@ -125,6 +141,11 @@ for n in 1 8; do
     for j in "${jobs_[@]}"; do wait "$j"; done
     sleep 1
     base=$(rss VmRSS)
+    anon=$(rss RssAnon)
+    rm -f "$WORK/stop"
+    python3 -c "$SAMPLER" "$SERVER" "$WORK/stop" >"$WORK/anon" &
+    sampler=$!
+    PIDS+=("$sampler")
     echo 5 >"/proc/$SERVER/clear_refs"
     jobs_=()
     for i in $(seq "$n"); do
@@ -133,9 +154,16 @@ for n in 1 8; do
     done
     for j in "${jobs_[@]}"; do wait "$j"; done
     peak=$(rss VmHWM)
-    per=$(((peak - base) / n))
-    echo "$n concurrent: idle RSS $base, peak $peak, per upload $per KiB (target <= $((2 * 8 * 1024 + 64)) KiB)"
+    touch "$WORK/stop"
+    wait "$sampler"
+    anon_peak=$(cat "$WORK/anon")
+    echo "$n concurrent: idle RSS $base, peak $peak, per upload $(((peak - base) / n)) KiB;" \
+        "RssAnon idle $anon, peak $anon_peak, per upload $(((anon_peak - anon) / n)) KiB" \
+        "(target <= $((2 * 8 * 1024 + 64)) KiB)"
 done
+fi
+
+want 3 || exit 0
 
 echo "== 3. 32 concurrent 16 MiB uploads"
 head -c "$((16 * 1024 * 1024))" /dev/urandom >"$WORK/m16"

@@ -37,8 +37,10 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
 
 pub use ipnet::IpNet;
 
@@ -149,7 +151,8 @@ pub struct LoginFailure {
 #[derive(Debug)]
 pub struct BanList {
     epoch: Instant,
-    allow: Vec<IpNet>,
+    /// Swapped whole by [`BanList::set_allow`] (a reload); read with one atomic load.
+    allow: ArcSwap<Vec<IpNet>>,
     addresses: Table,
     users: Table,
 }
@@ -177,12 +180,13 @@ impl BanList {
             // Names are tried far less widely than addresses are spread.
             if policy.user_lockout == 0 { BUCKET } else { size },
         );
-        BanList { epoch: now, allow: policy.allow, addresses, users }
+        BanList { epoch: now, allow: ArcSwap::from_pointee(policy.allow), addresses, users }
     }
 
-    /// Whether `ip` is banned now, and for how much longer. Lock-free: for every accept.
+    /// Whether `ip` is banned now, and for how much longer. Lock-free: for every accept. An
+    /// address on the allow-list is never banned, even one banned before it was added.
     pub fn is_banned(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        if self.addresses.rule.threshold == 0 {
+        if self.addresses.rule.threshold == 0 || self.allowed(ip) {
             return None;
         }
         self.addresses.check(self.addresses.key(&address_key(ip)), self.at(now))
@@ -237,9 +241,15 @@ impl BanList {
         self.addresses.record(self.addresses.key(&address_key(ip)), at)
     }
 
+    /// Replaces the allow-list (for a reload): from now on these networks are never counted
+    /// nor refused.
+    pub fn set_allow(&self, nets: impl IntoIterator<Item = IpNet>) {
+        self.allow.store(Arc::new(nets.into_iter().map(|n| n.trunc()).collect()));
+    }
+
     fn allowed(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
-        self.allow.iter().any(|net| net.contains(&ip))
+        self.allow.load().iter().any(|net| net.contains(&ip))
     }
 
     /// Milliseconds since the list was made (earlier instants count as 0).
@@ -476,6 +486,19 @@ mod tests {
         t += 6 * MIN;
         bans.record_refusal(a, t);
         assert_eq!(bans.record_refusal(a, t), Verdict::Banned(MIN));
+    }
+
+    #[test]
+    fn a_reloaded_allow_list_lifts_a_ban() {
+        let (bans, t0) = list(BanPolicy::new(1));
+        let a = ip("192.0.2.7");
+        assert!(matches!(bans.record_refusal(a, t0), Verdict::Banned(_)));
+        assert!(bans.is_banned(a, t0).is_some());
+        bans.set_allow(["192.0.2.0/24".parse().unwrap()]);
+        assert_eq!(bans.is_banned(a, t0), None);
+        assert_eq!(bans.record_refusal(a, t0), Verdict::Exempt);
+        bans.set_allow([]);
+        assert!(bans.is_banned(a, t0).is_some(), "the ban itself was kept");
     }
 
     #[test]

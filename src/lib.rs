@@ -74,7 +74,9 @@ mod types;
 
 pub use auth::{AuthError, Authenticator, Permissions, User, UserList};
 pub use events::{EventListener, TransferRecord};
-pub use server::{BuildError, Engine, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError};
+pub use server::{
+    BuildError, Engine, LiveLimits, Server, ServerBuilder, ServerHandle, ShutdownTrigger, StartError,
+};
 pub use session::TlsPolicy;
 pub use storage::{
     DataSink, DataSource, DirEntry, ErrorKind, FileKind, FsStorage, Metadata, Storage, StorageError,

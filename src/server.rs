@@ -512,6 +512,7 @@ pub struct ServerHandle {
     /// The metrics thread and its stop flag.
     pub(crate) metrics: Option<(std::thread::JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
     pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) live: LiveLimits,
 }
 
 impl ServerHandle {
@@ -546,6 +547,12 @@ impl ServerHandle {
         self.tls.as_ref().map_or(Ok(()), TlsAcceptor::reload)
     }
 
+    /// The limits that can change while the server runs (for a reload), cheap to clone and
+    /// send.
+    pub fn live_limits(&self) -> LiveLimits {
+        self.live.clone()
+    }
+
     /// A signal that shuts the server down from another thread (e.g. a Ctrl-C handler).
     pub fn shutdown_trigger(&self) -> ShutdownTrigger {
         ShutdownTrigger(self.shutdown.clone())
@@ -567,6 +574,36 @@ impl Drop for ServerHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         self.stop_metrics();
+    }
+}
+
+/// The limits a running server takes new values of (a reload): the session limits of
+/// [`ServerBuilder::max_sessions`] and [`ServerBuilder::max_sessions_per_ip`], and the ban
+/// list's allow-list. New values apply to connections accepted from then on; sessions over
+/// a lowered limit stay until they end. Every shard sees them at its next accept (atomics
+/// and one `ArcSwap`, no lock).
+#[derive(Debug, Clone)]
+pub struct LiveLimits {
+    pub(crate) limits: Arc<crate::engine::Limits>,
+    pub(crate) bans: Option<Arc<crate::ban::BanList>>,
+}
+
+impl LiveLimits {
+    /// Sessions in total and per client address (`0`: no limit).
+    pub fn set_max_sessions(&self, total: usize, per_ip: u32) {
+        self.limits.set(total, per_ip);
+    }
+
+    /// Replaces the ban list's allow-list; `false` (and nothing done) when the server has no
+    /// ban list ([`ServerBuilder::ban_policy`]).
+    pub fn set_ban_allow(&self, nets: impl IntoIterator<Item = crate::ban::IpNet>) -> bool {
+        match &self.bans {
+            Some(bans) => {
+                bans.set_allow(nets);
+                true
+            }
+            None => false,
+        }
     }
 }
 

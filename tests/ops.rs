@@ -1,5 +1,5 @@
 //! Operations: JSON logs, the transfer log (xferlog), systemd readiness and socket activation,
-//! and reloading users on SIGHUP.
+//! and reloading users, limits and the ban allow-list on SIGHUP.
 //!
 //! Each test runs the real binary on loopback; every wait is bounded.
 
@@ -405,6 +405,66 @@ fn sighup_reloads_the_users_of_the_config_file() {
     assert!(line.contains("users[0]") && line.contains("password"), "{line}");
     assert_eq!(login_code(&server, "erin", "pw2"), 230);
     assert_eq!(login_code(&server, "frank", ""), 530);
+}
+
+/// A control connection from `from` (127.0.0.2 stands for a second host), and its first reply.
+fn connect_from(from: &str, to: std::net::SocketAddr) -> (Control, std::io::Result<(u16, String)>) {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let from: std::net::IpAddr = from.parse().unwrap();
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket.bind(&std::net::SocketAddr::new(from, 0).into()).unwrap();
+    socket.connect_timeout(&to.into(), TIMEOUT).unwrap();
+    let mut c = Control::over(socket.into(), TIMEOUT);
+    let first = c.reply();
+    (c, first)
+}
+
+#[test]
+fn sighup_reloads_the_limits_and_the_ban_allow_list_and_keeps_them_when_invalid() {
+    let b = TestServer::builder("reload-limits");
+    let config = b.work().join("ringftpd.toml");
+    std::fs::create_dir_all(b.work()).unwrap();
+    let limits = |per_ip: u32, allow: &str| {
+        format!("max_sessions_per_ip = {per_ip}\nban_threshold = 2\nban_time = 60\nban_allow = [{allow}]\n")
+    };
+    std::fs::write(&config, limits(3, "")).unwrap();
+    let server = b.args(["--config", config.to_str().unwrap()]).start();
+    let held: Vec<Control> = (0..2).map(|_| Control::connect(server.addr(), TIMEOUT)).collect();
+
+    // Two failed logins ban 127.0.0.2.
+    let (mut c, first) = connect_from("127.0.0.2", server.addr());
+    assert_eq!(first.unwrap().0, 220);
+    for _ in 0..2 {
+        assert_eq!(c.cmd("USER bob").0, 331);
+        assert_eq!(c.cmd("PASS wrong").0, 530);
+    }
+    drop(c);
+    assert_eq!(connect_from("127.0.0.2", server.addr()).1.unwrap().0, 421, "banned");
+
+    // Two sessions per address from now on, and 127.0.0.2 on the allow-list.
+    std::fs::write(&config, limits(2, "\"127.0.0.2/32\"")).unwrap();
+    reload(&server, "reloaded the ban list's allow-list", 1);
+    assert!(server.stderr_log().contains("reloaded the session limits"), "{}", server.log_for_failure());
+    let (code, text) = Control::connect_any(server.addr(), TIMEOUT).1.unwrap();
+    assert_eq!(code, 421, "a third session from 127.0.0.1: {text}\n{}", server.log_for_failure());
+    let (mut c, first) = connect_from("127.0.0.2", server.addr());
+    assert_eq!(first.unwrap().0, 220, "the allow-list lifts the ban\n{}", server.log_for_failure());
+    assert_eq!(c.cmd("USER bob").0, 331);
+    assert_eq!(c.cmd("PASS secret").0, 230);
+    drop(c);
+    // The sessions over the lowered limit go on.
+    let mut held = held;
+    assert_eq!(held[0].cmd("NOOP").0, 200);
+
+    // A bad file: the log says why, and the limits and the allow-list stay.
+    std::fs::write(&config, "max_sessions_per_ip = \"many\"\n").unwrap();
+    reload(&server, "reload failed", 1);
+    let log = server.stderr_log();
+    let line = log.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(line.contains("max_sessions_per_ip"), "{line}");
+    assert_eq!(Control::connect_any(server.addr(), TIMEOUT).1.unwrap().0, 421, "still 2 per address");
+    assert_eq!(connect_from("127.0.0.2", server.addr()).1.unwrap().0, 220, "still allowed");
+    assert_eq!(held[1].cmd("NOOP").0, 200);
 }
 
 #[test]

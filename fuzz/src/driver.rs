@@ -13,15 +13,14 @@
 //!    after a failed login) has a deadline.
 //! 4. After `Close` no action at all, whatever is called; no deadline, no wish for input.
 //! 5. Storage and transfers only for a logged-in user, never one their permissions forbid;
-//!    every path normalised and below the root ([`crate::paths`]); a transfer of an opened
-//!    file only right after that file was opened for that direction.
+//!    every path normalised and below the root ([`crate::oracle`], [`crate::paths`]); a
+//!    transfer of an opened file only right after that file was opened for that direction.
 //! 6. A passive transfer only while a passive listener is open (opened, not closed or used
 //!    since); an active one only to the client's address, port >= 1024, same family as the
 //!    control connection (unless the dangerous option is on).
-//! 7. Replies in order: one final reply per command line (the same `LineBuffer` framing the
-//!    session uses counts them), plus one 421 per timeout or shutdown; never more, and
-//!    exactly that whenever the session waits for nothing. A `150` only from
-//!    `transfer_started`, once per transfer.
+//! 7. One final reply per command line plus one 421 per timeout or shutdown, never more, and
+//!    exactly that whenever the session waits for nothing ([`crate::oracle::Ledger`]). A `150`
+//!    only from `transfer_started`, once per transfer.
 //! 8. An answer nobody waits for, or `handle_timeout` before the deadline, yields nothing.
 //! 9. Timers settle: after at most three `handle_timeout(now)` the next deadline is after now.
 //! 10. Listings are one CRLF line per entry, with no other CR or LF.
@@ -31,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
-use ringftp::proto::{address, code, LineBuffer, Reply};
+use ringftp::proto::{address, code, Reply};
 use ringftp::session::{
     Action, DataChannel, FsOutcome, FsRequest, Session, Transfer, TransferData, TransferKind, TransferOutcome,
 };
@@ -39,9 +38,9 @@ use ringftp::storage::WriteMode;
 use ringftp::User;
 
 use crate::memfs::MemFs;
-use crate::paths::check_virtual;
+use crate::oracle::{check_active, check_fs, check_transfer, Ledger};
 use crate::script::{Answer, Script, Step, Stray};
-use crate::wire::check_wire;
+use crate::wire::{check_listing, check_wire};
 
 /// Whether to print the transcript to stderr (`RINGFTP_FUZZ_TRACE=1`), for reproducing.
 fn trace() -> bool {
@@ -92,11 +91,7 @@ pub struct Driver {
     opened: Option<FsRequest>,
     listener: bool,
     closed: bool,
-    /// The session's framing, to count command lines.
-    lines: LineBuffer,
-    commands: u64,
-    finals: u64,
-    unsolicited: u64,
+    replies: Ledger,
 }
 
 impl Driver {
@@ -117,7 +112,7 @@ impl Driver {
         // The session compares IPv4-mapped addresses as IPv4.
         let canonical = |a: SocketAddr| SocketAddr::new(address::canonical(a.ip()), a.port());
         let mut d = Driver {
-            lines: LineBuffer::new(config.max_line),
+            replies: Ledger::new(config.max_line),
             s: Session::new(config, peer, local, now),
             fs: None,
             wire: Vec::new(),
@@ -130,12 +125,9 @@ impl Driver {
             opened: None,
             listener: false,
             closed: false,
-            commands: 0,
-            finals: 0,
-            unsolicited: 0,
         };
         d.drain(Call::Other);
-        assert_eq!(d.finals, 1, "one greeting");
+        assert_eq!(d.replies.finals(), 1, "one greeting");
         if c.login {
             d.input(b"USER bob\r\nPASS pw\r\n");
             d.answer(Answer::Ok(0));
@@ -192,10 +184,7 @@ impl Driver {
 
     fn input(&mut self, bytes: &[u8]) {
         if !self.closed {
-            self.lines.push(bytes);
-            while self.lines.next_line().is_some() {
-                self.commands += 1;
-            }
+            self.replies.input(bytes);
         }
         self.s.handle_input(bytes, self.now);
         self.drain(Call::Other);
@@ -226,11 +215,9 @@ impl Driver {
                 self.drain(Call::Login);
             }
             Some(Owed::Fs(req)) => {
+                let wall = self.wall;
                 let outcome = match a {
-                    Answer::Ok(_) | Answer::ReadOnly => {
-                        let wall = self.wall;
-                        self.fs().run(&req, wall)
-                    }
+                    Answer::Ok(_) | Answer::ReadOnly => self.fs().run(&req, wall),
                     _ => a.fs_outcome(),
                 };
                 self.opened = matches!(outcome, FsOutcome::Opened { .. }).then_some(req);
@@ -238,14 +225,7 @@ impl Driver {
                 self.drain(Call::Other);
             }
             Some(Owed::Passive) => {
-                let announce = match a {
-                    Answer::Ok(port) => Some(SocketAddr::new(self.local.ip(), port as u16)),
-                    Answer::ReadOnly => Some(self.local),
-                    // The other family.
-                    Answer::Odd(_) if self.local.is_ipv4() => Some("[::1]:50000".parse().unwrap()),
-                    Answer::Odd(_) => Some("127.0.0.1:50000".parse().unwrap()),
-                    Answer::Fail(_) => None,
-                };
+                let announce = a.passive(self.local);
                 self.listener = announce.is_some();
                 match announce {
                     Some(addr) => self.s.passive_opened(addr, now),
@@ -254,8 +234,7 @@ impl Driver {
                 self.drain(Call::Other);
             }
             Some(Owed::Transfer { started, abort, moved, upload }) => {
-                let outcome = a.transfer_outcome(started, abort, moved);
-                let Some(outcome) = outcome else {
+                let Some(outcome) = a.transfer_outcome(started, abort, moved) else {
                     self.owed = Some(Owed::Transfer { started: true, abort, moved, upload });
                     self.s.transfer_started(now);
                     return self.drain(if started { Call::Quiet } else { Call::Started });
@@ -271,8 +250,7 @@ impl Driver {
     }
 
     fn fs(&mut self) -> &mut MemFs {
-        let wall = self.wall;
-        self.fs.get_or_insert_with(|| MemFs::sample(&crate::script::Config::times(wall), &[]))
+        self.fs.get_or_insert_with(|| MemFs::sample(self.wall))
     }
 
     /// An answer of a kind the session does not wait for: nothing happens.
@@ -296,11 +274,8 @@ impl Driver {
     /// Takes every action the session queued and checks it.
     fn drain(&mut self, call: Call) {
         while let Some(action) = self.s.poll_action() {
-            if trace() {
-                match &action {
-                    Action::Reply(r) => eprintln!("<- {}", crate::wire::write_and_check(r).escape_ascii()),
-                    other => eprintln!("   {other:?}"),
-                }
+            if !matches!(action, Action::Reply(_)) {
+                trace!("   {action:?}");
             }
             assert!(call != Call::Quiet, "an action from a call that should yield none: {action:?}");
             assert!(!self.closed, "an action after Close: {action:?}");
@@ -308,7 +283,7 @@ impl Driver {
                 Action::Reply(r) => self.reply(&r, call),
                 Action::Authenticate { .. } => self.owe(Owed::Auth),
                 Action::Fs(req) => {
-                    self.check_fs(&req);
+                    check_fs(self.s.user().expect("storage before login"), &req);
                     self.owe(Owed::Fs(req));
                 }
                 Action::OpenPassive => {
@@ -341,18 +316,14 @@ impl Driver {
     fn reply(&mut self, r: &Reply, call: Call) {
         self.wire.clear();
         r.write_to(&mut self.wire);
+        trace!("<- {}", self.wire.escape_ascii());
         check_wire(&self.wire, r.code().get(), r.text());
         if r.is_preliminary() {
             assert_eq!(r.code(), code::FILE_STATUS_OK, "unexpected 1xx: {r:?}");
             assert_eq!(call, Call::Started, "a 150 not from transfer_started");
             return;
         }
-        self.finals += 1;
-        if r.code() == code::NOT_AVAILABLE && call != Call::Login {
-            self.unsolicited += 1;
-        }
-        let expected = 1 + self.commands + self.unsolicited;
-        assert!(self.finals <= expected, "{} final replies for {expected} expected: {r:?}", self.finals);
+        self.replies.reply(r.code() == code::NOT_AVAILABLE && call != Call::Login);
     }
 
     fn check_state(&self) {
@@ -370,44 +341,16 @@ impl Driver {
         let transfer = matches!(self.owed, Some(Owed::Transfer { .. }));
         assert_eq!(s.is_transferring(), transfer, "is_transferring() vs owed {:?}", self.owed);
         if !s.is_waiting() {
-            assert_eq!(self.finals, 1 + self.commands + self.unsolicited, "a command without a final reply");
+            assert!(self.replies.settled(), "a command without a final reply");
         }
-    }
-
-    fn check_fs(&self, req: &FsRequest) {
-        let user = self.s.user().expect("storage asked for before login");
-        let p = &user.permissions;
-        let allowed = match req {
-            FsRequest::OpenRead { .. } => p.read,
-            FsRequest::OpenWrite { .. } | FsRequest::SetModified { .. } | FsRequest::SetMode { .. } => {
-                p.write
-            }
-            FsRequest::Hash { .. } => p.read,
-            FsRequest::MakeDir(_) => p.mkdir,
-            FsRequest::RemoveDir(_) | FsRequest::RemoveFile(_) => p.delete,
-            FsRequest::Rename { to, .. } => {
-                check_virtual(to);
-                p.rename
-            }
-            _ => true,
-        };
-        assert!(allowed, "{req:?} for {user:?}");
-        check_virtual(req.path());
     }
 
     /// Checks a transfer; returns the upload's file and mode.
     fn check_transfer(&mut self, t: &Transfer) -> Option<(Vec<u8>, WriteMode)> {
-        let user = self.s.user().expect("transfer before login");
-        let p = &user.permissions;
-        assert!(if t.kind.is_upload() { p.write } else { t.kind != TransferKind::Retr || p.read }, "{t:?}");
-        check_virtual(&t.path);
+        check_transfer(self.s.user().expect("transfer before login"), t);
         match t.channel {
             DataChannel::Passive => assert!(std::mem::take(&mut self.listener), "passive without a listener"),
-            DataChannel::Active(a) => {
-                assert_eq!(a.is_ipv4(), self.local.is_ipv4(), "active to the other family");
-                let ok = self.foreign || (a.ip() == self.peer.ip() && a.port() >= 1024);
-                assert!(ok, "active to {a} for a client at {}", self.peer);
-            }
+            DataChannel::Active(a) => check_active(a, self.peer, self.local, self.foreign),
         }
         match (&t.data, self.opened.take()) {
             (TransferData::Opened, Some(FsRequest::OpenRead { path, .. })) => {
@@ -420,10 +363,7 @@ impl Driver {
             }
             (TransferData::Bytes(b), _) => {
                 assert!(t.kind.is_listing(), "bytes for a file transfer");
-                for line in b.split_inclusive(|&c| c == b'\n') {
-                    let body = line.strip_suffix(b"\r\n").expect("a listing line without CRLF");
-                    assert!(!body.contains(&b'\r'), "a CR inside a listing line: {b:?}");
-                }
+                check_listing(b);
                 None
             }
             (data, opened) => panic!("{data:?} after opening {opened:?}"),

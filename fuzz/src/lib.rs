@@ -6,10 +6,13 @@
 //!   answers), from `arbitrary` or a readable transcript.
 //! - [`driver`]: drives the real sans-IO `Session` with a script and checks its invariants
 //!   on every step.
+//! - [`oracle`]: what the session must do whatever the input (permissions, active
+//!   addresses, one final reply per command), checked by the driver.
 //! - [`paths`]: invariants of `proto::path::resolve`.
 
 pub mod driver;
 pub mod memfs;
+pub mod oracle;
 pub mod paths;
 pub mod script;
 pub mod wire;

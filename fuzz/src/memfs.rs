@@ -3,7 +3,7 @@
 //! what later commands see, with the error kinds a Unix filesystem would give.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ringftp::proto::path::file_name;
 use ringftp::session::{FsOutcome, FsRequest};
@@ -73,21 +73,29 @@ fn child_prefix(dir: &[u8]) -> Vec<u8> {
 }
 
 impl MemFs {
-    /// A tree with a few of everything, including awkward names and times.
-    pub fn sample(times: &[Option<SystemTime>], sizes: &[u64]) -> Self {
+    /// A tree with a few of everything, including awkward names, and times that are recent,
+    /// old, unknown, in the future and before 1970 against the wall clock `wall`.
+    pub fn sample(wall: SystemTime) -> Self {
         let mut fs = MemFs::default();
-        let t = |i: usize| times.get(i).copied().flatten();
-        let s = |i: usize, d: u64| sizes.get(i).copied().unwrap_or(d);
+        let day = Duration::from_secs(86_400);
+        let times = [
+            Some(wall - Duration::from_secs(3600)),
+            Some(wall - 400 * day),
+            None,
+            Some(wall + day),
+            UNIX_EPOCH.checked_sub(day),
+        ];
+        let t = |i: usize| times[i % times.len()];
         let mut add = |p: &[u8], mut n: Node, i: usize| {
             n.modified = t(i);
             fs.nodes.insert(p.to_vec(), n);
         };
         add(b"/pub", Node::dir(), 0);
-        add(b"/pub/file.txt", Node::file(s(0, 1234)), 1);
+        add(b"/pub/file.txt", Node::file(1234), 1);
         add(b"/pub/sub", Node::dir(), 2);
-        add(b"/pub/sub/deep.bin", Node::file(s(1, 1 << 20)), 3);
-        add(b"/readme", Node::file(s(2, 0)), 4);
-        add(b"/a b", Node::file(s(3, 7)), 5);
+        add(b"/pub/sub/deep.bin", Node::file(1 << 20), 3);
+        add(b"/readme", Node::file(0), 4);
+        add(b"/a b", Node::file(7), 5);
         add(b"/new\nline", Node::file(1), 6);
         add(b"/cr\rname", Node::file(2), 7);
         add(b"/\xff\xfe", Node::dir(), 8);

@@ -135,6 +135,9 @@ pub enum Stray {
     Done,
 }
 
+const V4_ELSEWHERE: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 50000);
+const V6_ELSEWHERE: SocketAddr = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 50000);
+
 /// How to answer.
 #[derive(Arbitrary, Debug, Clone, Copy)]
 pub enum Answer {
@@ -451,18 +454,6 @@ impl Config {
     pub fn wall(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(1_577_836_800 + 86_400 * u64::from(self.wall_days))
     }
-
-    /// Modification times for the sample tree: recent, old, unknown, future, before 1970.
-    pub fn times(wall: SystemTime) -> Vec<Option<SystemTime>> {
-        let times = [
-            Some(wall - Duration::from_secs(3600)),
-            Some(wall - Duration::from_secs(400 * 86_400)),
-            None,
-            Some(wall + Duration::from_secs(86_400)),
-            UNIX_EPOCH.checked_sub(Duration::from_secs(86_400)),
-        ];
-        times.repeat(3)
-    }
 }
 
 impl Answer {
@@ -475,6 +466,18 @@ impl Answer {
             Answer::Fail(Failure::Unavailable) => Err(AuthError::Unavailable),
             Answer::Fail(Failure::TooManySessions) => Err(AuthError::TooManySessions),
             Answer::Fail(_) => Err(AuthError::BadCredentials),
+        }
+    }
+
+    /// The address a passive listener is announced on (`None`: no port), for a control
+    /// connection on `local`.
+    pub fn passive(self, local: SocketAddr) -> Option<SocketAddr> {
+        match self {
+            Answer::Ok(port) => Some(SocketAddr::new(local.ip(), port as u16)),
+            Answer::ReadOnly => Some(local),
+            // The other family.
+            Answer::Odd(_) => Some(if local.is_ipv4() { V6_ELSEWHERE } else { V4_ELSEWHERE }),
+            Answer::Fail(_) => None,
         }
     }
 

@@ -20,39 +20,64 @@ pub fn write_and_check(reply: &Reply) -> Vec<u8> {
 /// - the lines carry the text's lines, in order, with only CRs removed (a middle line may be
 ///   indented by one space).
 pub fn check_wire(wire: &[u8], code: u16, text: &[u8]) {
-    // No allocation here: this runs for every reply the session fuzzer sees.
+    // One pass over the wire, line by line against the text, with no allocation: this runs for
+    // every reply the session fuzzer sees, and every byte compared is a coverage callback.
     assert!((100..600).contains(&code), "reply code {code} out of range");
     let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
-    let body = wire.strip_suffix(b"\r\n").unwrap_or_else(|| panic!("reply does not end with CRLF: {wire:?}"));
-    // Every LF must be preceded by CR (so lines split at CRLF) and no other CR occurs.
-    for (i, &b) in body.iter().enumerate() {
-        match b {
-            b'\n' => assert!(i > 0 && body[i - 1] == b'\r', "bare LF inside a reply: {wire:?}"),
-            b'\r' => assert!(body.get(i + 1) == Some(&b'\n'), "bare CR inside a reply: {wire:?}"),
-            _ => {}
-        }
-    }
-    // What the lines should carry: the text's lines with CRs removed.
+    assert!(wire.ends_with(b"\r\n"), "reply does not end with CRLF: {wire:?}");
     let text = text.strip_suffix(b"\n").unwrap_or(text);
-    let count = text.iter().filter(|&&b| b == b'\n').count() + 1;
-    let wire_count = body.iter().filter(|&&b| b == b'\n').count() + 1;
-    assert_eq!(wire_count, count, "reply has {wire_count} lines, text has {count}: {wire:?}");
-    let same = |line: &[u8], want: &[u8]| line.iter().eq(want.iter().filter(|&&b| b != b'\r'));
-    let lines = body.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    for (i, (line, want)) in lines.zip(text.split(|&b| b == b'\n')).enumerate() {
-        let (first, last) = (i == 0, i + 1 == count);
-        if first || last {
-            assert!(line.len() >= 4 && line[..3] == digits, "line {i} lacks the code: {wire:?}");
+    let mut lines = text.split(|&b| b == b'\n').peekable();
+    let mut rest = wire;
+    let mut i = 0;
+    while let Some(want) = lines.next() {
+        let (first, last) = (i == 0, lines.peek().is_none());
+        let body = if first || last {
             let sep = if last { b' ' } else { b'-' };
-            assert_eq!(line[3], sep, "line {i} must be `ddd{}`: {wire:?}", sep as char);
-            assert!(same(&line[4..], want), "line {i} text changed: {wire:?}");
+            assert!(rest.len() >= 4 && rest[..3] == digits, "line {i} lacks the code: {wire:?}");
+            assert_eq!(rest[3], sep, "line {i} must be `ddd{}`: {wire:?}", sep as char);
+            &rest[4..]
         } else {
-            assert!(
-                !(line.len() >= 4 && line[..3] == digits && line[3] == b' '),
-                "a middle line ends the reply: {wire:?}"
-            );
-            let ok = same(line, want) || (line.first() == Some(&b' ') && same(&line[1..], want));
-            assert!(ok, "middle line text changed: {line:?} for {want:?}");
+            let ends_reply = rest.len() >= 4 && rest[..3] == digits && rest[3] == b' ';
+            assert!(!ends_reply, "a middle line ends the reply: {wire:?}");
+            rest
+        };
+        // The line carries the text's line with only CRs removed (a middle line may be
+        // indented by one space), then CRLF: so no other CR or LF.
+        let line_end = |at: &[u8]| carries(at, want).filter(|&n| at[n..].starts_with(b"\r\n"));
+        let (skip, n) = match line_end(body) {
+            Some(n) => (0, n),
+            None if !(first || last) && body.first() == Some(&b' ') => match line_end(&body[1..]) {
+                Some(n) => (1, n),
+                None => panic!("middle line {i} text changed for {want:?}: {wire:?}"),
+            },
+            None => panic!("line {i} text changed for {want:?} (or a bare CR/LF): {wire:?}"),
+        };
+        rest = &body[skip + n + 2..];
+        i += 1;
+    }
+    assert!(rest.is_empty(), "reply has more lines than its text ({i}): {wire:?}");
+}
+
+/// If `wire` starts with `text` less its CRs, that length.
+fn carries(wire: &[u8], text: &[u8]) -> Option<usize> {
+    if !text.contains(&b'\r') {
+        return wire.starts_with(text).then_some(text.len());
+    }
+    let mut n = 0;
+    for &b in text.iter().filter(|&&b| b != b'\r') {
+        if wire.get(n) != Some(&b) {
+            return None;
         }
+        n += 1;
+    }
+    Some(n)
+}
+
+/// Asserts that `listing` (LIST, NLST or MLSD data) is one CRLF-ended line per entry, with
+/// no other CR or LF.
+pub fn check_listing(listing: &[u8]) {
+    for line in listing.split_inclusive(|&c| c == b'\n') {
+        let body = line.strip_suffix(b"\r\n").expect("a listing line without CRLF");
+        assert!(!body.contains(&b'\r'), "a CR inside a listing line: {listing:?}");
     }
 }

@@ -33,6 +33,11 @@ use crate::tls::ktls::{self, Record};
 /// loopback (FACTS.md: 64 KiB costs about twice the CPU of 1 MiB).
 const BUFFER: usize = 256 * 1024;
 
+/// Size of the read buffer of uploads into a host stream. Smaller: such a sink (an object
+/// store's part) copies the bytes into buffers of its own and holds this one through every
+/// part it sends, and its speed is the store's, not loopback's.
+const STREAM_BUFFER: usize = 64 * 1024;
+
 /// Bytes a transfer moves between yields to the shard's other tasks: about a third of a
 /// millisecond at loopback speeds, and few enough trips through the scheduler not to show.
 const YIELD_EVERY: usize = 1 << 20;
@@ -507,7 +512,7 @@ pub(crate) async fn receive_stream<R: AsyncRead + Unpin>(
     meter: &Meter<'_>,
     control_closed: &dyn Fn() -> bool,
 ) -> Result<u64, DataError> {
-    let mut buf = vec![0u8; meter.chunk(BUFFER)];
+    let mut buf = vec![0u8; meter.chunk(STREAM_BUFFER)];
     let mut disk = FromWire::new(ascii);
     let mut total = 0u64;
     loop {

@@ -23,8 +23,9 @@ pub(crate) enum Refusal {
 /// The counters; one per server, shared by the shards.
 #[derive(Debug)]
 pub(crate) struct Limits {
-    max_total: usize,
-    max_per_ip: u32,
+    /// Atomics, so a reload can change them while sessions are admitted (see [`Limits::set`]).
+    max_total: AtomicUsize,
+    max_per_ip: AtomicU32,
     total: AtomicUsize,
     per_ip: Box<[AtomicU32]>,
     hasher: std::collections::hash_map::RandomState,
@@ -34,12 +35,19 @@ impl Limits {
     /// `0` means no limit.
     pub(crate) fn new(max_total: usize, max_per_ip: u32) -> Arc<Self> {
         Arc::new(Limits {
-            max_total: if max_total == 0 { usize::MAX } else { max_total },
-            max_per_ip: if max_per_ip == 0 { u32::MAX } else { max_per_ip },
+            max_total: AtomicUsize::new(unlimited_if_zero(max_total)),
+            max_per_ip: AtomicU32::new(unlimited_if_zero(max_per_ip)),
             total: AtomicUsize::new(0),
             per_ip: (0..SLOTS).map(|_| AtomicU32::new(0)).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
         })
+    }
+
+    /// New limits (`0`: none) for the sessions admitted from now on; sessions over a lowered
+    /// limit stay until they end.
+    pub(crate) fn set(&self, max_total: usize, max_per_ip: u32) {
+        self.max_total.store(unlimited_if_zero(max_total), Ordering::Relaxed);
+        self.max_per_ip.store(unlimited_if_zero(max_per_ip), Ordering::Relaxed);
     }
 
     fn slot(&self, ip: IpAddr) -> usize {
@@ -48,13 +56,14 @@ impl Limits {
 
     /// Admits a session from `ip`, or says why not. The permit releases both counts on drop.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
-        if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= self.max_total.load(Ordering::Relaxed) {
             self.total.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::Total);
         }
         let slot = self.slot(ip);
         let counter = self.per_ip.get(slot);
-        if counter.is_some_and(|c| c.fetch_add(1, Ordering::AcqRel) >= self.max_per_ip) {
+        let max_per_ip = self.max_per_ip.load(Ordering::Relaxed);
+        if counter.is_some_and(|c| c.fetch_add(1, Ordering::AcqRel) >= max_per_ip) {
             if let Some(c) = counter {
                 c.fetch_sub(1, Ordering::AcqRel);
             }
@@ -69,6 +78,28 @@ impl Limits {
     pub(crate) fn sessions(&self) -> usize {
         self.total.load(Ordering::Acquire)
     }
+}
+
+/// `0` means no limit.
+fn unlimited_if_zero<T: PartialEq + From<u8> + Bounded>(n: T) -> T {
+    if n == T::from(0) {
+        T::MAX
+    } else {
+        n
+    }
+}
+
+/// The largest value of a counter type.
+trait Bounded {
+    const MAX: Self;
+}
+
+impl Bounded for usize {
+    const MAX: Self = usize::MAX;
+}
+
+impl Bounded for u32 {
+    const MAX: Self = u32::MAX;
 }
 
 /// An admitted session's place in the counts.
@@ -105,6 +136,20 @@ mod tests {
         drop(p1);
         let _p4 = limits.admit(a).unwrap();
         assert_eq!(limits.sessions(), 3);
+    }
+
+    #[test]
+    fn set_changes_later_admissions() {
+        let limits = Limits::new(0, 3);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let p1 = limits.admit(a).unwrap();
+        let _p2 = limits.admit(a).unwrap();
+        limits.set(0, 1);
+        assert_eq!(limits.admit(a).unwrap_err(), Refusal::PerAddress);
+        limits.set(2, 0);
+        assert_eq!(limits.admit(a).unwrap_err(), Refusal::Total);
+        drop(p1);
+        let _p3 = limits.admit(a).unwrap();
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::datapath::{FileIo, PassivePorts, PipePool};
 use crate::ports::PortPool;
 use crate::server::{Engine, ServerHandle, StartError};
 use crate::storage::Storage;
-use limits::Limits;
+pub(crate) use limits::Limits;
 use users::UserRegistry;
 
 use crate::events::EventListener;
@@ -267,6 +267,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         threads,
         metrics: metrics_thread,
         tls,
+        live: crate::server::LiveLimits { limits, bans },
     })
 }
 

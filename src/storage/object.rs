@@ -13,11 +13,13 @@
 //! # Transfers
 //! RETR is a ranged GET (REST offset = the range start), streamed. STOR is a multipart upload
 //! in [`PART_SIZE`] parts, one part in flight: an upload holds at most two parts in memory (the
-//! one being sent and the one being filled), 16 MiB. The object appears only when the upload
-//! completes (S3 writes are atomic), so [`WriteMode::Replace`] needs no commit step. An upload
-//! that ends any other way (ABOR, the client resets, a storage error) aborts its multipart
-//! upload on the store, from the sink's `Drop`, so no parts are left behind; a server killed
-//! mid-upload leaves them to the bucket's `AbortIncompleteMultipartUpload` lifecycle rule.
+//! one being sent and the next one, which opendal keeps back until it knows whether the upload
+//! is a single PUT), 16 MiB, plus the data path's 64 KiB read buffer. The object appears only
+//! when the upload completes (S3 writes are atomic), so [`WriteMode::Replace`] needs no commit
+//! step. An upload that ends any other way (ABOR, the client resets, a storage error) aborts
+//! its multipart upload on the store, from the sink's `Drop`, so no parts are left behind; a
+//! server killed mid-upload leaves them to the bucket's `AbortIncompleteMultipartUpload`
+//! lifecycle rule.
 //! APPE and REST + STOR get 504 ([`ErrorKind::NotSupported`]): an object cannot be appended to.
 //! RNFR/RNTO of a file is a server-side copy and a delete (not atomic; S3's single CopyObject
 //! limits it to 5 GiB); of a directory, 504. The largest upload is 10,000 parts, 78 GiB.
@@ -40,7 +42,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::Stream;
 use opendal::layers::RetryLayer;
 use opendal::{EntryMode, HttpTransporter, OperationContext, Operator, Writer};
@@ -52,7 +54,7 @@ use super::{
 use crate::auth::{Permissions, User};
 
 /// The size of an upload's parts. S3 requires at least 5 MiB (but the last) and allows 10,000
-/// parts; an upload buffers up to two of them.
+/// parts; an upload buffers up to two of them. [`ObjectWriter`] cuts the parts itself.
 pub(super) const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// Where the objects are and how to reach them.
@@ -485,8 +487,16 @@ impl Storage for ObjectStorage {
             return Err(ErrorKind::IsADirectory.into());
         }
         self.require_parent(&ops, &key).await?;
-        let writer = ops.once.writer_with(&key).chunk(PART_SIZE).concurrent(1).await.map_err(error)?;
-        Ok(DataSink::Stream(Box::pin(ObjectWriter { state: WriteState::Idle(writer), key: key.key })))
+        // No `chunk`: the parts come whole from ObjectWriter, and opendal's own chunking (which
+        // keeps up to a part more, in the pieces written to it) passes any write of at least
+        // 5 MiB straight on. One part in flight.
+        let writer = ops.once.writer_with(&key).concurrent(1).await.map_err(error)?;
+        Ok(DataSink::Stream(Box::pin(ObjectWriter {
+            state: WriteState::Idle(writer),
+            part: BytesMut::new(),
+            sent: [None, None],
+            key: key.key,
+        })))
     }
 
     async fn make_dir(&self, user: &User, path: &Path) -> Result<()> {
@@ -603,12 +613,20 @@ enum WriteState {
 
 /// An upload: an `AsyncWrite` over an opendal multipart writer.
 ///
-/// `poll_write` accepts a buffer at once and hands it to the writer, which sends a part
-/// whenever [`PART_SIZE`] bytes are buffered; the next call waits for that. `poll_shutdown`
-/// completes the upload, and only then does the object exist. Dropped before that, it aborts
-/// the multipart upload (on the current shard's runtime).
+/// `poll_write` copies bytes into the part being filled; a full part goes to the writer, which
+/// sends the part before it meanwhile, and the next `poll_write` waits for that. Once a part
+/// is sent its buffer is filled again, so an upload allocates two [`PART_SIZE`] buffers in
+/// all (the pages are touched only as they fill) and the allocator holds no freed part
+/// between them. `poll_shutdown` sends the last part and completes the upload, and only then
+/// does the object exist. Dropped before that, it aborts the multipart upload (on the current
+/// shard's runtime).
 struct ObjectWriter {
     state: WriteState,
+    /// The part being filled; no allocation until its first byte.
+    part: BytesMut,
+    /// The last two parts handed to the writer, newest last: the older one is sent once the
+    /// newer has been written, and its buffer is then ours alone again.
+    sent: [Option<Bytes>; 2],
     key: String,
 }
 
@@ -623,25 +641,53 @@ impl ObjectWriter {
         }
         Poll::Ready(Ok(()))
     }
+
+    /// A buffer for the next part: a sent part's, if nothing else holds it any more.
+    fn next_buffer(&mut self) -> BytesMut {
+        match self.sent[0].take().map(Bytes::try_into_mut) {
+            Some(Ok(mut buf)) if buf.capacity() >= PART_SIZE => {
+                buf.clear();
+                buf
+            }
+            _ => BytesMut::with_capacity(PART_SIZE),
+        }
+    }
+
+    /// Hands the filled part to the writer (the state must be idle).
+    fn send_part(&mut self) {
+        if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
+            let part = std::mem::take(&mut self.part).freeze();
+            self.sent.rotate_left(1);
+            self.sent[1] = Some(part.clone());
+            self.state = WriteState::Busy(
+                Box::pin(async move {
+                    let result = writer.write(part).await;
+                    (writer, result)
+                }),
+                false,
+            );
+        }
+    }
 }
 
 impl AsyncWrite for ObjectWriter {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         ready!(self.poll_idle(cx))?;
-        match std::mem::replace(&mut self.state, WriteState::Done) {
-            WriteState::Idle(mut writer) => {
-                let bytes = Bytes::copy_from_slice(buf);
-                self.state = WriteState::Busy(
-                    Box::pin(async move {
-                        let result = writer.write(bytes).await;
-                        (writer, result)
-                    }),
-                    false,
-                );
-                Poll::Ready(Ok(buf.len()))
-            }
-            _ => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "upload already finished"))),
+        if !matches!(self.state, WriteState::Idle(_)) {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "upload already finished")));
         }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if self.part.capacity() == 0 {
+            self.part = self.next_buffer();
+        }
+        let n = buf.len().min(PART_SIZE - self.part.len());
+        self.part.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if self.part.len() == PART_SIZE {
+            self.send_part();
+        }
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -650,6 +696,10 @@ impl AsyncWrite for ObjectWriter {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_idle(cx))?;
+        if !self.part.is_empty() {
+            self.send_part();
+            ready!(self.poll_idle(cx))?;
+        }
         if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
             self.state = WriteState::Busy(
                 Box::pin(async move {

@@ -357,6 +357,7 @@ fn run(
     let (users, anonymous) = users(&args, matches, &file, &base, root.as_deref())?;
     let auth = reload::Reloadable::new(users);
     let anonymous_now = Arc::new(AtomicBool::new(anonymous));
+    let live = LiveSettings::new(&args, matches, &file);
     let mut builder = Server::builder(storage, auth.clone())
         .passive_ports(pick(matches, "passive_ports", args.passive_ports.clone(), file.passive_ports.clone()))
         .greeting(pick(matches, "greeting", args.greeting.clone(), file.greeting.clone()))
@@ -364,13 +365,8 @@ fn run(
         .data_timeout(secs(pick(matches, "data_timeout", args.data_timeout, file.data_timeout)))
         .stall_timeout(secs(pick(matches, "stall_timeout", args.stall_timeout, file.stall_timeout)))
         .login_timeout(secs(pick(matches, "login_timeout", args.login_timeout, file.login_timeout)))
-        .max_sessions(pick(matches, "max_sessions", args.max_sessions, file.max_sessions))
-        .max_sessions_per_ip(pick(
-            matches,
-            "max_sessions_per_ip",
-            args.max_sessions_per_ip,
-            file.max_sessions_per_ip,
-        ))
+        .max_sessions(live.max_sessions)
+        .max_sessions_per_ip(live.max_sessions_per_ip)
         .uploads(pick(matches, "uploads", args.uploads, file.uploads.map(UploadPolicy::from)))
         .engine(pick(matches, "engine", args.engine, file.engine).into());
     let activated = activated?;
@@ -423,7 +419,7 @@ fn run(
             .ban_time(ban_time)
             .user_lockout(user_lockout)
             .user_lockout_time(ban_time);
-        for net in pick(matches, "ban_allow", args.ban_allow.clone(), file.ban_allow.clone()) {
+        for net in live.ban_allow.iter().copied() {
             policy = policy.allow(net);
         }
         builder = builder.ban_policy(policy);
@@ -511,7 +507,16 @@ fn run(
     systemd::ready(handle.local_addrs());
     let trigger = handle.shutdown_trigger();
     let reopen_xferlog = xferlog.as_ref().map(xferlog::Writer::reopener);
-    let reloader = Reloader { args, matches: matches.clone(), root, auth, anonymous: anonymous_now, tls };
+    let reloader = Reloader {
+        args,
+        matches: matches.clone(),
+        root,
+        auth,
+        anonymous: anonymous_now,
+        tls,
+        limits: handle.live_limits(),
+        live: std::sync::Mutex::new(live),
+    };
     std::thread::spawn(move || loop {
         match signals.wait() {
             Ok(Signal::SIGHUP) => {
@@ -551,8 +556,10 @@ fn load_config(args: &Args) -> Result<(FileConfig, PathBuf), String> {
     })
 }
 
-/// What SIGHUP reloads: the users (users file, `[[users]]`, anonymous access). The other
-/// settings (listeners, limits, TLS...) take a restart for now.
+/// What SIGHUP reloads: the users (users file, `[[users]]`, anonymous access, and with them
+/// each user's rate and session limits), the TLS certificate, the session limits and the ban
+/// list's allow-list ([`LiveSettings`]). The other settings (listeners, timeouts, ban
+/// thresholds...) take a restart.
 struct Reloader {
     args: Args,
     matches: ArgMatches,
@@ -561,6 +568,33 @@ struct Reloader {
     auth: reload::Reloadable,
     anonymous: Arc<AtomicBool>,
     tls: Option<ringftp::TlsAcceptor>,
+    limits: ringftp::LiveLimits,
+    /// The values in force, to log what a reload changed (only the signal thread uses it).
+    live: std::sync::Mutex<LiveSettings>,
+}
+
+/// The settings a reload changes in the running server, from the flags and the file as at
+/// start-up (a flag given on the command line still wins over the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LiveSettings {
+    max_sessions: usize,
+    max_sessions_per_ip: u32,
+    ban_allow: Vec<IpNet>,
+}
+
+impl LiveSettings {
+    fn new(args: &Args, matches: &ArgMatches, file: &FileConfig) -> Self {
+        LiveSettings {
+            max_sessions: pick(matches, "max_sessions", args.max_sessions, file.max_sessions),
+            max_sessions_per_ip: pick(
+                matches,
+                "max_sessions_per_ip",
+                args.max_sessions_per_ip,
+                file.max_sessions_per_ip,
+            ),
+            ban_allow: pick(matches, "ban_allow", args.ban_allow.clone(), file.ban_allow.clone()),
+        }
+    }
 }
 
 /// The TLS acceptor from the flags and the file, or `None` without a certificate or with
@@ -609,7 +643,7 @@ fn tls_acceptor(
 }
 
 impl Reloader {
-    /// Rereads the files and swaps the new users in, or keeps the old ones and logs why;
+    /// Rereads the files and swaps the new users and limits in, or keeps the old ones and logs why;
     /// returns a one-line status for the service manager.
     fn reload(&self) -> String {
         if let Some(tls) = &self.tls {
@@ -618,21 +652,46 @@ impl Reloader {
                 Err(e) => tracing::error!(error = %e, "TLS reload failed, keeping the old certificate"),
             }
         }
-        let loaded = load_config(&self.args)
-            .and_then(|(file, base)| users(&self.args, &self.matches, &file, &base, self.root.as_deref()));
+        // Everything is read and checked before anything changes: a bad file keeps it all.
+        let loaded = load_config(&self.args).and_then(|(file, base)| {
+            let users = users(&self.args, &self.matches, &file, &base, self.root.as_deref())?;
+            Ok((users, LiveSettings::new(&self.args, &self.matches, &file)))
+        });
         match loaded {
-            Ok((list, anonymous)) => {
+            Ok(((list, anonymous), live)) => {
                 let n = list.len();
                 self.auth.store(list);
                 self.anonymous.store(anonymous, Ordering::Relaxed);
-                tracing::info!(users = n, anonymous, "reloaded the users (other settings take a restart)");
-                format!("reloaded {n} users")
+                tracing::info!(users = n, anonymous, "reloaded the users");
+                self.apply(live);
+                format!("reloaded {n} users and the limits")
             }
             Err(e) => {
-                tracing::error!(error = %e, "reload failed, keeping the users as they were");
-                format!("reload failed, kept the users as they were: {e}")
+                tracing::error!(error = %e, "reload failed, keeping the users and limits as they were");
+                format!("reload failed, kept the users and limits as they were: {e}")
             }
         }
+    }
+
+    /// Puts the new limits and allow-list in force, and logs what changed.
+    fn apply(&self, new: LiveSettings) {
+        let mut old = self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if (new.max_sessions, new.max_sessions_per_ip) != (old.max_sessions, old.max_sessions_per_ip) {
+            self.limits.set_max_sessions(new.max_sessions, new.max_sessions_per_ip);
+            tracing::info!(
+                max_sessions = new.max_sessions,
+                max_sessions_per_ip = new.max_sessions_per_ip,
+                "reloaded the session limits (open sessions stay)"
+            );
+        }
+        if new.ban_allow != old.ban_allow {
+            if self.limits.set_ban_allow(new.ban_allow.iter().copied()) {
+                tracing::info!(allow = ?new.ban_allow, "reloaded the ban list's allow-list");
+            } else {
+                tracing::warn!("the ban list is off (ban_threshold and user_lockout are 0): the allow-list takes a restart");
+            }
+        }
+        *old = new;
     }
 }
 
