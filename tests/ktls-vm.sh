@@ -37,5 +37,9 @@ bin=$(cargo test "${profile[@]}" --test ktls --no-run --message-format=json 2>/d
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [ -n "$bin" ] && [ -x "$bin" ] || { echo "ktls-vm.sh: could not build the ktls test binary" >&2; exit 1; }
 echo "ktls-vm.sh: running $bin in the kTLS guest" >&2
-"$VM/run-guest.sh" --hostroot --mem 1536 --env KTLS_REQUIRED=1 --env "KTLS_TEST_MIB=${KTLS_TEST_MIB:-8}" "${bench[@]}" --timeout 600 \
+# The guest sees this machine's / read-only, but with its own tmpfs on /tmp, /run and /dev/shm:
+# a checkout there (CI's clone may be one) is shared into the guest at the same path.
+share=()
+case "$ROOT/" in /tmp/* | /run/* | /dev/shm/*) share=(--share "$ROOT") ;; esac
+"$VM/run-guest.sh" --hostroot "${share[@]}" --mem 1536 --env KTLS_REQUIRED=1 --env "KTLS_TEST_MIB=${KTLS_TEST_MIB:-8}" "${bench[@]}" --timeout 600 \
     "$bin" --test-threads=1 --nocapture
