@@ -149,16 +149,21 @@ async fn run_transfer<S: Storage>(
     let mut sock = sock;
     // The 150 comes before the data handshake: clients start TLS once they have read it.
     let _ = events.send(Event::Started);
-    // An atomic upload is committed with a second handle on its file, as the first one moves
-    // into the data path; an upload whose digest is kept needs one too.
-    let mut commit = None;
     // Only a whole file has a digest worth keeping: not APPE, not STOR after REST.
     let mut hash = env
         .hash_uploads
         .filter(|_| matches!(t.kind, TransferKind::Stor | TransferKind::Stou) && t.offset == 0)
         .filter(|_| matches!(payload, Payload::Sink(DataSink::File(_))))
         .map(|algo| UploadHash { algo, digest: None });
-    let keep = t.commit || hash.is_some();
+    // An atomic upload is committed with a second handle on its file, as the first one moves
+    // into the data path; an upload whose digest is kept needs one too.
+    let commit = match &payload {
+        Payload::Sink(DataSink::File(file)) if t.commit || hash.is_some() => match file.try_clone() {
+            Ok(f) => Some(f),
+            Err(e) => return TransferOutcome::StorageFailed(StorageError::from(e).kind()),
+        },
+        _ => None,
+    };
     let meter = Meter { rate: env.rate.as_deref(), moved: &env.moved, unyielded: Cell::new(0) };
     let result = if t.protect {
         let Some(tls) = &env.tls else {
@@ -181,13 +186,13 @@ async fn run_transfer<S: Storage>(
                 Ok(sock) => {
                     tracing::debug!("TLS data connection on kTLS: splice");
                     (env.on_tls_path)(TlsPath::Ktls);
-                    over_ktls(env, t, payload, sock, &mut commit, hash.as_mut(), &meter).await
+                    over_ktls(env, t, payload, sock, hash.as_mut(), &meter).await
                 }
                 Err(EnableError { error, stream: Some(mut stream) }) => {
                     tracing::debug!(%error, "kTLS not taken; TLS data connection on rustls");
                     (env.on_tls_path)(TlsPath::Rustls);
                     stream.get_mut().0.uncork();
-                    over_rustls(env, t, payload, &mut *stream, &mut commit, hash.as_mut(), &meter).await
+                    over_rustls(env, t, payload, &mut *stream, hash.as_mut(), &meter).await
                 }
                 Err(EnableError { error, stream: None }) => {
                     // The secrets had left rustls: the connection cannot go on.
@@ -202,7 +207,7 @@ async fn run_transfer<S: Storage>(
             };
             tracing::debug!(ktls = tls.ktls(), spliced, "TLS data connection on rustls");
             (env.on_tls_path)(TlsPath::Rustls);
-            over_rustls(env, t, payload, &mut stream, &mut commit, hash.as_mut(), &meter).await
+            over_rustls(env, t, payload, &mut stream, hash.as_mut(), &meter).await
         }
     } else {
         match payload {
@@ -216,12 +221,6 @@ async fn run_transfer<S: Storage>(
                 transfer::send_stream(s, &mut sock, t.ascii, &meter).await
             }
             Payload::Sink(DataSink::File(file)) => {
-                if keep {
-                    match file.try_clone() {
-                        Ok(f) => commit = Some(f),
-                        Err(e) => return TransferOutcome::StorageFailed(StorageError::from(e).kind()),
-                    }
-                }
                 let (pipes, io) = (&env.pipes, env.file_io);
                 if !t.ascii && env.splice {
                     transfer::receive_file(&sock, OwnedFd::from(file), None, pipes, io, &meter, hash.as_mut())
@@ -331,14 +330,13 @@ async fn over_rustls<S: Storage, IO>(
     t: &Transfer,
     payload: Payload,
     stream: &mut IO,
-    commit: &mut Option<std::fs::File>,
     hash: Option<&mut UploadHash>,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let result = buffered(t, payload, &mut LenientEof(stream), commit, hash, env, meter).await;
+    let result = buffered(t, payload, &mut LenientEof(stream), hash, env, meter).await;
     match result {
         // close_notify: a download's client knows it is whole; an upload's client (Python's
         // ftplib `unwrap()`) waits for ours in answer to its own.
@@ -359,7 +357,6 @@ async fn over_ktls<S: Storage>(
     t: &Transfer,
     payload: Payload,
     sock: KtlsSocket,
-    commit: &mut Option<std::fs::File>,
     hash: Option<&mut UploadHash>,
     meter: &Meter<'_>,
 ) -> Result<u64, DataError> {
@@ -370,9 +367,6 @@ async fn over_ktls<S: Storage>(
             transfer::send_file(OwnedFd::from(file), len, &tcp, &env.pipes, env.file_io, meter).await
         }
         Payload::Sink(DataSink::File(file)) => {
-            if t.commit || hash.is_some() {
-                *commit = Some(file.try_clone().map_err(DataError::Storage)?);
-            }
             transfer::receive_file(
                 &tcp,
                 OwnedFd::from(file),
@@ -386,7 +380,7 @@ async fn over_ktls<S: Storage>(
         }
         // Not chosen for kTLS (see run_transfer); plain reads and writes work on it too.
         other => {
-            return buffered(t, other, &mut tcp, commit, hash, env, meter).await;
+            return buffered(t, other, &mut tcp, hash, env, meter).await;
         }
     };
     match result {
@@ -407,7 +401,6 @@ async fn buffered<S: Storage, IO: tokio::io::AsyncRead + tokio::io::AsyncWrite +
     t: &Transfer,
     payload: Payload,
     io: &mut IO,
-    commit: &mut Option<std::fs::File>,
     hash: Option<&mut UploadHash>,
     env: &TransferEnv<S>,
     meter: &Meter<'_>,
@@ -419,9 +412,6 @@ async fn buffered<S: Storage, IO: tokio::io::AsyncRead + tokio::io::AsyncWrite +
         }
         Payload::Source(DataSource::Stream(s), _) => transfer::send_stream(s, io, t.ascii, meter).await,
         Payload::Sink(DataSink::File(file)) => {
-            if t.commit || hash.is_some() {
-                *commit = Some(file.try_clone().map_err(DataError::Storage)?);
-            }
             transfer::receive_file_buffered(io, file, t.ascii, file_io, meter, hash).await
         }
         Payload::Sink(DataSink::Stream(s)) => {
