@@ -267,10 +267,11 @@ start_ringftpd_engine() { # NAME ENGINE-or-empty
     local s=$1 engine=()
     [[ -n $2 ]] && engine=(--engine "$2")
     # TLS required on control and data connections (USER in clear refused, PROT P needed),
-    # for anonymous too; session reuse enforced (the default).
+    # for anonymous too; session reuse enforced (the default). The idle timeout is vsftpd's
+    # idle_session_timeout below, so that opening 10,000 sessions slowly drops none.
     "$WORK/ringftp-tls" --root "$DATA" --listen "127.0.0.1:${PORT[$s]}" --user "$USER_NAME:$USER_PASS" \
         --anonymous --passive-ports "${PASV[$s]}" --log-level warn "${engine[@]}" \
-        --max-sessions 0 --max-sessions-per-ip 0 \
+        --max-sessions 0 --max-sessions-per-ip 0 --idle-timeout 600 \
         --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" --tls required --tls-data required \
         --ktls "$KTLS" >>"$LOGS/$s.log" 2>&1 </dev/null &
     PID[$s]=$!
