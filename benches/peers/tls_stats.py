@@ -9,6 +9,7 @@ import os
 import statistics
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from stats import cell, fmt, num, read_raw  # noqa: E402
 
