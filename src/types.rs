@@ -4,6 +4,8 @@
 //! Nothing here knows a runtime, a socket or a file descriptor, so `proto/` and `session/`
 //! can use it and stay sans-IO; [`crate::storage`] and [`crate::auth`] re-export it.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;

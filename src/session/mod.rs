@@ -30,8 +30,10 @@
 //! Every method takes `now` where time matters, so transcripts can run in virtual time.
 //! Tests are transcripts: bytes in, replies and actions out.
 
-// A peer controls every input here: no panicking shortcuts (fuzzed, see fuzz/).
+// A peer controls every input here: no panicking shortcuts (fuzzed, see fuzz/), and no
+// unsafe code, so the fuzz targets need no memory sanitizer to find what can go wrong here.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![forbid(unsafe_code)]
 
 mod files;
 mod site;
