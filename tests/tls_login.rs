@@ -208,3 +208,37 @@ fn per_user_tls_policy_with_curl() {
     let (ok, err) = curl(&["--ssl-reqd", "--cacert", ca, "-u", "dave:secret", &url]);
     assert!(ok, "{err}");
 }
+
+/// The same per-user policy from ringftpd's config file (`[[users]]` `tls`, `tls_data`).
+#[test]
+fn ringftpd_config_users_carry_their_tls_policy() {
+    let pki = Pki::new();
+    let config = pki.dir.join("ringftpd.toml");
+    std::fs::write(
+        &config,
+        "[[users]]\nname = \"erin\"\npassword = \"pw\"\ntls = \"required\"\n\n\
+         [[users]]\nname = \"frank\"\npassword = \"pw\"\ntls_data = \"required\"\n",
+    )
+    .unwrap();
+    let srv = common::TestServer::builder("tls-user-config")
+        .args([
+            "--config".to_string(),
+            config.display().to_string(),
+            "--tls-cert".to_string(),
+            pki.cert.display().to_string(),
+            "--tls-key".to_string(),
+            pki.key.display().to_string(),
+        ])
+        .start();
+    std::fs::write(srv.root().join("f"), b"file").unwrap();
+    let url = format!("ftp://localhost:{}/f", srv.port());
+    let ca = pki.ca.to_str().unwrap();
+    let (ok, err) = curl(&["-u", "erin:pw", &url]);
+    assert!(!ok && err.contains("< 530 TLS required for this user"), "{err}");
+    let (ok, err) = curl(&["--ssl-reqd", "--cacert", ca, "-u", "erin:pw", &url]);
+    assert!(ok, "{err}\n{}", srv.log_for_failure());
+    let (ok, err) = curl(&["--ftp-ssl-control", "--cacert", ca, "-u", "frank:pw", &url]);
+    assert!(!ok && err.contains("< 521"), "{err}");
+    let (ok, err) = curl(&["--ssl-reqd", "--cacert", ca, "-u", "frank:pw", &url]);
+    assert!(ok, "{err}\n{}", srv.log_for_failure());
+}

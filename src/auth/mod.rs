@@ -1,5 +1,6 @@
-//! Authentication: the [`Authenticator`] trait a host implements, the [`User`] it returns, and
-//! the built-in [`UserList`] (argon2 password hashes, optional anonymous access).
+//! Authentication: the [`Authenticator`] trait a host implements, the [`Credentials`] a client
+//! presents (name, password, address, verified TLS client certificate chain), the [`User`] it
+//! returns, and the built-in [`UserList`] (argon2 password hashes, optional anonymous access).
 
 mod userlist;
 
