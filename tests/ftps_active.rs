@@ -28,8 +28,9 @@ use std::process::{Command, Stdio};
 use common::{sha256_bytes, TestServer, MIB, PASS, USER};
 use tls_common::Pki;
 
-fn server(tag: &str, pki: &Pki) -> TestServer {
+fn server(tag: &str, pki: &Pki, listen: &str) -> TestServer {
     TestServer::builder(tag)
+        .listen(listen)
         .args([
             "--tls-cert".to_string(),
             pki.cert.display().to_string(),
@@ -75,7 +76,7 @@ fn curl(args: &[&str]) -> (bool, String) {
 const PYCURL: &str = r#"
 import hashlib, io, sys
 import pycurl
-url, ca, userpwd, ftpport, eprt, src = sys.argv[1:7]
+url, ca, userpwd, ftpport, eprt, src, host = sys.argv[1:8]
 sent = []
 def debug(kind, text):
     if kind == pycurl.INFOTYPE_HEADER_OUT:
@@ -86,6 +87,9 @@ def handle(u):
     c.setopt(pycurl.USERPWD, userpwd)
     c.setopt(pycurl.USE_SSL, pycurl.USESSL_ALL)
     c.setopt(pycurl.CAINFO, ca)
+    if host != "localhost":
+        # The certificate names localhost; the chain is still checked against the CA.
+        c.setopt(pycurl.SSL_VERIFYHOST, 0)
     c.setopt(pycurl.FTPPORT, ftpport)
     c.setopt(pycurl.FTP_USE_EPRT, int(eprt))
     c.setopt(pycurl.TIMEOUT, 30)
@@ -117,6 +121,47 @@ fn have_pycurl() -> bool {
 /// address ("-") and a named one.
 const MODES: [(bool, &str); 4] = [(true, "-"), (false, "-"), (true, "127.0.0.1"), (false, "127.0.0.1")];
 
+/// Runs [`PYCURL`] for one STOR and RETR of `data` as `name`, checks both and what was sent.
+fn libcurl_round_trip(
+    srv: &TestServer,
+    pki: &Pki,
+    host: &str,
+    eprt: bool,
+    port: &str,
+    name: &str,
+    data: &[u8],
+) {
+    let src = srv.work().join(format!("{name}.src"));
+    std::fs::write(&src, data).unwrap();
+    let out = Command::new("timeout")
+        .args(["90", "python3", "-c", PYCURL])
+        .arg(format!("ftp://{host}:{}/{name}", srv.port()))
+        .arg(&pki.ca)
+        .arg(format!("{USER}:{PASS}"))
+        .arg(port)
+        .arg(if eprt { "1" } else { "0" })
+        .arg(&src)
+        .arg(host)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{host} eprt={eprt} port={port} {name}: {stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        srv.log_for_failure()
+    );
+    let verb = match (eprt, host) {
+        (true, "[::1]") => "EPRT |2|::1|",
+        (true, _) => "EPRT |1|127.0.0.1|",
+        (false, _) => "PORT 127,0,0,1,",
+    };
+    assert!(stdout.contains(verb) && stdout.contains("PROT P"), "{stdout}");
+    assert!(!stdout.contains("EPSV") && !stdout.contains("PASV"), "{stdout}");
+    assert_eq!(std::fs::read(srv.root().join(name)).unwrap(), data, "STOR {name}");
+    assert!(stdout.contains(&format!("retr {}", sha256_bytes(data))), "RETR {name}: {stdout}");
+}
+
 #[test]
 fn libcurl_active_retr_and_stor_over_prot_p() {
     if !have_pycurl() {
@@ -125,37 +170,24 @@ fn libcurl_active_retr_and_stor_over_prot_p() {
         return;
     }
     let pki = Pki::new();
-    let srv = server("ftps-active-libcurl", &pki);
+    let srv = server("ftps-active-libcurl", &pki, "127.0.0.1:0");
     for (i, (eprt, port)) in MODES.into_iter().enumerate() {
         for len in [0, 1, MIB + 1] {
             let data = pattern(len + i as u64);
-            let src = srv.work().join(format!("src{i}-{len}"));
-            std::fs::write(&src, &data).unwrap();
-            let name = format!("a{i}-{len}");
-            let out = Command::new("timeout")
-                .args(["90", "python3", "-c", PYCURL])
-                .arg(format!("ftp://localhost:{}/{name}", srv.port()))
-                .arg(&pki.ca)
-                .arg(format!("{USER}:{PASS}"))
-                .arg(port)
-                .arg(if eprt { "1" } else { "0" })
-                .arg(&src)
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                out.status.success(),
-                "eprt={eprt} port={port} len={len}: {stdout}\n{}\n{}",
-                String::from_utf8_lossy(&out.stderr),
-                srv.log_for_failure()
-            );
-            let verb = if eprt { "EPRT |1|127.0.0.1|" } else { "PORT 127,0,0,1," };
-            assert!(stdout.contains(verb) && stdout.contains("PROT P"), "{stdout}");
-            assert!(!stdout.contains("EPSV") && !stdout.contains("PASV"), "{stdout}");
-            assert_eq!(std::fs::read(srv.root().join(&name)).unwrap(), data, "STOR {name}");
-            assert!(stdout.contains(&format!("retr {}", sha256_bytes(&data))), "RETR {name}: {stdout}");
+            libcurl_round_trip(&srv, &pki, "localhost", eprt, port, &format!("a{i}-{len}"), &data);
         }
     }
+}
+
+#[test]
+fn libcurl_active_over_prot_p_on_ipv6() {
+    if !have_pycurl() || std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("pycurl or IPv6 loopback missing; skipped");
+        return;
+    }
+    let pki = Pki::new();
+    let srv = server("ftps-active-v6", &pki, "[::1]:0");
+    libcurl_round_trip(&srv, &pki, "[::1]", true, "-", "v6", &pattern(MIB + 1));
 }
 
 #[test]
@@ -165,7 +197,7 @@ fn curl_command_active_retr_and_stor_over_prot_p() {
         return;
     }
     let pki = Pki::new();
-    let srv = server("ftps-active-curl", &pki);
+    let srv = server("ftps-active-curl", &pki, "127.0.0.1:0");
     let ca = pki.ca.display().to_string();
     let userpass = format!("{USER}:{PASS}");
     for (i, (eprt, port)) in MODES.into_iter().enumerate() {
@@ -198,7 +230,7 @@ fn broken_curl_sends_nothing_that_lands() {
         return;
     }
     let pki = Pki::new();
-    let srv = server("ftps-active-broken", &pki);
+    let srv = server("ftps-active-broken", &pki, "127.0.0.1:0");
     let src = srv.work().join("src");
     std::fs::write(&src, b"CLEAR-TEXT-".repeat(1000)).unwrap();
     let url = format!("ftp://localhost:{}/leak", srv.port());
