@@ -1,5 +1,6 @@
 //! Logging in by TLS client certificate (mTLS), and per-user TLS policy, with a host's own
-//! [`Authenticator`] in a library server in this process, driven by curl over loopback.
+//! [`Authenticator`] in a library server in this process, driven by curl and Python's ftplib
+//! (ssl `load_cert_chain`) over loopback.
 //! Run on both engines (RINGFTP_TEST_ENGINE).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -241,4 +242,47 @@ fn ringftpd_config_users_carry_their_tls_policy() {
     assert!(!ok && err.contains("< 521"), "{err}");
     let (ok, err) = curl(&["--ssl-reqd", "--cacert", ca, "-u", "frank:pw", &url]);
     assert!(ok, "{err}\n{}", srv.log_for_failure());
+}
+
+/// Python's ssl with `load_cert_chain`: alice by certificate over ftplib, a PROT P upload and
+/// download on data connections that resume the control connection's session.
+#[test]
+fn python_ftplib_logs_in_by_client_certificate() {
+    let lib = start(ClientAuth::Request);
+    let script = r#"
+import ftplib, hashlib, io, ssl, sys
+port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class Reusing(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+ctx = ssl.create_default_context(cafile=ca)
+ctx.load_cert_chain(cert, key)
+f = Reusing(context=ctx, timeout=30)
+f.connect("localhost", port)
+f.auth()
+f.login("alice", "")
+f.prot_p()
+data = bytes(range(256)) * 5000
+f.storbinary("STOR py", io.BytesIO(data))
+out = io.BytesIO()
+f.retrbinary("RETR py", out.write)
+assert out.getvalue() == data
+print("ok", hashlib.sha256(data).hexdigest())
+f.quit()
+"#;
+    let out = Command::new("timeout")
+        .args(["60", "python3", "-c", script])
+        .arg(lib.port.to_string())
+        .arg(&lib.pki.ca)
+        .arg(&lib.clients.alice.0)
+        .arg(&lib.clients.alice.1)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let stored = std::fs::read(lib.root.join("alice/py")).unwrap();
+    assert!(stdout.contains(&format!("ok {:x}", Sha256::digest(&stored))), "{stdout}");
 }
