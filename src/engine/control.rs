@@ -513,9 +513,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         } else {
             // The chain the control connection's handshake verified (mTLS) goes with the
             // name and password, so a host can log users in by certificate.
-            let tls = self.tls.as_ref();
             let mut credentials = Credentials::new(&username, &password, self.peer);
-            if let Some(t) = tls {
+            if let Some(t) = &self.tls {
                 credentials = credentials.tls(t.info.as_ref().map_or(&[][..], |i| &i.peer_chain[..]));
             }
             // Boxed: an idle session's future should not carry the authenticator's.
