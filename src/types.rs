@@ -28,6 +28,16 @@ pub struct User {
     /// Bytes per second shared by all of this user's transfers, each direction (`None`: no
     /// limit).
     pub rate_limit: Option<u64>,
+    /// This user's policy for the control connection, over the server's (`None`: the
+    /// server's). `Required` refuses the login on a clear control connection with 530, once
+    /// the authenticator has named the user (the server-wide policy refuses at USER, before
+    /// any password). Anything else cannot lift a server-wide `Required`, which is applied
+    /// before the user is known.
+    pub tls: Option<TlsPolicy>,
+    /// This user's policy for data connections, over the server's (`None`: the server's).
+    /// `Required`: transfers need PROT P (521 otherwise), even for an anonymous user the
+    /// server exempts; `Optional` or `Off`: they do not, even where the server requires it.
+    pub tls_data: Option<TlsPolicy>,
 }
 
 impl User {
@@ -39,6 +49,8 @@ impl User {
             permissions: Permissions::ALL,
             max_sessions: None,
             rate_limit: None,
+            tls: None,
+            tls_data: None,
         }
     }
 
@@ -72,6 +84,18 @@ impl User {
         self
     }
 
+    /// Sets this user's control connection TLS policy (see the field `tls`).
+    pub fn tls(mut self, policy: TlsPolicy) -> Self {
+        self.tls = Some(policy);
+        self
+    }
+
+    /// Sets this user's data connection TLS policy (see the field `tls_data`).
+    pub fn tls_data(mut self, policy: TlsPolicy) -> Self {
+        self.tls_data = Some(policy);
+        self
+    }
+
     /// Whether the user may change nothing.
     pub fn is_read_only(&self) -> bool {
         !self.permissions.write
@@ -79,6 +103,19 @@ impl User {
             && !self.permissions.rename
             && !self.permissions.mkdir
     }
+}
+
+/// How much TLS a server asks of its control or data connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsPolicy {
+    /// No TLS: AUTH, PBSZ and PROT are 502 and FEAT does not list them.
+    #[default]
+    Off,
+    /// TLS when the client asks for it.
+    Optional,
+    /// Clear text is refused (USER for the control connection, transfers for data).
+    Required,
 }
 
 /// What a user may do. Listing and changing directory are always allowed.

@@ -24,6 +24,8 @@ APT_PACKAGES=(
 PIP_PACKAGES=(
   moto.server:moto[server]
   boto3:boto3
+  # libcurl 8 in its wheel: Debian 12's curl 7.88 cannot do active FTP over TLS (tests/ftps_active.rs).
+  pycurl:pycurl
 )
 
 as_root() {

@@ -33,7 +33,7 @@ use tracing::Instrument;
 
 use super::users::UserLease;
 use super::{limits, Shard};
-use crate::auth::{AuthError, Authenticator};
+use crate::auth::{AuthError, Authenticator, Credentials};
 use crate::ban::Verdict;
 use crate::datapath::{self, AcceptPolicy, DataConnect, Event, Payload, PendingAccept, TransferEnv};
 use crate::events::{Event as HostEvent, TransferRecord};
@@ -511,8 +511,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             tracing::info!(peer = %self.peer, user = %username, "login refused: user locked out");
             Err(AuthError::BadCredentials)
         } else {
+            // The chain the control connection's handshake verified (mTLS) goes with the
+            // name and password, so a host can log users in by certificate.
+            let mut credentials = Credentials::new(&username, &password, self.peer);
+            if let Some(t) = &self.tls {
+                credentials = credentials.tls(t.info.as_ref().map_or(&[][..], |i| &i.peer_chain[..]));
+            }
             // Boxed: an idle session's future should not carry the authenticator's.
-            Box::pin(self.shard.auth.authenticate(&username, &password)).await
+            Box::pin(self.shard.auth.login(&credentials)).await
         };
         if let Some(bans) = &bans {
             match &result {
@@ -542,10 +548,15 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 None => result = Err(AuthError::TooManySessions),
             }
         }
-        self.shard.metrics.login(result.is_ok());
-        self.emit(HostEvent::Login { user: username.clone(), peer: self.peer, ok: result.is_ok() });
-        match &result {
-            Ok(user) => {
+        let error = result.as_ref().err().copied();
+        // The session has the last word: a user whose own policy needs TLS is refused on a
+        // clear connection even though the authenticator accepted them.
+        self.session.login_done(result, Instant::now().into_std());
+        let ok = self.session.user().is_some();
+        self.shard.metrics.login(ok);
+        self.emit(HostEvent::Login { user: username.clone(), peer: self.peer, ok });
+        match (self.session.user(), error) {
+            (Some(user), _) => {
                 tracing::Span::current().record("user", user.name.as_str());
                 let info = self.tls.as_ref().and_then(|t| t.info.as_ref());
                 tracing::info!(
@@ -553,12 +564,18 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     user = %user.name,
                     tls = info.map_or("none", |i| i.version),
                     cipher = info.map_or("none", |i| i.cipher),
+                    client_cert = info.is_some_and(|i| !i.peer_chain.is_empty()),
                     "login"
                 );
             }
-            Err(e) => tracing::info!(peer = %self.peer, user = %username, error = %e, "login failed"),
+            (None, Some(e)) => {
+                tracing::info!(peer = %self.peer, user = %username, error = %e, "login failed")
+            }
+            // The user's own TLS policy refused them (or the session is closing).
+            (None, None) => {
+                tracing::info!(peer = %self.peer, user = %username, "login refused by the session")
+            }
         }
-        self.session.login_done(result, Instant::now().into_std());
     }
 
     async fn run_fs(&mut self, request: &FsRequest) -> FsOutcome {

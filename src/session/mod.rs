@@ -679,6 +679,16 @@ impl Session {
         self.waiting = Waiting::Nothing;
         self.idle_deadline = now + self.config.idle_timeout;
         match result {
+            Ok(user) if self.refuses_user_on_clear(&user) => {
+                // The password was right, so no delay; the refusal still counts, so a client
+                // cannot retry without end.
+                self.login_failures += 1;
+                self.reply_static(code::NOT_LOGGED_IN, "TLS required for this user: use AUTH TLS first.");
+                if self.login_failures >= self.config.max_login_failures {
+                    self.reply_static(code::NOT_AVAILABLE, "Too many failed logins, closing.");
+                    self.close();
+                }
+            }
             Ok(user) => {
                 self.login = Login::LoggedIn(user);
                 self.login_failures = 0;

@@ -805,4 +805,93 @@ fn implicit_tls_implies_prot_p() {
     assert_eq!(t.send("AUTH TLS"), vec!["503 Already using TLS."]);
 }
 
+// ---- per-user TLS policy (User::tls, User::tls_data) ----
+
+/// USER and PASS, then the authenticator's answer; returns what the session said.
+fn login_answer(t: &mut T, user: User) -> Vec<String> {
+    t.drain();
+    assert_eq!(t.send("USER alice"), vec!["331 Please specify the password."]);
+    t.send("PASS secret");
+    t.s.login_done(Ok(user), t.now);
+    t.drain()
+}
+
+#[test]
+fn user_requiring_tls_is_refused_on_a_clear_control_connection() {
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Optional));
+    let alice = || User::new("alice").tls(TlsPolicy::Required);
+    // The password was right, but this user must come over TLS: 530 at once, not logged in.
+    assert_eq!(login_answer(&mut t, alice()), vec!["530 TLS required for this user: use AUTH TLS first."]);
+    assert!(t.s.user().is_none());
+    assert_eq!(t.send("PWD"), vec!["530 Please login with USER and PASS."]);
+    // Another user without the policy logs in on the same clear connection.
+    assert_eq!(login_answer(&mut t, User::new("bob")), vec!["230 Login successful."]);
+    // Over TLS the same user is let in.
+    auth_tls(&mut t);
+    assert_eq!(login_answer(&mut t, alice()), vec!["230 Login successful."]);
+}
+
+#[test]
+fn tls_refusals_count_as_failed_logins() {
+    let mut t =
+        T::with(SessionConfig { max_login_failures: 2, ..tls_config(TlsPolicy::Optional, TlsPolicy::Off) });
+    let alice = || User::new("alice").tls(TlsPolicy::Required);
+    assert_eq!(login_answer(&mut t, alice()), vec!["530 TLS required for this user: use AUTH TLS first."]);
+    assert_eq!(
+        login_answer(&mut t, alice()),
+        vec![
+            "530 TLS required for this user: use AUTH TLS first.",
+            "421 Too many failed logins, closing.",
+            "Close"
+        ]
+    );
+}
+
+#[test]
+fn user_requiring_tls_cannot_log_in_where_the_server_has_no_tls() {
+    let mut t = T::new();
+    assert_eq!(
+        login_answer(&mut t, User::new("alice").tls(TlsPolicy::Required)),
+        vec!["530 TLS required for this user: use AUTH TLS first."]
+    );
+}
+
+#[test]
+fn user_requiring_prot_p_on_a_server_that_does_not() {
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Optional));
+    auth_tls(&mut t);
+    assert_eq!(
+        login_answer(&mut t, User::new("alice").tls_data(TlsPolicy::Required)),
+        vec!["230 Login successful."]
+    );
+    assert_eq!(t.send("RETR f"), vec!["521 Data connections must be protected: use PROT P."]);
+    assert_eq!(t.send("NLST"), vec!["521 Data connections must be protected: use PROT P."]);
+    t.send("PBSZ 0");
+    t.send("PROT P");
+    t.passive();
+    assert_eq!(t.send("RETR f"), vec!["Fs(OpenRead { path: [47, 102], offset: 0 })"]);
+}
+
+#[test]
+fn a_users_data_policy_replaces_the_servers() {
+    // The server requires PROT P; this user may transfer in clear.
+    let mut t = T::with(tls_config(TlsPolicy::Optional, TlsPolicy::Required));
+    assert_eq!(
+        login_answer(&mut t, User::new("alice").tls_data(TlsPolicy::Optional)),
+        vec!["230 Login successful."]
+    );
+    t.passive();
+    assert_eq!(t.send("RETR f"), vec!["Fs(OpenRead { path: [47, 102], offset: 0 })"]);
+    // An exempt anonymous user whose own policy requires PROT P is not exempt.
+    let mut c = tls_config(TlsPolicy::Optional, TlsPolicy::Required);
+    c.tls_anonymous_exempt = true;
+    let mut t = T::with(c);
+    t.drain();
+    t.send("USER ftp");
+    t.send("PASS x");
+    t.s.login_done(Ok(User::new("ftp").tls_data(TlsPolicy::Required)), t.now);
+    assert_eq!(t.drain(), vec!["230 Login successful."]);
+    assert_eq!(t.send("RETR f"), vec!["521 Data connections must be protected: use PROT P."]);
+}
+
 mod cmds;

@@ -16,6 +16,12 @@
 //! - Control policy [`TlsPolicy::Required`]: `USER` on a clear connection is 530 before any
 //!   password is asked for, unless the name is anonymous and [`SessionConfig::tls_anonymous_exempt`].
 //! - Data policy [`TlsPolicy::Required`]: a transfer with `PROT C` is 521 (the same exemption).
+//! - Per user ([`User`]'s `tls` and `tls_data`, from the authenticator): a user whose control
+//!   policy is `Required` is refused on a clear connection with 530 in answer to PASS (the
+//!   user is known only once the authenticator answered; 530 is the reply RFC 959 §5.4 allows
+//!   for PASS, and clients read it as a failed login; 534, RFC 2228's policy refusal, is not a
+//!   PASS reply). A user's data policy replaces the server's: `Required` means 521 without
+//!   PROT P, `Optional` or `Off` lift the server's requirement for that user.
 //! - `REIN` inside TLS keeps TLS: RFC 4217 §11 leaves the control connection's protection
 //!   in place across REIN (clearing it would be CCC, refused above); it does reset `PBSZ` and
 //!   `PROT`, which belong to the login, except under implicit FTPS, where `PROT P` is implied.
@@ -27,19 +33,8 @@ use std::time::Instant;
 use super::{Action, Session, SessionConfig, Waiting};
 use crate::proto::command::{Command, ProtLevel};
 use crate::proto::reply::code;
-
-/// How much TLS a server asks of its control or data connections.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TlsPolicy {
-    /// No TLS: AUTH, PBSZ and PROT are 502 and FEAT does not list them.
-    #[default]
-    Off,
-    /// TLS when the client asks for it.
-    Optional,
-    /// Clear text is refused (USER for the control connection, transfers for data).
-    Required,
-}
+pub use crate::types::TlsPolicy;
+use crate::types::User;
 
 /// The TLS state of one control connection.
 #[derive(Debug, Default)]
@@ -160,17 +155,33 @@ impl Session {
                 | Command::Nlst(_)
                 | Command::Mlsd(_)
         );
-        if !transfer || self.config.tls_data != TlsPolicy::Required || self.tls.protect {
+        if !transfer || self.tls.protect {
             return false;
         }
-        let exempt = self.config.tls_anonymous_exempt
-            && !self.tls.active
-            && self.user().is_some_and(|u| is_anonymous(u.name.as_bytes()));
-        if exempt {
-            return false;
+        let user = self.user();
+        let required = match user.and_then(|u| u.tls_data) {
+            // The user's own policy is explicit: no anonymous exemption.
+            Some(policy) => policy == TlsPolicy::Required,
+            None => {
+                self.config.tls_data == TlsPolicy::Required
+                    && !(self.config.tls_anonymous_exempt
+                        && !self.tls.active
+                        && user.is_some_and(|u| is_anonymous(u.name.as_bytes())))
+            }
+        };
+        if required {
+            self.reply_static(
+                code::DATA_PROTECTION_REQUIRED,
+                "Data connections must be protected: use PROT P.",
+            );
         }
-        self.reply_static(code::DATA_PROTECTION_REQUIRED, "Data connections must be protected: use PROT P.");
-        true
+        required
+    }
+
+    /// Whether the user the authenticator named must log in over TLS and did not: their
+    /// `tls` policy, known only after the lookup (the server's is applied at USER).
+    pub(super) fn refuses_user_on_clear(&self, user: &User) -> bool {
+        user.tls == Some(TlsPolicy::Required) && !self.tls.active
     }
 
     /// REIN keeps the control connection's TLS and resets what belongs to the login.

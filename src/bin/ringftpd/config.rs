@@ -232,6 +232,10 @@ pub struct UserEntry {
     max_sessions: Option<u32>,
     /// Bytes per second.
     rate_limit: Option<u64>,
+    /// This user's control connection TLS policy, over the server's `tls`.
+    tls: Option<TlsMode>,
+    /// This user's data connection TLS policy, over the server's `tls_data`.
+    tls_data: Option<TlsMode>,
 }
 
 /// One entry of a user's `permissions` list.
@@ -430,6 +434,12 @@ impl UserEntry {
         }
         if let Some(rate) = self.rate_limit {
             user = user.rate_limit(rate);
+        }
+        if let Some(mode) = self.tls {
+            user = user.tls(mode.into());
+        }
+        if let Some(mode) = self.tls_data {
+            user = user.tls_data(mode.into());
         }
         let password = match (&self.password_hash, &self.password) {
             (Some(hash), _) => Password::Hash(hash.get_ref().clone()),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use ringftp::auth::AuthError;
+use ringftp::auth::{AuthError, Credentials};
 use ringftp::{Authenticator, User, UserList};
 
 /// An [`Authenticator`] over a [`UserList`] that [`Reloadable::store`] replaces.
@@ -31,5 +31,10 @@ impl Authenticator for Reloadable {
         // An owned Arc, not a guard: the check awaits argon2 on the blocking pool.
         let users = self.0.load_full();
         users.authenticate(username, password).await
+    }
+
+    async fn login(&self, credentials: &Credentials<'_>) -> Result<User, AuthError> {
+        let users = self.0.load_full();
+        users.login(credentials).await
     }
 }
