@@ -124,7 +124,7 @@ fi
 
 [[ $(id -u) == 0 ]] || die "run as root (installs packages, adds user bench, raises limits)"
 START_DATE=$(date -u +%Y-%m-%dT%H%MZ)
-COMMAND="$(env | grep -E '^(ROUNDS|QUICK|ENGINE|SERVERS|BIG|IDLE_SESSIONS|IDLE_FORKED)=' | sort | tr '\n' ' ')benches/compare.sh $*"
+COMMAND="$(env | { grep -E '^(ROUNDS|QUICK|ENGINE|SERVERS|BIG|IDLE_SESSIONS|IDLE_FORKED)=' || true; } | sort | tr '\n' ' ')benches/compare.sh $*"
 
 # ---- tools ---------------------------------------------------------------------------------
 # shellcheck source=peers/setup.sh

@@ -115,7 +115,7 @@ fi
 
 [[ $(id -u) == 0 ]] || die "run as root (adds user $USER_NAME, runs vsftpd, raises limits)"
 START_DATE=$(date -u +%Y-%m-%dT%H%MZ)
-COMMAND="$(env | grep -E '^(ROUNDS|SMOKE|ENGINE|SERVERS|BIG|HS_SECS|HS_WARMUP|HS_WORKERS|IDLE_RINGFTPD|IDLE_VSFTPD|KTLS|CERT_KEY|CLIENT_CURVE|VSFTPD_REAPER)=' | sort | tr '\n' ' ')benches/tls-compare.sh $*"
+COMMAND="$(env | { grep -E '^(ROUNDS|SMOKE|ENGINE|SERVERS|BIG|HS_SECS|HS_WARMUP|HS_WORKERS|IDLE_RINGFTPD|IDLE_VSFTPD|KTLS|CERT_KEY|CLIENT_CURVE|VSFTPD_REAPER)=' || true; } | sort | tr '\n' ' ')benches/tls-compare.sh $*"
 
 # ---- tools ---------------------------------------------------------------------------------
 need_apt() { # COMMAND PACKAGE
