@@ -83,3 +83,4 @@ pub use storage::{
     UploadPolicy, WriteMode,
 };
 pub use tls::{TlsAcceptor, TlsConfig};
+pub use types::Timeouts;

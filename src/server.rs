@@ -165,13 +165,13 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// Closes a control connection with no command for this long (default 300 s); no
     /// timeout runs while a transfer is in progress.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = timeout;
+        self.config.timeouts.idle = timeout;
         self
     }
 
     /// Closes a connection that has not logged in after this long (default 60 s), with 421.
     pub fn login_timeout(mut self, timeout: Duration) -> Self {
-        self.config.login_timeout = timeout;
+        self.config.timeouts.login = timeout;
         self
     }
 
@@ -192,7 +192,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// starts at the transfer command. A passive port opened by PASV/EPSV that no transfer
     /// claims within this time is closed and its port returned to the pool.
     pub fn data_timeout(mut self, timeout: Duration) -> Self {
-        self.config.data_timeout = timeout;
+        self.config.timeouts.data = timeout;
         self
     }
 
@@ -201,7 +201,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// does not hold its data connection, pipe and socket buffers forever (vsftpd's
     /// `data_connection_timeout`, proftpd's `TimeoutStalled`).
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
-        self.config.stall_timeout = timeout;
+        self.config.timeouts.stall = timeout;
         self
     }
 
@@ -377,11 +377,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         if c.greeting.contains(['\r', '\n']) {
             return Err(BuildError::Greeting);
         }
-        if c.idle_timeout.is_zero()
-            || c.data_timeout.is_zero()
-            || c.login_timeout.is_zero()
-            || c.stall_timeout.is_zero()
-        {
+        if !c.timeouts.valid() {
             return Err(BuildError::Timeout);
         }
         Ok(Server {
@@ -577,14 +573,16 @@ impl Drop for ServerHandle {
     }
 }
 
-/// The limits a running server takes new values of (a reload): the session limits of
-/// [`ServerBuilder::max_sessions`] and [`ServerBuilder::max_sessions_per_ip`], and the ban
-/// list's allow-list. New values apply to connections accepted from then on; sessions over
-/// a lowered limit stay until they end. Every shard sees them at its next accept (atomics
-/// and one `ArcSwap`, no lock).
+/// The settings a running server takes new values of (a reload): the session limits of
+/// [`ServerBuilder::max_sessions`] and [`ServerBuilder::max_sessions_per_ip`], the login, idle,
+/// data and stall timeouts, and the ban list's policy. New values apply to connections accepted
+/// from then on; sessions over a lowered limit stay until they end. Every shard sees them at
+/// its next accept, and an open session at its next wake-up (atomics and one `ArcSwap`, no
+/// lock).
 #[derive(Debug, Clone)]
 pub struct LiveLimits {
     pub(crate) limits: Arc<crate::engine::Limits>,
+    pub(crate) timeouts: Arc<crate::engine::LiveTimeouts>,
     pub(crate) bans: Option<Arc<crate::ban::BanList>>,
 }
 
@@ -594,12 +592,43 @@ impl LiveLimits {
         self.limits.set(total, per_ip);
     }
 
+    /// New timeouts: new sessions start with them, and an open session uses them for each
+    /// deadline it sets from its next command on (the one running now stays), while a
+    /// running transfer's data and stall limits change at once. A zero timeout is refused
+    /// ([`BuildError::Timeout`]) and nothing changes.
+    pub fn set_timeouts(&self, timeouts: crate::Timeouts) -> Result<(), BuildError> {
+        if !timeouts.valid() {
+            return Err(BuildError::Timeout);
+        }
+        self.timeouts.set(timeouts);
+        Ok(())
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> crate::Timeouts {
+        self.timeouts.get().1
+    }
+
     /// Replaces the ban list's allow-list; `false` (and nothing done) when the server has no
     /// ban list ([`ServerBuilder::ban_policy`]).
     pub fn set_ban_allow(&self, nets: impl IntoIterator<Item = crate::ban::IpNet>) -> bool {
         match &self.bans {
             Some(bans) => {
                 bans.set_allow(nets);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Replaces the ban list's thresholds, window, ban times and allow-list (not its table
+    /// size; see [`crate::ban::BanList::set_policy`]); `false` (and nothing done) when the
+    /// server has no ban list. A policy with both thresholds 0 turns banning off until the
+    /// next change.
+    pub fn set_ban_policy(&self, policy: &BanPolicy) -> bool {
+        match &self.bans {
+            Some(bans) => {
+                bans.set_policy(policy);
                 true
             }
             None => false,
