@@ -104,7 +104,8 @@ struct Args {
     uploads: UploadPolicy,
 
     /// Compute the digest of each whole upload (STOR/STOU) while it streams and keep it with
-    /// the file (an extended attribute), so HASH answers at once: sha256, sha1, md5 or crc32.
+    /// the file (an extended attribute; on S3, object metadata for uploads of up to 8 MiB), so
+    /// HASH answers at once: sha256, sha1, md5 or crc32.
     #[arg(long, value_name = "ALGO", value_enum)]
     hash_uploads: Option<HashUploads>,
 
