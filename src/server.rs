@@ -260,8 +260,8 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// uses an extended attribute; a [`crate::DataSink::StreamWithDigest`] gets it before its
     /// shutdown, which the S3 backend sends as object metadata for uploads of one part), so
     /// that HASH and the X digests answer at once while the file keeps its size and mtime
-    /// (default `None`: off). Spliced uploads feed the hasher
-    /// from a `tee(2)` of their pipe, on a thread of their own past the first 2 MiB.
+    /// (default `None`: off). Spliced uploads feed the hasher from a `tee(2)` of their pipe,
+    /// on a thread of their own past the first 2 MiB.
     pub fn hash_uploads(mut self, algo: Option<HashAlgo>) -> Self {
         self.config.hash_uploads = algo;
         self
@@ -545,8 +545,8 @@ impl ServerHandle {
         self.tls.as_ref().map_or(Ok(()), TlsAcceptor::reload)
     }
 
-    /// The limits that can change while the server runs (for a reload), cheap to clone and
-    /// send.
+    /// The limits, timeouts and ban policy that can change while the server runs (for a
+    /// reload), cheap to clone and send.
     pub fn live_limits(&self) -> LiveLimits {
         self.live.clone()
     }
