@@ -30,6 +30,10 @@
 //! counted by [`BanList::untracked`]): the table never lifts a ban to make room, so a botnet
 //! cannot free its own addresses by filling it; size the table for the bans you expect.
 //!
+//! A reload changes the thresholds, window, ban times and allow-list in place
+//! ([`BanList::set_policy`]: atomics and one `ArcSwap`, so readers still take no lock); the
+//! table size is fixed when the list is made.
+//!
 //! IPv6 clients are counted by their /64 (one host gets a whole /64 to pick addresses from);
 //! IPv4-mapped IPv6 addresses count as the IPv4 address.
 
@@ -161,32 +165,31 @@ impl BanList {
     /// An empty ban list; `now` is the reference for the times passed later.
     pub fn new(policy: BanPolicy, now: Instant) -> Self {
         let size = policy.table_size.max(BUCKET).next_power_of_two();
-        let addresses = Table::new(
-            Rule {
-                threshold: policy.threshold,
-                window: ms(policy.window),
-                ban: ms(policy.ban_time),
-                max: ms(policy.max_ban_time),
-            },
-            size,
-        );
-        let users = Table::new(
-            Rule {
-                threshold: policy.user_lockout,
-                window: ms(policy.window),
-                ban: ms(policy.user_lockout_time),
-                max: ms(policy.max_ban_time).max(ms(policy.user_lockout_time)),
-            },
-            // Names are tried far less widely than addresses are spread.
-            if policy.user_lockout == 0 { BUCKET } else { size },
-        );
-        BanList { epoch: now, allow: ArcSwap::from_pointee(policy.allow), addresses, users }
+        // Both tables get their full size, even with the user lockout off: a reload may turn
+        // it on ([`BanList::set_policy`]) and tables never grow.
+        let (address_rule, user_rule) = rules(&policy);
+        BanList {
+            epoch: now,
+            allow: ArcSwap::from_pointee(policy.allow),
+            addresses: Table::new(address_rule, size),
+            users: Table::new(user_rule, size),
+        }
+    }
+
+    /// Puts new thresholds, window, ban times and allow-list in force (a reload); the table
+    /// size stays. Counts, bans and their repeat counts are kept: a lowered threshold bans an
+    /// address already past it at its next failure, a ban in force runs its course.
+    pub fn set_policy(&self, policy: &BanPolicy) {
+        let (address_rule, user_rule) = rules(policy);
+        self.addresses.rule.set(address_rule);
+        self.users.rule.set(user_rule);
+        self.set_allow(policy.allow.iter().copied());
     }
 
     /// Whether `ip` is banned now, and for how much longer. Lock-free: for every accept. An
     /// address on the allow-list is never banned, even one banned before it was added.
     pub fn is_banned(&self, ip: IpAddr, now: Instant) -> Option<Duration> {
-        if self.addresses.rule.threshold == 0 || self.allowed(ip) {
+        if self.addresses.rule.threshold() == 0 || self.allowed(ip) {
             return None;
         }
         self.addresses.check(self.addresses.key(&address_key(ip)), self.at(now))
@@ -194,7 +197,7 @@ impl BanList {
 
     /// Whether the user name is locked out now, and for how much longer. Lock-free.
     pub fn is_locked_out(&self, user: &str, now: Instant) -> Option<Duration> {
-        if self.users.rule.threshold == 0 {
+        if self.users.rule.threshold() == 0 {
             return None;
         }
         self.users.check(self.users.key(user), self.at(now))
@@ -204,7 +207,7 @@ impl BanList {
     pub fn record_login_failure(&self, ip: IpAddr, user: &str, now: Instant) -> LoginFailure {
         let at = self.at(now);
         let address = self.record_address(ip, at);
-        let user = if self.users.rule.threshold == 0 {
+        let user = if self.users.rule.threshold() == 0 {
             Verdict::Exempt
         } else {
             self.users.record(self.users.key(user), at)
@@ -221,10 +224,10 @@ impl BanList {
     /// A login succeeded: the failures counted so far for the address and the user are
     /// forgiven (the repeat count of earlier bans is kept).
     pub fn record_login_success(&self, ip: IpAddr, user: &str, _now: Instant) {
-        if self.addresses.rule.threshold != 0 && !self.allowed(ip) {
+        if self.addresses.rule.threshold() != 0 && !self.allowed(ip) {
             self.addresses.forgive(self.addresses.key(&address_key(ip)));
         }
-        if self.users.rule.threshold != 0 {
+        if self.users.rule.threshold() != 0 {
             self.users.forgive(self.users.key(user));
         }
     }
@@ -235,7 +238,7 @@ impl BanList {
     }
 
     fn record_address(&self, ip: IpAddr, at: u64) -> Verdict {
-        if self.addresses.rule.threshold == 0 || self.allowed(ip) {
+        if self.addresses.rule.threshold() == 0 || self.allowed(ip) {
             return Verdict::Exempt;
         }
         self.addresses.record(self.addresses.key(&address_key(ip)), at)
@@ -273,6 +276,65 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The rules of the address table and of the user table.
+fn rules(policy: &BanPolicy) -> (Rule, Rule) {
+    let address = Rule {
+        threshold: policy.threshold,
+        window: ms(policy.window),
+        ban: ms(policy.ban_time),
+        max: ms(policy.max_ban_time),
+    };
+    let user = Rule {
+        threshold: policy.user_lockout,
+        window: ms(policy.window),
+        ban: ms(policy.user_lockout_time),
+        max: ms(policy.max_ban_time).max(ms(policy.user_lockout_time)),
+    };
+    (address, user)
+}
+
+/// A table's [`Rule`] in atomics, so a reload can change it while every shard reads it: the
+/// accept path loads only the threshold. A failure recorded during a change may see some
+/// fields old and some new, each a valid value.
+#[derive(Debug)]
+struct LiveRule {
+    threshold: AtomicU32,
+    window: AtomicU64,
+    ban: AtomicU64,
+    max: AtomicU64,
+}
+
+impl LiveRule {
+    fn new(rule: Rule) -> Self {
+        LiveRule {
+            threshold: AtomicU32::new(rule.threshold),
+            window: AtomicU64::new(rule.window),
+            ban: AtomicU64::new(rule.ban),
+            max: AtomicU64::new(rule.max),
+        }
+    }
+
+    fn set(&self, rule: Rule) {
+        self.window.store(rule.window, Ordering::Relaxed);
+        self.ban.store(rule.ban, Ordering::Relaxed);
+        self.max.store(rule.max, Ordering::Relaxed);
+        self.threshold.store(rule.threshold, Ordering::Relaxed);
+    }
+
+    fn threshold(&self) -> u32 {
+        self.threshold.load(Ordering::Relaxed)
+    }
+
+    fn get(&self) -> Rule {
+        Rule {
+            threshold: self.threshold(),
+            window: self.window.load(Ordering::Relaxed),
+            ban: self.ban.load(Ordering::Relaxed),
+            max: self.max.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// The thresholds of one table, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 struct Rule {
@@ -308,7 +370,7 @@ struct Slot {
 
 #[derive(Debug)]
 struct Table {
-    rule: Rule,
+    rule: LiveRule,
     hasher: RandomState,
     slots: Box<[Slot]>,
     locks: Box<[Mutex<()>]>,
@@ -318,7 +380,7 @@ struct Table {
 impl Table {
     fn new(rule: Rule, size: usize) -> Table {
         Table {
-            rule,
+            rule: LiveRule::new(rule),
             hasher: RandomState::new(),
             slots: (0..size).map(|_| Slot::default()).collect(),
             locks: (0..STRIPES.min(size / BUCKET)).map(|_| Mutex::new(())).collect(),
@@ -353,6 +415,7 @@ impl Table {
     fn record(&self, key: u64, at: u64) -> Verdict {
         let (slots, index) = self.bucket(key);
         let _guard = self.lock(index);
+        let rule = self.rule.get();
         let slot = match slots.iter().find(|s| s.key.load(Ordering::Relaxed) == key) {
             Some(slot) => slot,
             None => {
@@ -377,25 +440,25 @@ impl Table {
         };
         let quiet = at.saturating_sub(slot.last.load(Ordering::Relaxed));
         let mut score = slot.score.load(Ordering::Relaxed);
-        if quiet > self.rule.window {
+        if quiet > rule.window {
             score = 0;
         }
         let mut strikes = slot.strikes.load(Ordering::Relaxed);
         let since_ban =
             at.saturating_sub(slot.until.load(Ordering::Relaxed).max(slot.last.load(Ordering::Relaxed)));
-        if since_ban > self.rule.max.max(self.rule.ban) {
+        if since_ban > rule.max.max(rule.ban) {
             // Well behaved, after its last ban, for as long as the longest ban: start over.
             strikes = 0;
         }
         score += 1;
         slot.last.store(at, Ordering::Relaxed);
-        if score < self.rule.threshold {
+        if score < rule.threshold {
             slot.score.store(score, Ordering::Relaxed);
             slot.strikes.store(strikes, Ordering::Relaxed);
             return Verdict::Counted;
         }
         strikes = strikes.saturating_add(1);
-        let ban = self.rule.ban_for(strikes);
+        let ban = rule.ban_for(strikes);
         slot.score.store(0, Ordering::Relaxed);
         slot.strikes.store(strikes, Ordering::Relaxed);
         slot.until.store(at.saturating_add(ban).max(1), Ordering::Release);
@@ -499,6 +562,24 @@ mod tests {
         assert_eq!(bans.record_refusal(a, t0), Verdict::Exempt);
         bans.set_allow([]);
         assert!(bans.is_banned(a, t0).is_some(), "the ban itself was kept");
+    }
+
+    #[test]
+    fn a_reloaded_policy_applies_to_the_next_failure() {
+        let (bans, t0) = list(BanPolicy::new(5).ban_time(MIN));
+        let (a, b) = (ip("192.0.2.7"), ip("192.0.2.8"));
+        for _ in 0..2 {
+            assert_eq!(bans.record_refusal(a, t0), Verdict::Counted);
+        }
+        bans.set_policy(&BanPolicy::new(2).ban_time(2 * MIN).user_lockout(1));
+        // Past the new threshold already: banned at the next failure, for the new time.
+        assert_eq!(bans.record_refusal(a, t0), Verdict::Banned(2 * MIN));
+        assert_eq!(bans.record_refusal(b, t0), Verdict::Counted);
+        assert_eq!(bans.record_login_failure(b, "u", t0).user, Verdict::Banned(10 * MIN));
+        // Off again: nothing is refused, nothing counted.
+        bans.set_policy(&BanPolicy::new(0));
+        assert_eq!(bans.is_banned(a, t0), None);
+        assert_eq!(bans.record_refusal(b, t0), Verdict::Exempt);
     }
 
     #[test]

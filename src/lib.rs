@@ -79,7 +79,8 @@ pub use server::{
 };
 pub use session::TlsPolicy;
 pub use storage::{
-    DataSink, DataSource, DirEntry, ErrorKind, FileKind, FsStorage, Metadata, Storage, StorageError,
-    UploadPolicy, WriteMode,
+    DataSink, DataSource, DigestSlot, DirEntry, ErrorKind, FileKind, FsStorage, Metadata, Storage,
+    StorageError, UploadPolicy, WriteMode,
 };
 pub use tls::{TlsAcceptor, TlsConfig};
+pub use types::Timeouts;

@@ -165,13 +165,13 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// Closes a control connection with no command for this long (default 300 s); no
     /// timeout runs while a transfer is in progress.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = timeout;
+        self.config.timeouts.idle = timeout;
         self
     }
 
     /// Closes a connection that has not logged in after this long (default 60 s), with 421.
     pub fn login_timeout(mut self, timeout: Duration) -> Self {
-        self.config.login_timeout = timeout;
+        self.config.timeouts.login = timeout;
         self
     }
 
@@ -192,7 +192,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// starts at the transfer command. A passive port opened by PASV/EPSV that no transfer
     /// claims within this time is closed and its port returned to the pool.
     pub fn data_timeout(mut self, timeout: Duration) -> Self {
-        self.config.data_timeout = timeout;
+        self.config.timeouts.data = timeout;
         self
     }
 
@@ -201,7 +201,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// does not hold its data connection, pipe and socket buffers forever (vsftpd's
     /// `data_connection_timeout`, proftpd's `TimeoutStalled`).
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
-        self.config.stall_timeout = timeout;
+        self.config.timeouts.stall = timeout;
         self
     }
 
@@ -257,9 +257,11 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
 
     /// Computes the digest of every whole upload (STOR or STOU from offset 0) while it streams
     /// and keeps it with the file ([`crate::Storage::store_digest`]; the filesystem backend
-    /// uses an extended attribute), so that HASH and the X digests answer at once while the
-    /// file keeps its size and mtime (default `None`: off). Spliced uploads feed the hasher
-    /// from a `tee(2)` of their pipe, on a thread of their own past the first 2 MiB.
+    /// uses an extended attribute; a [`crate::DataSink::StreamWithDigest`] gets it before its
+    /// shutdown, which the S3 backend sends as object metadata for uploads of one part), so
+    /// that HASH and the X digests answer at once while the file keeps its size and mtime
+    /// (default `None`: off). Spliced uploads feed the hasher from a `tee(2)` of their pipe,
+    /// on a thread of their own past the first 2 MiB.
     pub fn hash_uploads(mut self, algo: Option<HashAlgo>) -> Self {
         self.config.hash_uploads = algo;
         self
@@ -377,11 +379,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
         if c.greeting.contains(['\r', '\n']) {
             return Err(BuildError::Greeting);
         }
-        if c.idle_timeout.is_zero()
-            || c.data_timeout.is_zero()
-            || c.login_timeout.is_zero()
-            || c.stall_timeout.is_zero()
-        {
+        if !c.timeouts.valid() {
             return Err(BuildError::Timeout);
         }
         Ok(Server {
@@ -547,8 +545,8 @@ impl ServerHandle {
         self.tls.as_ref().map_or(Ok(()), TlsAcceptor::reload)
     }
 
-    /// The limits that can change while the server runs (for a reload), cheap to clone and
-    /// send.
+    /// The limits, timeouts and ban policy that can change while the server runs (for a
+    /// reload), cheap to clone and send.
     pub fn live_limits(&self) -> LiveLimits {
         self.live.clone()
     }
@@ -577,14 +575,16 @@ impl Drop for ServerHandle {
     }
 }
 
-/// The limits a running server takes new values of (a reload): the session limits of
-/// [`ServerBuilder::max_sessions`] and [`ServerBuilder::max_sessions_per_ip`], and the ban
-/// list's allow-list. New values apply to connections accepted from then on; sessions over
-/// a lowered limit stay until they end. Every shard sees them at its next accept (atomics
-/// and one `ArcSwap`, no lock).
+/// The settings a running server takes new values of (a reload): the session limits of
+/// [`ServerBuilder::max_sessions`] and [`ServerBuilder::max_sessions_per_ip`], the login, idle,
+/// data and stall timeouts, and the ban list's policy. New values apply to connections accepted
+/// from then on; sessions over a lowered limit stay until they end. Every shard sees them at
+/// its next accept, and an open session at its next wake-up (atomics and one `ArcSwap`, no
+/// lock).
 #[derive(Debug, Clone)]
 pub struct LiveLimits {
     pub(crate) limits: Arc<crate::engine::Limits>,
+    pub(crate) timeouts: Arc<crate::engine::LiveTimeouts>,
     pub(crate) bans: Option<Arc<crate::ban::BanList>>,
 }
 
@@ -594,12 +594,43 @@ impl LiveLimits {
         self.limits.set(total, per_ip);
     }
 
+    /// New timeouts: new sessions start with them, and an open session uses them for each
+    /// deadline it sets from its next command on (the one running now stays), while a
+    /// running transfer's data and stall limits change at once. A zero timeout is refused
+    /// ([`BuildError::Timeout`]) and nothing changes.
+    pub fn set_timeouts(&self, timeouts: crate::Timeouts) -> Result<(), BuildError> {
+        if !timeouts.valid() {
+            return Err(BuildError::Timeout);
+        }
+        self.timeouts.set(timeouts);
+        Ok(())
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> crate::Timeouts {
+        self.timeouts.get().1
+    }
+
     /// Replaces the ban list's allow-list; `false` (and nothing done) when the server has no
     /// ban list ([`ServerBuilder::ban_policy`]).
     pub fn set_ban_allow(&self, nets: impl IntoIterator<Item = crate::ban::IpNet>) -> bool {
         match &self.bans {
             Some(bans) => {
                 bans.set_allow(nets);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Replaces the ban list's thresholds, window, ban times and allow-list (not its table
+    /// size; see [`crate::ban::BanList::set_policy`]); `false` (and nothing done) when the
+    /// server has no ban list. A policy with both thresholds 0 turns banning off until the
+    /// next change.
+    pub fn set_ban_policy(&self, policy: &BanPolicy) -> bool {
+        match &self.bans {
+            Some(bans) => {
+                bans.set_policy(policy);
                 true
             }
             None => false,

@@ -448,3 +448,38 @@ impl HashAlgo {
         HashAlgo::ALL.into_iter().find(|a| a.name().as_bytes().eq_ignore_ascii_case(name))
     }
 }
+
+/// The timeouts of a session, which a running server can change
+/// ([`crate::LiveLimits::set_timeouts`]); each is the [`crate::ServerBuilder`] option of the
+/// same name, and none may be zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To log in ([`crate::ServerBuilder::login_timeout`]).
+    pub login: std::time::Duration,
+    /// Without a command outside a transfer ([`crate::ServerBuilder::idle_timeout`]).
+    pub idle: std::time::Duration,
+    /// For a data connection to be made ([`crate::ServerBuilder::data_timeout`]).
+    pub data: std::time::Duration,
+    /// For a transfer that moves no byte ([`crate::ServerBuilder::stall_timeout`]).
+    pub stall: std::time::Duration,
+}
+
+impl Default for Timeouts {
+    /// 60 s to log in, 300 s idle, 30 s for a data connection, 300 s stalled.
+    fn default() -> Self {
+        use std::time::Duration;
+        Timeouts {
+            login: Duration::from_secs(60),
+            idle: Duration::from_secs(300),
+            data: Duration::from_secs(30),
+            stall: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Timeouts {
+    /// Whether every timeout is longer than zero.
+    pub(crate) fn valid(&self) -> bool {
+        !(self.login.is_zero() || self.idle.is_zero() || self.data.is_zero() || self.stall.is_zero())
+    }
+}

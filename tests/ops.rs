@@ -1,5 +1,5 @@
 //! Operations: JSON logs, the transfer log (xferlog), systemd readiness and socket activation,
-//! and reloading users, limits and the ban allow-list on SIGHUP.
+//! and reloading users, limits, timeouts and the ban list on SIGHUP.
 //!
 //! Each test runs the real binary on loopback; every wait is bounded.
 
@@ -465,6 +465,105 @@ fn sighup_reloads_the_limits_and_the_ban_allow_list_and_keeps_them_when_invalid(
     assert_eq!(Control::connect_any(server.addr(), TIMEOUT).1.unwrap().0, 421, "still 2 per address");
     assert_eq!(connect_from("127.0.0.2", server.addr()).1.unwrap().0, 220, "still allowed");
     assert_eq!(held[1].cmd("NOOP").0, 200);
+}
+
+#[test]
+fn sighup_reloads_the_timeouts_and_keeps_them_when_invalid() {
+    let b = TestServer::builder("reload-timeouts");
+    let config = b.work().join("ringftpd.toml");
+    std::fs::create_dir_all(b.work()).unwrap();
+    let timeouts = |idle: u64, login: u64| format!("idle_timeout = {idle}\nlogin_timeout = {login}\n");
+    std::fs::write(&config, timeouts(300, 60)).unwrap();
+    let server = b.args(["--config", config.to_str().unwrap()]).start();
+    let mut before = Control::connect(server.addr(), TIMEOUT);
+    before.login(USER, PASS);
+
+    // One second idle and to log in, from now on.
+    std::fs::write(&config, timeouts(1, 1)).unwrap();
+    reload(&server, "reloaded the timeouts", 1);
+    // A new session gets 421 after the new timeout, long before the old one.
+    let mut c = Control::connect(server.addr(), TIMEOUT);
+    c.login(USER, PASS);
+    let (code, text) = c.reply().expect("421 after the new idle timeout");
+    assert_eq!((code, text.as_str()), (421, "421 Timeout."), "{}", server.log_for_failure());
+    let (code, text) = Control::connect(server.addr(), TIMEOUT).reply().expect("421 login timeout");
+    assert_eq!((code, text.as_str()), (421, "421 Login timeout."));
+    // The session from before keeps its deadline until its next command, which sets one with
+    // the new timeout.
+    assert_eq!(before.cmd("NOOP").0, 200);
+    assert_eq!(before.reply().expect("421 after its next command").0, 421);
+
+    // A zero timeout is refused: the log says which, and the short timeouts stay.
+    std::fs::write(&config, timeouts(0, 60)).unwrap();
+    reload(&server, "reload failed", 1);
+    let log = server.stderr_log();
+    let line = log.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(line.contains("idle_timeout must be longer than zero"), "{line}");
+    let mut c = Control::connect(server.addr(), TIMEOUT);
+    c.login(USER, PASS);
+    assert_eq!(c.reply().expect("still the short idle timeout").0, 421);
+    // So does a file that does not parse.
+    std::fs::write(&config, "idle_timeout = \"long\"\n").unwrap();
+    reload(&server, "reload failed", 2);
+    let (code, text) =
+        Control::connect(server.addr(), TIMEOUT).reply().expect("still the short login timeout");
+    assert_eq!((code, text.as_str()), (421, "421 Login timeout."));
+}
+
+/// Fails `n` logins from `from`: the server's first reply on the connection, and whether the
+/// address is refused (421) on a new connection afterwards.
+fn fail_logins(server: &TestServer, from: &str, n: usize) -> bool {
+    let (mut c, first) = connect_from(from, server.addr());
+    assert_eq!(first.unwrap().0, 220, "{from} already banned\n{}", server.log_for_failure());
+    for _ in 0..n {
+        assert_eq!(c.cmd("USER bob").0, 331);
+        assert_eq!(c.cmd("PASS wrong").0, 530);
+    }
+    drop(c);
+    let refused = connect_from(from, server.addr()).1;
+    refused.is_ok_and(|(code, _)| code == 421)
+}
+
+#[test]
+fn sighup_reloads_the_ban_thresholds_and_keeps_them_when_invalid() {
+    let b = TestServer::builder("reload-bans");
+    let config = b.work().join("ringftpd.toml");
+    std::fs::create_dir_all(b.work()).unwrap();
+    let bans = |threshold: u32| format!("ban_threshold = {threshold}\nban_time = 600\n");
+    std::fs::write(&config, bans(5)).unwrap();
+    let server = b.args(["--config", config.to_str().unwrap()]).start();
+    assert!(!fail_logins(&server, "127.0.0.2", 2), "two failures are under 5");
+
+    // Two failures ban, from now on. (127.0.0.2's two count too: its next failure bans it.)
+    std::fs::write(&config, bans(2)).unwrap();
+    reload(&server, "reloaded the ban thresholds", 1);
+    assert!(fail_logins(&server, "127.0.0.3", 2), "banned after 2\n{}", server.log_for_failure());
+    assert!(fail_logins(&server, "127.0.0.2", 1), "its earlier failures were kept");
+    // Others still log in.
+    assert_eq!(login_code(&server, USER, PASS), 230);
+
+    // A bad file: the threshold stays at 2.
+    std::fs::write(&config, format!("{}max_sessions = -1\n", bans(50))).unwrap();
+    reload(&server, "reload failed", 1);
+    assert!(fail_logins(&server, "127.0.0.4", 2), "still banned after 2\n{}", server.log_for_failure());
+
+    // Off, and on again: a ban list that starts off can be turned on by a reload.
+    std::fs::write(&config, bans(0)).unwrap();
+    reload(&server, "reloaded the ban thresholds", 2);
+    assert!(!fail_logins(&server, "127.0.0.5", 2), "banning is off");
+}
+
+#[test]
+fn sighup_turns_on_a_ban_list_that_started_off() {
+    let b = TestServer::builder("reload-bans-on");
+    let config = b.work().join("ringftpd.toml");
+    std::fs::create_dir_all(b.work()).unwrap();
+    std::fs::write(&config, "").unwrap();
+    let server = b.args(["--config", config.to_str().unwrap()]).start();
+    assert!(!fail_logins(&server, "127.0.0.2", 2), "no ban list");
+    std::fs::write(&config, "ban_threshold = 2\n").unwrap();
+    reload(&server, "reloaded the ban thresholds", 1);
+    assert!(fail_logins(&server, "127.0.0.3", 2), "banned after 2\n{}", server.log_for_failure());
 }
 
 #[test]

@@ -20,6 +20,11 @@ use moto::{Moto, KEY_ID, PRELUDE, SECRET};
 
 /// ringftpd serving `s3://bucket/pre` of this moto.
 fn server(moto: &Moto, bucket: &str, tag: &str) -> TestServer {
+    server_with(moto, bucket, tag, &[])
+}
+
+/// [`server`] with more flags.
+fn server_with(moto: &Moto, bucket: &str, tag: &str, extra: &[&str]) -> TestServer {
     TestServer::builder(tag)
         .no_root()
         .log_level("info,ringftp=debug")
@@ -30,6 +35,7 @@ fn server(moto: &Moto, bucket: &str, tag: &str) -> TestServer {
             moto.url(),
             "--s3-path-style".to_string(),
         ])
+        .args(extra.iter().copied())
         .start()
 }
 
@@ -484,4 +490,64 @@ fn thirty_two_concurrent_uploads() {
     assert_eq!(got, want);
     assert_eq!(moto.pending_uploads("many"), Vec::<String>::new());
     eprintln!("{N} concurrent 16 MiB uploads in {took:?}");
+}
+
+/// The `raw` replies of an ftpclient run.
+fn raw_replies(r: &Ran) -> Vec<String> {
+    r.stdout.lines().filter_map(|l| l.strip_prefix("raw: ")).map(str::to_string).collect()
+}
+
+/// `--hash-uploads sha256`: an upload of one part (up to 8 MiB) is one PutObject that carries
+/// its digest as user metadata, and HASH answers from it; a multipart upload keeps none and
+/// HASH computes its digest. Checked with boto3's head_object, and by planting a different
+/// digest in the metadata (copy_object with REPLACE), which HASH then returns.
+#[test]
+fn hash_uploads_keeps_the_digest_of_one_part_uploads_as_metadata() {
+    let moto = Moto::start();
+    moto.bucket("hashed");
+    let server = server_with(&moto, "hashed", "s3-hashed", &["--hash-uploads", "sha256"]);
+    let work = server.work();
+    // A small file, exactly one part, and three parts.
+    let files = [("small.bin", 1000u64), ("part.bin", 8 * MIB), ("big.bin", 16 * MIB + 3)];
+    let mut sums = Vec::new();
+    for (name, len) in files {
+        let src = work.join(name);
+        let sum = write_random(&src, len);
+        run_text(curl(&server).arg("-T").arg(&src).arg(server.url(name))).ok(&server);
+        sums.push(sum);
+    }
+    let heads = moto.py(
+        "hashed",
+        "for k in ['small.bin', 'part.bin', 'big.bin']:\n\
+         \x20   print(k, s3.head_object(Bucket=B, Key='pre/' + k)['Metadata'].get('ringftp-sha256', '-'))",
+    );
+    let expected = format!("small.bin {}\npart.bin {}\nbig.bin -\n", sums[0], sums[1]);
+    assert_eq!(heads, expected, "{}", server.log_for_failure());
+    let steps: Vec<String> = files.iter().map(|(name, _)| format!("raw HASH {name}")).collect();
+    let r = py(&server, &steps.iter().map(String::as_str).collect::<Vec<_>>()).ok(&server);
+    let want: Vec<String> = files
+        .iter()
+        .zip(&sums)
+        .map(|((name, len), sum)| format!("213 SHA-256 0-{len} {sum} {name}"))
+        .collect();
+    assert_eq!(raw_replies(&r), want, "{}", r.describe());
+
+    // HASH takes the metadata as it is, without reading the object: a planted digest shows it.
+    let fake = "ab".repeat(32);
+    moto.py(
+        "hashed",
+        &format!(
+            "s3.copy_object(Bucket=B, Key='pre/small.bin', CopySource={{'Bucket': B, 'Key': 'pre/small.bin'}}, \
+             Metadata={{'ringftp-sha256': '{fake}'}}, MetadataDirective='REPLACE')"
+        ),
+    );
+    let r = py(&server, &["raw HASH small.bin", "raw XSHA256 small.bin"]).ok(&server);
+    assert_eq!(raw_replies(&r), [format!("213 SHA-256 0-1000 {fake} small.bin"), format!("250 {fake}")]);
+    // An overwrite by another client drops the metadata with the old object: computed again.
+    let other = work.join("other");
+    let other_sum = write_random(&other, 777);
+    moto.py("hashed", &format!("s3.upload_file({:?}, B, 'pre/small.bin')", other.display().to_string()));
+    let r = py(&server, &["raw HASH small.bin"]).ok(&server);
+    assert_eq!(raw_replies(&r), [format!("213 SHA-256 0-777 {other_sum} small.bin")], "{}", r.describe());
+    assert_eq!(moto.pending_uploads("hashed"), Vec::<String>::new());
 }

@@ -149,10 +149,8 @@ async fn run_transfer<S: Storage>(
     let mut sock = sock;
     // The 150 comes before the data handshake: clients start TLS once they have read it.
     let _ = events.send(Event::Started);
-    // Only a whole file has a digest worth keeping: not APPE, not STOR after REST.
-    let mut hash = env
-        .hash_uploads
-        .filter(|_| matches!(t.kind, TransferKind::Stor | TransferKind::Stou) && t.offset == 0)
+    // Streams that keep a digest get it from receive_stream; a file's is stored below.
+    let mut hash = whole_upload_digest(env, t)
         .filter(|_| matches!(payload, Payload::Sink(DataSink::File(_))))
         .map(|algo| UploadHash { algo, digest: None });
     // An atomic upload is committed with a second handle on its file, as the first one moves
@@ -230,7 +228,11 @@ async fn run_transfer<S: Storage>(
                 }
             }
             Payload::Sink(DataSink::Stream(s)) => {
-                transfer::receive_stream(&mut sock, s, t.ascii, &meter, &*env.control_closed).await
+                transfer::receive_stream(&mut sock, s, t.ascii, &meter, &*env.control_closed, None).await
+            }
+            Payload::Sink(DataSink::StreamWithDigest(s, slot)) => {
+                let digest = whole_upload_digest(env, t).map(|algo| (algo, slot));
+                transfer::receive_stream(&mut sock, s, t.ascii, &meter, &*env.control_closed, digest).await
             }
             Payload::Bytes(bytes) => transfer::send_bytes(&bytes, &mut sock, &meter).await,
         }
@@ -324,6 +326,12 @@ where
     }
 }
 
+/// The digest to compute for this upload, if any: only a whole file has one worth keeping
+/// (STOR or STOU, not APPE, not STOR after REST).
+fn whole_upload_digest<S>(env: &TransferEnv<S>, t: &Transfer) -> Option<HashAlgo> {
+    env.hash_uploads.filter(|_| matches!(t.kind, TransferKind::Stor | TransferKind::Stou) && t.offset == 0)
+}
+
 /// A TLS transfer through rustls, ended with close_notify.
 async fn over_rustls<S: Storage, IO>(
     env: &TransferEnv<S>,
@@ -415,7 +423,11 @@ async fn buffered<S: Storage, IO: tokio::io::AsyncRead + tokio::io::AsyncWrite +
             transfer::receive_file_buffered(io, file, t.ascii, file_io, meter, hash).await
         }
         Payload::Sink(DataSink::Stream(s)) => {
-            transfer::receive_stream(io, s, t.ascii, meter, &*env.control_closed).await
+            transfer::receive_stream(io, s, t.ascii, meter, &*env.control_closed, None).await
+        }
+        Payload::Sink(DataSink::StreamWithDigest(s, slot)) => {
+            let digest = whole_upload_digest(env, t).map(|algo| (algo, slot));
+            transfer::receive_stream(io, s, t.ascii, meter, &*env.control_closed, digest).await
         }
         Payload::Bytes(bytes) => transfer::send_bytes(&bytes, io, meter).await,
     }

@@ -26,8 +26,9 @@ use super::pagecache::{is_cached, is_local};
 use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
 use super::upload_hash::{TeeHasher, UploadHash};
-use crate::storage::Hasher;
+use crate::storage::{DigestSlot, Hasher};
 use crate::tls::ktls::{self, Record};
+use crate::types::HashAlgo;
 
 /// Size of the buffers of the buffered path; large buffers matter more than zero-copy on
 /// loopback (FACTS.md: 64 KiB costs about twice the CPU of 1 MiB).
@@ -511,13 +512,23 @@ pub(crate) async fn receive_stream<R: AsyncRead + Unpin>(
     ascii: bool,
     meter: &Meter<'_>,
     control_closed: &dyn Fn() -> bool,
+    digest: Option<(HashAlgo, DigestSlot)>,
 ) -> Result<u64, DataError> {
     let mut buf = vec![0u8; meter.chunk(STREAM_BUFFER)];
     let mut disk = FromWire::new(ascii);
     let mut total = 0u64;
+    let mut hasher = digest.as_ref().map(|(algo, _)| Hasher::new(*algo));
     loop {
         let n = sock.read(&mut buf).await.map_err(DataError::Net)?;
         let out = disk.convert(buf.get(..n).unwrap_or_default(), n == 0);
+        if let (Some(h), Some((_, slot))) = (&mut hasher, &digest) {
+            // Hashed as stored (after TYPE A conversion), and only while the sink can use it.
+            if slot.wanted() {
+                h.update(out);
+            } else {
+                hasher = None;
+            }
+        }
         dst.write_all(out).await.map_err(DataError::Storage)?;
         if n == 0 {
             break;
@@ -530,6 +541,9 @@ pub(crate) async fn receive_stream<R: AsyncRead + Unpin>(
     if control_closed() {
         tracing::info!("client went away at the end of an upload; not committed");
         return Err(DataError::Net(io::ErrorKind::ConnectionAborted.into()));
+    }
+    if let (Some(h), Some((algo, slot))) = (hasher, digest) {
+        slot.put(algo, h.finish());
     }
     dst.shutdown().await.map_err(DataError::Storage)?;
     Ok(total)

@@ -45,6 +45,7 @@ use crate::session::{
 };
 use crate::storage::{DataSink, DataSource, ErrorKind, Storage};
 use crate::tls::{ControlTls, TlsInfo, TlsStream};
+use crate::types::Timeouts;
 
 /// Bytes per control read, into the shard's scratch buffer.
 pub(crate) const READ_BUF: usize = 4096;
@@ -131,13 +132,17 @@ struct ControlTlsState {
     info: Option<TlsInfo>,
 }
 
-/// Runs the control connection's TLS handshake, bounded by the login timeout.
-async fn tls_handshake<S, A>(shard: &Shard<S, A>, stream: &Rc<TcpStream>) -> io::Result<ControlTlsState> {
+/// Runs the control connection's TLS handshake, bounded by `timeout` (the login timeout).
+async fn tls_handshake<S, A>(
+    shard: &Shard<S, A>,
+    stream: &Rc<TcpStream>,
+    timeout: std::time::Duration,
+) -> io::Result<ControlTlsState> {
     let Some(acceptor) = shard.config.tls.as_ref() else {
         return Err(io::Error::other("TLS is not configured"));
     };
     let context = acceptor.control();
-    match context.accept_control(SharedStream(Rc::clone(stream)), shard.config.login_timeout).await {
+    match context.accept_control(SharedStream(Rc::clone(stream)), timeout).await {
         Ok(tls) => {
             shard.metrics.tls_handshake(true);
             let info = TlsInfo::of(tls.get_ref().1);
@@ -187,6 +192,9 @@ struct Control<S, A> {
     peer: SocketAddr,
     /// The logged-in user's share of per-user limits.
     user_lease: Option<UserLease>,
+    /// The timeouts the session has, and their generation in [`Shard::timeouts`].
+    timeouts: Timeouts,
+    timeouts_seen: u64,
 }
 
 /// Whether the client closed the control connection: a peek that finds end-of-stream (or an
@@ -289,16 +297,18 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
             }
         };
         let stream = Rc::new(stream);
+        // Read once: the session keeps these until a reload moves the generation.
+        let (timeouts_seen, timeouts) = guard.0.timeouts.get();
         let tls = if implicit {
             // Implicit FTPS: the handshake comes first and the 220 goes inside TLS.
-            match tls_handshake(&guard.0, &stream).await {
+            match tls_handshake(&guard.0, &stream, timeouts.login).await {
                 Ok(t) => Some(Box::new(t)),
                 Err(_) => return,
             }
         } else {
             None
         };
-        let mut config = session_config(&guard.0.config);
+        let mut config = session_config(&guard.0.config, timeouts);
         config.implicit_tls = implicit;
         let session = Session::new(config, peer, local, Instant::now().into_std());
         let mut control = Control {
@@ -314,6 +324,8 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
             local,
             peer,
             user_lease: None,
+            timeouts,
+            timeouts_seen,
         };
         tracing::debug!("connected");
         if let Err(e) = control.run().await {
@@ -329,16 +341,16 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
     .await;
 }
 
-fn session_config(config: &crate::config::Config) -> SessionConfig {
+fn session_config(config: &crate::config::Config, timeouts: Timeouts) -> SessionConfig {
     let mut c = SessionConfig::default();
     c.greeting.clone_from(&config.greeting);
     c.max_login_failures = config.max_login_failures;
     c.dangerous_allow_foreign_active = config.dangerous_foreign_data;
     c.max_line = config.max_line;
-    c.login_timeout = config.login_timeout;
-    c.idle_timeout = config.idle_timeout;
-    c.data_timeout = config.data_timeout;
-    c.stall_timeout = config.stall_timeout;
+    c.login_timeout = timeouts.login;
+    c.idle_timeout = timeouts.idle;
+    c.data_timeout = timeouts.data;
+    c.stall_timeout = timeouts.stall;
     c.uploads = config.uploads;
     if config.tls.is_some() {
         c.tls = config.tls_control;
@@ -391,7 +403,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             }
             if std::mem::take(&mut self.start_tls) {
                 // The 234 is out; anything else the client sent in clear was dropped.
-                self.tls = Some(Box::new(tls_handshake(&self.shard, &self.stream).await?));
+                self.tls =
+                    Some(Box::new(tls_handshake(&self.shard, &self.stream, self.timeouts.login).await?));
                 self.session.tls_started(Instant::now().into_std());
                 continue;
             }
@@ -403,7 +416,10 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             }
             let can_read = self.session.wants_input();
             tokio::select! {
-                event = next_event(&mut self.transfer) => self.on_event(event),
+                event = next_event(&mut self.transfer) => {
+                    self.refresh_timeouts();
+                    self.on_event(event);
+                }
                 ready = next_input(&stream, self.tls.as_deref_mut()), if can_read => {
                     match ready? {
                         None => match self.read_into_session(&stream) {
@@ -416,6 +432,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                         Some(0) => return Ok(()),
                         Some(n) => {
                             let now = Instant::now().into_std();
+                            self.refresh_timeouts();
                             if let Some(t) = &self.tls {
                                 self.session.handle_input(t.buf.get(..n).unwrap_or_default(), now);
                             }
@@ -424,6 +441,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 }
                 () = &mut timer, if deadline.is_some() => {
                     let now = Instant::now().into_std();
+                    self.refresh_timeouts();
                     if let Some(r) = &self.transfer {
                         self.session.transfer_progress(r.moved.get(), now);
                     }
@@ -454,9 +472,19 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         }
     }
 
+    /// Gives the session the timeouts of a reload that happened since it last looked (one
+    /// atomic load when none did), before it sets its next deadline.
+    fn refresh_timeouts(&mut self) {
+        if self.shard.timeouts.generation() != self.timeouts_seen {
+            (self.timeouts_seen, self.timeouts) = self.shard.timeouts.get();
+            self.session.set_timeouts(self.timeouts);
+        }
+    }
+
     /// Reads what the socket has into the shard's scratch buffer and feeds it to the session.
     /// `Ok(false)`: end of stream.
     fn read_into_session(&mut self, stream: &TcpStream) -> io::Result<bool> {
+        self.refresh_timeouts();
         let mut scratch = self.shard.scratch.borrow_mut();
         let n = stream.try_read(&mut scratch[..])?;
         if n == 0 {
@@ -702,7 +730,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             }),
             moved: Rc::clone(&moved),
             tls: if transfer.protect { self.tls.as_ref().map(|t| Rc::clone(&t.context)) } else { None },
-            tls_timeout: self.shard.config.data_timeout,
+            tls_timeout: self.timeouts.data,
             on_handshake: {
                 let metrics = std::sync::Arc::clone(&self.shard.metrics);
                 Rc::new(move |ok| metrics.tls_handshake(ok))
@@ -831,7 +859,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 t.stream.write_all(&self.out).await?;
                 t.stream.flush().await
             };
-            match tokio::time::timeout(self.shard.config.idle_timeout, write).await {
+            match tokio::time::timeout(self.timeouts.idle, write).await {
                 Ok(res) => res?,
                 Err(_) => {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read replies"))
@@ -845,8 +873,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             match self.stream.try_write(self.out.get(sent..).unwrap_or_default()) {
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let writable =
-                        tokio::time::timeout(self.shard.config.idle_timeout, self.stream.writable());
+                    let writable = tokio::time::timeout(self.timeouts.idle, self.stream.writable());
                     match writable.await {
                         Ok(res) => res?,
                         Err(_) => {

@@ -1,4 +1,5 @@
-//! Session limits shared by all shards: sessions in total and per client address.
+//! Session limits shared by all shards: sessions in total and per client address, and the
+//! timeouts a reload can change.
 //!
 //! Per-address counts live in a fixed table of atomic counters indexed by a keyed hash of the
 //! address, so admission takes no lock and the table never grows, whatever a flood of
@@ -8,7 +9,10 @@
 
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::types::Timeouts;
 use std::sync::Arc;
 
 const SLOTS: usize = 4096;
@@ -77,6 +81,52 @@ impl Limits {
     #[cfg(test)]
     pub(crate) fn sessions(&self) -> usize {
         self.total.load(Ordering::Acquire)
+    }
+}
+
+/// The timeouts in force, shared by the shards: a session reads them when it starts, and
+/// again when `generation` has moved (one relaxed load per wake-up), so a reload costs
+/// sessions nothing until it happens and takes no lock.
+#[derive(Debug)]
+pub(crate) struct LiveTimeouts {
+    /// Bumped after each change.
+    generation: AtomicU64,
+    /// Login, idle, data, stall, in milliseconds.
+    ms: [AtomicU64; 4],
+}
+
+impl LiveTimeouts {
+    pub(crate) fn new(t: Timeouts) -> Arc<Self> {
+        let live = LiveTimeouts { generation: AtomicU64::new(0), ms: Default::default() };
+        live.store(t);
+        Arc::new(live)
+    }
+
+    fn store(&self, t: Timeouts) {
+        for (slot, d) in self.ms.iter().zip([t.login, t.idle, t.data, t.stall]) {
+            slot.store(u64::try_from(d.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        }
+    }
+
+    /// New timeouts for sessions from now on (and open sessions' next deadlines).
+    pub(crate) fn set(&self, t: Timeouts) {
+        self.store(t);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Which change is in force: compare with the one a session last read.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The timeouts now, and their generation. A read during a change may see some new
+    /// values with the generation before it; the session then reads again at its next
+    /// wake-up, since the generation has moved.
+    pub(crate) fn get(&self) -> (u64, Timeouts) {
+        let generation = self.generation();
+        let [login, idle, data, stall] =
+            self.ms.each_ref().map(|m| Duration::from_millis(m.load(Ordering::Relaxed)));
+        (generation, Timeouts { login, idle, data, stall })
     }
 }
 

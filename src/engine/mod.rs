@@ -40,7 +40,7 @@ use crate::datapath::{FileIo, PassivePorts, PipePool};
 use crate::ports::PortPool;
 use crate::server::{Engine, ServerHandle, StartError};
 use crate::storage::Storage;
-pub(crate) use limits::Limits;
+pub(crate) use limits::{Limits, LiveTimeouts};
 use users::UserRegistry;
 
 use crate::events::EventListener;
@@ -55,6 +55,8 @@ pub(crate) struct Shard<S, A> {
     /// The passive ports, shared by all shards.
     pub(crate) ports: Arc<PassivePorts>,
     pub(crate) limits: Arc<Limits>,
+    /// The login, idle, data and stall timeouts in force (a reload changes them).
+    pub(crate) timeouts: Arc<LiveTimeouts>,
     pub(crate) users: Arc<UserRegistry>,
     pub(crate) metrics: Arc<Metrics>,
     /// Addresses and user names refused after too many failures, shared by all shards.
@@ -173,6 +175,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
     }
     let ports = PortPool::new(config.passive_ports.clone(), shards);
     let limits = Limits::new(config.max_sessions, config.max_sessions_per_ip);
+    let timeouts = LiveTimeouts::new(config.timeouts);
     let users = Arc::new(UserRegistry::default());
     let bans = config.ban.clone().map(|policy| Arc::new(BanList::new(policy, std::time::Instant::now())));
     let metrics = Metrics::new(Arc::clone(&ports));
@@ -192,6 +195,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         let auth = Arc::clone(&auth);
         let ports = Arc::clone(&ports);
         let limits = Arc::clone(&limits);
+        let timeouts = Arc::clone(&timeouts);
         let users = Arc::clone(&users);
         let metrics = Arc::clone(&metrics);
         let bans = bans.clone();
@@ -210,6 +214,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
                 auth,
                 ports,
                 limits,
+                timeouts,
                 users,
                 metrics,
                 bans,
@@ -267,7 +272,7 @@ pub(crate) fn start<S: Storage, A: Authenticator>(
         threads,
         metrics: metrics_thread,
         tls,
-        live: crate::server::LiveLimits { limits, bans },
+        live: crate::server::LiveLimits { limits, timeouts, bans },
     })
 }
 

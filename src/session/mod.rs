@@ -46,7 +46,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::proto::command::{Command, EpsvArg, TransferType};
 use crate::proto::reply::{code, Reply, ReplyCode};
 use crate::proto::{self, address, listing, Line, LineBuffer, ParseError};
-use crate::types::{AuthError, DirEntry, ErrorKind, HashAlgo, Metadata, UploadPolicy, User};
+use crate::types::{AuthError, DirEntry, ErrorKind, HashAlgo, Metadata, Timeouts, UploadPolicy, User};
 
 pub use files::{FsRequest, Transfer, TransferData, TransferKind};
 pub use tls::TlsPolicy;
@@ -457,6 +457,17 @@ impl Session {
             }
             _ => {}
         }
+    }
+
+    /// New timeouts (a reload). Deadlines already set stay; each one set from now on (the
+    /// idle deadline at the next command, the login deadline at REIN, the next passive
+    /// port) uses the new values, and a running transfer's data and stall limits change at
+    /// once.
+    pub fn set_timeouts(&mut self, timeouts: Timeouts) {
+        self.config.login_timeout = timeouts.login;
+        self.config.idle_timeout = timeouts.idle;
+        self.config.data_timeout = timeouts.data;
+        self.config.stall_timeout = timeouts.stall;
     }
 
     /// The running transfer's byte count so far (call it before [`Session::handle_timeout`]):

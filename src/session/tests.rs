@@ -504,6 +504,20 @@ fn idle_timeout_counts_from_the_last_command() {
 }
 
 #[test]
+fn new_timeouts_apply_from_the_next_deadline_set() {
+    let mut t = T::new();
+    t.login();
+    let short = crate::Timeouts { idle: Duration::from_secs(10), ..Default::default() };
+    t.s.set_timeouts(short);
+    // The deadline set at login stays...
+    assert!(t.advance(Duration::from_secs(200)).is_empty());
+    // ...the next command sets one with the new timeout.
+    t.send("NOOP");
+    assert!(t.advance(Duration::from_secs(9)).is_empty());
+    assert_eq!(t.advance(Duration::from_secs(1)), vec!["421 Timeout.", "Close"]);
+}
+
+#[test]
 fn no_idle_timeout_during_a_transfer() {
     let mut t = T::with(SessionConfig { stall_timeout: Duration::from_secs(1000), ..Default::default() });
     t.login();

@@ -160,6 +160,59 @@ pub enum DataSink {
     File(std::fs::File),
     /// Any other byte stream; copied through a buffer and shut down at the end.
     Stream(Pin<Box<dyn tokio::io::AsyncWrite>>),
+    /// A byte stream that keeps the upload's digest itself, for a store that can only take it
+    /// with the bytes (S3 sets object metadata in the request that creates the object). With
+    /// [`crate::ServerBuilder::hash_uploads`], the data path hashes a whole upload as it
+    /// copies it and puts the digest in the [`DigestSlot`] before it calls `poll_shutdown`;
+    /// [`Storage::store_digest`] is not called. The stream keeps a clone of the slot.
+    StreamWithDigest(Pin<Box<dyn tokio::io::AsyncWrite>>, DigestSlot),
+}
+
+/// Where the data path hands a [`DataSink::StreamWithDigest`] its upload's digest: a shared
+/// cell (one upload, one shard: no lock). The stream may also say early that it can no longer
+/// use one (an S3 upload past its first part), and the data path stops hashing.
+#[derive(Debug, Clone, Default)]
+pub struct DigestSlot(std::rc::Rc<std::cell::RefCell<DigestState>>);
+
+#[derive(Debug, Default)]
+enum DigestState {
+    #[default]
+    Wanted,
+    Unwanted,
+    Digest(HashAlgo, Vec<u8>),
+}
+
+impl DigestSlot {
+    /// An empty slot that wants a digest.
+    pub fn new() -> Self {
+        DigestSlot::default()
+    }
+
+    /// The digest the data path left (once, at shutdown), if it computed one.
+    pub fn take(&self) -> Option<(HashAlgo, Vec<u8>)> {
+        match std::mem::replace(&mut *self.0.borrow_mut(), DigestState::Unwanted) {
+            DigestState::Digest(algo, digest) => Some((algo, digest)),
+            _ => None,
+        }
+    }
+
+    /// Tells the data path not to compute a digest for this upload any more.
+    pub fn refuse(&self) {
+        *self.0.borrow_mut() = DigestState::Unwanted;
+    }
+
+    /// Whether a digest is still wanted.
+    pub(crate) fn wanted(&self) -> bool {
+        matches!(*self.0.borrow(), DigestState::Wanted)
+    }
+
+    /// Leaves the digest, if one is still wanted.
+    pub(crate) fn put(&self, algo: HashAlgo, digest: Vec<u8>) {
+        let mut state = self.0.borrow_mut();
+        if matches!(*state, DigestState::Wanted) {
+            *state = DigestState::Digest(algo, digest);
+        }
+    }
 }
 
 impl fmt::Debug for DataSource {
@@ -176,6 +229,7 @@ impl fmt::Debug for DataSink {
         match self {
             DataSink::File(file) => f.debug_tuple("File").field(file).finish(),
             DataSink::Stream(_) => f.write_str("Stream"),
+            DataSink::StreamWithDigest(_, _) => f.write_str("StreamWithDigest"),
         }
     }
 }

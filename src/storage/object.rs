@@ -21,6 +21,14 @@
 //! server killed mid-upload leaves them to the bucket's `AbortIncompleteMultipartUpload`
 //! lifecycle rule.
 //! APPE and REST + STOR get 504 ([`ErrorKind::NotSupported`]): an object cannot be appended to.
+//! With [`crate::ServerBuilder::hash_uploads`], an upload of one part at most (8 MiB) is one
+//! PutObject that carries its digest as user metadata (`x-amz-meta-ringftp-sha256: <hex>`),
+//! and HASH answers from a HEAD; see [`ObjectWriter`] for why only then. A larger upload is
+//! multipart, and S3 takes metadata only when the upload is created, before any byte: keeping
+//! its digest would take a server-side CopyObject with `x-amz-metadata-directive: REPLACE`
+//! after completion (a full copy of the object on the store, UploadPartCopy past 5 GiB, a new
+//! ETag and time; opendal 0.59's copy cannot set the directive), so its HASH is computed on
+//! demand as before. A rename's CopyObject keeps the metadata with the bytes.
 //! RNFR/RNTO of a file is a server-side copy and a delete (not atomic; S3's single CopyObject
 //! limits it to 5 GiB); of a directory, 504. The largest upload is 10,000 parts, 78 GiB.
 //!
@@ -49,7 +57,8 @@ use opendal::{EntryMode, HttpTransporter, OperationContext, Operator, Writer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{
-    DataSink, DataSource, DirEntry, ErrorKind, FileKind, Metadata, Result, Storage, StorageError, WriteMode,
+    hash, hash_permit, stored_digest, DataSink, DataSource, DigestSlot, DirEntry, ErrorKind, FileKind,
+    HashAlgo, Metadata, Result, Storage, StorageError, WriteMode,
 };
 use crate::auth::{Permissions, User};
 
@@ -349,6 +358,20 @@ fn to_metadata(meta: &opendal::Metadata) -> Metadata {
     }
 }
 
+/// The user metadata name an upload's digest is kept under (`ringftp-sha256`; S3 sends it as
+/// `x-amz-meta-ringftp-sha256`).
+fn metadata_key(algo: HashAlgo) -> String {
+    format!("ringftp-{}", stored_digest::short_name(algo))
+}
+
+/// The digest kept in the object's metadata for `algo`, if there is a well-formed one.
+fn stored(meta: &opendal::Metadata, algo: HashAlgo) -> Option<Vec<u8>> {
+    let hex = meta.user_metadata()?.get(&metadata_key(algo))?;
+    // Of the algorithm's length: anything else was not written by us.
+    stored_digest::from_hex(hex.trim().as_bytes())
+        .filter(|d| d.len() == super::Hasher::new(algo).finish().len())
+}
+
 impl ObjectStorage {
     /// The object `key`, if there is one (HEAD).
     async fn head(&self, ops: &Operators, key: &str) -> Result<Option<opendal::Metadata>> {
@@ -487,16 +510,31 @@ impl Storage for ObjectStorage {
             return Err(ErrorKind::IsADirectory.into());
         }
         self.require_parent(&ops, &key).await?;
-        // No `chunk`: the parts come whole from ObjectWriter, and opendal's own chunking (which
-        // keeps up to a part more, in the pieces written to it) passes any write of at least
-        // 5 MiB straight on. One part in flight.
-        let writer = ops.once.writer_with(&key).concurrent(1).await.map_err(error)?;
-        Ok(DataSink::Stream(Box::pin(ObjectWriter {
-            state: WriteState::Idle(writer),
+        let digest = DigestSlot::new();
+        let writer = ObjectWriter {
+            state: WriteState::Unopened(ops.once),
             part: BytesMut::new(),
             sent: [None, None],
             key: key.key,
-        })))
+            digest: digest.clone(),
+        };
+        Ok(DataSink::StreamWithDigest(Box::pin(writer), digest))
+    }
+
+    /// The digest in the object's metadata (set by an upload of one part with
+    /// [`crate::ServerBuilder::hash_uploads`]) at the cost of a HEAD; else the whole object,
+    /// downloaded and hashed. Metadata belongs to the object, so an overwrite by anyone
+    /// drops it: no size or time check is needed.
+    async fn hash(&self, user: &User, path: &Path, algo: HashAlgo) -> Result<Vec<u8>> {
+        permit(user, |p| p.read)?;
+        let key = key(user, path)?;
+        let ops = self.ops()?;
+        if let Some(digest) = self.head(&ops, &key).await?.and_then(|meta| stored(&meta, algo)) {
+            return Ok(digest);
+        }
+        let permit = hash_permit()?;
+        let source = self.open_read(user, path, 0).await?;
+        hash::hash_source(source, algo, permit).await
     }
 
     async fn make_dir(&self, user: &User, path: &Path) -> Result<()> {
@@ -601,12 +639,16 @@ impl AsyncRead for ObjectReader {
     }
 }
 
-type WriteFuture = Pin<Box<dyn Future<Output = (Writer, opendal::Result<()>)> + Send>>;
+type WriteFuture = Pin<Box<dyn Future<Output = (Option<Writer>, opendal::Result<()>)> + Send>>;
 
-/// Where an upload's writer is: ready for bytes, busy sending, or done.
+/// Where an upload's writer is: not made yet, ready for bytes, busy sending, or done.
 enum WriteState {
+    /// No request sent yet; the writer is made once the upload is known to need more than
+    /// one part, or at shutdown (see [`ObjectWriter`]).
+    Unopened(Operator),
     Idle(Writer),
-    /// Sending bytes, or (on shutdown) completing the upload.
+    /// Making the writer, sending bytes, or (on shutdown) completing the upload; no writer
+    /// comes back when it could not be made.
     Busy(WriteFuture, bool),
     Done,
 }
@@ -620,6 +662,13 @@ enum WriteState {
 /// between them. `poll_shutdown` sends the last part and completes the upload, and only then
 /// does the object exist. Dropped before that, it aborts the multipart upload (on the current
 /// shard's runtime).
+///
+/// The writer is made late, because S3 takes user metadata only in the request that creates
+/// the object (PutObject, or CreateMultipartUpload before the first part): the first part is
+/// held here until a byte past it arrives (then the upload is multipart, its digest comes too
+/// late, and the [`DigestSlot`] is refused so the data path stops hashing), or until
+/// shutdown, when the upload is one PutObject (opendal sends a single part that way) and the
+/// digest the data path left in the slot goes with it as `x-amz-meta-ringftp-<algo>`.
 struct ObjectWriter {
     state: WriteState,
     /// The part being filled; no allocation until its first byte.
@@ -628,6 +677,7 @@ struct ObjectWriter {
     /// newer has been written, and its buffer is then ours alone again.
     sent: [Option<Bytes>; 2],
     key: String,
+    digest: DigestSlot,
 }
 
 impl ObjectWriter {
@@ -636,10 +686,36 @@ impl ObjectWriter {
         if let WriteState::Busy(fut, closing) = &mut self.state {
             let closing = *closing;
             let (writer, result) = ready!(fut.as_mut().poll(cx));
-            self.state = if closing && result.is_ok() { WriteState::Done } else { WriteState::Idle(writer) };
+            self.state = match writer {
+                Some(writer) if !closing || result.is_err() => WriteState::Idle(writer),
+                _ => WriteState::Done,
+            };
             result.map_err(io_error)?;
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Makes the writer (the state must be unopened), with `metadata` as the object's user
+    /// metadata. No request goes out until the first part is written.
+    fn open(&mut self, metadata: Option<(String, String)>) {
+        if let WriteState::Unopened(op) = std::mem::replace(&mut self.state, WriteState::Done) {
+            let key = self.key.clone();
+            self.state = WriteState::Busy(
+                Box::pin(async move {
+                    // One part in flight. No `chunk`: the parts come whole, and opendal's own
+                    // chunking (which keeps up to a part more) passes writes of 5 MiB or more on.
+                    let mut writer = op.writer_with(&key).concurrent(1);
+                    if let Some(pair) = metadata {
+                        writer = writer.user_metadata([pair]);
+                    }
+                    match writer.await {
+                        Ok(writer) => (Some(writer), Ok(())),
+                        Err(e) => (None, Err(e)),
+                    }
+                }),
+                false,
+            );
+        }
     }
 
     /// A buffer for the next part: a sent part's, if nothing else holds it any more.
@@ -662,7 +738,7 @@ impl ObjectWriter {
             self.state = WriteState::Busy(
                 Box::pin(async move {
                     let result = writer.write(part).await;
-                    (writer, result)
+                    (Some(writer), result)
                 }),
                 false,
             );
@@ -673,18 +749,30 @@ impl ObjectWriter {
 impl AsyncWrite for ObjectWriter {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         ready!(self.poll_idle(cx))?;
-        if !matches!(self.state, WriteState::Idle(_)) {
+        if matches!(self.state, WriteState::Done) {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "upload already finished")));
         }
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
+        }
+        if self.part.len() == PART_SIZE {
+            // The first part, held, and more bytes: a multipart upload. Its metadata would
+            // have been needed before this part; no digest then.
+            if matches!(self.state, WriteState::Unopened(_)) {
+                self.digest.refuse();
+                self.open(None);
+                ready!(self.poll_idle(cx))?;
+            }
+            self.send_part();
+            ready!(self.poll_idle(cx))?;
         }
         if self.part.capacity() == 0 {
             self.part = self.next_buffer();
         }
         let n = buf.len().min(PART_SIZE - self.part.len());
         self.part.extend_from_slice(buf.get(..n).unwrap_or_default());
-        if self.part.len() == PART_SIZE {
+        // The first full part waits (above) to learn whether it is the only one.
+        if self.part.len() == PART_SIZE && matches!(self.state, WriteState::Idle(_)) {
             self.send_part();
         }
         Poll::Ready(Ok(n))
@@ -696,6 +784,13 @@ impl AsyncWrite for ObjectWriter {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_idle(cx))?;
+        if matches!(self.state, WriteState::Unopened(_)) {
+            // One part at most: a single PutObject, which can carry the digest.
+            let metadata =
+                self.digest.take().map(|(algo, digest)| (metadata_key(algo), stored_digest::to_hex(&digest)));
+            self.open(metadata);
+            ready!(self.poll_idle(cx))?;
+        }
         if !self.part.is_empty() {
             self.send_part();
             ready!(self.poll_idle(cx))?;
@@ -704,7 +799,7 @@ impl AsyncWrite for ObjectWriter {
             self.state = WriteState::Busy(
                 Box::pin(async move {
                     let result = writer.close().await.map(drop);
-                    (writer, result)
+                    (Some(writer), result)
                 }),
                 true,
             );
@@ -718,8 +813,9 @@ impl Drop for ObjectWriter {
     fn drop(&mut self) {
         let (pending, closing): (WriteFuture, bool) =
             match std::mem::replace(&mut self.state, WriteState::Done) {
-                WriteState::Done => return,
-                WriteState::Idle(writer) => (Box::pin(std::future::ready((writer, Ok(())))), false),
+                // Nothing was sent: nothing to abort.
+                WriteState::Done | WriteState::Unopened(_) => return,
+                WriteState::Idle(writer) => (Box::pin(std::future::ready((Some(writer), Ok(())))), false),
                 WriteState::Busy(fut, closing) => (fut, closing),
             };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -728,7 +824,10 @@ impl Drop for ObjectWriter {
         };
         let key = std::mem::take(&mut self.key);
         let abort = async move {
-            let (mut writer, result) = pending.await;
+            let (writer, result) = pending.await;
+            let Some(mut writer) = writer else {
+                return;
+            };
             // A completing upload is let finish (the client sent every byte); if it
             // succeeds there is nothing to abort.
             if closing && result.is_ok() {

@@ -1,4 +1,5 @@
-//! Upload digests kept with the file in an extended attribute, for the filesystem backend.
+//! Upload digests kept with the file in an extended attribute, for the filesystem backend (the
+//! object backend keeps them as object metadata, with the names and hex helpers below).
 //!
 //! `user.ringftp.<algo>` (`sha256`, `sha1`, `md5`, `crc32`) holds `<size> <mtime ns> <hex>`:
 //! the file's size and modification time when the digest was stored, and the digest. A HASH
@@ -18,6 +19,35 @@ use std::os::fd::AsRawFd;
 use nix::sys::stat::fstat;
 
 use super::HashAlgo;
+
+/// The short lowercase name of `algo` (`sha256`), as attribute and metadata names use it.
+pub(super) fn short_name(algo: HashAlgo) -> &'static str {
+    match algo {
+        HashAlgo::Sha1 => "sha1",
+        HashAlgo::Md5 => "md5",
+        HashAlgo::Crc32 => "crc32",
+        _ => "sha256",
+    }
+}
+
+/// `digest` in lowercase hex.
+pub(super) fn to_hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of a hex digest (either case); `None` for anything else or for nothing.
+pub(super) fn from_hex(hex: &[u8]) -> Option<Vec<u8>> {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    hex.chunks(2)
+        .map(|pair| match pair {
+            &[hi, lo] => Some(nibble(hi)? << 4 | nibble(lo)?),
+            _ => None,
+        })
+        .collect()
+}
 
 /// The attribute's name for `algo`.
 fn name(algo: HashAlgo) -> &'static CStr {
@@ -42,10 +72,7 @@ fn stamp(file: &File) -> io::Result<(u64, i128)> {
 /// Stores `digest` of `file` as it is now.
 pub(super) fn store(file: &File, algo: HashAlgo, digest: &[u8]) -> io::Result<()> {
     let (size, mtime) = stamp(file)?;
-    let mut value = format!("{size} {mtime} ");
-    for b in digest {
-        value.push_str(&format!("{b:02x}"));
-    }
+    let value = format!("{size} {mtime} {}", to_hex(digest));
     // SAFETY: a valid descriptor, a NUL-terminated name, and a value pointer and length that
     // describe a live buffer.
     let rc = unsafe {
@@ -77,18 +104,10 @@ fn parse(value: &[u8]) -> Option<(u64, i128, Vec<u8>)> {
     let mut parts = text.split(' ');
     let size = parts.next()?.parse().ok()?;
     let mtime = parts.next()?.parse().ok()?;
-    let hex = parts.next()?.as_bytes();
-    if parts.next().is_some() || hex.is_empty() || hex.len() % 2 != 0 {
+    let digest = from_hex(parts.next()?.as_bytes())?;
+    if parts.next().is_some() {
         return None;
     }
-    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let digest = hex
-        .chunks(2)
-        .map(|pair| match pair {
-            &[hi, lo] => Some(nibble(hi)? << 4 | nibble(lo)?),
-            _ => None,
-        })
-        .collect::<Option<_>>()?;
     Some((size, mtime, digest))
 }
 

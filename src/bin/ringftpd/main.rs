@@ -18,7 +18,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use nix::sys::signal::{SigSet, Signal};
 use ringftp::ban::{BanPolicy, IpNet};
-use ringftp::{Server, UploadPolicy, User, UserList};
+use ringftp::{Server, Timeouts, UploadPolicy, User, UserList};
 
 use config::{ClientAuthMode, EngineName, FileConfig, HashUploads, KtlsName, LogFormat, Password, TlsMode};
 
@@ -104,7 +104,8 @@ struct Args {
     uploads: UploadPolicy,
 
     /// Compute the digest of each whole upload (STOR/STOU) while it streams and keep it with
-    /// the file (an extended attribute), so HASH answers at once: sha256, sha1, md5 or crc32.
+    /// the file (an extended attribute; on S3, object metadata for uploads of up to 8 MiB), so
+    /// HASH answers at once: sha256, sha1, md5 or crc32.
     #[arg(long, value_name = "ALGO", value_enum)]
     hash_uploads: Option<HashUploads>,
 
@@ -357,14 +358,16 @@ fn run(
     let (users, anonymous) = users(&args, matches, &file, &base, root.as_deref())?;
     let auth = reload::Reloadable::new(users);
     let anonymous_now = Arc::new(AtomicBool::new(anonymous));
-    let live = LiveSettings::new(&args, matches, &file);
+    let live = LiveSettings::new(&args, matches, &file)?;
     let mut builder = Server::builder(storage, auth.clone())
         .passive_ports(pick(matches, "passive_ports", args.passive_ports.clone(), file.passive_ports.clone()))
         .greeting(pick(matches, "greeting", args.greeting.clone(), file.greeting.clone()))
-        .idle_timeout(secs(pick(matches, "idle_timeout", args.idle_timeout, file.idle_timeout)))
-        .data_timeout(secs(pick(matches, "data_timeout", args.data_timeout, file.data_timeout)))
-        .stall_timeout(secs(pick(matches, "stall_timeout", args.stall_timeout, file.stall_timeout)))
-        .login_timeout(secs(pick(matches, "login_timeout", args.login_timeout, file.login_timeout)))
+        .idle_timeout(live.timeouts.idle)
+        .data_timeout(live.timeouts.data)
+        .stall_timeout(live.timeouts.stall)
+        .login_timeout(live.timeouts.login)
+        // Always a ban list, off while both thresholds are 0, so that a reload can turn it on.
+        .ban_policy(live.ban_policy())
         .max_sessions(live.max_sessions)
         .max_sessions_per_ip(live.max_sessions_per_ip)
         .uploads(pick(matches, "uploads", args.uploads, file.uploads.map(UploadPolicy::from)))
@@ -410,19 +413,6 @@ fn run(
     }
     if let Some(n) = args.cores.or(file.cores) {
         builder = builder.cores(n);
-    }
-    let ban_threshold = pick(matches, "ban_threshold", args.ban_threshold, file.ban_threshold);
-    let user_lockout = pick(matches, "user_lockout", args.user_lockout, file.user_lockout);
-    if ban_threshold > 0 || user_lockout > 0 {
-        let ban_time = secs(pick(matches, "ban_time", args.ban_time, file.ban_time));
-        let mut policy = BanPolicy::new(ban_threshold)
-            .ban_time(ban_time)
-            .user_lockout(user_lockout)
-            .user_lockout_time(ban_time);
-        for net in live.ban_allow.iter().copied() {
-            policy = policy.allow(net);
-        }
-        builder = builder.ban_policy(policy);
     }
     // Settings only the file has.
     if let Some(n) = file.max_line_length {
@@ -557,9 +547,9 @@ fn load_config(args: &Args) -> Result<(FileConfig, PathBuf), String> {
 }
 
 /// What SIGHUP reloads: the users (users file, `[[users]]`, anonymous access, and with them
-/// each user's rate and session limits), the TLS certificate, the session limits and the ban
-/// list's allow-list ([`LiveSettings`]). The other settings (listeners, timeouts, ban
-/// thresholds...) take a restart.
+/// each user's rate and session limits), the TLS certificate, and [`LiveSettings`]: the
+/// session limits, the timeouts, and the ban list's thresholds and allow-list. The other
+/// settings (listeners, passive ports, storage...) take a restart.
 struct Reloader {
     args: Args,
     matches: ArgMatches,
@@ -579,12 +569,21 @@ struct Reloader {
 struct LiveSettings {
     max_sessions: usize,
     max_sessions_per_ip: u32,
+    timeouts: Timeouts,
+    ban_threshold: u32,
+    ban_time: Duration,
+    user_lockout: u32,
     ban_allow: Vec<IpNet>,
 }
 
 impl LiveSettings {
-    fn new(args: &Args, matches: &ArgMatches, file: &FileConfig) -> Self {
-        LiveSettings {
+    /// The settings, or why they cannot be used (a zero timeout).
+    fn new(args: &Args, matches: &ArgMatches, file: &FileConfig) -> Result<Self, String> {
+        let timeout = |id: &str, flag: u64, file: Option<u64>| match pick(matches, id, flag, file) {
+            0 => Err(format!("{id} must be longer than zero")),
+            s => Ok(secs(s)),
+        };
+        Ok(LiveSettings {
             max_sessions: pick(matches, "max_sessions", args.max_sessions, file.max_sessions),
             max_sessions_per_ip: pick(
                 matches,
@@ -592,8 +591,26 @@ impl LiveSettings {
                 args.max_sessions_per_ip,
                 file.max_sessions_per_ip,
             ),
+            timeouts: Timeouts {
+                login: timeout("login_timeout", args.login_timeout, file.login_timeout)?,
+                idle: timeout("idle_timeout", args.idle_timeout, file.idle_timeout)?,
+                data: timeout("data_timeout", args.data_timeout, file.data_timeout)?,
+                stall: timeout("stall_timeout", args.stall_timeout, file.stall_timeout)?,
+            },
+            ban_threshold: pick(matches, "ban_threshold", args.ban_threshold, file.ban_threshold),
+            ban_time: secs(pick(matches, "ban_time", args.ban_time, file.ban_time)),
+            user_lockout: pick(matches, "user_lockout", args.user_lockout, file.user_lockout),
             ban_allow: pick(matches, "ban_allow", args.ban_allow.clone(), file.ban_allow.clone()),
-        }
+        })
+    }
+
+    /// The ban list's policy: the ban time is also the user lockout time.
+    fn ban_policy(&self) -> BanPolicy {
+        let policy = BanPolicy::new(self.ban_threshold)
+            .ban_time(self.ban_time)
+            .user_lockout(self.user_lockout)
+            .user_lockout_time(self.ban_time);
+        self.ban_allow.iter().fold(policy, |policy, &net| policy.allow(net))
     }
 }
 
@@ -655,7 +672,7 @@ impl Reloader {
         // Everything is read and checked before anything changes: a bad file keeps it all.
         let loaded = load_config(&self.args).and_then(|(file, base)| {
             let users = users(&self.args, &self.matches, &file, &base, self.root.as_deref())?;
-            Ok((users, LiveSettings::new(&self.args, &self.matches, &file)))
+            Ok((users, LiveSettings::new(&self.args, &self.matches, &file)?))
         });
         match loaded {
             Ok(((list, anonymous), live)) => {
@@ -664,16 +681,16 @@ impl Reloader {
                 self.anonymous.store(anonymous, Ordering::Relaxed);
                 tracing::info!(users = n, anonymous, "reloaded the users");
                 self.apply(live);
-                format!("reloaded {n} users and the limits")
+                format!("reloaded {n} users, the limits, timeouts and ban policy")
             }
             Err(e) => {
-                tracing::error!(error = %e, "reload failed, keeping the users and limits as they were");
-                format!("reload failed, kept the users and limits as they were: {e}")
+                tracing::error!(error = %e, "reload failed, keeping the users, limits, timeouts and ban policy as they were");
+                format!("reload failed, kept the users, limits, timeouts and ban policy as they were: {e}")
             }
         }
     }
 
-    /// Puts the new limits and allow-list in force, and logs what changed.
+    /// Puts the new limits, timeouts and ban policy in force, and logs what changed.
     fn apply(&self, new: LiveSettings) {
         let mut old = self.live.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if (new.max_sessions, new.max_sessions_per_ip) != (old.max_sessions, old.max_sessions_per_ip) {
@@ -684,11 +701,35 @@ impl Reloader {
                 "reloaded the session limits (open sessions stay)"
             );
         }
-        if new.ban_allow != old.ban_allow {
-            if self.limits.set_ban_allow(new.ban_allow.iter().copied()) {
-                tracing::info!(allow = ?new.ban_allow, "reloaded the ban list's allow-list");
+        if new.timeouts != old.timeouts {
+            // Checked by LiveSettings::new: never zero.
+            if let Err(e) = self.limits.set_timeouts(new.timeouts) {
+                tracing::error!(error = %e, "timeouts not reloaded");
             } else {
-                tracing::warn!("the ban list is off (ban_threshold and user_lockout are 0): the allow-list takes a restart");
+                let t = new.timeouts;
+                tracing::info!(
+                    login = t.login.as_secs(),
+                    idle = t.idle.as_secs(),
+                    data = t.data.as_secs(),
+                    stall = t.stall.as_secs(),
+                    "reloaded the timeouts (new sessions, and open sessions from their next command)"
+                );
+            }
+        }
+        if new.ban_policy() != old.ban_policy() {
+            self.limits.set_ban_policy(&new.ban_policy());
+            if (new.ban_threshold, new.ban_time, new.user_lockout)
+                != (old.ban_threshold, old.ban_time, old.user_lockout)
+            {
+                tracing::info!(
+                    ban_threshold = new.ban_threshold,
+                    ban_time = new.ban_time.as_secs(),
+                    user_lockout = new.user_lockout,
+                    "reloaded the ban thresholds (counts and bans so far are kept)"
+                );
+            }
+            if new.ban_allow != old.ban_allow {
+                tracing::info!(allow = ?new.ban_allow, "reloaded the ban list's allow-list");
             }
         }
         *old = new;
