@@ -4,7 +4,7 @@
 # The guest sees this machine's / read-only (--hostroot), so the test finds the ringftpd that
 # cargo built, curl and python3 where they are here. Uses the recipe in ../shared/ktls-vm
 # (README there); installs its packages when missing and running as root.
-#   tests/ktls-vm.sh [--bench MIB]   --bench: also time a RETR of MIB on kTLS and on rustls
+#   tests/ktls-vm.sh [--bench MIB]   --bench: also time a RETR and a STOR of MIB on kTLS and on rustls
 #                                    (a release build of the tests; slow under TCG)
 # Exit status: the test binary's (0 = passed).
 set -euo pipefail

@@ -511,7 +511,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     f.iter().sum::<f64>() / 100.0
 }
 
-/// Throughput of a big RETR on kTLS against rustls, same machine, one curl each, when
+/// Throughput of a big RETR and STOR on kTLS against rustls, same machine, one curl each, when
 /// `KTLS_BENCH_MIB` is set (tests/ktls-vm.sh --bench); skipped otherwise.
 #[test]
 fn ringftpd_ktls_vs_rustls_retr_throughput() {
@@ -535,6 +535,23 @@ fn ringftpd_ktls_vs_rustls_retr_throughput() {
         let gb = (mib << 20) as f64 / 1e9;
         println!(
             "bench: RETR {mib} MiB --ktls {mode} ({path}): {:.1} MB/s, server CPU {:.2} s/GB",
+            gb * 1e3 / secs,
+            cpu / gb
+        );
+
+        // And back: the same bytes uploaded, checked on disk.
+        let src = srv.root().join("big.bin");
+        let up = format!("ftp://localhost:{}/up.bin", srv.port());
+        let cpu0 = cpu_seconds(srv.pid());
+        let started = std::time::Instant::now();
+        let out = curl_ftps(&pki, &["-T", src.to_str().unwrap(), &up]);
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(srv.pid()) - cpu0;
+        assert!(out.status.success(), "curl STOR: {out:?}\n{}", srv.log_for_failure());
+        assert_eq!(std::fs::read(srv.root().join("up.bin")).unwrap(), std::fs::read(&src).unwrap());
+        let path = if data_path_count(&scrape(&srv), "ktls") == 2 { "kTLS" } else { "rustls" };
+        println!(
+            "bench: STOR {mib} MiB --ktls {mode} ({path}): {:.1} MB/s, server CPU {:.2} s/GB",
             gb * 1e3 / secs,
             cpu / gb
         );

@@ -21,6 +21,7 @@ use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -186,14 +187,14 @@ struct Control<S, A> {
     session: Session,
     out: Vec<u8>,
     passive: Option<PendingAccept>,
-    opened: Option<Opened>,
-    transfer: Option<Running>,
+    /// Boxed, as is `transfer`: an idle session's task carries every field (see `run`).
+    opened: Option<Box<Opened>>,
+    transfer: Option<Box<Running>>,
     local: SocketAddr,
     peer: SocketAddr,
     /// The logged-in user's share of per-user limits.
     user_lease: Option<UserLease>,
-    /// The timeouts the session has, and their generation in [`Shard::timeouts`].
-    timeouts: Timeouts,
+    /// The generation in [`Shard::timeouts`] of the timeouts the session has.
     timeouts_seen: u64,
 }
 
@@ -301,7 +302,9 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
         let (timeouts_seen, timeouts) = guard.0.timeouts.get();
         let tls = if implicit {
             // Implicit FTPS: the handshake comes first and the 220 goes inside TLS.
-            match tls_handshake(&guard.0, &stream, timeouts.login).await {
+            // Boxed, like every rare, large wait here: an idle session's task is as big as
+            // its largest suspended state (see `run`).
+            match Box::pin(tls_handshake(&guard.0, &stream, timeouts.login)).await {
                 Ok(t) => Some(Box::new(t)),
                 Err(_) => return,
             }
@@ -324,7 +327,6 @@ pub(crate) async fn serve<S: Storage, A: Authenticator>(
             local,
             peer,
             user_lease: None,
-            timeouts,
             timeouts_seen,
         };
         tracing::debug!("connected");
@@ -370,12 +372,20 @@ impl<S, A> Drop for SessionCount<S, A> {
     }
 }
 
-async fn next_event(transfer: &mut Option<Running>) -> Event {
+async fn next_event(transfer: &mut Option<Box<Running>>) -> Event {
     match transfer {
         // A transfer task that ended without reporting (it panicked) counts as a local error.
         Some(r) => {
             r.events.recv().await.unwrap_or(Event::Done(TransferOutcome::StorageFailed(ErrorKind::Local)))
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until the timer fires; forever when there is none.
+async fn sleep_until_set(timer: &mut Option<Pin<Box<tokio::time::Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
         None => std::future::pending().await,
     }
 }
@@ -386,14 +396,19 @@ fn never() -> Instant {
 }
 
 impl<S: Storage, A: Authenticator> Control<S, A> {
+    /// The control loop. An idle session's whole cost is its task, and a task is as large as
+    /// the largest state its future can be suspended in, so rare, large waits (TLS handshakes,
+    /// logins, storage calls) are boxed and rare fields are `Option<Box<_>>`: the task then
+    /// fits mimalloc's 2 KiB size class (`-Zprint-type-sizes` shows it; check after changes).
     async fn run(&mut self) -> io::Result<()> {
         let mut shutdown = self.shard.shutdown.clone();
         let mut shutting_down = false;
         let grace = self.shard.config.shutdown_grace;
         let timer = tokio::time::sleep_until(never());
         tokio::pin!(timer);
-        let grace_timer = tokio::time::sleep_until(never());
-        tokio::pin!(grace_timer);
+        // Made only when a shutdown finds a transfer running: a `Sleep` in every idle session's
+        // task would cost it 96 bytes.
+        let mut grace_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
         let stream = Rc::clone(&self.stream);
         loop {
             self.run_actions().await;
@@ -403,8 +418,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             }
             if std::mem::take(&mut self.start_tls) {
                 // The 234 is out; anything else the client sent in clear was dropped.
-                self.tls =
-                    Some(Box::new(tls_handshake(&self.shard, &self.stream, self.timeouts.login).await?));
+                let handshake = Box::pin(tls_handshake(&self.shard, &self.stream, self.session.timeouts().login));
+                self.tls = Some(Box::new(handshake.await?));
                 self.session.tls_started(Instant::now().into_std());
                 continue;
             }
@@ -455,15 +470,15 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     if shutting_down {
                         if self.session.is_transferring() {
                             // Running transfers get the grace period, then 426 and 421.
-                            grace_timer.as_mut().reset(Instant::now() + grace);
+                            grace_timer = Some(Box::pin(tokio::time::sleep(grace)));
                         } else {
                             self.session.shutdown("Server shutting down.");
                         }
                     }
                 }
-                () = &mut grace_timer, if shutting_down => {
+                () = sleep_until_set(&mut grace_timer), if grace_timer.is_some() => {
                     self.session.shutdown("Server shutting down.");
-                    grace_timer.as_mut().reset(never());
+                    grace_timer = None;
                 }
             }
             if shutting_down && !self.session.is_transferring() {
@@ -476,8 +491,9 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
     /// atomic load when none did), before it sets its next deadline.
     fn refresh_timeouts(&mut self) {
         if self.shard.timeouts.generation() != self.timeouts_seen {
-            (self.timeouts_seen, self.timeouts) = self.shard.timeouts.get();
-            self.session.set_timeouts(self.timeouts);
+            let timeouts;
+            (self.timeouts_seen, timeouts) = self.shard.timeouts.get();
+            self.session.set_timeouts(timeouts);
         }
     }
 
@@ -502,7 +518,9 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                     self.shard.metrics.reply(r.code().get());
                     r.write_to(&mut self.out);
                 }
-                Action::Authenticate { username, password } => self.authenticate(username, password).await,
+                Action::Authenticate { username, password } => {
+                    Box::pin(self.authenticate(username, password)).await
+                }
                 Action::Fs(request) => {
                     let outcome = Box::pin(self.run_fs(&request)).await;
                     if matches!(outcome, FsOutcome::Done) {
@@ -621,14 +639,14 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                         DataSource::File(f) => f.metadata().ok().map(|m| m.len()),
                         _ => None,
                     };
-                    self.opened = Some(Opened::Source(source, size));
+                    self.opened = Some(Box::new(Opened::Source(source, size)));
                     Ok(FsOutcome::Opened { size })
                 }
                 Err(e) => Err(e),
             },
             FsRequest::OpenWrite { mode, .. } => match storage.open_write(user, path, *mode).await {
                 Ok(sink) => {
-                    self.opened = Some(Opened::Sink(sink));
+                    self.opened = Some(Box::new(Opened::Sink(sink)));
                     Ok(FsOutcome::Opened { size: None })
                 }
                 Err(e) => Err(e),
@@ -697,7 +715,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 DataConnect::Active { local: canonical(self.local.ip()), source_port, target }
             }
         };
-        let payload = match (&transfer.data, self.opened.take()) {
+        let payload = match (&transfer.data, self.opened.take().map(|o| *o)) {
             (TransferData::Bytes(b), _) => Payload::Bytes(b.clone()),
             (TransferData::Opened, Some(Opened::Source(s, size))) => Payload::Source(s, size),
             (TransferData::Opened, Some(Opened::Sink(s))) => Payload::Sink(s),
@@ -730,7 +748,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             }),
             moved: Rc::clone(&moved),
             tls: if transfer.protect { self.tls.as_ref().map(|t| Rc::clone(&t.context)) } else { None },
-            tls_timeout: self.timeouts.data,
+            tls_timeout: self.session.timeouts().data,
             on_handshake: {
                 let metrics = std::sync::Arc::clone(&self.shard.metrics);
                 Rc::new(move |ok| metrics.tls_handshake(ok))
@@ -749,7 +767,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let (kind, path, ascii) = (transfer.kind, transfer.path.clone(), transfer.ascii);
         let task =
             tokio::task::spawn_local(datapath::run(env, transfer, payload, connect, tx).in_current_span());
-        self.transfer = Some(Running { task, events, kind, path, ascii, started: now, moved });
+        self.transfer = Some(Box::new(Running { task, events, kind, path, ascii, started: now, moved }));
     }
 
     fn on_event(&mut self, event: Event) {
@@ -859,7 +877,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
                 t.stream.write_all(&self.out).await?;
                 t.stream.flush().await
             };
-            match tokio::time::timeout(self.timeouts.idle, write).await {
+            match tokio::time::timeout(self.session.timeouts().idle, write).await {
                 Ok(res) => res?,
                 Err(_) => {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "client does not read replies"))
@@ -873,7 +891,7 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             match self.stream.try_write(self.out.get(sent..).unwrap_or_default()) {
                 Ok(n) => sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let writable = tokio::time::timeout(self.timeouts.idle, self.stream.writable());
+                    let writable = tokio::time::timeout(self.session.timeouts().idle, self.stream.writable());
                     match writable.await {
                         Ok(res) => res?,
                         Err(_) => {

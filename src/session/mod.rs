@@ -470,6 +470,16 @@ impl Session {
         self.config.stall_timeout = timeouts.stall;
     }
 
+    /// The timeouts in force (the engine bounds its own waits, e.g. a TLS handshake, by them).
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            login: self.config.login_timeout,
+            idle: self.config.idle_timeout,
+            data: self.config.data_timeout,
+            stall: self.config.stall_timeout,
+        }
+    }
+
     /// The running transfer's byte count so far (call it before [`Session::handle_timeout`]):
     /// a transfer that moves bytes is not stalled.
     pub fn transfer_progress(&mut self, moved: u64, now: Instant) {
