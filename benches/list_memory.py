@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Peak RSS of ringftpd while one client lists a 100,000-entry directory (LIST, NLST, MLSD).
-usage: list_memory.py RINGFTPD [ENGINE_ARGS...]
+usage: [LIST_N=100000] list_memory.py RINGFTPD [ENGINE_ARGS...]
 
 Prints VmHWM (the process's peak resident set) after login and after each listing, so the
 growth is what the listing cost. The directory is made once in /dev/shm/ringlist/big (the
-one benches/list_stall.py uses)."""
+one benches/list_stall.py uses; another LIST_N gets its own)."""
 import ftplib, os, socket, subprocess, sys, time
 binary = sys.argv[1]; extra = sys.argv[2:]
+N = int(os.environ.get("LIST_N", "100000"))
 root = "/dev/shm/ringlist"
-big = os.path.join(root, "big")
-N = 100000
+name = "big" if N == 100000 else f"big{N}"
+big = os.path.join(root, name)
 if not os.path.isdir(big) or len(os.listdir(big)) < N:
     os.makedirs(big, exist_ok=True)
     for i in range(N):
@@ -38,11 +39,11 @@ try:
     report = [f"after login {base} KiB"]
     for what in ("LIST", "NLST", "MLSD"):
         count = [0]
-        ftp.retrlines(f"{what} big", lambda _line: count.__setitem__(0, count[0] + 1))
+        ftp.retrlines(f"{what} {name}", lambda _line: count.__setitem__(0, count[0] + 1))
         assert count[0] == N, f"{what}: {count[0]} lines"
         report.append(f"{what} {hwm_kib()} KiB")
     peak = hwm_kib()
-    print(f"{binary}: {'; '.join(report)}; listing cost {peak - base} KiB of peak RSS")
+    print(f"{binary}, {N} entries: {'; '.join(report)}; listing cost {peak - base} KiB of peak RSS")
     ftp.quit()
 finally:
     srv.kill(); srv.wait()

@@ -141,16 +141,21 @@ fn rest_download() {
     assert_eq!(fs::read(&end).unwrap().len(), len, "nothing appended after REST at the end");
 }
 
-/// A directory of 4,000 objects, a subdirectory and the directory's own marker (five
-/// ListObjectsV2 pages of 1,000 keys) made with boto3, listed by LIST, NLST and MLSD: every
-/// entry exactly once, the marker never, each page sent as it arrives (the server logs one
-/// line per page).
+/// A directory of 2,500 objects, a subdirectory and the directory's own marker made with
+/// boto3, served with 250-key ListObjectsV2 pages (`--s3-list-page`; eleven pages), listed by
+/// LIST, NLST and MLSD: every entry exactly once, the marker never, each page sent as it
+/// arrives (the server logs one line per page).
 #[test]
 fn large_directory_listing() {
-    const N: usize = 4000;
+    const N: usize = 2500;
     let moto = Moto::start();
     moto.bucket("big");
-    let server = server(&moto, "big", "s3-big");
+    let server = TestServer::builder("s3-big")
+        .no_root()
+        .log_level("info,ringftp=debug")
+        .args(["--storage", "s3://big/pre", "--s3-endpoint", &moto.url(), "--s3-path-style"])
+        .args(["--s3-list-page", "250"])
+        .start();
     moto.py(
         "big",
         &format!(
@@ -188,9 +193,18 @@ fn large_directory_listing() {
     let out = run_text(curl(&server).arg(server.url("many/"))).ok(&server);
     assert_eq!(out.stdout.lines().count(), N + 1);
 
-    // Four listings of five pages each, every page its own batch.
-    let pages = server.stderr_log().lines().filter(|l| l.contains("listing page")).count();
-    assert!(pages >= 4 * 5, "{pages} pages logged:\n{}", server.log_for_failure());
+    // Four listings of eleven pages each, every page its own batch of at most 250 keys.
+    let log = server.stderr_log();
+    let pages: Vec<&str> = log.lines().filter(|l| l.contains("listing page")).collect();
+    assert!(pages.len() >= 4 * 11, "{} pages logged:\n{}", pages.len(), server.log_for_failure());
+    assert!(
+        pages.iter().all(|l| l
+            .split("keys=")
+            .nth(1)
+            .and_then(|k| k.trim().parse::<usize>().ok())
+            .is_some_and(|k| k <= 250)),
+        "{pages:?}"
+    );
 }
 
 /// Directories are prefixes: MKD writes a marker, CWD works with or without one, RMD removes

@@ -328,6 +328,7 @@ fn stou_picks_the_next_free_name() {
 }
 
 #[test]
+#[allow(clippy::panic)]
 fn list_of_a_directory_and_of_a_file() {
     let mut t = T::new();
     t.login();

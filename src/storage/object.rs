@@ -87,6 +87,9 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// The secret for [`S3Config::access_key_id`].
     pub secret_access_key: Option<String>,
+    /// Keys per `ListObjectsV2` page (`max-keys`, 1 to 1,000; default 1,000): what a listing
+    /// holds in memory at once, against one request per page.
+    pub list_page: usize,
 }
 
 impl S3Config {
@@ -100,6 +103,7 @@ impl S3Config {
             path_style: false,
             access_key_id: None,
             secret_access_key: None,
+            list_page: LIST_PAGE,
         }
     }
 
@@ -135,6 +139,12 @@ impl S3Config {
     /// Path-style addressing (`endpoint/bucket/key`).
     pub fn path_style(mut self, on: bool) -> Self {
         self.path_style = on;
+        self
+    }
+
+    /// Keys per `ListObjectsV2` page, clamped to 1..=1,000 (S3's maximum).
+    pub fn list_page(mut self, keys: usize) -> Self {
+        self.list_page = keys.clamp(1, LIST_PAGE);
         self
     }
 
@@ -427,16 +437,19 @@ impl ObjectStorage {
     }
 }
 
-/// Keys a `ListObjectsV2` page asks for (`max-keys`): S3's maximum and default.
+/// Keys a `ListObjectsV2` page asks for (`max-keys`) by default: S3's maximum.
 const LIST_PAGE: usize = 1000;
 
 /// A directory of [`ObjectStorage`] being listed: each [`Lister::next_page`] is what one
-/// `ListObjectsV2` page (up to 1,000 keys and common prefixes) holds, sorted by name.
+/// `ListObjectsV2` page (up to [`S3Config::list_page`] keys and common prefixes) holds,
+/// sorted by name.
 pub struct ObjectLister {
     /// `None` once the listing is exhausted or failed.
     lister: Option<opendal::Lister>,
     /// The directory's prefix (`a/b/`), whose own marker object is not listed.
     prefix: String,
+    /// Keys per page.
+    page: usize,
 }
 
 impl std::fmt::Debug for ObjectLister {
@@ -455,7 +468,7 @@ impl Lister for ObjectLister {
         // again, so a page of entries becomes a page of the listing.
         let (mut seen, mut done) = (0usize, false);
         let polled = std::future::poll_fn(|cx| loop {
-            if seen >= LIST_PAGE {
+            if seen >= self.page {
                 return Poll::Ready(Ok(()));
             }
             match Pin::new(&mut *lister).poll_next(cx) {
@@ -516,8 +529,9 @@ impl Storage for ObjectStorage {
     async fn list(&self, user: &User, path: &Path) -> Result<ObjectLister> {
         let prefix = dir(&key(user, path)?);
         let ops = self.ops()?;
-        let lister = ops.retrying.lister_with(&prefix).limit(LIST_PAGE).await.map_err(error)?;
-        Ok(ObjectLister { lister: Some(lister), prefix })
+        let page = self.config.list_page.clamp(1, LIST_PAGE);
+        let lister = ops.retrying.lister_with(&prefix).limit(page).await.map_err(error)?;
+        Ok(ObjectLister { lister: Some(lister), prefix, page })
     }
 
     async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {

@@ -30,6 +30,9 @@ pub struct StorageArgs {
     /// need.
     #[arg(long)]
     s3_path_style: bool,
+    /// Keys per ListObjectsV2 page, 1-1000 (default 1000): a listing holds one page.
+    #[arg(long, value_name = "KEYS")]
+    s3_list_page: Option<usize>,
 }
 
 /// Either backend, so the server stays generic over one type.
@@ -62,6 +65,9 @@ pub fn open(
         config = config.region(region);
     }
     config = config.path_style(args.s3_path_style || file.s3_path_style == Some(true));
+    if let Some(keys) = args.s3_list_page.or(file.s3_list_page) {
+        config = config.list_page(keys);
+    }
     match (&file.s3_access_key_id, &file.s3_secret_access_key) {
         (Some(id), Some(secret)) => config = config.credentials(id, secret),
         (None, None) => {}
