@@ -403,8 +403,7 @@ fn users_are_confined_to_their_home() {
     let alice = User::new("alice").home("alice");
     block_on(async {
         let s = &fx.storage;
-        let names: Vec<Vec<u8>> =
-            list(s, &alice, p("")).await.unwrap().into_iter().map(|e| e.name).collect();
+        let names: Vec<Vec<u8>> = list(s, &alice, p("")).await.unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, [b"a-link".to_vec(), b"bob".to_vec(), b"docs".to_vec(), b"top".to_vec()]);
         assert_eq!(read_all(s.open_read(&alice, p("docs/a"), 0).await.unwrap()), b"alice's");
         assert_eq!(read_all(s.open_read(&alice, p("a-link"), 0).await.unwrap()), b"alice's");
