@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringftp::session::{Action, FsOutcome, FsRequest, Session, SessionConfig, TransferOutcome};
+use ringftp::session::{Action, FsOutcome, FsRequest, Session, SessionConfig, TransferData, TransferOutcome};
 use ringftp::storage::{DirEntry, FileKind, Metadata};
 use ringftp::User;
 
@@ -38,7 +38,7 @@ fn drain(s: &mut Session, out: &mut Vec<u8>, listing: &[DirEntry], now: SystemTi
         match action {
             Action::Reply(r) => r.write_to(out),
             Action::Authenticate { username, .. } => s.login_done(Ok(User::new(username)), t0),
-            Action::Fs(FsRequest::List(_)) => s.fs_done(FsOutcome::Listing(listing.to_vec()), t0, now),
+            Action::Fs(FsRequest::OpenList(_)) => s.fs_done(FsOutcome::Opened { size: None }, t0, now),
             Action::Fs(FsRequest::Metadata(path)) => {
                 let meta = if path.ends_with(b".bin") {
                     Metadata::new(FileKind::File, 64 << 20).modified(now)
@@ -53,7 +53,13 @@ fn drain(s: &mut Session, out: &mut Vec<u8>, listing: &[DirEntry], now: SystemTi
             Action::Fs(FsRequest::OpenWrite { .. }) => s.fs_done(FsOutcome::Opened { size: None }, t0, now),
             Action::Fs(_) => s.fs_done(FsOutcome::Done, t0, now),
             Action::OpenPassive => s.passive_opened(announce, t0),
-            Action::Transfer(_) => {
+            Action::Transfer(t) => {
+                // A listing is formatted as the data path sends it.
+                if let TransferData::Listing(format) = t.data {
+                    let mut bytes = Vec::new();
+                    format.write(listing, &mut bytes);
+                    black_box(bytes);
+                }
                 s.transfer_started(t0);
                 s.transfer_done(TransferOutcome::Completed { bytes: 64 << 20 }, t0);
             }

@@ -65,11 +65,14 @@ fn metadata_of(tree: &Tree, key: &Path) -> Result<Metadata> {
 }
 
 impl Storage for MemoryStorage {
+    /// The directories here are small: each is listed into a `Vec`, sent as one page.
+    type Lister = std::vec::IntoIter<DirEntry>;
+
     async fn metadata(&self, user: &User, path: &Path) -> Result<Metadata> {
         metadata_of(&lock(&self.tree), &key(user, path))
     }
 
-    async fn list(&self, user: &User, path: &Path) -> Result<Vec<DirEntry>> {
+    async fn list(&self, user: &User, path: &Path) -> Result<Self::Lister> {
         let dir = key(user, path);
         let tree = lock(&self.tree);
         if !metadata_of(&tree, &dir)?.is_dir() {
@@ -81,7 +84,8 @@ impl Storage for MemoryStorage {
                 let name = k.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
                 Ok(DirEntry { name, metadata: metadata_of(&tree, k)? })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()
+            .map(Vec::into_iter)
     }
 
     async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {

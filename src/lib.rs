@@ -79,7 +79,7 @@ pub use server::{
 };
 pub use session::TlsPolicy;
 pub use storage::{
-    DataSink, DataSource, DigestSlot, DirEntry, ErrorKind, FileKind, FsStorage, Metadata, Storage,
+    DataSink, DataSource, DigestSlot, DirEntry, ErrorKind, FileKind, FsStorage, Lister, Metadata, Storage,
     StorageError, UploadPolicy, WriteMode,
 };
 pub use tls::{TlsAcceptor, TlsConfig};

@@ -215,3 +215,38 @@ fn a_large_directory_is_listed_whole() {
     let r = run_text(&mut c).ok(&server);
     assert_eq!(r.stdout.lines().filter(|l| ls_name(l).1 == 1).count(), 5000, "{}", r.describe());
 }
+
+/// 20,000 entries: many pages of the filesystem lister, each written to the data connection
+/// as it is read. curl's LIST and NLST and ftplib's MLSD each get every name exactly once.
+#[test]
+fn twenty_thousand_entries_in_pages() {
+    let server = TestServer::start("list-20k");
+    let dir = server.root().join("many");
+    fs::create_dir(&dir).unwrap();
+    let want: BTreeSet<String> = (0..20_000).map(|i| format!("entry-{i:05}")).collect();
+    for name in &want {
+        fs::File::create(dir.join(name)).unwrap();
+    }
+    let exactly = |what: &str, names: Vec<String>| {
+        assert_eq!(names.len(), want.len(), "{what}: {} lines", names.len());
+        let set: BTreeSet<String> = names.into_iter().collect();
+        assert_eq!(set, want, "{what}: every name once");
+    };
+
+    let mut c = curl(&server);
+    c.arg("--list-only").arg(server.url("many/"));
+    let r = run_text(&mut c).ok(&server);
+    exactly("NLST", r.stdout.lines().map(str::to_owned).collect());
+
+    let mut c = curl(&server);
+    c.arg(server.url("many/"));
+    let r = run_text(&mut c).ok(&server);
+    let lines: Vec<(char, u64, String)> = r.stdout.lines().map(ls_name).collect();
+    assert!(lines.iter().all(|(kind, size, _)| *kind == '-' && *size == 0), "LIST kinds and sizes");
+    exactly("LIST", lines.into_iter().map(|(_, _, name)| name).collect());
+
+    let r = py(&server, &["mlsd many"]).ok(&server);
+    let mlsd: Vec<String> = r.lines_with("mlsd| ").iter().map(|l| facts(&l["mlsd| ".len()..]).1).collect();
+    assert!(r.stdout.contains("mlsd: 226"), "{}", r.describe());
+    exactly("MLSD", mlsd);
+}

@@ -141,38 +141,70 @@ fn rest_download() {
     assert_eq!(fs::read(&end).unwrap().len(), len, "nothing appended after REST at the end");
 }
 
-/// A directory of 2,500 objects (three ListObjectsV2 pages) made with boto3, listed by LIST,
-/// NLST and MLSD with every entry.
+/// A directory of 2,500 objects, a subdirectory and the directory's own marker made with
+/// boto3, served with 250-key ListObjectsV2 pages (`--s3-list-page`; eleven pages), listed by
+/// LIST, NLST and MLSD: every entry exactly once, the marker never, each page sent as it
+/// arrives (the server logs one line per page).
 #[test]
 fn large_directory_listing() {
+    const N: usize = 2500;
     let moto = Moto::start();
     moto.bucket("big");
-    let server = server(&moto, "big", "s3-big");
+    let server = TestServer::builder("s3-big")
+        .no_root()
+        .log_level("info,ringftp=debug")
+        .args(["--storage", "s3://big/pre", "--s3-endpoint", &moto.url(), "--s3-path-style"])
+        .args(["--s3-list-page", "250"])
+        .start();
     moto.py(
         "big",
-        "from concurrent.futures import ThreadPoolExecutor\n\
-         def put(i): s3.put_object(Bucket=B, Key='pre/many/f%04d' % i, Body=b'x' * (i % 7))\n\
-         with ThreadPoolExecutor(8) as ex: list(ex.map(put, range(2500)))\n\
-         s3.put_object(Bucket=B, Key='pre/many/sub/inner', Body=b'y')",
+        &format!(
+            "from concurrent.futures import ThreadPoolExecutor\n\
+             def put(i): s3.put_object(Bucket=B, Key='pre/many/f%04d' % i, Body=b'x' * (i % 7))\n\
+             with ThreadPoolExecutor(8) as ex: list(ex.map(put, range({N})))\n\
+             s3.put_object(Bucket=B, Key='pre/many/sub/inner', Body=b'y')\n\
+             s3.put_object(Bucket=B, Key='pre/many/', Body=b'')"
+        ),
     );
     let r = py(&server, &["list many", "nlst many", "mlsd many"]).ok(&server);
     let list = r.lines_with("list| ");
     let nlst = r.lines_with("nlst| ");
     let mlsd = r.lines_with("mlsd| ");
-    assert_eq!(list.len(), 2501, "LIST: {}", r.stdout.lines().take(5).collect::<Vec<_>>().join("\n"));
-    assert_eq!(nlst.len(), 2501);
-    assert_eq!(mlsd.len(), 2501);
+    assert_eq!(list.len(), N + 1, "LIST: {}", r.stdout.lines().take(5).collect::<Vec<_>>().join("\n"));
+    assert_eq!(mlsd.len(), N + 1);
+    let want: std::collections::BTreeSet<String> =
+        (0..N).map(|i| format!("f{i:04}")).chain(["sub".to_string()]).collect();
+    let names: Vec<String> = nlst.iter().map(|l| l["nlst| ".len()..].to_string()).collect();
+    assert_eq!(names.len(), N + 1, "NLST: {} names", names.len());
+    assert_eq!(
+        names.iter().cloned().collect::<std::collections::BTreeSet<_>>(),
+        want,
+        "NLST: each name once"
+    );
     assert!(list.iter().any(|l| l.starts_with("list| d") && l.ends_with(" sub")), "sub is a directory");
     assert!(list.iter().any(|l| l.contains(" 6 ") && l.ends_with(" f0006")), "sizes from the listing");
     let files = mlsd.iter().filter(|l| l.to_ascii_lowercase().contains("type=file;")).count();
     let dirs = mlsd.iter().filter(|l| l.to_ascii_lowercase().contains("type=dir;")).count();
-    assert_eq!((files, dirs), (2500, 1), "MLSD types");
+    assert_eq!((files, dirs), (N, 1), "MLSD types");
     assert!(mlsd.iter().any(|l| l.to_ascii_lowercase().contains("size=3;") && l.ends_with(" f0003")));
     assert!(r.stdout.contains("list: 226") && r.stdout.contains("mlsd: 226"), "{}", r.describe());
 
     // curl's LIST over the same directory agrees.
     let out = run_text(curl(&server).arg(server.url("many/"))).ok(&server);
-    assert_eq!(out.stdout.lines().count(), 2501);
+    assert_eq!(out.stdout.lines().count(), N + 1);
+
+    // Four listings of eleven pages each, every page its own batch of at most 250 keys.
+    let log = server.stderr_log();
+    let pages: Vec<&str> = log.lines().filter(|l| l.contains("listing page")).collect();
+    assert!(pages.len() >= 4 * 11, "{} pages logged:\n{}", pages.len(), server.log_for_failure());
+    assert!(
+        pages.iter().all(|l| l
+            .split("keys=")
+            .nth(1)
+            .and_then(|k| k.trim().parse::<usize>().ok())
+            .is_some_and(|k| k <= 250)),
+        "{pages:?}"
+    );
 }
 
 /// Directories are prefixes: MKD writes a marker, CWD works with or without one, RMD removes

@@ -9,7 +9,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ringftp::storage::{DataSink, DataSource, ErrorKind, FileKind, Storage, WriteMode};
+use ringftp::storage::{DataSink, DataSource, DirEntry, ErrorKind, FileKind, Lister, Storage, WriteMode};
 use ringftp::{FsStorage, User};
 
 /// A directory under the system temp dir, removed on drop.
@@ -67,6 +67,14 @@ fn user() -> User {
 
 fn p(path: &str) -> &Path {
     Path::new(path)
+}
+
+/// Every entry of a directory, page by page.
+async fn list(s: &FsStorage, user: &User, path: &Path) -> Result<Vec<DirEntry>, ringftp::StorageError> {
+    let mut lister = s.list(user, path).await?;
+    let mut entries = Vec::new();
+    while lister.next_page(&mut entries).await? {}
+    Ok(entries)
 }
 
 fn kind<T: std::fmt::Debug>(result: Result<T, ringftp::StorageError>) -> ErrorKind {
@@ -143,16 +151,43 @@ fn list_is_sorted_and_does_not_follow_symlinks() {
     fs::create_dir(fx.root().join("c")).unwrap();
     symlink("a.txt", fx.root().join("d-link")).unwrap();
     block_on(async {
-        let entries = fx.storage.list(&user(), p("")).await.unwrap();
+        let entries = list(&fx.storage, &user(), p("")).await.unwrap();
         let names: Vec<&[u8]> = entries.iter().map(|e| e.name.as_slice()).collect();
         assert_eq!(names, [&b"a.txt"[..], b"b.txt", b"c", b"d-link"]);
         let kinds: Vec<FileKind> = entries.iter().map(|e| e.metadata.kind).collect();
         assert_eq!(kinds, [FileKind::File, FileKind::File, FileKind::Dir, FileKind::Symlink]);
         assert_eq!(entries[1].metadata.len, 2);
 
-        assert!(fx.storage.list(&user(), p("c")).await.unwrap().is_empty());
-        assert_eq!(kind(fx.storage.list(&user(), p("a.txt")).await), ErrorKind::NotADirectory);
-        assert_eq!(kind(fx.storage.list(&user(), p("nope")).await), ErrorKind::NotFound);
+        assert!(list(&fx.storage, &user(), p("c")).await.unwrap().is_empty());
+        assert_eq!(kind(list(&fx.storage, &user(), p("a.txt")).await), ErrorKind::NotADirectory);
+        assert_eq!(kind(list(&fx.storage, &user(), p("nope")).await), ErrorKind::NotFound);
+    });
+}
+
+/// A directory larger than a page comes in pages of at most 1,024 entries, each sorted,
+/// together every entry once; the lister's buffer is the caller's, reused.
+#[test]
+fn large_directory_in_pages() {
+    let fx = Fixture::new("pages");
+    let want: std::collections::BTreeSet<Vec<u8>> =
+        (0..3000).map(|i| format!("f{i:04}").into_bytes()).collect();
+    for name in &want {
+        fs::write(fx.root().join(OsStr::from_bytes(name)), b"").unwrap();
+    }
+    block_on(async {
+        let mut lister = fx.storage.list(&user(), p("")).await.unwrap();
+        let (mut page, mut pages, mut seen) = (Vec::new(), 0, std::collections::BTreeSet::new());
+        while lister.next_page(&mut page).await.unwrap() {
+            assert!(page.len() <= 1024, "a page of {}", page.len());
+            assert!(page.windows(2).all(|w| w[0].name < w[1].name), "a page is sorted");
+            for e in page.drain(..) {
+                assert!(seen.insert(e.name), "listed twice");
+            }
+            pages += 1;
+        }
+        assert_eq!(seen, want);
+        assert!(pages >= 3, "{pages} pages");
+        assert!(!lister.next_page(&mut page).await.unwrap() && page.is_empty(), "done stays done");
     });
 }
 
@@ -185,7 +220,7 @@ fn read_refuses_a_fifo_without_blocking() {
             kind(fx.storage.open_write(&user(), p("fifo"), WriteMode::Truncate).await),
             ErrorKind::PermissionDenied
         );
-        let entries = fx.storage.list(&user(), p("")).await.unwrap();
+        let entries = list(&fx.storage, &user(), p("")).await.unwrap();
         assert_eq!(entries[0].metadata.kind, FileKind::Other);
     });
 }
@@ -329,7 +364,7 @@ fn symlink_escapes_are_refused() {
         for link in ["etc", "passwd", "out", "secret", "magic", "etc/passwd", "out/secret"] {
             refused(kind(s.metadata(&user(), p(link)).await));
             refused(kind(s.open_read(&user(), p(link), 0).await));
-            refused(kind(s.list(&user(), p(link)).await));
+            refused(kind(list(s, &user(), p(link)).await));
         }
         for target in ["out/new", "secret", "etc/new"] {
             refused(kind(s.open_write(&user(), p(target), WriteMode::Truncate).await));
@@ -346,7 +381,7 @@ fn symlink_escapes_are_refused() {
         // Links that stay inside work, even through `..`.
         assert_eq!(read_all(s.open_read(&user(), p("sub/up"), 0).await.unwrap()), b"inside");
         assert!(s.metadata(&user(), p("sub/self")).await.unwrap().is_dir());
-        assert_eq!(s.list(&user(), p("sub/self")).await.unwrap().len(), 2);
+        assert_eq!(list(s, &user(), p("sub/self")).await.unwrap().len(), 2);
     });
     assert_eq!(fs::read(fx.dir.path().join("outside/secret")).unwrap(), b"top secret");
     assert!(!fx.dir.path().join("outside/new").exists());
@@ -368,13 +403,13 @@ fn users_are_confined_to_their_home() {
     let alice = User::new("alice").home("alice");
     block_on(async {
         let s = &fx.storage;
-        let names: Vec<Vec<u8>> = s.list(&alice, p("")).await.unwrap().into_iter().map(|e| e.name).collect();
+        let names: Vec<Vec<u8>> = list(s, &alice, p("")).await.unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, [b"a-link".to_vec(), b"bob".to_vec(), b"docs".to_vec(), b"top".to_vec()]);
         assert_eq!(read_all(s.open_read(&alice, p("docs/a"), 0).await.unwrap()), b"alice's");
         assert_eq!(read_all(s.open_read(&alice, p("a-link"), 0).await.unwrap()), b"alice's");
 
         let refused = |err: ErrorKind| assert_eq!(err, ErrorKind::PermissionDenied);
-        refused(kind(s.list(&alice, p("bob")).await));
+        refused(kind(list(s, &alice, p("bob")).await));
         refused(kind(s.open_read(&alice, p("bob/b"), 0).await));
         refused(kind(s.open_read(&alice, p("top"), 0).await));
         refused(kind(s.remove_file(&alice, p("bob/b")).await));
@@ -404,7 +439,7 @@ fn non_utf8_names_round_trip() {
     let name: &[u8] = b"caf\xe9-\xff.txt";
     fs::write(fx.root().join(OsStr::from_bytes(name)), b"latin-1").unwrap();
     block_on(async {
-        let entries = fx.storage.list(&user(), p("")).await.unwrap();
+        let entries = list(&fx.storage, &user(), p("")).await.unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].name, name);
         let path = Path::new(OsStr::from_bytes(&entries[0].name));

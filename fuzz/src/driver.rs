@@ -366,6 +366,16 @@ impl Driver {
                 check_listing(b);
                 None
             }
+            (TransferData::Listing(format), Some(FsRequest::OpenList(path))) => {
+                assert!(t.kind.is_listing() && path == t.path, "{t:?} after opening {path:?}");
+                // The lines the data path would send, from what the storage holds.
+                if let Ok(entries) = self.fs().list(&path) {
+                    let mut bytes = Vec::new();
+                    format.write(&entries, &mut bytes);
+                    check_listing(&bytes);
+                }
+                None
+            }
             (data, opened) => panic!("{data:?} after opening {opened:?}"),
         }
     }

@@ -316,6 +316,11 @@ impl MemFs {
         match req {
             FsRequest::Metadata(p) => self.metadata(p).map_or_else(FsOutcome::Failed, FsOutcome::Metadata),
             FsRequest::List(p) => self.list(p).map_or_else(FsOutcome::Failed, FsOutcome::Listing),
+            FsRequest::OpenList(p) => match self.metadata(p) {
+                Ok(m) if m.is_dir() => FsOutcome::Opened { size: None },
+                Ok(_) => FsOutcome::Failed(ErrorKind::NotADirectory),
+                Err(kind) => FsOutcome::Failed(kind),
+            },
             FsRequest::OpenRead { path, .. } => self
                 .open_read(path)
                 .map_or_else(FsOutcome::Failed, |len| FsOutcome::Opened { size: Some(len) }),

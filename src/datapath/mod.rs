@@ -41,7 +41,7 @@ use upload_hash::UploadHash;
 
 use crate::auth::User;
 use crate::session::TransferKind;
-use crate::session::{Transfer, TransferOutcome};
+use crate::session::{ListFormat, Transfer, TransferOutcome};
 use crate::storage::{DataSink, DataSource, Storage, StorageError};
 use crate::tls::ktls::{self, Corked, EnableError, KtlsSocket};
 use crate::tls::{AcceptError, ControlTls, TlsStream};
@@ -67,11 +67,13 @@ pub(crate) enum Event {
 }
 
 /// What a transfer moves: the storage side the session had opened, or bytes it formatted.
-pub(crate) enum Payload {
+pub(crate) enum Payload<L> {
     /// A download, and the file's size when it was opened.
     Source(DataSource, Option<u64>),
     Sink(DataSink),
     Bytes(Vec<u8>),
+    /// A directory, sent a page at a time as it is read.
+    Listing(L, ListFormat),
 }
 
 /// What a transfer needs from its shard and session.
@@ -111,7 +113,7 @@ pub(crate) struct TransferEnv<S> {
 pub(crate) async fn run<S: Storage>(
     env: TransferEnv<S>,
     transfer: Transfer,
-    payload: Payload,
+    payload: Payload<S::Lister>,
     connect: DataConnect,
     events: UnboundedSender<Event>,
 ) {
@@ -122,7 +124,7 @@ pub(crate) async fn run<S: Storage>(
 async fn run_transfer<S: Storage>(
     env: &TransferEnv<S>,
     t: &Transfer,
-    payload: Payload,
+    payload: Payload<S::Lister>,
     connect: DataConnect,
     events: &UnboundedSender<Event>,
 ) -> TransferOutcome {
@@ -235,6 +237,9 @@ async fn run_transfer<S: Storage>(
                 transfer::receive_stream(&mut sock, s, t.ascii, &meter, &*env.control_closed, digest).await
             }
             Payload::Bytes(bytes) => transfer::send_bytes(&bytes, &mut sock, &meter).await,
+            Payload::Listing(lister, format) => {
+                transfer::send_listing(lister, format, &mut sock, &meter).await
+            }
         }
     };
     if let (Ok(_), Some(file)) = (&result, &commit) {
@@ -336,7 +341,7 @@ fn whole_upload_digest<S>(env: &TransferEnv<S>, t: &Transfer) -> Option<HashAlgo
 async fn over_rustls<S: Storage, IO>(
     env: &TransferEnv<S>,
     t: &Transfer,
-    payload: Payload,
+    payload: Payload<S::Lister>,
     stream: &mut IO,
     hash: Option<&mut UploadHash>,
     meter: &Meter<'_>,
@@ -363,7 +368,7 @@ where
 async fn over_ktls<S: Storage>(
     env: &TransferEnv<S>,
     t: &Transfer,
-    payload: Payload,
+    payload: Payload<S::Lister>,
     sock: KtlsSocket,
     hash: Option<&mut UploadHash>,
     meter: &Meter<'_>,
@@ -407,7 +412,7 @@ async fn over_ktls<S: Storage>(
 /// Moves a transfer's bytes through a buffer over any stream (a TLS data connection).
 async fn buffered<S: Storage, IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     t: &Transfer,
-    payload: Payload,
+    payload: Payload<S::Lister>,
     io: &mut IO,
     hash: Option<&mut UploadHash>,
     env: &TransferEnv<S>,
@@ -430,6 +435,7 @@ async fn buffered<S: Storage, IO: tokio::io::AsyncRead + tokio::io::AsyncWrite +
             transfer::receive_stream(io, s, t.ascii, meter, &*env.control_closed, digest).await
         }
         Payload::Bytes(bytes) => transfer::send_bytes(&bytes, io, meter).await,
+        Payload::Listing(lister, format) => transfer::send_listing(lister, format, io, meter).await,
     }
 }
 

@@ -26,7 +26,8 @@ use super::pagecache::{is_cached, is_local};
 use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
 use super::upload_hash::{TeeHasher, UploadHash};
-use crate::storage::{DigestSlot, Hasher};
+use crate::session::ListFormat;
+use crate::storage::{DigestSlot, Hasher, Lister};
 use crate::tls::ktls::{self, Record};
 use crate::types::HashAlgo;
 
@@ -558,4 +559,29 @@ pub(crate) async fn send_bytes<W: AsyncWrite + Unpin>(
     sock.write_all(bytes).await.map_err(DataError::Net)?;
     meter.moved.set(bytes.len() as u64);
     Ok(bytes.len() as u64)
+}
+
+/// Sends a directory listing a page at a time: each page is formatted into one buffer and
+/// written before the next is read, so the listing holds a page, never the directory.
+pub(crate) async fn send_listing<L: Lister, W: AsyncWrite + Unpin>(
+    mut lister: L,
+    format: ListFormat,
+    sock: &mut W,
+    meter: &Meter<'_>,
+) -> Result<u64, DataError> {
+    let (mut entries, mut bytes) = (Vec::new(), Vec::new());
+    let mut total = 0u64;
+    loop {
+        entries.clear();
+        let more =
+            lister.next_page(&mut entries).await.map_err(|e| DataError::Storage(io::Error::other(e)))?;
+        if !more {
+            return Ok(total);
+        }
+        bytes.clear();
+        format.write(&entries, &mut bytes);
+        sock.write_all(&bytes).await.map_err(DataError::Net)?;
+        total += bytes.len() as u64;
+        meter.moved.set(total);
+    }
 }

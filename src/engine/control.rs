@@ -62,11 +62,13 @@ struct Running {
     moved: Rc<Cell<u64>>,
 }
 
-/// A file storage opened for the transfer the session asks for next.
-enum Opened {
+/// A file or directory storage opened for the transfer the session asks for next.
+enum Opened<L> {
     /// A download and the file's size when it was opened.
     Source(DataSource, Option<u64>),
     Sink(DataSink),
+    /// A directory to list.
+    Listing(L),
 }
 
 /// The control socket shared with the transfer task (which peeks at it), as tokio-rustls's
@@ -177,7 +179,7 @@ async fn next_input(stream: &TcpStream, tls: Option<&mut ControlTlsState>) -> io
     }
 }
 
-struct Control<S, A> {
+struct Control<S: Storage, A> {
     shard: Rc<Shard<S, A>>,
     stream: Rc<TcpStream>,
     /// Set once AUTH TLS succeeded (or from the start on an implicit FTPS listener).
@@ -188,7 +190,7 @@ struct Control<S, A> {
     out: Vec<u8>,
     passive: Option<PendingAccept>,
     /// Boxed, as is `transfer`: an idle session's task carries every field (see `run`).
-    opened: Option<Box<Opened>>,
+    opened: Option<Box<Opened<S::Lister>>>,
     transfer: Option<Box<Running>>,
     local: SocketAddr,
     peer: SocketAddr,
@@ -632,7 +634,17 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
         let path = request.storage_path();
         let result = match request {
             FsRequest::Metadata(_) => storage.metadata(user, path).await.map(FsOutcome::Metadata),
-            FsRequest::List(_) => storage.list(user, path).await.map(FsOutcome::Listing),
+            FsRequest::List(_) => match storage.list(user, path).await {
+                Ok(lister) => crate::storage::list_all(lister).await.map(FsOutcome::Listing),
+                Err(e) => Err(e),
+            },
+            FsRequest::OpenList(_) => match storage.list(user, path).await {
+                Ok(lister) => {
+                    self.opened = Some(Box::new(Opened::Listing(lister)));
+                    Ok(FsOutcome::Opened { size: None })
+                }
+                Err(e) => Err(e),
+            },
             FsRequest::OpenRead { offset, .. } => match storage.open_read(user, path, *offset).await {
                 Ok(source) => {
                     let size = match &source {
@@ -719,8 +731,9 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             (TransferData::Bytes(b), _) => Payload::Bytes(b.clone()),
             (TransferData::Opened, Some(Opened::Source(s, size))) => Payload::Source(s, size),
             (TransferData::Opened, Some(Opened::Sink(s))) => Payload::Sink(s),
+            (TransferData::Listing(format), Some(Opened::Listing(l))) => Payload::Listing(l, *format),
             // The session asks for a transfer only after its open succeeded.
-            (TransferData::Opened, None) => {
+            (TransferData::Opened | TransferData::Listing(_), _) => {
                 self.session.transfer_done(TransferOutcome::OpenFailed(ErrorKind::Local), now.into_std());
                 return;
             }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use super::{format_listing, Action, DataChannel, FsOutcome, Session, Waiting};
+use super::{Action, DataChannel, FsOutcome, Session, Waiting};
 use crate::proto::command::{trim, Command, TransferType};
 use crate::proto::reply::{code, quote_path, Reply};
 use crate::proto::{listing, path};
@@ -17,8 +17,13 @@ use crate::types::{DirEntry, ErrorKind, HashAlgo, Permissions, UploadPolicy, Wri
 pub enum FsRequest {
     /// Metadata of a path, following symlinks; answer [`FsOutcome::Metadata`].
     Metadata(Vec<u8>),
-    /// The entries of a directory; answer [`FsOutcome::Listing`].
+    /// Every entry of a directory at once (STAT, whose reply is one message); answer
+    /// [`FsOutcome::Listing`].
     List(Vec<u8>),
+    /// Open a directory for the listing transfer that follows; answer
+    /// [`FsOutcome::Opened`] and keep the [`crate::storage::Lister`] for the next
+    /// [`Action::Transfer`], which writes it a page at a time ([`TransferData::Listing`]).
+    OpenList(Vec<u8>),
     /// Open a file for the download that follows, at `offset`; answer
     /// [`FsOutcome::Opened`] and keep the handle for the next [`Action::Transfer`].
     OpenRead {
@@ -84,6 +89,7 @@ impl FsRequest {
         match self {
             FsRequest::Metadata(p)
             | FsRequest::List(p)
+            | FsRequest::OpenList(p)
             | FsRequest::OpenRead { path: p, .. }
             | FsRequest::OpenWrite { path: p, .. }
             | FsRequest::MakeDir(p)
@@ -159,8 +165,40 @@ pub struct Transfer {
 pub enum TransferData {
     /// The file the last [`FsRequest::OpenRead`] or [`FsRequest::OpenWrite`] opened.
     Opened,
-    /// Bytes the session formatted: a listing.
+    /// Bytes the session formatted: the listing of one file.
     Bytes(Vec<u8>),
+    /// The directory the last [`FsRequest::OpenList`] opened, each page formatted as this
+    /// says and sent before the next is read.
+    Listing(ListFormat),
+}
+
+/// How a listing's entries become lines: LIST's `ls -l`, NLST's names, MLSD's facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListFormat {
+    kind: TransferKind,
+    /// The user may write (the `perm` fact).
+    writable: bool,
+    /// The MLSx facts the client selected.
+    facts: listing::Facts,
+    /// What LIST dates are relative to (a time within six months, else a year).
+    now: SystemTime,
+}
+
+impl ListFormat {
+    /// Appends one CRLF line per entry to `out`.
+    pub fn write(&self, entries: &[DirEntry], out: &mut Vec<u8>) {
+        out.reserve(entries.len() * 64);
+        for e in entries {
+            match self.kind {
+                TransferKind::List => listing::write_list_line(&e.name, &e.metadata, self.now, out),
+                TransferKind::Nlst => listing::write_nlst_line(&e.name, out),
+                _ => {
+                    listing::write_selected_facts(&e.name, &e.metadata, self.writable, self.facts, out);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+    }
 }
 
 impl Transfer {
@@ -465,7 +503,7 @@ impl Session {
                 return self.open(plan);
             }
             (FsPurpose::ListWhat(plan), FsOutcome::Metadata(m)) if m.is_dir() => {
-                let request = FsRequest::List(plan.path.clone());
+                let request = FsRequest::OpenList(plan.path.clone());
                 return self.fs(FsPurpose::ListDir(plan), request);
             }
             (FsPurpose::ListWhat(plan), FsOutcome::Metadata(_)) if plan.kind == TransferKind::Mlsd => {
@@ -475,13 +513,14 @@ impl Session {
             (FsPurpose::ListWhat(plan), FsOutcome::Metadata(m)) => {
                 // LIST or NLST of a file: that one entry, named as given (as `ls` does).
                 let entry = DirEntry { name: path::file_name(&plan.path).to_vec(), metadata: m };
-                let bytes =
-                    format_listing(plan.kind, std::slice::from_ref(&entry), writable, self.facts, wall);
+                let format = ListFormat { kind: plan.kind, writable, facts: self.facts, now: wall };
+                let mut bytes = Vec::new();
+                format.write(std::slice::from_ref(&entry), &mut bytes);
                 return self.start_planned(plan, TransferData::Bytes(bytes), false, None, now);
             }
-            (FsPurpose::ListDir(plan), FsOutcome::Listing(entries)) => {
-                let bytes = format_listing(plan.kind, &entries, writable, self.facts, wall);
-                return self.start_planned(plan, TransferData::Bytes(bytes), false, None, now);
+            (FsPurpose::ListDir(plan), FsOutcome::Opened { .. }) => {
+                let format = ListFormat { kind: plan.kind, writable, facts: self.facts, now: wall };
+                return self.start_planned(plan, TransferData::Listing(format), false, None, now);
             }
             (FsPurpose::Stat(p), FsOutcome::Metadata(m)) if m.is_dir() => {
                 return self.fs(FsPurpose::StatDir, FsRequest::List(p));

@@ -41,14 +41,14 @@ mod tls;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::proto::command::{Command, EpsvArg, TransferType};
 use crate::proto::reply::{code, Reply, ReplyCode};
 use crate::proto::{self, address, listing, Line, LineBuffer, ParseError};
 use crate::types::{AuthError, DirEntry, ErrorKind, HashAlgo, Metadata, Timeouts, UploadPolicy, User};
 
-pub use files::{FsRequest, Transfer, TransferData, TransferKind};
+pub use files::{FsRequest, ListFormat, Transfer, TransferData, TransferKind};
 pub use tls::TlsPolicy;
 
 /// Session settings that come from the server configuration.
@@ -1047,28 +1047,6 @@ impl Session {
 /// [`address::canonical`] for a socket address.
 fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(address::canonical(addr.ip()), addr.port())
-}
-
-/// Formats a listing for LIST, NLST or MLSD: one CRLF line per entry.
-fn format_listing(
-    kind: TransferKind,
-    entries: &[DirEntry],
-    writable: bool,
-    facts: listing::Facts,
-    now: SystemTime,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(entries.len() * 64);
-    for e in entries {
-        match kind {
-            TransferKind::List => listing::write_list_line(&e.name, &e.metadata, now, &mut out),
-            TransferKind::Nlst => listing::write_nlst_line(&e.name, &mut out),
-            _ => {
-                listing::write_selected_facts(&e.name, &e.metadata, writable, facts, &mut out);
-                out.extend_from_slice(b"\r\n");
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

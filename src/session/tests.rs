@@ -328,18 +328,28 @@ fn stou_picks_the_next_free_name() {
 }
 
 #[test]
+#[allow(clippy::panic)]
 fn list_of_a_directory_and_of_a_file() {
     let mut t = T::new();
     t.login();
     t.passive();
     assert_eq!(t.send("NLST -la d"), vec!["Fs(Metadata([47, 100]))"]);
-    assert_eq!(t.meta(FileKind::Dir, 0), vec!["Fs(List([47, 100]))"]);
+    assert_eq!(t.meta(FileKind::Dir, 0), vec!["Fs(OpenList([47, 100]))"]);
     let entries = vec![
         DirEntry { name: b"x".to_vec(), metadata: Metadata::new(FileKind::File, 1) },
         DirEntry { name: b"y".to_vec(), metadata: Metadata::new(FileKind::Dir, 1) },
     ];
-    let out = t.fs(FsOutcome::Listing(entries));
-    assert!(out[0].contains("kind: Nlst") && out[0].contains("Bytes([120, 13, 10, 121, 13, 10])"), "{out:?}");
+    t.s.fs_done(FsOutcome::Opened { size: None }, t.now, SystemTime::UNIX_EPOCH);
+    match t.s.poll_action() {
+        Some(Action::Transfer(tr)) => {
+            assert_eq!(tr.kind, TransferKind::Nlst);
+            let TransferData::Listing(format) = tr.data else { panic!("{tr:?}") };
+            let mut bytes = Vec::new();
+            format.write(&entries, &mut bytes);
+            assert_eq!(bytes, b"x\r\ny\r\n");
+        }
+        other => panic!("{other:?}"),
+    }
     t.done(TransferOutcome::Completed { bytes: 6 });
     // LIST of a file: the one entry, named by its last component.
     t.passive();
@@ -395,8 +405,8 @@ fn active_mode_bounce_protection() {
     assert_eq!(t.send("EPRT |1|127.0.0.1|2000|"), vec!["200 EPRT command successful."]);
     t.send("LIST -la");
     let out = t.meta(FileKind::Dir, 0);
-    assert_eq!(out, vec!["Fs(List([47]))"]);
-    let out = t.fs(FsOutcome::Listing(Vec::new()));
+    assert_eq!(out, vec!["Fs(OpenList([47]))"]);
+    let out = t.fs(FsOutcome::Opened { size: None });
     assert!(
         out[0].contains("kind: List, path: [47], offset: 0, ascii: false, channel: Active(127.0.0.1:2000)"),
         "{out:?}"

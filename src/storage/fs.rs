@@ -12,8 +12,9 @@
 //! follows a symlink in that position.
 //!
 //! The trait's methods are `async` but the syscalls here are quick metadata operations, so they
-//! run inline on the caller's thread, except the listing of a large directory, which goes to
-//! the runtime's blocking pool; the bulk data moves through the returned descriptors.
+//! run inline on the caller's thread, except the pages of a large directory's listing, which
+//! are read on the runtime's blocking pool; the bulk data moves through the returned
+//! descriptors.
 
 use std::ffi::{CStr, OsStr};
 use std::fs::File;
@@ -262,46 +263,107 @@ fn resolved_name(home: &DirFd<'_>, path: &Path) -> Result<(OwnedFd, String)> {
     Ok((fd, name))
 }
 
+/// Directories whose size (`st_size`) is below this are listed on the calling thread.
+const LIST_INLINE_BYTES: i64 = 32 * 1024;
+
+/// Entries per page of a listing: a few `getdents` calls' worth, and what a listing holds in
+/// memory at once.
+const LIST_PAGE: usize = 1024;
+
+/// A directory of [`FsStorage`] being listed, a page at a time (see [`Storage::list`]).
+///
+/// Each page is read and stat'ed (one `fstatat`, and for links a `readlinkat` and a lookup,
+/// per entry) on the calling thread for a small directory, and on the runtime's blocking pool
+/// for a large one: 100,000 entries would stall every other session of the shard for a tenth
+/// of a second. Each page is sorted by name; the directory as a whole is in `readdir` order.
+pub struct FsLister {
+    /// `None` once the directory is exhausted or failed.
+    state: Option<Box<ListState>>,
+    inline: bool,
+}
+
+impl std::fmt::Debug for FsLister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsLister").field("done", &self.state.is_none()).finish_non_exhaustive()
+    }
+}
+
+/// What a page read needs, moved to the blocking pool and back.
+struct ListState {
+    entries: nix::dir::OwningIter,
+    /// The same directory, for the `*at` calls (the iterator owns its descriptor).
+    dir: OwnedFd,
+    home: DirFd<'static>,
+    /// The directory below `home`, for resolving links.
+    path: PathBuf,
+}
+
+impl ListState {
+    /// Appends up to [`LIST_PAGE`] entries to `out`, sorted by name; whether more may follow.
+    fn read_page(&mut self, out: &mut Vec<DirEntry>) -> Result<bool> {
+        let start = out.len();
+        let mut more = false;
+        for entry in self.entries.by_ref() {
+            let entry = entry?;
+            let name = entry.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            match fstatat(&self.dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(stat) => {
+                    let mut metadata = to_metadata(&stat);
+                    if metadata.kind == FileKind::Symlink {
+                        metadata = symlink_metadata(metadata, &self.home, &self.path, &self.dir, name);
+                    }
+                    out.push(DirEntry { name: name.to_bytes().to_vec(), metadata })
+                }
+                // Removed since readdir saw it: it is simply not there any more.
+                Err(Errno::ENOENT) => {}
+                Err(errno) => return Err(errno.into()),
+            }
+            if out.len() - start >= LIST_PAGE {
+                more = true;
+                break;
+            }
+        }
+        if let Some(page) = out.get_mut(start..) {
+            page.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        }
+        Ok(more)
+    }
+}
+
+impl super::Lister for FsLister {
+    async fn next_page(&mut self, out: &mut Vec<DirEntry>) -> Result<bool> {
+        let Some(mut state) = self.state.take() else {
+            return Ok(false);
+        };
+        let more = if self.inline {
+            state.read_page(out)?
+        } else {
+            // The caller's buffer goes along and comes back, so its allocation is reused.
+            let mut page = std::mem::take(out);
+            let read = tokio::task::spawn_blocking(move || {
+                let more = state.read_page(&mut page);
+                (state, page, more)
+            });
+            let (back, page, more) = read.await.map_err(io::Error::other)?;
+            *out = page;
+            state = back;
+            more?
+        };
+        if more {
+            self.state = Some(state);
+        }
+        Ok(true)
+    }
+}
+
 /// Adds to the metadata of the symlink `name` in `dir` (the directory `path` of `home`) its
 /// target, and what that resolves to by the same confined lookup a RETR or CWD through the
 /// link would make, so a listing agrees with what using the link does: a link that is
 /// dangling, loops or leaves the root resolves to nothing.
-/// Directories whose size (`st_size`) is below this are listed on the calling thread.
-const LIST_INLINE_BYTES: i64 = 32 * 1024;
-
-/// The entries of the open directory `dir` (at `path` below `home`), sorted by name.
-fn read_dir(home: &DirFd<'_>, path: &Path, dir: OwnedFd) -> Result<Vec<DirEntry>> {
-    let mut dir = Dir::from_fd(dir)?;
-    // Collect the names first: the iterator borrows the directory that fstatat needs.
-    let mut names = Vec::new();
-    for entry in dir.iter() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push(name.to_owned());
-        }
-    }
-    let mut entries = Vec::with_capacity(names.len());
-    for name in names {
-        let name: &CStr = &name;
-        match fstatat(&dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(stat) => {
-                let mut metadata = to_metadata(&stat);
-                if metadata.kind == FileKind::Symlink {
-                    metadata = symlink_metadata(metadata, home, path, &dir, name);
-                }
-                entries.push(DirEntry { name: name.to_bytes().to_vec(), metadata })
-            }
-            // Removed since readdir saw it: it is simply not there any more.
-            Err(Errno::ENOENT) => {}
-            Err(errno) => return Err(errno.into()),
-        }
-    }
-    entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    Ok(entries)
-}
-
-fn symlink_metadata(meta: Metadata, home: &DirFd<'_>, path: &Path, dir: &Dir, name: &CStr) -> Metadata {
+fn symlink_metadata(meta: Metadata, home: &DirFd<'_>, path: &Path, dir: &OwnedFd, name: &CStr) -> Metadata {
     let Ok(target) = readlinkat(dir, name) else {
         // Replaced since fstatat saw it: list it as it was, without a target.
         return meta;
@@ -322,22 +384,19 @@ impl Storage for FsStorage {
         Ok(to_metadata(&fstat(&fd)?))
     }
 
-    async fn list(&self, user: &User, path: &Path) -> Result<Vec<DirEntry>> {
+    type Lister = FsLister;
+
+    async fn list(&self, user: &User, path: &Path) -> Result<FsLister> {
         let home = self.home_owned(user)?;
         let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
         let dir = open_beneath(home.as_fd(), path, flags, 0)?;
-        // A large directory is read and stat'ed off the shard (one fstatat, and for links a
-        // readlinkat and a lookup, per entry): 100,000 entries would stall every other session
-        // of the shard for a tenth of a second. A small one is cheaper read here than handed
-        // over. Directory sizes are a rough guide (tmpfs: ~20 bytes an entry, ext4: blocks).
-        if fstat(&dir)?.st_size < LIST_INLINE_BYTES {
-            return read_dir(&home, path, dir);
-        }
-        let path = path.to_owned();
-        match tokio::task::spawn_blocking(move || read_dir(&home, &path, dir)).await {
-            Ok(result) => result,
-            Err(e) => Err(io::Error::other(e).into()),
-        }
+        // A small directory is cheaper read here than handed over. Directory sizes are a
+        // rough guide (tmpfs: ~20 bytes an entry, ext4: blocks).
+        let inline = fstat(&dir)?.st_size < LIST_INLINE_BYTES;
+        let at = dir.try_clone()?;
+        let entries = Dir::from_fd(dir)?.into_iter();
+        let state = ListState { entries, dir: at, home, path: path.to_owned() };
+        Ok(FsLister { state: Some(Box::new(state)), inline })
     }
 
     async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {

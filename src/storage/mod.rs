@@ -16,10 +16,10 @@ mod hash;
 mod object;
 mod stored_digest;
 
-pub use fs::FsStorage;
+pub use fs::{FsLister, FsStorage};
 pub use hash::MAX_HASH_JOBS;
 #[cfg(feature = "object")]
-pub use object::{ObjectStorage, S3Config};
+pub use object::{ObjectLister, ObjectStorage, S3Config};
 
 use std::fmt;
 use std::future::Future;
@@ -42,8 +42,14 @@ pub trait Storage: Send + Sync + 'static {
     /// Metadata of `path`, following symlinks (MLST, SIZE, MDTM, CWD, RNFR).
     fn metadata(&self, user: &User, path: &Path) -> impl Future<Output = Result<Metadata>>;
 
-    /// The entries of the directory `path`, without `.` and `..` (LIST, NLST, MLSD).
-    fn list(&self, user: &User, path: &Path) -> impl Future<Output = Result<Vec<DirEntry>>>;
+    /// What [`Storage::list`] returns.
+    type Lister: Lister;
+
+    /// Opens the directory `path` for listing (LIST, NLST, MLSD, STAT): its entries, without
+    /// `.` and `..`, come a page at a time from the returned [`Lister`], and the data path
+    /// writes each page to the client before it asks for the next, so a listing holds one
+    /// page, not the directory. A directory that cannot be listed fails here, before the 150.
+    fn list(&self, user: &User, path: &Path) -> impl Future<Output = Result<Self::Lister>>;
 
     /// Opens `path` for reading, positioned at `offset` (RETR, after REST).
     fn open_read(&self, user: &User, path: &Path, offset: u64) -> impl Future<Output = Result<DataSource>>;
@@ -137,6 +143,36 @@ pub trait Storage: Send + Sync + 'static {
             hash::hash_source(source, algo, permit).await
         }
     }
+}
+
+/// A directory being read, a page at a time (see [`Storage::list`]).
+///
+/// Listings are in no particular order (RFC 959 asks for none); the built-in backends sort
+/// each page by name, so a directory that fits in one page is listed sorted.
+pub trait Lister: 'static {
+    /// Appends the next page of entries to `out` (which the caller empties between pages)
+    /// and says whether there was one: `Ok(false)` once the directory is exhausted. A page
+    /// may be empty. Its size is the backend's memory bound: [`FsStorage`] reads up to
+    /// 1,024 entries (a few `getdents` calls), `ObjectStorage` one `ListObjectsV2` page.
+    fn next_page(&mut self, out: &mut Vec<DirEntry>) -> impl Future<Output = Result<bool>>;
+}
+
+/// A listing already in memory, as one page: for backends whose directories are small.
+impl Lister for std::vec::IntoIter<DirEntry> {
+    async fn next_page(&mut self, out: &mut Vec<DirEntry>) -> Result<bool> {
+        if self.len() == 0 {
+            return Ok(false);
+        }
+        out.extend(self);
+        Ok(true)
+    }
+}
+
+/// Every entry of a listing at once (STAT of a directory, whose reply is one message).
+pub(crate) async fn list_all<L: Lister>(mut lister: L) -> Result<Vec<DirEntry>> {
+    let mut entries = Vec::new();
+    while lister.next_page(&mut entries).await? {}
+    Ok(entries)
 }
 
 pub(crate) use hash::Hasher;

@@ -6,9 +6,9 @@
 //! Directories are key prefixes ending in `/`: MKD writes an empty `dir/` marker object so an
 //! empty directory can exist; RMD removes that marker, and only when nothing else is below it.
 //! A prefix that has objects below it is a directory with or without a marker (CWD, LIST work).
-//! Listings page through `ListObjectsV2` with delimiter `/`; the [`Storage::list`] trait
-//! returns a `Vec`, so one directory's entries (not its subdirectories' contents) are in memory
-//! at once: that is the trait's current limit.
+//! Listings page through `ListObjectsV2` with delimiter `/`, and each page goes to the client
+//! before the next is asked for ([`ObjectLister`]): a listing holds one page (1,000 keys), not
+//! the directory.
 //!
 //! # Transfers
 //! RETR is a ranged GET (REST offset = the range start), streamed. STOR is a multipart upload
@@ -58,7 +58,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{
     hash, hash_permit, stored_digest, DataSink, DataSource, DigestSlot, DirEntry, ErrorKind, FileKind,
-    HashAlgo, Metadata, Result, Storage, StorageError, WriteMode,
+    HashAlgo, Lister, Metadata, Result, Storage, StorageError, WriteMode,
 };
 use crate::auth::{Permissions, User};
 
@@ -87,6 +87,9 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// The secret for [`S3Config::access_key_id`].
     pub secret_access_key: Option<String>,
+    /// Keys per `ListObjectsV2` page (`max-keys`, 1 to 1,000; default 1,000): what a listing
+    /// holds in memory at once, against one request per page.
+    pub list_page: usize,
 }
 
 impl S3Config {
@@ -100,6 +103,7 @@ impl S3Config {
             path_style: false,
             access_key_id: None,
             secret_access_key: None,
+            list_page: LIST_PAGE,
         }
     }
 
@@ -135,6 +139,12 @@ impl S3Config {
     /// Path-style addressing (`endpoint/bucket/key`).
     pub fn path_style(mut self, on: bool) -> Self {
         self.path_style = on;
+        self
+    }
+
+    /// Keys per `ListObjectsV2` page, clamped to 1..=1,000 (S3's maximum).
+    pub fn list_page(mut self, keys: usize) -> Self {
+        self.list_page = keys.clamp(1, LIST_PAGE);
         self
     }
 
@@ -427,6 +437,73 @@ impl ObjectStorage {
     }
 }
 
+/// Keys a `ListObjectsV2` page asks for (`max-keys`) by default: S3's maximum.
+const LIST_PAGE: usize = 1000;
+
+/// A directory of [`ObjectStorage`] being listed: each [`Lister::next_page`] is what one
+/// `ListObjectsV2` page (up to [`S3Config::list_page`] keys and common prefixes) holds,
+/// sorted by name.
+pub struct ObjectLister {
+    /// `None` once the listing is exhausted or failed.
+    lister: Option<opendal::Lister>,
+    /// The directory's prefix (`a/b/`), whose own marker object is not listed.
+    prefix: String,
+    /// Keys per page.
+    page: usize,
+}
+
+impl std::fmt::Debug for ObjectLister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectLister").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl Lister for ObjectLister {
+    async fn next_page(&mut self, out: &mut Vec<DirEntry>) -> Result<bool> {
+        let Some(lister) = &mut self.lister else {
+            return Ok(false);
+        };
+        let start = out.len();
+        // opendal fetches a page when its buffer runs dry: take what it has without waiting
+        // again, so a page of entries becomes a page of the listing.
+        let (mut seen, mut done) = (0usize, false);
+        let polled = std::future::poll_fn(|cx| loop {
+            if seen >= self.page {
+                return Poll::Ready(Ok(()));
+            }
+            match Pin::new(&mut *lister).poll_next(cx) {
+                Poll::Ready(Some(Ok(entry))) => {
+                    seen += 1;
+                    let name = entry.name().trim_end_matches('/');
+                    if entry.path() != self.prefix && !name.is_empty() {
+                        let metadata = to_metadata(entry.metadata());
+                        out.push(DirEntry { name: name.as_bytes().to_vec(), metadata });
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(error(e))),
+                Poll::Ready(None) => {
+                    done = true;
+                    return Poll::Ready(Ok(()));
+                }
+                Poll::Pending if seen > 0 => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await;
+        if done || polled.is_err() {
+            self.lister = None;
+        }
+        polled?;
+        if let Some(page) = out.get_mut(start..) {
+            page.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        }
+        if seen > 0 {
+            tracing::debug!(prefix = %self.prefix, keys = seen, "listing page");
+        }
+        Ok(seen > 0)
+    }
+}
+
 async fn next_entry(lister: &mut opendal::Lister) -> Result<Option<opendal::Entry>> {
     std::future::poll_fn(|cx| Pin::new(&mut *lister).poll_next(cx)).await.transpose().map_err(error)
 }
@@ -447,25 +524,14 @@ impl Storage for ObjectStorage {
         Err(ErrorKind::NotFound.into())
     }
 
-    async fn list(&self, user: &User, path: &Path) -> Result<Vec<DirEntry>> {
+    type Lister = ObjectLister;
+
+    async fn list(&self, user: &User, path: &Path) -> Result<ObjectLister> {
         let prefix = dir(&key(user, path)?);
         let ops = self.ops()?;
-        // The lister fetches one ListObjectsV2 page (up to 1,000 keys) at a time.
-        let mut lister = ops.retrying.lister(&prefix).await.map_err(error)?;
-        let mut entries = Vec::new();
-        while let Some(entry) = next_entry(&mut lister).await? {
-            if entry.path() == prefix {
-                continue;
-            }
-            let name = entry.name().trim_end_matches('/');
-            if name.is_empty() {
-                continue;
-            }
-            entries
-                .push(DirEntry { name: name.as_bytes().to_vec(), metadata: to_metadata(entry.metadata()) });
-        }
-        entries.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
+        let page = self.config.list_page.clamp(1, LIST_PAGE);
+        let lister = ops.retrying.lister_with(&prefix).limit(page).await.map_err(error)?;
+        Ok(ObjectLister { lister: Some(lister), prefix, page })
     }
 
     async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {

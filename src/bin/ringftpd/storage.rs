@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use clap::ArgMatches;
 use ringftp::storage::{
-    DataSink, DataSource, DirEntry, Metadata, ObjectStorage, Result, S3Config, WriteMode,
+    DataSink, DataSource, DirEntry, FsLister, Lister, Metadata, ObjectLister, ObjectStorage, Result,
+    S3Config, WriteMode,
 };
 use ringftp::{FsStorage, Storage, User};
 
@@ -29,6 +30,9 @@ pub struct StorageArgs {
     /// need.
     #[arg(long)]
     s3_path_style: bool,
+    /// Keys per ListObjectsV2 page, 1-1000 (default 1000): a listing holds one page.
+    #[arg(long, value_name = "KEYS")]
+    s3_list_page: Option<usize>,
 }
 
 /// Either backend, so the server stays generic over one type.
@@ -61,6 +65,9 @@ pub fn open(
         config = config.region(region);
     }
     config = config.path_style(args.s3_path_style || file.s3_path_style == Some(true));
+    if let Some(keys) = args.s3_list_page.or(file.s3_list_page) {
+        config = config.list_page(keys);
+    }
     match (&file.s3_access_key_id, &file.s3_secret_access_key) {
         (Some(id), Some(secret)) => config = config.credentials(id, secret),
         (None, None) => {}
@@ -95,12 +102,32 @@ macro_rules! each {
     };
 }
 
+/// Either backend's listing.
+pub enum AnyLister {
+    Fs(FsLister),
+    Object(ObjectLister),
+}
+
+impl Lister for AnyLister {
+    async fn next_page(&mut self, out: &mut Vec<DirEntry>) -> Result<bool> {
+        match self {
+            AnyLister::Fs(l) => l.next_page(out).await,
+            AnyLister::Object(l) => l.next_page(out).await,
+        }
+    }
+}
+
 impl Storage for AnyStorage {
+    type Lister = AnyLister;
+
     async fn metadata(&self, user: &User, path: &Path) -> Result<Metadata> {
         each!(self, s => s.metadata(user, path))
     }
-    async fn list(&self, user: &User, path: &Path) -> Result<Vec<DirEntry>> {
-        each!(self, s => s.list(user, path))
+    async fn list(&self, user: &User, path: &Path) -> Result<AnyLister> {
+        match self {
+            AnyStorage::Fs(s) => s.list(user, path).await.map(AnyLister::Fs),
+            AnyStorage::Object(s) => s.list(user, path).await.map(AnyLister::Object),
+        }
     }
     async fn open_read(&self, user: &User, path: &Path, offset: u64) -> Result<DataSource> {
         each!(self, s => s.open_read(user, path, offset))

@@ -144,12 +144,15 @@ fn opts_mlst_selects_the_facts_sent() {
     // MLSD sends the same selection.
     t.passive();
     t.send("MLSD");
-    assert_eq!(t.meta(FileKind::Dir, 0), vec!["Fs(List([47]))"]);
+    assert_eq!(t.meta(FileKind::Dir, 0), vec!["Fs(OpenList([47]))"]);
     let entries = vec![DirEntry { name: b"f".to_vec(), metadata: meta.clone() }];
-    t.s.fs_done(FsOutcome::Listing(entries), t.now, SystemTime::UNIX_EPOCH);
+    t.s.fs_done(FsOutcome::Opened { size: None }, t.now, SystemTime::UNIX_EPOCH);
     match t.s.poll_action() {
         Some(Action::Transfer(tr)) => {
-            assert_eq!(tr.data, TransferData::Bytes(b"size=3;UNIX.owner=7; f\r\n".to_vec()))
+            let TransferData::Listing(format) = tr.data else { panic!("{tr:?}") };
+            let mut bytes = Vec::new();
+            format.write(&entries, &mut bytes);
+            assert_eq!(bytes, b"size=3;UNIX.owner=7; f\r\n");
         }
         other => panic!("{other:?}"),
     }
