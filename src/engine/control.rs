@@ -420,7 +420,8 @@ impl<S: Storage, A: Authenticator> Control<S, A> {
             }
             if std::mem::take(&mut self.start_tls) {
                 // The 234 is out; anything else the client sent in clear was dropped.
-                let handshake = Box::pin(tls_handshake(&self.shard, &self.stream, self.session.timeouts().login));
+                let handshake =
+                    Box::pin(tls_handshake(&self.shard, &self.stream, self.session.timeouts().login));
                 self.tls = Some(Box::new(handshake.await?));
                 self.session.tls_started(Instant::now().into_std());
                 continue;
