@@ -6,7 +6,8 @@
 //! # Invariants (each a panic if broken)
 //!
 //! 1. No panic in the session.
-//! 2. Every reply has a well-formed wire form ([`crate::wire`]).
+//! 2. Every reply has a well-formed wire form ([`crate::wire`]); a listing is one CRLF line
+//!    per entry, with no other CR or LF.
 //! 3. At most one answer is owed at a time (authentication, storage, passive listener,
 //!    transfer); `Abort` only for a running transfer, once; `is_waiting()` while one is owed,
 //!    `is_transferring()` exactly while a transfer is; a wait with nothing owed (the delay
@@ -23,8 +24,7 @@
 //!    only from `transfer_started`, once per transfer.
 //! 8. An answer nobody waits for, or `handle_timeout` before the deadline, yields nothing.
 //! 9. Timers settle: after at most three `handle_timeout(now)` the next deadline is after now.
-//! 10. Listings are one CRLF line per entry, with no other CR or LF.
-//! 11. At the end, answering everything leaves every command answered.
+//! 10. At the end, answering everything leaves every command answered.
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -97,16 +97,13 @@ pub struct Driver {
 impl Driver {
     pub fn run(script: &Script) {
         let mut d = Driver::new(script);
-        for step in &script.steps {
-            d.step(step);
-        }
+        script.steps.iter().for_each(|step| d.step(step));
         d.finish();
     }
 
     fn new(script: &Script) -> Driver {
         let c = &script.config;
         let config = c.session();
-        let wall = c.wall();
         let (peer, local) = (SocketAddr::new(c.peer.ip(), 40000), SocketAddr::new(c.local.ip(), 2121));
         let now = Instant::now();
         // The session compares IPv4-mapped addresses as IPv4.
@@ -117,7 +114,7 @@ impl Driver {
             fs: None,
             wire: Vec::new(),
             now,
-            wall,
+            wall: c.wall(),
             peer: canonical(peer),
             local: canonical(local),
             foreign: c.foreign,
@@ -368,12 +365,9 @@ impl Driver {
             }
             (TransferData::Listing(format), Some(FsRequest::OpenList(path))) => {
                 assert!(t.kind.is_listing() && path == t.path, "{t:?} after opening {path:?}");
-                // The lines the data path would send, from what the storage holds.
-                if let Ok(entries) = self.fs().list(&path) {
-                    let mut bytes = Vec::new();
-                    format.write(&entries, &mut bytes);
-                    check_listing(&bytes);
-                }
+                let mut lines = Vec::new(); // what the data path would send
+                format.write(&self.fs().list(&path).unwrap_or_default(), &mut lines);
+                check_listing(&lines);
                 None
             }
             (data, opened) => panic!("{data:?} after opening {opened:?}"),
