@@ -13,6 +13,15 @@
 # pyftpdlib and ringftpd run as root too (both keep their own user lists; nothing needs
 # dropping on a benchmark box), so all five start the same way.
 
+# The forking servers run under a child subreaper (peers/tls_reaper.py): some of their session
+# processes outlive their parent, would be re-parented to init and take their CPU time out of
+# the measured tree; the subreaper reaps them, so their CPU counts. REAPER=0 turns it off.
+if [[ ${REAPER:-1} == 1 ]]; then
+    REAPER=(python3 "$ROOT/benches/peers/tls_reaper.py")
+else
+    REAPER=()
+fi
+
 range_lo() { echo "${1%-*}"; }
 range_hi() { echo "${1#*-}"; }
 
@@ -70,7 +79,7 @@ data_connection_timeout=300
 ftpd_banner=vsftpd ready
 EOF
     mkdir -p /var/run/vsftpd/empty
-    vsftpd "$WORK/vsftpd.conf" >>"$LOGS/vsftpd.log" 2>&1 </dev/null &
+    "${REAPER[@]}" vsftpd "$WORK/vsftpd.conf" >>"$LOGS/vsftpd.log" 2>&1 </dev/null &
     PID[vsftpd]=$!
 }
 
@@ -89,7 +98,7 @@ start_pure-ftpd() {
         -p "$(range_lo "${PASV[pure-ftpd]}"):$(range_hi "${PASV[pure-ftpd]}")"
         -A -H -l unix -f none)
     printf '%s\n' "${args[@]}" >"$WORK/pure-ftpd.args"
-    LD_LIBRARY_PATH=$PEER_LIBS "$PURE_FTPD" "${args[@]}" >>"$LOGS/pure-ftpd.log" 2>&1 </dev/null &
+    "${REAPER[@]}" env LD_LIBRARY_PATH="$PEER_LIBS" "$PURE_FTPD" "${args[@]}" >>"$LOGS/pure-ftpd.log" 2>&1 </dev/null &
     PID[pure-ftpd]=$!
 }
 
@@ -139,7 +148,7 @@ TimeoutNoTransfer 600
   </Limit>
 </Anonymous>
 EOF
-    LD_LIBRARY_PATH=$PEER_LIBS "$PROFTPD" -n -q -c "$WORK/proftpd.conf" >>"$LOGS/proftpd.log" 2>&1 </dev/null &
+    "${REAPER[@]}" env LD_LIBRARY_PATH="$PEER_LIBS" "$PROFTPD" -n -q -c "$WORK/proftpd.conf" >>"$LOGS/proftpd.log" 2>&1 </dev/null &
     PID[proftpd]=$!
 }
 

@@ -1,5 +1,6 @@
 """Runs a forking server under a child subreaper, so that none of its CPU time escapes the
-measurement: benches/tls-compare.sh starts vsftpd as `python3 tls_reaper.py vsftpd CONF`.
+measurement: benches/compare.sh (vsftpd, pure-ftpd, proftpd) and benches/tls-compare.sh
+(vsftpd) start it as `python3 tls_reaper.py SERVER ARGS...`.
 
 vsftpd's session processes do not all wait for each other: a session process whose parent has
 already exited is re-parented to init (the zombies show up under pid 1), and its CPU time then
