@@ -41,5 +41,5 @@ echo "ktls-vm.sh: running $bin in the kTLS guest" >&2
 # a checkout there (CI's clone may be one) is shared into the guest at the same path.
 share=()
 case "$ROOT/" in /tmp/* | /run/* | /dev/shm/*) share=(--share "$ROOT") ;; esac
-"$VM/run-guest.sh" --hostroot "${share[@]}" --mem 1536 --env KTLS_REQUIRED=1 --env "KTLS_TEST_MIB=${KTLS_TEST_MIB:-8}" "${bench[@]}" --timeout 600 \
+"$VM/run-guest.sh" --hostroot "${share[@]}" --mem 1536 --env KTLS_REQUIRED=1 --env RINGFTP_TEST_STARTUP_SECS=90 --env "KTLS_TEST_MIB=${KTLS_TEST_MIB:-8}" "${bench[@]}" --timeout 600 \
     "$bin" --test-threads=1 --nocapture
