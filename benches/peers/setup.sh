@@ -47,7 +47,7 @@ deb_unpack() {
     for p in "${pkgs[@]}"; do
         name=${p%%=*}
         local deb
-        deb=$(ls -t "$PEERS/debs/${name}"_*.deb 2>/dev/null | head -1)
+        deb=$(ls -t "$PEERS/debs/${name}"_*.deb 2>/dev/null | sed -n 1p)
         [[ -n $deb ]] || return 1
         dpkg -x "$deb" "$dest"
     done
@@ -110,8 +110,9 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
     log "fetching curl 8 from bookworm-backports"
     if apt-get "${BPO_OPTS[@]}" update -qq 2>/dev/null; then
-        apt-cache "${BPO_OPTS[@]}" policy curl | head -6 >&2
-        ver=$(apt-cache "${BPO_OPTS[@]}" show curl 2>/dev/null | awk '/^Version: 8/ {print $2; exit}')
+        # sed, not head: an early reader would end apt-cache with SIGPIPE, fatal under pipefail.
+        apt-cache "${BPO_OPTS[@]}" policy curl | sed -n 1,6p >&2
+        ver=$(apt-cache "${BPO_OPTS[@]}" show curl 2>/dev/null | awk '/^Version: 8/ && !v {v = $2} END {print v}')
         if [[ -n $ver ]]; then
             deb_unpack "$CURL8" "curl=$ver" "libcurl4=$ver" -- "${BPO_OPTS[@]}" ||
                 log "warning: could not fetch curl $ver from backports"
@@ -139,7 +140,7 @@ fi
 PYFTPD_PYTHON=$PEERS/venv/bin/python
 
 PEER_VERSIONS="vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null)"
-PEER_VERSIONS+=", pure-ftpd $(ls "$PEERS"/debs/pure-ftpd_*.deb | head -1 | sed -E 's/.*pure-ftpd_([^_]*)_.*/\1/')"
+PEER_VERSIONS+=", pure-ftpd $(ls "$PEERS"/debs/pure-ftpd_*.deb | sed -n 1p | sed -E 's/.*pure-ftpd_([^_]*)_.*/\1/')"
 PEER_VERSIONS+=", proftpd $(LD_LIBRARY_PATH=$PEER_LIBS "$PROFTPD" --version 2>/dev/null | awk '{print $3}')"
 PEER_VERSIONS+=", pyftpdlib $("$PYFTPD_PYTHON" -c 'import pyftpdlib; print(pyftpdlib.__ver__)')"
 PEER_VERSIONS+=", $CURL_NOTE, iperf3 $(iperf3 --version | awk 'NR == 1 {print $2}')"
