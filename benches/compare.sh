@@ -10,7 +10,9 @@
 # (iperf3, one stream). For every measurement the server's CPU time is read from
 # /proc/PID/stat of its process tree (utime+stime, reaped children included) before and
 # after; "after" waits (up to 10 s) until a forking server's session processes have exited
-# and been reaped, since their CPU time reaches the tree only then. The tables give medians with min..max and ringftpd / best peer per row.
+# and been reaped, since their CPU time reaches the tree only then. The client's CPU time is
+# read too (bash's `times`, around each client run), so the cost table shows whose CPU sets a
+# row's pace. The tables give medians with min..max and ringftpd / best peer per row.
 #
 # Rows, each with both clients where the row has a curl form:
 #   RETR 1 GiB EPSV, RETR 1 GiB EPRT: curl 8 (reads into a buffer, writes to /dev/null),
@@ -305,69 +307,90 @@ done >"$WORK/small.urls.tmpl"
 
 # ---- measurements --------------------------------------------------------------------------
 now() { date +%s.%N; }
+# client_cpu: sets CCPU to the CPU seconds (user + system) of this shell's waited-for children
+# so far, from bash's `times` run in this shell (a subshell would count only its own children).
+# Two readings around one client run give that client's cost: the client's half of the cost
+# table, which shows when the client, not the server, sets a row's pace.
+client_cpu() {
+    times >"$WORK/times"
+    CCPU=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } printf "%.3f", s }' "$WORK/times")
+}
+ccpu_delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 summary() { log "round $1 $2 $3 $4: $(tail -1 "$RAW" | cut -f5,6,7,10 | tr '\t' ' ')"; }
 
 # bench_run ROUND SERVER ROW CLIENT UNIT BENCH-ARGS...: one ringftp-bench run.
 bench_run() {
-    local rnd=$1 s=$2 row=$3 client=$4 unit=$5 rc=0 cpu0 cpu1 n0
+    local rnd=$1 s=$2 row=$3 client=$4 unit=$5 rc=0 cpu0 cpu1 n0 c0
     shift 5
     ensure_up "$s"
     n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
+    client_cpu
+    c0=$CCPU
     bench --port "${PORT[$s]}" --json "$@" >"$WORK/bench.json" 2>"$WORK/bench.err" || rc=$?
+    client_cpu
     cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     PS bench "$rnd" "$s" "$row" "$client" "$unit" "$cpu0" "$cpu1" "$rc" "$WORK/bench.json" \
-        "$( ((rc > 1)) && head -c 200 "$WORK/bench.err")" >>"$RAW"
+        "$( ((rc > 1)) && head -c 200 "$WORK/bench.err")" "$(ccpu_delta "$c0" "$CCPU")" >>"$RAW"
     summary "$rnd" "$s" "$row" "$client"
 }
 
 # curl_get ROUND SERVER ROW EXTRA-ARGS...: one download of big.bin; MB/s from curl's own
 # figures (size_download / time_total).
 curl_get() {
-    local rnd=$1 s=$2 row=$3 rc=0 cpu0 cpu1 out n0
+    local rnd=$1 s=$2 row=$3 rc=0 cpu0 cpu1 out n0 c0
     shift 3
     ensure_up "$s"
     n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
+    client_cpu
+    c0=$CCPU
     out=$(curl_ -sS -o /dev/null -w '%{size_download} %{time_total}' "$@" \
         "ftp://bench:bench@127.0.0.1:${PORT[$s]}/big.bin" 2>"$WORK/curl.err") || rc=$?
+    client_cpu
     cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
-    curl_line "$rnd" "$s" "$row" "$cpu0" "$cpu1" "$rc" "$out"
+    curl_line "$rnd" "$s" "$row" "$cpu0" "$cpu1" "$rc" "$out" "$(ccpu_delta "$c0" "$CCPU")"
 }
 
-curl_line() { # ROUND SERVER ROW CPU0 CPU1 RC "BYTES SECONDS"
+curl_line() { # ROUND SERVER ROW CPU0 CPU1 RC "BYTES SECONDS" CLIENT-CPU
     local bytes secs value
     read -r bytes secs <<<"${7:-0 0}"
     value=$(awk -v b="$bytes" -v t="$secs" 'BEGIN { if (t > 0 && b > 0) printf "%.2f", b / t / 1e6 }')
     PS line "$1" "$2" "$3" "$CURL_CLIENT" MB/s "$value" "$4" "$5" "$bytes" 1 "$(($6 != 0))" "$secs" \
-        "$( (($6 != 0)) && echo "exit $6: $(head -c 200 "$WORK/curl.err")")" >>"$RAW"
+        "$( (($6 != 0)) && echo "exit $6: $(head -c 200 "$WORK/curl.err")")" "$8" >>"$RAW"
     summary "$1" "$2" "$3" "$CURL_CLIENT"
 }
 
 curl_put() {
-    local rnd=$1 s=$2 rc=0 cpu0 cpu1 out n0
+    local rnd=$1 s=$2 rc=0 cpu0 cpu1 out n0 c0
     ensure_up "$s"
     rm -f "$DATA/up/curl.bin"
     n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
+    client_cpu
+    c0=$CCPU
     out=$(curl_ -sS -T "$DATA/big.bin" -w '%{size_upload} %{time_total}' \
         "ftp://bench:bench@127.0.0.1:${PORT[$s]}/up/curl.bin" 2>"$WORK/curl.err") || rc=$?
+    client_cpu
     cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     rm -f "$DATA/up/curl.bin"
-    curl_line "$rnd" "$s" stor "$cpu0" "$cpu1" "$rc" "$out"
+    curl_line "$rnd" "$s" stor "$cpu0" "$cpu1" "$rc" "$out" "$(ccpu_delta "$c0" "$CCPU")"
 }
 
 # curl_small ROUND SERVER: SMALL_COUNT files in one invocation; files/s over the wall time,
 # with the number of connections curl made (1 = it reused the control connection).
 curl_small() {
-    local rnd=$1 s=$2 rc=0 cpu0 cpu1 t0 t1 out files conns n0
+    local rnd=$1 s=$2 rc=0 cpu0 cpu1 t0 t1 out files conns n0 c0
     ensure_up "$s"
     sed "s/:PORT\//:${PORT[$s]}\//" "$WORK/small.urls.tmpl" >"$WORK/small.urls"
     n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
+    client_cpu
+    c0=$CCPU
     t0=$(now)
     out=$(curl_ -sS --ftp-method nocwd -w '%{num_connects}\n' -K "$WORK/small.urls" 2>"$WORK/curl.err") || rc=$?
     t1=$(now)
+    client_cpu
     cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     files=$(grep -c . <<<"$out" || true)
     # num_connects counts the data connections too: control connections = total - files.
@@ -377,17 +400,20 @@ curl_small() {
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     value=$(awk -v n="$files" -v w="$wall" 'BEGIN { if (w > 0 && n > 0) printf "%.1f", n / w }')
     PS line "$rnd" "$s" small "$CURL_CLIENT" files/s "$value" "$cpu0" "$cpu1" $((files * 4096)) "$files" \
-        $((SMALL_COUNT - files + (rc != 0))) "$wall" "control connections $conns$( ((rc != 0)) && echo "; exit $rc: $(head -c 200 "$WORK/curl.err")")" >>"$RAW"
+        $((SMALL_COUNT - files + (rc != 0))) "$wall" "control connections $conns$( ((rc != 0)) && echo "; exit $rc: $(head -c 200 "$WORK/curl.err")")" \
+        "$(ccpu_delta "$c0" "$CCPU")" >>"$RAW"
     summary "$rnd" "$s" small "$CURL_CLIENT (control connections $conns)"
 }
 
 # curl_multi ROUND SERVER: MULTI_SESSIONS curl processes at once, one file each; MB/s over
 # the wall time until the last one is done.
 curl_multi() {
-    local rnd=$1 s=$2 cpu0 cpu1 t0 t1 pids=() fails=0 bytes=0 k n0
+    local rnd=$1 s=$2 cpu0 cpu1 t0 t1 pids=() fails=0 bytes=0 k n0 c0
     ensure_up "$s"
     n0=$(PS count "${PID[$s]}")
     cpu0=$(PS cpu "${PID[$s]}")
+    client_cpu
+    c0=$CCPU
     t0=$(now)
     for ((k = 0; k < MULTI_SESSIONS; k++)); do
         curl_ -sS -o /dev/null -w '%{size_download}\n' \
@@ -398,6 +424,7 @@ curl_multi() {
         wait "${pids[$k]}" || fails=$((fails + 1))
     done
     t1=$(now)
+    client_cpu
     cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
     for ((k = 0; k < MULTI_SESSIONS; k++)); do
         bytes=$((bytes + $(grep -Eo '^[0-9]+' "$WORK/multi.$k" | tail -1 || echo 0)))
@@ -406,7 +433,7 @@ curl_multi() {
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     value=$(awk -v n="$bytes" -v w="$wall" 'BEGIN { if (w > 0 && n > 0) printf "%.1f", n / w / 1e6 }')
     PS line "$rnd" "$s" multi "$CURL_CLIENT" MB/s "$value" "$cpu0" "$cpu1" "$bytes" "$MULTI_SESSIONS" \
-        "$fails" "$wall" "" >>"$RAW"
+        "$fails" "$wall" "" "$(ccpu_delta "$c0" "$CCPU")" >>"$RAW"
     summary "$rnd" "$s" multi "$CURL_CLIENT"
 }
 

@@ -7,8 +7,10 @@ Subcommands:
   cpu PID                      CPU seconds of PID's process tree (utime+stime+cutime+cstime)
   tree PID                     the pids of the tree
   pss PID                      summed PSS (KiB) of the tree
-  bench ROUND SERVER ROW CLIENT UNIT CPU0 CPU1 RC JSON [NOTE]   a TSV line from ringftp-bench --json
-  line ROUND SERVER ROW CLIENT UNIT VALUE CPU0 CPU1 BYTES OPS ERRORS WALL [NOTE] a TSV line
+  bench ROUND SERVER ROW CLIENT UNIT CPU0 CPU1 RC JSON [NOTE [CLIENT_CPU]]   a TSV line from
+                               ringftp-bench --json
+  line ROUND SERVER ROW CLIENT UNIT VALUE CPU0 CPU1 BYTES OPS ERRORS WALL [NOTE [CLIENT_CPU]]
+                               a TSV line (CLIENT_CPU: the client's CPU seconds for the run)
   report RAW.tsv META.json OUT.md   the tables
 """
 import json
@@ -18,7 +20,7 @@ import sys
 import time
 
 COLUMNS = ["round", "server", "row", "client", "value", "unit", "server_cpu_s", "bytes", "ops",
-           "errors", "p99_ms", "wall_s", "note"]
+           "errors", "p99_ms", "wall_s", "note", "client_cpu_s"]
 
 
 def stat_fields(pid):
@@ -92,9 +94,15 @@ def cpu_delta(cpu0, cpu1):
     return round(d, 3) if d >= 0 else None
 
 
+def client_cpu(v):
+    c = num(v)
+    return round(c, 3) if c is not None and c >= 0 else None
+
+
 def bench_line(args):
     rnd, server, row, client, unit, cpu0, cpu1, rc, path = args[:9]
     note = args[9] if len(args) > 9 else ""
+    ccpu = client_cpu(args[10] if len(args) > 10 else None)
     try:
         with open(path) as f:
             r = json.loads(f.read().strip() or "null")
@@ -102,7 +110,7 @@ def bench_line(args):
         r = None
     if not r:
         print(tsv([rnd, server, row, client, None, unit, cpu_delta(cpu0, cpu1), 0, 0, 1, None,
-                   None, f"no result (exit {rc}) {note}".strip()]))
+                   None, f"no result (exit {rc}) {note}".strip(), ccpu]))
         return
     if unit == "MB/s":
         value = r.get("mb_per_s")
@@ -121,14 +129,15 @@ def bench_line(args):
         note = (note + " " + json.dumps(extra)).strip()
     print(tsv([rnd, server, row, client, None if value is None else round(value, 2), unit,
                cpu_delta(cpu0, cpu1), r.get("bytes", 0), r.get("ops", 0), errors,
-               lat.get("p99"), r.get("elapsed_s") or r.get("duration_s"), note]))
+               lat.get("p99"), r.get("elapsed_s") or r.get("duration_s"), note, ccpu]))
 
 
 def plain_line(args):
     rnd, server, row, client, unit, value, cpu0, cpu1, nbytes, ops, errors, wall = args[:12]
     note = args[12] if len(args) > 12 else ""
+    ccpu = client_cpu(args[13] if len(args) > 13 else None)
     print(tsv([rnd, server, row, client, value or None, unit, cpu_delta(cpu0, cpu1), nbytes, ops,
-               errors, None, wall, note]))
+               errors, None, wall, note, ccpu]))
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -175,6 +184,21 @@ CLIENT_LABEL = {"curl": "curl 8", "curl-system": "curl (system)", "bench-buffer"
                 "bench-null": "bench, null", "bench": "bench"}
 
 
+def cost_cell(rs, column):
+    """The median CPU cost of `column` per GB moved (MB/s rows) or per operation (ms)."""
+    per = []
+    for r in rs:
+        c, b, o = num(r.get(column)), num(r["bytes"]), num(r["ops"])
+        if c is None:
+            continue
+        if r["unit"] == "MB/s" and b:
+            per.append(c / (b / 1e9))
+        elif o:
+            per.append(c * 1e3 / o)
+    unit = "s/GB" if rs and rs[0]["unit"] == "MB/s" else "ms/op"
+    return f"{fmt(statistics.median(per))} {unit}" if per else "—"
+
+
 def report(args):
     raw, meta_path, out_md = args
     meta = json.load(open(meta_path))
@@ -196,10 +220,11 @@ def report(args):
     out.append("|" + "---|" * (2 + len(servers) + len(ours)))
     cost = ["| workload | client | " + " | ".join(servers) + " |",
             "|" + "---|" * (2 + len(servers))]
+    ccost = list(cost)
     notes = []
     for key, label, higher, clients in order:
         for client in clients:
-            cells, meds, cpus = [], {}, []
+            cells, meds, cpus, ccpus = [], {}, [], []
             any_data = False
             for s in servers:
                 rs = [r for r in measured if r["server"] == s and r["row"] == key
@@ -219,20 +244,10 @@ def report(args):
                 if med is not None:
                     meds[s] = med
                 cells.append(text)
-                # Server CPU per GB (bytes rows) or per operation.
-                per = []
-                for r in rs:
-                    c, b, o = num(r["server_cpu_s"]), num(r["bytes"]), num(r["ops"])
-                    if c is None:
-                        continue
-                    if key == "idle":
-                        continue
-                    if r["unit"] == "MB/s" and b:
-                        per.append(c / (b / 1e9))
-                    elif o:
-                        per.append(c * 1e3 / o)
-                unit = "s/GB" if rs and rs[0]["unit"] == "MB/s" else "ms/op"
-                cpus.append(f"{fmt(statistics.median(per))} {unit}" if per else "—")
+                # Server and client CPU per GB (bytes rows) or per operation.
+                if key != "idle":
+                    cpus.append(cost_cell(rs, "server_cpu_s"))
+                    ccpus.append(cost_cell(rs, "client_cpu_s"))
             if not any_data:
                 continue
             ratios = []
@@ -249,6 +264,9 @@ def report(args):
             if key != "idle":
                 cost.append(f"| {label} | {CLIENT_LABEL.get(client, client)} | "
                             + " | ".join(cpus) + " |")
+                if any(c != "—" for c in ccpus):
+                    ccost.append(f"| {label} | {CLIENT_LABEL.get(client, client)} | "
+                                 + " | ".join(ccpus) + " |")
     ip = [num(r["value"]) for r in measured if r["row"] == "iperf3" and num(r["value"])]
     med, text = cell(ip)
     out.append("")
@@ -300,6 +318,12 @@ def report(args):
             out.append(f"| {n} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     out += ["", "Server CPU (medians): CPU time of the server's process tree per GB moved or "
             "per operation, from /proc/PID/stat before and after each run.", ""] + cost
+    if len(ccost) > 2:
+        out += ["", "Client CPU (medians): CPU time of the client (curl or ringftp-bench, and the "
+                "`timeout` around it) per GB or per operation, from bash's `times` before and "
+                "after each run. Beside the wall time per GB (1000 / MB/s) it shows whose CPU sets "
+                "the pace: a client near one core-second per wall second is the limit for every "
+                "server alike.", ""] + ccost
     if notes:
         out += ["", "Errors:"] + [f"- {n}" for n in notes]
     text = "\n".join(out) + "\n"
