@@ -355,6 +355,32 @@ fn keep_interrupted_upload_stays_and_rest_resumes_it() {
     assert_eq!(names(&server.root()), set(&["part.bin"]));
 }
 
+/// An upload that starts fast (half a pipeful at once, which makes the server wait for
+/// quarter pipefuls: SO_RCVLOWAT) and then sends a little at a time and pauses, with the
+/// connection open, still has every byte in the file within a bounded wait, and completes.
+#[test]
+fn an_upload_that_slows_down_after_a_burst_reaches_the_file_at_once() {
+    let server = TestServer::with_args("burst-trickle", &["--uploads", "keep"]);
+    let path = server.root().join("burst.bin");
+    let full = pattern(3 * MIB as usize + 70_000, 63);
+    let mut c = Control::connect(server.addr(), T);
+    c.login(USER, PASS);
+    let mut sent = 3 * MIB as usize;
+    let mut data = begin_upload(&mut c, "burst.bin", &full[..sent]);
+    wait_len(&server, &path, sent as u64);
+    for piece in [1, 999, 4_000, 65_000] {
+        data.write_all(&full[sent..sent + piece]).unwrap();
+        sent += piece;
+        wait_len(&server, &path, sent as u64);
+    }
+    data.shutdown(Shutdown::Write).unwrap();
+    drop(data);
+    let (code, text) = c.reply().unwrap();
+    assert_eq!(code, 226, "upload: {text}");
+    let got = fs::read(&path).unwrap();
+    assert!(got == full, "file of {} bytes of {}, or different ones", got.len(), full.len());
+}
+
 #[test]
 fn keep_upload_of_a_killed_client_stays_and_rest_resumes_it() {
     let server = TestServer::with_args("keep-kill", &["--uploads", "keep"]);
