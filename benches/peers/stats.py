@@ -171,6 +171,36 @@ def cell(vals):
     return med, f"{fmt(med)} ({fmt(min(vals))}..{fmt(max(vals))})"
 
 
+def server_cell(rs, what, notes):
+    """The median (None without one) and the table cell of one server's raw lines `rs` for a
+    row; their errors are flagged in the cell and told in `notes`, under `what`."""
+    vals = [num(r["value"]) for r in rs if num(r["value"]) is not None]
+    med, text = cell(vals)
+    if not rs:
+        text = "—"
+    errs = sum(int(num(r["errors"]) or 0) for r in rs)
+    if errs:
+        text += f" ⚠{errs} err"
+        notes.append(f"{what}: {errs} errors; "
+                     + "; ".join(r["note"] for r in rs if r["note"])[:400])
+    return med, text
+
+
+def cpu_cell(rs, unit):
+    """The median server CPU time of `rs`: per GB moved on MB/s lines, else in ms per operation;
+    `unit` names it."""
+    per = []
+    for r in rs:
+        c, b, o = num(r["server_cpu_s"]), num(r["bytes"]), num(r["ops"])
+        if c is None:
+            continue
+        if r["unit"] == "MB/s" and b:
+            per.append(c / (b / 1e9))
+        elif o:
+            per.append(c * 1e3 / o)
+    return f"{fmt(statistics.median(per))} {unit}" if per else "—"
+
+
 CLIENT_LABEL = {"curl": "curl 8", "curl-system": "curl (system)", "bench-buffer": "bench, buffer",
                 "bench-null": "bench, null", "bench": "bench"}
 
@@ -204,35 +234,13 @@ def report(args):
             for s in servers:
                 rs = [r for r in measured if r["server"] == s and r["row"] == key
                       and r["client"] == client]
-                vals = [num(r["value"]) for r in rs if num(r["value"]) is not None]
                 any_data = any_data or bool(rs)
-                med, text = cell(vals)
-                if rs and not vals:
-                    text = "failed"
-                elif not rs:
-                    text = "—"
-                errs = sum(int(num(r["errors"]) or 0) for r in rs)
-                if errs:
-                    text += f" ⚠{errs} err"
-                    notes.append(f"{s} {key} {client}: {errs} errors; "
-                                 + "; ".join(r["note"] for r in rs if r["note"])[:400])
+                med, text = server_cell(rs, f"{s} {key} {client}", notes)
                 if med is not None:
                     meds[s] = med
                 cells.append(text)
                 # Server CPU per GB (bytes rows) or per operation.
-                per = []
-                for r in rs:
-                    c, b, o = num(r["server_cpu_s"]), num(r["bytes"]), num(r["ops"])
-                    if c is None:
-                        continue
-                    if key == "idle":
-                        continue
-                    if r["unit"] == "MB/s" and b:
-                        per.append(c / (b / 1e9))
-                    elif o:
-                        per.append(c * 1e3 / o)
-                unit = "s/GB" if rs and rs[0]["unit"] == "MB/s" else "ms/op"
-                cpus.append(f"{fmt(statistics.median(per))} {unit}" if per else "—")
+                cpus.append(cpu_cell(rs, "s/GB" if rs and rs[0]["unit"] == "MB/s" else "ms/op"))
             if not any_data:
                 continue
             ratios = []
