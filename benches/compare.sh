@@ -11,7 +11,7 @@
 # /proc/PID/stat of its process tree (utime+stime, reaped children included) before and
 # after; "after" waits (up to 10 s) until a forking server's session processes have exited
 # and been reaped, since their CPU time reaches the tree only then. The client's CPU time is
-# read too (bash's `times`, around each client run), so the cost table shows whose CPU sets a
+# read too (bash's `times` around each client run), so the cost tables show whose CPU sets a
 # row's pace. The tables give medians with min..max and ringftpd / best peer per row.
 #
 # Rows, each with both clients where the row has a curl form:
@@ -90,12 +90,11 @@ LOGS=$OUT/logs
 BENCH_TIMEOUT=30 # ringftp-bench --timeout: any single wait
 RUN_LIMIT=600    # wall-clock limit of one client run
 IPERF_PORT=21219
-
-log() { printf '[compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
+LOG_TAG=compare
+USER_NAME=bench
+USER_PASS=bench
+# shellcheck source=peers/harness.sh
+source "$ROOT/benches/peers/harness.sh"
 
 # finish ELAPSED: the tables from $OUT/raw.tsv, $OUT/meta.json and $OUT/header.md, printed and
 # (unless NO_COMMIT_FILES=1) copied to benches/. REPORT_ONLY=1 runs just this, e.g. for the
@@ -111,13 +110,7 @@ finish() {
         echo
         cat "$OUT/tables.md"
     } >"$OUT/results.md"
-    cat "$OUT/results.md"
-    if [[ ${NO_COMMIT_FILES:-0} != 1 ]]; then
-        mkdir -p "$ROOT/benches/compare-raw"
-        cp "$OUT/raw.tsv" "$ROOT/benches/compare-raw/$date.tsv"
-        cp "$OUT/results.md" "$ROOT/benches/compare-results.md"
-        log "results: benches/compare-results.md, benches/compare-raw/$date.tsv"
-    fi
+    publish compare-results.md "$date.tsv"
 }
 if [[ ${REPORT_ONLY:-0} == 1 ]]; then
     finish "${REPORT_ELAPSED:-stopped early; see the rounds in the raw file}"
@@ -142,17 +135,7 @@ RINGFTPD=${RINGFTPD:-$TARGET/release/ringftpd}
 BENCH=${BENCH:-$TARGET/release/ringftp-bench}
 [[ -x $RINGFTPD && -x $BENCH ]] || die "missing $RINGFTPD or $BENCH"
 
-# ringftpd's --engine flag: with it and ENGINE=both, two ringftpd columns.
-if "$RINGFTPD" --help 2>/dev/null | grep -q -- --engine; then
-    case $ENGINE in
-    both) OURS="ringftpd-uring ringftpd-epoll" ;;
-    uring | epoll) OURS="ringftpd-$ENGINE" ;;
-    *) die "ENGINE must be uring, epoll or both" ;;
-    esac
-else
-    [[ $ENGINE == both ]] || log "note: ringftpd has no --engine flag; ENGINE=$ENGINE ignored"
-    OURS=ringftpd
-fi
+ringftpd_columns
 DEFAULT_SERVERS="$OURS vsftpd pure-ftpd proftpd pyftpdlib"
 SERVER_LIST=()
 for s in ${SERVERS:-$DEFAULT_SERVERS}; do
@@ -176,10 +159,7 @@ for s in ringftpd ringftpd-uring ringftpd-epoll vsftpd pure-ftpd proftpd pyftpdl
     i=$((i + 1))
 done
 
-# Every session is a socket on both sides; fork-per-session servers are processes too.
-ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-ulimit -u unlimited 2>/dev/null || true
-log "open files limit $(ulimit -n), pid_max $(cat /proc/sys/kernel/pid_max)"
+raise_limits
 
 mkdir -p "$OUT" "$LOGS"
 WORK=$(mktemp -d /tmp/ringftp-compare.XXXXXX)
@@ -187,36 +167,8 @@ DATA=$(mktemp -d /dev/shm/ringftp-compare.XXXXXX)
 RAW=$OUT/raw.tsv
 rm -f "$LOGS"/*.log
 
-created_user=0
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for s in "${!PID[@]}"; do
-        stop_tree "${PID[$s]}"
-    done
-    [[ -n ${IPERF_PID:-} ]] && kill "$IPERF_PID" 2>/dev/null
-    rm -rf "$DATA" "$WORK"
-    [[ $created_user == 1 ]] && userdel bench 2>/dev/null
-    [[ -n ${old_home:-} ]] && usermod -d "$old_home" bench 2>/dev/null
-    exit "$rc"
-}
 trap cleanup EXIT INT TERM
-
-PS() { python3 "$ROOT/benches/peers/stats.py" "$@"; }
 PS header >"$RAW"
-
-stop_tree() {
-    local pids
-    pids=$(PS tree "$1" 2>/dev/null) || return 0
-    # shellcheck disable=SC2086
-    kill $pids 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$1" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    kill -9 $pids 2>/dev/null || true
-}
 
 # ---- data ----------------------------------------------------------------------------------
 log "data in $DATA (tmpfs): $BIG file, $MULTI_SIZE and $SWEEP_SIZE files, $SMALL_COUNT x 4 KiB files, upload dir"
@@ -232,70 +184,25 @@ for i in range(n):
     with open(os.path.join(d, f"f{i:06d}.bin"), "wb") as f:
         f.write(os.urandom(4096))
 PY
-if ! id bench >/dev/null 2>&1; then
-    useradd -M -d "$DATA" -s /bin/bash bench
-    created_user=1
-else
-    old_home=$(getent passwd bench | cut -d: -f6)
-    usermod -d "$DATA" bench
-fi
-echo bench:bench | chpasswd
-chown bench "$DATA/up"
+use_user
 # The curl URL list for the small-files row (nocwd: one RETR small/NAME per file).
 : >"$WORK/small.urls"
 
 # ---- servers -------------------------------------------------------------------------------
 cp "$RINGFTPD" "$WORK/ringftp-server"
+RINGFTPD_ARGS=()
+CURL_ARGS=()
 
 bench() { timeout "$RUN_LIMIT" "$BENCH" --host 127.0.0.1 --timeout "$BENCH_TIMEOUT" "$@"; }
-curl_() { timeout "$RUN_LIMIT" "${CURL[@]}" --connect-timeout 10 --max-time "$RUN_LIMIT" "$@"; }
+server_answers() { bench --port "${PORT[$1]}" --user "$USER_NAME" --pass "$USER_PASS" --timeout 2 login >/dev/null 2>&1; }
 
-listening_in() {
-    ss -Hltn | awk -v lo="$1" -v hi="$2" '{ n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) print p }'
-}
-
-start_and_wait() {
-    local s=$1 ok=0
-    "start_$s"
-    for _ in $(seq 40); do
-        if bench --port "${PORT[$s]}" --user bench --pass bench --timeout 2 login >/dev/null 2>&1; then
-            ok=1
-            break
-        fi
-        kill -0 "${PID[$s]}" 2>/dev/null || break
-        sleep 0.25
-    done
-    [[ $ok == 1 ]] || {
-        tail -5 "$LOGS/$s.log" >&2
-        die "$s did not start"
-    }
-    log "$s up on 127.0.0.1:${PORT[$s]} (pid ${PID[$s]}, passive ${PASV[$s]})"
-}
-
-ensure_up() {
-    kill -0 "${PID[$1]}" 2>/dev/null && return
-    log "warning: $1 (pid ${PID[$1]}) is gone; last log lines: $(tail -3 "$LOGS/$1.log" | tr '\n' ' ')"
-    RESTARTS[$1]=$((RESTARTS[$1] + 1))
-    wait "${PID[$1]}" 2>/dev/null || true
-    stop_tree "${PID[$1]}"
-    start_and_wait "$1"
-}
-
-for s in "${SERVER_LIST[@]}"; do
-    # A leftover server would share ringftpd's port silently (SO_REUSEPORT) and answer half the
-    # connections: the control port must be free. A busy passive port only narrows the range.
-    busy=$(listening_in "${PORT[$s]}" "${PORT[$s]}")
-    [[ -z $busy ]] || die "port ${PORT[$s]} for $s is in use (stop that server first)"
-    busy=$(listening_in "$(range_lo "${PASV[$s]}")" "$(range_hi "${PASV[$s]}")")
-    [[ -z $busy ]] || log "note: passive ports of $s in use by others: $(echo "$busy" | tr '\n' ' ')"
-    start_and_wait "$s"
-done
+start_servers
 
 # Which data-connection commands curl really sent (it falls back from EPSV to PASV and from
 # EPRT to PORT by itself): checked once per server, reported with the results.
 CURL_CHECK=""
 for s in "${SERVER_LIST[@]}"; do
-    u="ftp://bench:bench@127.0.0.1:${PORT[$s]}/small/f000000.bin"
+    u=$(url "$s" small/f000000.bin)
     e=$(curl_ -sv -o /dev/null "$u" 2>&1 | grep -Eo '^> (EPSV|PASV)' | tr -d '> ' | sort -u | tr '\n' '+') || true
     p=$(curl_ -sv -o /dev/null -P 127.0.0.1 "$u" 2>&1 | grep -Eo '^> (EPRT|PORT)' | tr -d '> ' | sort -u | tr '\n' '+') || true
     CURL_CHECK+="$s: ${e%+} / ${p%+}; "
@@ -306,92 +213,28 @@ for ((k = 0; k < SMALL_COUNT; k++)); do
 done >"$WORK/small.urls.tmpl"
 
 # ---- measurements --------------------------------------------------------------------------
-now() { date +%s.%N; }
-# client_cpu: sets CCPU to the CPU seconds (user + system) of this shell's waited-for children
-# so far, from bash's `times` run in this shell (a subshell would count only its own children).
-# Two readings around one client run give that client's cost: the client's half of the cost
-# table, which shows when the client, not the server, sets a row's pace.
-client_cpu() {
-    times >"$WORK/times"
-    CCPU=$(awk 'NR == 2 { for (i = 1; i <= 2; i++) { split($i, t, "m"); s += t[1] * 60 + t[2] } printf "%.3f", s }' "$WORK/times")
-}
-ccpu_delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-summary() { log "round $1 $2 $3 $4: $(tail -1 "$RAW" | cut -f5,6,7,10 | tr '\t' ' ')"; }
-
 # bench_run ROUND SERVER ROW CLIENT UNIT BENCH-ARGS...: one ringftp-bench run.
 bench_run() {
-    local rnd=$1 s=$2 row=$3 client=$4 unit=$5 rc=0 cpu0 cpu1 n0 c0
+    local rnd=$1 s=$2 row=$3 client=$4 unit=$5 rc=0
     shift 5
-    ensure_up "$s"
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
-    client_cpu
-    c0=$CCPU
+    cpu_begin "$s"
     bench --port "${PORT[$s]}" --json "$@" >"$WORK/bench.json" 2>"$WORK/bench.err" || rc=$?
-    client_cpu
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
-    PS bench "$rnd" "$s" "$row" "$client" "$unit" "$cpu0" "$cpu1" "$rc" "$WORK/bench.json" \
-        "$( ((rc > 1)) && head -c 200 "$WORK/bench.err")" "$(ccpu_delta "$c0" "$CCPU")" >>"$RAW"
+    cpu_end "$s"
+    PS bench "$rnd" "$s" "$row" "$client" "$unit" "$CPU0" "$CPU1" "$rc" "$WORK/bench.json" \
+        "$( ((rc > 1)) && head -c 200 "$WORK/bench.err")" "$CLIENT_CPU" >>"$RAW"
     summary "$rnd" "$s" "$row" "$client"
-}
-
-# curl_get ROUND SERVER ROW EXTRA-ARGS...: one download of big.bin; MB/s from curl's own
-# figures (size_download / time_total).
-curl_get() {
-    local rnd=$1 s=$2 row=$3 rc=0 cpu0 cpu1 out n0 c0
-    shift 3
-    ensure_up "$s"
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
-    client_cpu
-    c0=$CCPU
-    out=$(curl_ -sS -o /dev/null -w '%{size_download} %{time_total}' "$@" \
-        "ftp://bench:bench@127.0.0.1:${PORT[$s]}/big.bin" 2>"$WORK/curl.err") || rc=$?
-    client_cpu
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
-    curl_line "$rnd" "$s" "$row" "$cpu0" "$cpu1" "$rc" "$out" "$(ccpu_delta "$c0" "$CCPU")"
-}
-
-curl_line() { # ROUND SERVER ROW CPU0 CPU1 RC "BYTES SECONDS" CLIENT-CPU
-    local bytes secs value
-    read -r bytes secs <<<"${7:-0 0}"
-    value=$(awk -v b="$bytes" -v t="$secs" 'BEGIN { if (t > 0 && b > 0) printf "%.2f", b / t / 1e6 }')
-    PS line "$1" "$2" "$3" "$CURL_CLIENT" MB/s "$value" "$4" "$5" "$bytes" 1 "$(($6 != 0))" "$secs" \
-        "$( (($6 != 0)) && echo "exit $6: $(head -c 200 "$WORK/curl.err")")" "$8" >>"$RAW"
-    summary "$1" "$2" "$3" "$CURL_CLIENT"
-}
-
-curl_put() {
-    local rnd=$1 s=$2 rc=0 cpu0 cpu1 out n0 c0
-    ensure_up "$s"
-    rm -f "$DATA/up/curl.bin"
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
-    client_cpu
-    c0=$CCPU
-    out=$(curl_ -sS -T "$DATA/big.bin" -w '%{size_upload} %{time_total}' \
-        "ftp://bench:bench@127.0.0.1:${PORT[$s]}/up/curl.bin" 2>"$WORK/curl.err") || rc=$?
-    client_cpu
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
-    rm -f "$DATA/up/curl.bin"
-    curl_line "$rnd" "$s" stor "$cpu0" "$cpu1" "$rc" "$out" "$(ccpu_delta "$c0" "$CCPU")"
 }
 
 # curl_small ROUND SERVER: SMALL_COUNT files in one invocation; files/s over the wall time,
 # with the number of connections curl made (1 = it reused the control connection).
 curl_small() {
-    local rnd=$1 s=$2 rc=0 cpu0 cpu1 t0 t1 out files conns n0 c0
-    ensure_up "$s"
+    local rnd=$1 s=$2 rc=0 t0 t1 out files conns
     sed "s/:PORT\//:${PORT[$s]}\//" "$WORK/small.urls.tmpl" >"$WORK/small.urls"
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
-    client_cpu
-    c0=$CCPU
+    cpu_begin "$s"
     t0=$(now)
     out=$(curl_ -sS --ftp-method nocwd -w '%{num_connects}\n' -K "$WORK/small.urls" 2>"$WORK/curl.err") || rc=$?
     t1=$(now)
-    client_cpu
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    cpu_end "$s"
     files=$(grep -c . <<<"$out" || true)
     # num_connects counts the data connections too: control connections = total - files.
     conns=$(awk '{ n += $1 } END { print n + 0 }' <<<"$out")
@@ -399,41 +242,35 @@ curl_small() {
     local value wall
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     value=$(awk -v n="$files" -v w="$wall" 'BEGIN { if (w > 0 && n > 0) printf "%.1f", n / w }')
-    PS line "$rnd" "$s" small "$CURL_CLIENT" files/s "$value" "$cpu0" "$cpu1" $((files * 4096)) "$files" \
+    PS line "$rnd" "$s" small "$CURL_CLIENT" files/s "$value" "$CPU0" "$CPU1" $((files * 4096)) "$files" \
         $((SMALL_COUNT - files + (rc != 0))) "$wall" "control connections $conns$( ((rc != 0)) && echo "; exit $rc: $(head -c 200 "$WORK/curl.err")")" \
-        "$(ccpu_delta "$c0" "$CCPU")" >>"$RAW"
+        "$CLIENT_CPU" >>"$RAW"
     summary "$rnd" "$s" small "$CURL_CLIENT (control connections $conns)"
 }
 
 # curl_multi ROUND SERVER: MULTI_SESSIONS curl processes at once, one file each; MB/s over
 # the wall time until the last one is done.
 curl_multi() {
-    local rnd=$1 s=$2 cpu0 cpu1 t0 t1 pids=() fails=0 bytes=0 k n0 c0
-    ensure_up "$s"
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
-    client_cpu
-    c0=$CCPU
+    local rnd=$1 s=$2 t0 t1 pids=() fails=0 bytes=0 k
+    cpu_begin "$s"
     t0=$(now)
     for ((k = 0; k < MULTI_SESSIONS; k++)); do
-        curl_ -sS -o /dev/null -w '%{size_download}\n' \
-            "ftp://bench:bench@127.0.0.1:${PORT[$s]}/multi.bin" >"$WORK/multi.$k" 2>&1 &
+        curl_ -sS -o /dev/null -w '%{size_download}\n' "$(url "$s" multi.bin)" >"$WORK/multi.$k" 2>&1 &
         pids+=($!)
     done
     for k in "${!pids[@]}"; do
         wait "${pids[$k]}" || fails=$((fails + 1))
     done
     t1=$(now)
-    client_cpu
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    cpu_end "$s"
     for ((k = 0; k < MULTI_SESSIONS; k++)); do
         bytes=$((bytes + $(grep -Eo '^[0-9]+' "$WORK/multi.$k" | tail -1 || echo 0)))
     done
     local wall value
     wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
     value=$(awk -v n="$bytes" -v w="$wall" 'BEGIN { if (w > 0 && n > 0) printf "%.1f", n / w / 1e6 }')
-    PS line "$rnd" "$s" multi "$CURL_CLIENT" MB/s "$value" "$cpu0" "$cpu1" "$bytes" "$MULTI_SESSIONS" \
-        "$fails" "$wall" "" "$(ccpu_delta "$c0" "$CCPU")" >>"$RAW"
+    PS line "$rnd" "$s" multi "$CURL_CLIENT" MB/s "$value" "$CPU0" "$CPU1" "$bytes" "$MULTI_SESSIONS" \
+        "$fails" "$wall" "" "$CLIENT_CPU" >>"$RAW"
     summary "$rnd" "$s" multi "$CURL_CLIENT"
 }
 
@@ -441,28 +278,25 @@ curl_multi() {
 # the PSS of its tree before and while they are held. Anonymous, so that the login check
 # (yescrypt for vsftpd: ~45 logins/s here) does not decide how long the row takes.
 idle() {
-    local rnd=$1 s=$2 rc=0 base hold=0 cpu0 cpu1 n=$IDLE_SESSIONS n0
+    local rnd=$1 s=$2 rc=0 base hold=0 n=$IDLE_SESSIONS
     case $s in vsftpd | pure-ftpd | proftpd) n=$IDLE_FORKED ;; esac
-    ensure_up "$s"
-    stop_tree "${PID[$s]}"
-    wait "${PID[$s]}" 2>/dev/null || true
-    start_and_wait "$s"
+    restart "$s"
     rm -f "$WORK/ready"
     base=$(PS pss "${PID[$s]}")
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
+    cpu_begin "$s"
     bench --port "${PORT[$s]}" --json --user anonymous --pass bench@ --sessions "$n" \
         --connect-concurrency 16 --duration "$IDLE_HOLD" idle --noop-interval 60 --ready-file "$WORK/ready" \
         >"$WORK/bench.json" 2>"$WORK/bench.err" &
-    local bpid=$!
-    while [[ ! -s $WORK/ready ]] && kill -0 "$bpid" 2>/dev/null; do sleep 0.2; done
+    CLIENT_PID=$!
+    while [[ ! -s $WORK/ready ]] && kill -0 "$CLIENT_PID" 2>/dev/null; do sleep 0.2; done
     [[ -s $WORK/ready ]] && hold=$(PS pss "${PID[$s]}")
-    wait "$bpid" || rc=$?
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
+    wait "$CLIENT_PID" || rc=$?
+    CLIENT_PID=
+    cpu_end "$s"
     local held per
     held=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("held", 0))' "$WORK/bench.json" 2>/dev/null || echo 0)
     per=$(awk -v a="$base" -v b="$hold" -v n="$held" 'BEGIN { if (n > 0 && b > 0) printf "%.2f", (b - a) / n }')
-    PS line "$rnd" "$s" idle bench KiB/session "$per" "$cpu0" "$cpu1" 0 "$held" "$((rc != 0 || held < n))" "" \
+    PS line "$rnd" "$s" idle bench KiB/session "$per" "$CPU0" "$CPU1" 0 "$held" "$((rc != 0 || held < n))" "" \
         "sessions $n, held $held, PSS base ${base} KiB, held ${hold} KiB" >>"$RAW"
     summary "$rnd" "$s" idle "bench ($held of $n held)"
     sleep 1
@@ -471,11 +305,11 @@ idle() {
 iperf() {
     local rnd=$1 rc=0 v
     iperf3 -s -1 -B 127.0.0.1 -p "$IPERF_PORT" >/dev/null 2>&1 &
-    IPERF_PID=$!
+    CLIENT_PID=$!
     sleep 0.3
     timeout 60 iperf3 -c 127.0.0.1 -p "$IPERF_PORT" -t "$IPERF_SECS" -J >"$WORK/iperf.json" 2>/dev/null || rc=$?
-    wait "$IPERF_PID" 2>/dev/null || true
-    IPERF_PID=
+    wait "$CLIENT_PID" 2>/dev/null || true
+    CLIENT_PID=
     v=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"] / 8e6, 1))' "$WORK/iperf.json" 2>/dev/null || true)
     PS line "$rnd" loopback iperf3 iperf3 MB/s "$v" 0 0 0 0 "$((rc != 0))" "$IPERF_SECS" "" >>"$RAW"
     summary "$rnd" loopback iperf3 ""
@@ -500,7 +334,7 @@ json.dump({"servers": "$SERVERS".split(), "rounds": $ROUNDS, "warmup": $WARMUP, 
            "sweep": "$SWEEP".split(), "sweep_size": "$SWEEP_SIZE", "sweep_secs": "$SWEEP_SECS"},
           open(sys.argv[1], "w"))
 PY
-machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
+machine=$(machine_desc)
 versions="ringftpd $("$RINGFTPD" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')), $PEER_VERSIONS"
 echo "$START_DATE" >"$OUT/date"
 {
@@ -525,51 +359,43 @@ rw=(--user bench --pass bench)
 start_time=$SECONDS
 first=$((1 - WARMUP))
 for ((rnd = first; rnd <= ROUNDS; rnd++)); do
-    # This round's server order: the list rotated by the round number.
-    n=${#SERVER_LIST[@]}
-    order=()
-    for ((k = 0; k < n; k++)); do order+=("${SERVER_LIST[$(((k + rnd) % n))]}"); done
-    log "round $rnd of $ROUNDS$([[ $rnd == 0 ]] && echo ' (warm-up, not reported)'): ${order[*]}; load $(cut -d' ' -f1-3 /proc/loadavg)"
-    PS line "$rnd" machine load load load "$(cut -d' ' -f1 /proc/loadavg)" 0 0 0 0 0 "" "1-minute load average" >>"$RAW"
+    round_start "$rnd" "$([[ $rnd == 0 ]] && echo ' (warm-up, not reported)')"
     iperf "$rnd"
-    for s in "${order[@]}"; do
+    for s in "${ORDER[@]}"; do
         curl_get "$rnd" "$s" retr-epsv
         bench_run "$rnd" "$s" retr-epsv bench-buffer MB/s "${rw[@]}" --sink buffer --mode epsv retr --path big.bin
         bench_run "$rnd" "$s" retr-epsv bench-null MB/s "${rw[@]}" --sink null --mode epsv retr --path big.bin
     done
-    for s in "${order[@]}"; do
+    for s in "${ORDER[@]}"; do
         curl_get "$rnd" "$s" retr-eprt -P 127.0.0.1
         bench_run "$rnd" "$s" retr-eprt bench-buffer MB/s "${rw[@]}" --sink buffer --mode eprt retr --path big.bin
         bench_run "$rnd" "$s" retr-eprt bench-null MB/s "${rw[@]}" --sink null --mode eprt retr --path big.bin
     done
-    for s in "${order[@]}"; do
+    for s in "${ORDER[@]}"; do
         curl_put "$rnd" "$s"
         bench_run "$rnd" "$s" stor bench MB/s "${rw[@]}" --mode epsv stor --size "$BIG" --dir up --cleanup
     done
-    for s in "${order[@]}"; do
+    for s in "${ORDER[@]}"; do
         curl_small "$rnd" "$s"
         bench_run "$rnd" "$s" small bench files/s "${rw[@]}" small --dir small --count "$SMALL_COUNT"
     done
-    for s in "${order[@]}"; do
+    for s in "${ORDER[@]}"; do
         curl_multi "$rnd" "$s"
         bench_run "$rnd" "$s" multi bench-buffer MB/s "${rw[@]}" --sink buffer --sessions "$MULTI_SESSIONS" retr --path multi.bin
         bench_run "$rnd" "$s" multi bench-null MB/s "${rw[@]}" --sink null --sessions "$MULTI_SESSIONS" retr --path multi.bin
     done
-    for s in "${order[@]}"; do
+    for s in "${ORDER[@]}"; do
         bench_run "$rnd" "$s" login-pass bench logins/s "${rw[@]}" --sessions "$LOGIN_SESSIONS" --duration "$LOGIN_SECS" login
         bench_run "$rnd" "$s" login-anon bench logins/s --user anonymous --pass bench@ --sessions "$LOGIN_SESSIONS" --duration "$LOGIN_SECS" login
     done
     for sessions in $SWEEP; do
-        for s in "${order[@]}"; do
+        for s in "${ORDER[@]}"; do
             bench_run "$rnd" "$s" "sweep-$sessions" bench-buffer MB/s "${rw[@]}" --sink buffer \
                 --sessions "$sessions" --connect-concurrency 32 --duration "$SWEEP_SECS" retr --path sweep.bin
         done
     done
-    for s in "${order[@]}"; do idle "$rnd" "$s"; done
-    for s in "${SERVER_LIST[@]}"; do
-        ((RESTARTS[$s] > 0)) && log "note: $s restarted ${RESTARTS[$s]}× so far (see its log)"
-    done
-    log "round $rnd done after $((SECONDS - start_time)) s"
+    for s in "${ORDER[@]}"; do idle "$rnd" "$s"; done
+    round_end "$rnd"
 done
 elapsed=$((SECONDS - start_time))
 

@@ -85,13 +85,9 @@ OUT=$TARGET/tls-compare
 RUN_LIMIT=600 # wall-clock limit of one client run
 USER_NAME=tlsbench
 USER_PASS=tlsbench
-
-log() { printf '[tls-compare %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
-PS() { python3 "$ROOT/benches/peers/stats.py" "$@"; }
+LOG_TAG=tls-compare
+# shellcheck source=peers/harness.sh
+source "$ROOT/benches/peers/harness.sh"
 
 # finish ELAPSED: the tables from $OUT/raw.tsv and $OUT/meta.json, printed and (unless
 # NO_COMMIT_FILES=1) copied to benches/.
@@ -100,13 +96,7 @@ finish() {
     date=$(cat "$OUT/date")
     python3 "$ROOT/benches/peers/tls_stats.py" "$OUT/raw.tsv" "$OUT/meta.json" "$1" "compare-raw/tls-$date.tsv" \
         >"$OUT/results.md"
-    cat "$OUT/results.md"
-    if [[ ${NO_COMMIT_FILES:-0} != 1 ]]; then
-        mkdir -p "$ROOT/benches/compare-raw"
-        cp "$OUT/raw.tsv" "$ROOT/benches/compare-raw/tls-$date.tsv"
-        cp "$OUT/results.md" "$ROOT/benches/tls-compare-results.md"
-        log "results: benches/tls-compare-results.md, benches/compare-raw/tls-$date.tsv"
-    fi
+    publish tls-compare-results.md "tls-$date.tsv"
 }
 if [[ ${REPORT_ONLY:-0} == 1 ]]; then
     finish "${REPORT_ELAPSED:-stopped early; see the rounds in the raw file}"
@@ -118,12 +108,6 @@ START_DATE=$(date -u +%Y-%m-%dT%H%MZ)
 COMMAND="$(env | { grep -E '^(ROUNDS|SMOKE|ENGINE|SERVERS|BIG|HS_SECS|HS_WARMUP|HS_WORKERS|IDLE_RINGFTPD|IDLE_VSFTPD|KTLS|CERT_KEY|CLIENT_CURVE|VSFTPD_REAPER)=' || true; } | sort | tr '\n' ' ')benches/tls-compare.sh $*"
 
 # ---- tools ---------------------------------------------------------------------------------
-need_apt() { # COMMAND PACKAGE
-    command -v "$1" >/dev/null && return
-    log "installing $2"
-    apt-get update -qq || log "warning: apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$2" >/dev/null
-}
 need_apt vsftpd vsftpd
 need_apt openssl openssl
 need_apt python3 python3
@@ -131,9 +115,7 @@ need_apt python3 python3
 # curl 8 as compare.sh's benches/peers/setup.sh unpacks it (bookworm-backports); else the
 # system curl (7.88 on Debian 12: fine for one file per invocation, which is all this needs).
 PEERS=${PEERS:-$ROOT/benches/.peers}
-CURL8=$PEERS/curl8
-if [[ -x $CURL8/usr/bin/curl ]] && LD_LIBRARY_PATH=$CURL8/usr/lib/x86_64-linux-gnu "$CURL8/usr/bin/curl" --version >/dev/null 2>&1; then
-    CURL=(env "LD_LIBRARY_PATH=$CURL8/usr/lib/x86_64-linux-gnu" "$CURL8/usr/bin/curl")
+if have_curl8; then
     CURL_NOTE="curl $("${CURL[@]}" --version | awk 'NR == 1 {print $2}') (bookworm-backports, unpacked by compare.sh)"
 else
     need_apt curl curl
@@ -141,6 +123,12 @@ else
     CURL_NOTE="curl $(curl --version | awk 'NR == 1 {print $2}') (system; run compare.sh once for curl 8)"
 fi
 CURL_NOTE+=" with $("${CURL[@]}" --version | grep -Eo 'OpenSSL/[0-9.]+' | head -1)"
+CURL_CLIENT=curl
+
+# vsftpd under a child subreaper (see peers/tls_reaper.py) unless VSFTPD_REAPER=0.
+REAPER=$VSFTPD_REAPER
+# shellcheck source=peers/servers.sh
+source "$ROOT/benches/peers/servers.sh"
 
 # The release binary: the one given, or target/release's once its build says it is done.
 if [[ -z ${RINGFTPD:-} ]]; then
@@ -156,15 +144,7 @@ fi
 [[ -x $RINGFTPD ]] || die "missing $RINGFTPD (cargo build --release --bin ringftpd, or RINGFTPD=path)"
 "$RINGFTPD" --help | grep -q -- --tls-cert || die "$RINGFTPD has no --tls-cert: too old for this benchmark"
 
-if "$RINGFTPD" --help 2>/dev/null | grep -q -- --engine; then
-    case $ENGINE in
-    both) OURS="ringftpd-uring ringftpd-epoll" ;;
-    uring | epoll) OURS="ringftpd-$ENGINE" ;;
-    *) die "ENGINE must be uring, epoll or both" ;;
-    esac
-else
-    OURS=ringftpd
-fi
+ringftpd_columns
 SERVER_LIST=()
 for s in ${SERVERS:-ringftpd vsftpd}; do
     case $s in
@@ -181,10 +161,7 @@ declare -A PASV=([ringftpd-uring]=29000-29999 [ringftpd-epoll]=30000-30999 [vsft
 declare -A PID=() RESTARTS=()
 for s in "${SERVER_LIST[@]}"; do RESTARTS[$s]=0; done
 
-# Every session is a socket on both sides (and three processes for vsftpd).
-ulimit -n 1048576 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-ulimit -u unlimited 2>/dev/null || true
-log "open files limit $(ulimit -n), pid_max $(cat /proc/sys/kernel/pid_max)"
+raise_limits
 
 mkdir -p "$OUT"
 rm -f "$OUT/orphans"
@@ -194,40 +171,7 @@ LOGS=$WORK/logs
 mkdir -p "$LOGS"
 RAW=$OUT/raw.tsv
 
-created_user=0
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    for s in "${!PID[@]}"; do
-        stop_tree "${PID[$s]}"
-    done
-    [[ -n ${CLIENT_PID:-} ]] && kill "$CLIENT_PID" 2>/dev/null
-    # Keep the server logs of a failed run next to the results.
-    ((rc != 0)) && cp -r "$LOGS" "$OUT/" 2>/dev/null
-    rm -rf "$DATA" "$WORK"
-    if [[ $created_user == 1 ]]; then
-        userdel "$USER_NAME" 2>/dev/null
-    elif [[ -n ${old_home:-} ]]; then
-        usermod -d "$old_home" "$USER_NAME" 2>/dev/null
-    fi
-    exit "$rc"
-}
 trap cleanup EXIT INT TERM
-
-stop_tree() {
-    local pids
-    pids=$(PS tree "$1" 2>/dev/null) || return 0
-    # shellcheck disable=SC2086
-    kill $pids 2>/dev/null || true
-    for _ in $(seq 50); do
-        kill -0 "$1" 2>/dev/null || break
-        sleep 0.1
-    done
-    # shellcheck disable=SC2086
-    kill -9 $pids 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-}
-
 PS header >"$RAW"
 
 # ---- data, user, certificate ---------------------------------------------------------------
@@ -237,15 +181,7 @@ head -c "$BIG" /dev/urandom >"$DATA/big.bin"
 BIG_BYTES=$(stat -c %s "$DATA/big.bin")
 head -c 65536 /dev/urandom >"$DATA/probe.bin"
 mkdir "$DATA/up"
-if ! id "$USER_NAME" >/dev/null 2>&1; then
-    useradd -M -d "$DATA" -s /bin/bash "$USER_NAME"
-    created_user=1
-else
-    old_home=$(getent passwd "$USER_NAME" | cut -d: -f6)
-    usermod -d "$DATA" "$USER_NAME"
-fi
-echo "$USER_NAME:$USER_PASS" | chpasswd
-chown "$USER_NAME" "$DATA/up"
+use_user
 
 case $CERT_KEY in
 rsa) keyopt=(-newkey rsa:2048) CERT_NOTE="RSA 2048" ;;
@@ -257,140 +193,26 @@ openssl req -x509 "${keyopt[@]}" -nodes -keyout "$WORK/key.pem" -out "$WORK/cert
 CERT_NOTE+=", self-signed (openssl req -x509), the same file for both servers"
 
 # ---- servers -------------------------------------------------------------------------------
-range_lo() { echo "${1%-*}"; }
-range_hi() { echo "${1#*-}"; }
-
-# A private copy (another job's `pkill ringftpd` must not stop it mid-run).
-cp "$RINGFTPD" "$WORK/ringftp-tls"
-
-start_ringftpd_engine() { # NAME ENGINE-or-empty
-    local s=$1 engine=()
-    [[ -n $2 ]] && engine=(--engine "$2")
-    # TLS required on control and data connections (USER in clear refused, PROT P needed),
-    # for anonymous too; session reuse enforced (the default). The idle timeout is vsftpd's
-    # idle_session_timeout below, so that opening 10,000 sessions slowly drops none.
-    "$WORK/ringftp-tls" --root "$DATA" --listen "127.0.0.1:${PORT[$s]}" --user "$USER_NAME:$USER_PASS" \
-        --anonymous --passive-ports "${PASV[$s]}" --log-level warn "${engine[@]}" \
-        --max-sessions 0 --max-sessions-per-ip 0 --idle-timeout 600 \
-        --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem" --tls required --tls-data required \
-        --ktls "$KTLS" >>"$LOGS/$s.log" 2>&1 </dev/null &
-    PID[$s]=$!
-}
-start_ringftpd() { start_ringftpd_engine ringftpd ""; }
-start_ringftpd-uring() { start_ringftpd_engine ringftpd-uring uring; }
-start_ringftpd-epoll() { start_ringftpd_engine ringftpd-epoll epoll; }
-
-start_vsftpd() {
-    # compare.sh's vsftpd settings plus TLS: ssl_enable with the shared certificate, TLS
-    # required for logins and data for local and anonymous users, session reuse required
-    # (ringftpd enforces it too), no client certificate requested (ringftpd asks for none).
-    # TLS 1.3 is negotiated: vsftpd 3.0.3 as Debian 12 builds it uses TLS_server_method
-    # against OpenSSL 3 and so has no upper bound; ssl_ciphers only applies to TLS 1.2 and is
-    # set to the TLS 1.2 equivalent of the TLS 1.3 suite both servers pick (AES-256-GCM), in
-    # case a client falls back. use_sendfile does not apply under TLS (vsftpd reads and
-    # SSL_writes). isolate=NO: no network namespace per session (as in compare.sh).
-    cat >"$WORK/vsftpd.conf" <<EOF
-listen=YES
-listen_ipv6=NO
-listen_address=127.0.0.1
-listen_port=${PORT[vsftpd]}
-background=NO
-anonymous_enable=YES
-anon_root=$DATA
-local_enable=YES
-write_enable=YES
-local_root=$DATA
-chroot_local_user=YES
-allow_writeable_chroot=YES
-local_umask=022
-pasv_enable=YES
-pasv_min_port=$(range_lo "${PASV[vsftpd]}")
-pasv_max_port=$(range_hi "${PASV[vsftpd]}")
-port_enable=YES
-connect_from_port_20=NO
-max_clients=0
-max_per_ip=0
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-xferlog_enable=NO
-vsftpd_log_file=/dev/null
-dirmessage_enable=NO
-pam_service_name=vsftpd
-secure_chroot_dir=/var/run/vsftpd/empty
-idle_session_timeout=600
-data_connection_timeout=300
-ftpd_banner=vsftpd ready
-ssl_enable=YES
-rsa_cert_file=$WORK/cert.pem
-rsa_private_key_file=$WORK/key.pem
-force_local_logins_ssl=YES
-force_local_data_ssl=YES
-allow_anon_ssl=YES
-force_anon_logins_ssl=YES
-force_anon_data_ssl=YES
-require_ssl_reuse=YES
-ssl_request_cert=NO
-ssl_sslv2=NO
-ssl_sslv3=NO
-ssl_tlsv1=YES
-ssl_ciphers=ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384
-EOF
-    mkdir -p /var/run/vsftpd/empty
-    # Under a child subreaper (see peers/tls_reaper.py): some of vsftpd's session processes
-    # outlive their parents, and their CPU time would otherwise go to init.
-    local reaper=()
-    [[ $VSFTPD_REAPER == 1 ]] && reaper=(python3 "$ROOT/benches/peers/tls_reaper.py")
-    "${reaper[@]}" vsftpd "$WORK/vsftpd.conf" >>"$LOGS/vsftpd.log" 2>&1 </dev/null &
-    PID[vsftpd]=$!
-}
+# A private copy (another job's `pkill ringftpd` must not stop it mid-run); peers/servers.sh
+# starts both servers. TLS required on control and data connections (USER in clear refused,
+# PROT P needed), for anonymous too; session reuse enforced (the default). ringftpd's idle
+# timeout is vsftpd's idle_session_timeout, so that opening 10,000 sessions slowly drops none.
+cp "$RINGFTPD" "$WORK/ringftp-server"
+RINGFTPD_ARGS=(--idle-timeout 600 --tls-cert "$WORK/cert.pem" --tls-key "$WORK/key.pem"
+    --tls required --tls-data required --ktls "$KTLS")
+VSFTPD_TLS_CERT=$WORK/cert.pem
+VSFTPD_TLS_KEY=$WORK/key.pem
 
 CURVE_ARGS=() CURL_CURVE=()
 if [[ -n $CLIENT_CURVE ]]; then
     CURVE_ARGS=(--curve "$CLIENT_CURVE")
     CURL_CURVE=(--curves "$CLIENT_CURVE")
 fi
+CURL_ARGS=(--ssl-reqd -k "${CURL_CURVE[@]}")
 TC() { timeout "$RUN_LIMIT" python3 "$ROOT/benches/peers/tls_client.py" --timeout 30 "${CURVE_ARGS[@]}" "$@"; }
-curl_() { timeout "$RUN_LIMIT" "${CURL[@]}" --ssl-reqd -k "${CURL_CURVE[@]}" --connect-timeout 10 --max-time "$RUN_LIMIT" "$@"; }
-url() { echo "ftp://$USER_NAME:$USER_PASS@127.0.0.1:${PORT[$1]}/$2"; }
+server_answers() { timeout 5 python3 "$ROOT/benches/peers/tls_client.py" ping --port "${PORT[$1]}" --timeout 2 >/dev/null 2>&1; }
 
-listening_in() {
-    ss -Hltn | awk -v lo="$1" -v hi="$2" '{ n = split($4, a, ":"); p = a[n] + 0; if (p >= lo && p <= hi) print p }'
-}
-
-start_and_wait() {
-    local s=$1 ok=0
-    "start_$s"
-    for _ in $(seq 40); do
-        if timeout 5 python3 "$ROOT/benches/peers/tls_client.py" ping --port "${PORT[$s]}" --timeout 2 >/dev/null 2>&1; then
-            ok=1
-            break
-        fi
-        kill -0 "${PID[$s]}" 2>/dev/null || break
-        sleep 0.25
-    done
-    [[ $ok == 1 ]] || {
-        tail -5 "$LOGS/$s.log" >&2
-        die "$s did not start"
-    }
-    log "$s up on 127.0.0.1:${PORT[$s]} (pid ${PID[$s]}, passive ${PASV[$s]})"
-}
-
-ensure_up() {
-    kill -0 "${PID[$1]}" 2>/dev/null && return
-    log "warning: $1 (pid ${PID[$1]}) is gone; last log lines: $(tail -3 "$LOGS/$1.log" | tr '\n' ' ')"
-    RESTARTS[$1]=$((RESTARTS[$1] + 1))
-    stop_tree "${PID[$1]}"
-    start_and_wait "$1"
-}
-
-for s in "${SERVER_LIST[@]}"; do
-    busy=$(listening_in "${PORT[$s]}" "${PORT[$s]}")
-    [[ -z $busy ]] || die "port ${PORT[$s]} for $s is in use (stop that server first)"
-    busy=$(listening_in "$(range_lo "${PASV[$s]}")" "$(range_hi "${PASV[$s]}")")
-    [[ -z $busy ]] || log "note: passive ports of $s in use by others: $(echo "$busy" | tr '\n' ' ')"
-    start_and_wait "$s"
-done
+start_servers
 
 # What each server negotiates, on the control and on a PROT P data connection, with curl (the
 # "SSL connection using" lines: version / cipher / key exchange group / signature) and with the
@@ -415,52 +237,17 @@ PY
 done
 
 # ---- measurements --------------------------------------------------------------------------
-now() { date +%s.%N; }
-summary() { log "round $1 $2 $3: $(tail -1 "$RAW" | cut -f5,6,7,9,10,13 | tr '\t' ' ')"; }
-
-curl_line() { # ROUND SERVER ROW CPU0 CPU1 RC "BYTES SECONDS" NOTE
-    local bytes secs value note=${8:-}
-    read -r bytes secs <<<"${7:-0 0}"
-    value=$(awk -v b="$bytes" -v t="$secs" 'BEGIN { if (t > 0 && b > 0) printf "%.2f", b / t / 1e6 }')
-    (($6 != 0)) && note+="exit $6: $(head -c 200 "$WORK/curl.err")"
-    PS line "$1" "$2" "$3" curl MB/s "$value" "$4" "$5" "$bytes" 1 "$(($6 != 0 || bytes != BIG_BYTES))" "$secs" \
-        "$note" >>"$RAW"
-    summary "$1" "$2" "$3"
-}
-
-retr() {
-    local rnd=$1 s=$2 rc=0 cpu0 cpu1 out n0
-    ensure_up "$s"
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
-    out=$(curl_ -sS -o /dev/null -w '%{size_download} %{time_total}' "$(url "$s" big.bin)" 2>"$WORK/curl.err") || rc=$?
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
-    curl_line "$rnd" "$s" retr "$cpu0" "$cpu1" "$rc" "$out"
-}
-
-stor() {
-    local rnd=$1 s=$2 rc=0 cpu0 cpu1 out n0 got
-    ensure_up "$s"
-    rm -f "$DATA/up/curl.bin"
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
-    out=$(curl_ -sS -T "$DATA/big.bin" -w '%{size_upload} %{time_total}' "$(url "$s" up/curl.bin)" 2>"$WORK/curl.err") || rc=$?
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
-    got=$(stat -c %s "$DATA/up/curl.bin" 2>/dev/null || echo 0)
-    rm -f "$DATA/up/curl.bin"
-    curl_line "$rnd" "$s" stor "$cpu0" "$cpu1" "$rc" "$out" "$( ((got != BIG_BYTES)) && echo "stored $got bytes; ")"
-}
+EXPECT_BYTES=$BIG_BYTES
+SUMMARY_FIELDS=5,6,7,9,10,13
 
 # handshakes ROUND SERVER ROW USER PASS: the Python client's login loop.
 handshakes() {
-    local rnd=$1 s=$2 row=$3 rc=0 cpu0 cpu1 n0
-    ensure_up "$s"
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
+    local rnd=$1 s=$2 row=$3 rc=0
+    cpu_begin "$s"
     TC handshakes --port "${PORT[$s]}" --user "$4" --pass "$5" --workers "$HS_WORKERS" --procs "$HS_PROCS" \
         --warmup "$HS_WARMUP" --duration "$HS_SECS" >"$WORK/hs.json" 2>"$WORK/hs.err" || rc=$?
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 10)
-    python3 - "$rnd" "$s" "$row" "$cpu0" "$cpu1" "$rc" "$WORK/hs.json" "$WORK/hs.err" <<'PY' >>"$RAW"
+    cpu_end "$s"
+    python3 - "$rnd" "$s" "$row" "$CPU0" "$CPU1" "$rc" "$WORK/hs.json" "$WORK/hs.err" <<'PY' >>"$RAW"
 import json, sys
 rnd, s, row, cpu0, cpu1, rc, path, err = sys.argv[1:]
 try:
@@ -483,16 +270,13 @@ PY
 # its tree before and while they are held. Anonymous, so that the password check (yescrypt
 # for vsftpd) does not decide how long the row takes; the TLS handshake is the same.
 idle() {
-    local rnd=$1 s=$2 rc=0 base hold=0 procs=0 cpu0 cpu1 n=$IDLE_RINGFTPD n0
+    local rnd=$1 s=$2 rc=0 base hold=0 procs=0 n=$IDLE_RINGFTPD
     [[ $s == vsftpd ]] && n=$IDLE_VSFTPD
-    ensure_up "$s"
-    stop_tree "${PID[$s]}"
-    start_and_wait "$s"
+    restart "$s"
     rm -f "$WORK/ready" "$WORK/release"
     sleep 0.5
     base=$(PS pss "${PID[$s]}")
-    n0=$(PS count "${PID[$s]}")
-    cpu0=$(PS cpu "${PID[$s]}")
+    cpu_begin "$s"
     TC idle --port "${PORT[$s]}" --sessions "$n" --concurrency "$IDLE_CONC" \
         --ready-file "$WORK/ready" --release-file "$WORK/release" --hold-max 120 \
         >"$WORK/idle.json" 2>"$WORK/idle.err" &
@@ -506,8 +290,8 @@ idle() {
     touch "$WORK/release"
     wait "$CLIENT_PID" || rc=$?
     CLIENT_PID=
-    cpu1=$(PS settle "${PID[$s]}" "$n0" 60)
-    python3 - "$rnd" "$s" "$n" "$base" "$hold" "$procs" "$cpu0" "$cpu1" "$rc" "$WORK/idle.json" "$WORK/idle.err" <<'PY' >>"$RAW"
+    cpu_end "$s" 60
+    python3 - "$rnd" "$s" "$n" "$base" "$hold" "$procs" "$CPU0" "$CPU1" "$rc" "$WORK/idle.json" "$WORK/idle.err" <<'PY' >>"$RAW"
 import json, sys
 rnd, s, n, base, hold, procs, cpu0, cpu1, rc, path, err = sys.argv[1:]
 n, base, hold = int(n), int(base), int(hold)
@@ -531,7 +315,7 @@ PY
 }
 
 # The report's layout, written first so a partial run can be reported too.
-machine="$(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), Linux $(uname -r)"
+machine=$(machine_desc)
 versions="ringftpd $("$RINGFTPD" --version | awk '{print $2}') ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')), vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null) (libssl $(dpkg-query -W -f='${Version}' libssl3 2>/dev/null)), $CURL_NOTE, Python $(python3 -c 'import ssl, sys; print(sys.version.split()[0], "with", ssl.OPENSSL_VERSION)')"
 echo "$START_DATE" >"$OUT/date"
 tls_json=$(for s in "${SERVER_LIST[@]}"; do printf '%s\t%s\n' "$s" "${TLS_INFO[$s]}"; done)
@@ -550,20 +334,13 @@ PY
 
 start_time=$SECONDS
 for ((rnd = 1; rnd <= ROUNDS; rnd++)); do
-    n=${#SERVER_LIST[@]}
-    order=()
-    for ((k = 0; k < n; k++)); do order+=("${SERVER_LIST[$(((k + rnd) % n))]}"); done
-    log "round $rnd of $ROUNDS: ${order[*]}; load $(cut -d' ' -f1-3 /proc/loadavg)"
-    PS line "$rnd" machine load load load "$(cut -d' ' -f1 /proc/loadavg)" 0 0 0 0 0 "" "1-minute load average" >>"$RAW"
-    for s in "${order[@]}"; do retr "$rnd" "$s"; done
-    for s in "${order[@]}"; do stor "$rnd" "$s"; done
-    for s in "${order[@]}"; do handshakes "$rnd" "$s" hs-pass "$USER_NAME" "$USER_PASS"; done
-    for s in "${order[@]}"; do handshakes "$rnd" "$s" hs-anon anonymous bench@; done
-    for s in "${order[@]}"; do idle "$rnd" "$s"; done
-    for s in "${SERVER_LIST[@]}"; do
-        ((RESTARTS[$s] > 0)) && log "note: $s restarted ${RESTARTS[$s]}× so far (see its log)"
-    done
-    log "round $rnd done after $((SECONDS - start_time)) s"
+    round_start "$rnd"
+    for s in "${ORDER[@]}"; do curl_get "$rnd" "$s" retr; done
+    for s in "${ORDER[@]}"; do curl_put "$rnd" "$s"; done
+    for s in "${ORDER[@]}"; do handshakes "$rnd" "$s" hs-pass "$USER_NAME" "$USER_PASS"; done
+    for s in "${ORDER[@]}"; do handshakes "$rnd" "$s" hs-anon anonymous bench@; done
+    for s in "${ORDER[@]}"; do idle "$rnd" "$s"; done
+    round_end "$rnd"
 done
 elapsed=$((SECONDS - start_time))
 

@@ -23,23 +23,13 @@
 mod common;
 mod tls_common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{sha256_bytes, TestServer, MIB, PASS, USER};
-use tls_common::Pki;
+use tls_common::{curl, Pki};
 
 fn server(tag: &str, pki: &Pki, listen: &str) -> TestServer {
-    TestServer::builder(tag)
-        .listen(listen)
-        .args([
-            "--tls-cert".to_string(),
-            pki.cert.display().to_string(),
-            "--tls-key".to_string(),
-            pki.key.display().to_string(),
-            "--tls-data".to_string(),
-            "required".to_string(),
-        ])
-        .start()
+    TestServer::builder(tag).listen(listen).args(pki.server_args()).args(["--tls-data", "required"]).start()
 }
 
 fn pattern(len: u64) -> Vec<u8> {
@@ -58,17 +48,6 @@ fn curl_version() -> Option<(u32, u32)> {
 /// curl 7.87 and 7.88 put no TLS on active data connections (see the module docs).
 fn curl_breaks_active_tls() -> bool {
     matches!(curl_version(), Some((7, 87 | 88)))
-}
-
-/// The curl command with `args`, bounded; (success, stderr).
-fn curl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("timeout")
-        .args(["40", "curl", "-sS", "-v", "--max-time", "30"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// One STOR and one RETR in active mode with libcurl through pycurl. Prints the SHA-256 of

@@ -8,45 +8,27 @@ mod tls_common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::{TestServer, MIB, PASS, USER};
-use tls_common::Pki;
+use tls_common::{curl_within, python_reusing, Pki};
 
 fn server(tag: &str, pki: &Pki, extra: &[&str]) -> TestServer {
-    let mut args = vec![
-        "--tls-cert".to_string(),
-        pki.cert.display().to_string(),
-        "--tls-key".to_string(),
-        pki.key.display().to_string(),
-        "--implicit-listen".to_string(),
-        "127.0.0.1:0".to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    TestServer::builder(tag).args(args).start()
+    TestServer::builder(tag)
+        .args(pki.server_args())
+        .args(["--implicit-listen", "127.0.0.1:0"])
+        .args(extra.iter().copied())
+        .start()
 }
 
 fn pattern(len: u64) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect()
 }
 
-/// Runs curl with a bound, returning (success, stderr).
+/// curl bounded by 50 s: (success, stderr).
 fn curl(args: &[&str]) -> (bool, String) {
     curl_within(50, args)
-}
-
-/// Runs curl with a bound of `secs`, returning (success, stderr).
-fn curl_within(secs: u64, args: &[&str]) -> (bool, String) {
-    let out = Command::new("timeout")
-        .arg((secs + 10).to_string())
-        .arg("curl")
-        .args(["-sS", "--max-time", &secs.to_string()])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
@@ -131,15 +113,10 @@ fn curl_100_mib_round_trip_over_prot_p() {
     common::assert_same_file(&src, &got, &srv);
 }
 
+/// After [`tls_common::PY_REUSING`].
 const PYTHON: &str = r#"
 import ftplib, ssl, sys, io, hashlib
 port, ca, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-class Reusing(ftplib.FTP_TLS):
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
-        return conn, size
 ctx = ssl.create_default_context(cafile=ca)
 cls = Reusing if mode != "plain" else ftplib.FTP_TLS
 f = cls(context=ctx, timeout=30)
@@ -196,8 +173,7 @@ f.quit()
 "#;
 
 fn python(srv: &TestServer, pki: &Pki, mode: &str) -> String {
-    let out = Command::new("timeout")
-        .args(["90", "python3", "-c", PYTHON])
+    let out = python_reusing(90, PYTHON)
         .arg(srv.port().to_string())
         .arg(&pki.ca)
         .arg(mode)
@@ -336,15 +312,7 @@ fn ipv6_explicit_ftps() {
         return;
     }
     let pki = Pki::new();
-    let srv = TestServer::builder("ftps-v6")
-        .listen("[::1]:0")
-        .args([
-            "--tls-cert".to_string(),
-            pki.cert.display().to_string(),
-            "--tls-key".to_string(),
-            pki.key.display().to_string(),
-        ])
-        .start();
+    let srv = TestServer::builder("ftps-v6").listen("[::1]:0").args(pki.server_args()).start();
     let data = pattern(MIB + 1);
     std::fs::write(srv.root().join("v6"), &data).unwrap();
     let got = srv.work().join("v6.got");

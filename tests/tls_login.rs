@@ -8,15 +8,13 @@ mod common;
 mod tls_common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use ringftp::auth::{AuthError, Credentials};
 use ringftp::tls::{ClientAuth, KtlsMode, TlsAcceptor, TlsConfig};
 use ringftp::{Authenticator, FsStorage, Server, ServerHandle, TlsPolicy, User};
 use sha2::{Digest, Sha256};
-use tls_common::Pki;
+use tls_common::{curl, issue_client, new_ca, python_reusing, Pki};
 
 /// The host's authenticator: "alice" logs in by the SHA-256 of her certificate, whatever the
 /// password; the others by password, each with their own TLS policy.
@@ -60,17 +58,10 @@ struct Clients {
 }
 
 fn clients(dir: &Path) -> Clients {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, "client CA");
-    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
     let ca = dir.join("client-ca.pem");
-    std::fs::write(&ca, issuer.pem()).unwrap();
+    let issuer = new_ca("client CA", &ca);
     let issue = |name: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![format!("{name}.test")]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
-        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (cert, key) = issue_client(name, &issuer);
         let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
         std::fs::write(&c, cert.pem()).unwrap();
         std::fs::write(&k, key.serialize_pem()).unwrap();
@@ -116,17 +107,6 @@ fn start(client_auth: ClientAuth) -> Lib {
         .unwrap();
     let port = handle.local_addrs()[0].port();
     Lib { handle: Some(handle), port, root, pki, clients }
-}
-
-/// curl with `args`, verbose and bounded: (success, stderr).
-fn curl(args: &[&str]) -> (bool, String) {
-    let out = Command::new("timeout")
-        .args(["40", "curl", "-sS", "-v", "--max-time", "30"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("curl");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -222,14 +202,8 @@ fn ringftpd_config_users_carry_their_tls_policy() {
     )
     .unwrap();
     let srv = common::TestServer::builder("tls-user-config")
-        .args([
-            "--config".to_string(),
-            config.display().to_string(),
-            "--tls-cert".to_string(),
-            pki.cert.display().to_string(),
-            "--tls-key".to_string(),
-            pki.key.display().to_string(),
-        ])
+        .args(["--config".to_string(), config.display().to_string()])
+        .args(pki.server_args())
         .start();
     std::fs::write(srv.root().join("f"), b"file").unwrap();
     let url = format!("ftp://localhost:{}/f", srv.port());
@@ -250,14 +224,8 @@ fn ringftpd_config_users_carry_their_tls_policy() {
 fn python_ftplib_logs_in_by_client_certificate() {
     let lib = start(ClientAuth::Request);
     let script = r#"
-import ftplib, hashlib, io, ssl, sys
+import hashlib, io, ssl, sys
 port, ca, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-class Reusing(ftplib.FTP_TLS):
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
-        return conn, size
 ctx = ssl.create_default_context(cafile=ca)
 ctx.load_cert_chain(cert, key)
 f = Reusing(context=ctx, timeout=30)
@@ -273,8 +241,7 @@ assert out.getvalue() == data
 print("ok", hashlib.sha256(data).hexdigest())
 f.quit()
 "#;
-    let out = Command::new("timeout")
-        .args(["60", "python3", "-c", script])
+    let out = python_reusing(60, script)
         .arg(lib.port.to_string())
         .arg(&lib.pki.ca)
         .arg(&lib.clients.alice.0)

@@ -1,12 +1,14 @@
-# Sourced by benches/compare.sh: one start_<server> function per server. Each writes its config
-# into $WORK, starts the server in the foreground (so $! is the server and its process tree is
-# what the CPU and memory figures add up), and sets PID[server].
+# Sourced by benches/compare.sh and benches/tls-compare.sh (ringftpd and vsftpd): one
+# start_<server> function per server. Each writes its config into $WORK, starts the server in
+# the foreground (so $! is the server and its process tree is what the CPU and memory figures
+# add up), and sets PID[server].
 #
 # Common settings, as far as each server offers them: listen on 127.0.0.1 only, on its own
-# control port and passive range; one read-write user bench/bench whose home is $DATA, confined
-# to it (chroot or virtual root); anonymous login allowed read-only (only the anonymous login
-# row uses it); no TLS; no bandwidth limits; logging off; sendfile on where offered; 1000+
-# clients and no per-IP limit; no reverse DNS.
+# control port and passive range; one read-write user USER_NAME/USER_PASS whose home is $DATA,
+# confined to it (chroot or virtual root); anonymous login allowed read-only (only the anonymous
+# login row uses it); no TLS unless VSFTPD_TLS_CERT is set (ringftpd takes its TLS flags in
+# RINGFTPD_ARGS); no bandwidth limits; logging off; sendfile on where offered; 1000+ clients and
+# no per-IP limit; no reverse DNS.
 #
 # Privileges: vsftpd, pure-ftpd and proftpd run as root, as they are built to (they check
 # passwords against /etc/shadow, chroot, and drop to the logged-in user per session).
@@ -26,13 +28,14 @@ range_lo() { echo "${1%-*}"; }
 range_hi() { echo "${1#*-}"; }
 
 # ringftpd and ringftpd-uring / ringftpd-epoll: a private copy named ringftp-server (on a
-# shared machine another job's `pkill ringftpd` once stopped it mid-run).
+# shared machine another job's `pkill ringftpd` once stopped it mid-run), with RINGFTPD_ARGS
+# added.
 start_ringftpd_engine() { # NAME ENGINE-or-empty
     local s=$1 engine=()
     [[ -n $2 ]] && engine=(--engine "$2")
-    "$WORK/ringftp-server" --root "$DATA" --listen "127.0.0.1:${PORT[$s]}" --user bench:bench \
+    "$WORK/ringftp-server" --root "$DATA" --listen "127.0.0.1:${PORT[$s]}" --user "$USER_NAME:$USER_PASS" \
         --anonymous --passive-ports "${PASV[$s]}" --log-level warn "${engine[@]}" \
-        --max-sessions 0 --max-sessions-per-ip 0 \
+        --max-sessions 0 --max-sessions-per-ip 0 "${RINGFTPD_ARGS[@]}" \
         >>"$LOGS/$s.log" 2>&1 </dev/null &
     PID[$s]=$!
 }
@@ -40,9 +43,41 @@ start_ringftpd() { start_ringftpd_engine ringftpd ""; }
 start_ringftpd-uring() { start_ringftpd_engine ringftpd-uring uring; }
 start_ringftpd-epoll() { start_ringftpd_engine ringftpd-epoll epoll; }
 
+# vsftpd's TLS settings, with VSFTPD_TLS_CERT and VSFTPD_TLS_KEY set (tls-compare.sh):
+# ssl_enable with that certificate, TLS required for logins and data for local and anonymous
+# users, session reuse required (ringftpd enforces it too), no client certificate requested
+# (ringftpd asks for none).
+# TLS 1.3 is negotiated: vsftpd 3.0.3 as Debian 12 builds it uses TLS_server_method against
+# OpenSSL 3 and so has no upper bound; ssl_ciphers only applies to TLS 1.2 and is set to the
+# TLS 1.2 equivalent of the TLS 1.3 suite both servers pick (AES-256-GCM), in case a client
+# falls back. use_sendfile does not apply under TLS (vsftpd reads and SSL_writes).
+vsftpd_tls() {
+    if [[ -z ${VSFTPD_TLS_CERT:-} ]]; then
+        echo ssl_enable=NO
+        return
+    fi
+    cat <<EOF
+ssl_enable=YES
+rsa_cert_file=$VSFTPD_TLS_CERT
+rsa_private_key_file=$VSFTPD_TLS_KEY
+force_local_logins_ssl=YES
+force_local_data_ssl=YES
+allow_anon_ssl=YES
+force_anon_logins_ssl=YES
+force_anon_data_ssl=YES
+require_ssl_reuse=YES
+ssl_request_cert=NO
+ssl_sslv2=NO
+ssl_sslv3=NO
+ssl_tlsv1=YES
+ssl_ciphers=ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384
+EOF
+}
+
 start_vsftpd() {
     # use_sendfile=YES is the default; written out so it is visible. max_clients=0: no limit.
-    # Anonymous (the ftp user) gets $DATA too, read-only.
+    # Anonymous (the ftp user) gets $DATA too, read-only. isolate=NO: no network namespace per
+    # session.
     cat >"$WORK/vsftpd.conf" <<EOF
 listen=YES
 listen_ipv6=NO
@@ -71,12 +106,12 @@ isolate_network=NO
 xferlog_enable=NO
 vsftpd_log_file=/dev/null
 dirmessage_enable=NO
-ssl_enable=NO
 pam_service_name=vsftpd
 secure_chroot_dir=/var/run/vsftpd/empty
 idle_session_timeout=600
 data_connection_timeout=300
 ftpd_banner=vsftpd ready
+$(vsftpd_tls)
 EOF
     mkdir -p /var/run/vsftpd/empty
     "${REAPER[@]}" vsftpd "$WORK/vsftpd.conf" >>"$LOGS/vsftpd.log" 2>&1 </dev/null &
@@ -163,7 +198,7 @@ from pyftpdlib.servers import FTPServer
 # Warnings only: the default logs every command, which would be measured too.
 logging.basicConfig(level=logging.WARNING)
 auth = DummyAuthorizer()
-auth.add_user("bench", "bench", "$DATA", perm="elradfmwMT")
+auth.add_user("$USER_NAME", "$USER_PASS", "$DATA", perm="elradfmwMT")
 auth.add_anonymous("$DATA")
 FTPHandler.authorizer = auth
 FTPHandler.use_sendfile = True

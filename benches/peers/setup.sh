@@ -1,4 +1,5 @@
-# Sourced by benches/compare.sh: puts the four peer servers, curl 8 and iperf3 on this machine.
+# Sourced by benches/compare.sh (after peers/harness.sh, whose need_apt and have_curl8 it
+# uses): puts the four peer servers, curl 8 and iperf3 on this machine.
 #
 # vsftpd and iperf3 come from apt. pure-ftpd and proftpd conflict with each other and with
 # vsftpd as Debian packages (each Provides/Conflicts ftp-server), so they are fetched with
@@ -14,21 +15,6 @@
 
 PEERS=${PEERS:-$ROOT/benches/.peers}
 mkdir -p "$PEERS/debs" "$PEERS/root"
-
-apt_updated=0
-apt_update_once() {
-    [[ $apt_updated == 1 ]] && return
-    log "apt-get update"
-    apt-get update -qq || log "warning: apt-get update failed"
-    apt_updated=1
-}
-need_apt() { # COMMAND PACKAGE
-    command -v "$1" >/dev/null && return
-    apt_update_once
-    log "installing $2"
-    # Another job may hold the dpkg lock for a while: wait for it (bounded).
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "$2" >/dev/null
-}
 
 # deb_unpack DEST PACKAGE[=VERSION]... [-- APT-OPTIONS...]: download and unpack into DEST.
 deb_unpack() {
@@ -119,8 +105,7 @@ EOF
         fi
     fi
 fi
-if [[ -x $CURL8/usr/bin/curl ]] && LD_LIBRARY_PATH=$CURL8/usr/lib/x86_64-linux-gnu "$CURL8/usr/bin/curl" --version >/dev/null 2>&1; then
-    CURL=(env "LD_LIBRARY_PATH=$CURL8/usr/lib/x86_64-linux-gnu" "$CURL8/usr/bin/curl")
+if have_curl8; then
     CURL_CLIENT=curl
     CURL_NOTE="curl $("${CURL[@]}" --version | awk 'NR == 1 {print $2}') (bookworm-backports, unpacked privately)"
 else

@@ -10,7 +10,7 @@ Subcommands:
   bench ROUND SERVER ROW CLIENT UNIT CPU0 CPU1 RC JSON [NOTE [CLIENT_CPU]]   a TSV line from
                                ringftp-bench --json
   line ROUND SERVER ROW CLIENT UNIT VALUE CPU0 CPU1 BYTES OPS ERRORS WALL [NOTE [CLIENT_CPU]]
-                               a TSV line (CLIENT_CPU: the client's CPU seconds for the run)
+                               a TSV line (CLIENT_CPU: the client's CPU seconds in the run)
   report RAW.tsv META.json OUT.md   the tables
 """
 import json
@@ -180,12 +180,24 @@ def cell(vals):
     return med, f"{fmt(med)} ({fmt(min(vals))}..{fmt(max(vals))})"
 
 
-CLIENT_LABEL = {"curl": "curl 8", "curl-system": "curl (system)", "bench-buffer": "bench, buffer",
-                "bench-null": "bench, null", "bench": "bench"}
+def server_cell(rs, what, notes):
+    """The median (None without one) and the table cell of one server's raw lines `rs` for a
+    row; their errors are flagged in the cell and told in `notes`, under `what`."""
+    vals = [num(r["value"]) for r in rs if num(r["value"]) is not None]
+    med, text = cell(vals)
+    if not rs:
+        text = "—"
+    errs = sum(int(num(r["errors"]) or 0) for r in rs)
+    if errs:
+        text += f" ⚠{errs} err"
+        notes.append(f"{what}: {errs} errors; "
+                     + "; ".join(r["note"] for r in rs if r["note"])[:400])
+    return med, text
 
 
-def cost_cell(rs, column):
-    """The median CPU cost of `column` per GB moved (MB/s rows) or per operation (ms)."""
+def cpu_cell(rs, unit, column="server_cpu_s"):
+    """The median CPU time in `column` (the server's, or the client's) of `rs`: per GB moved on
+    MB/s lines, else in ms per operation; `unit` names it."""
     per = []
     for r in rs:
         c, b, o = num(r.get(column)), num(r["bytes"]), num(r["ops"])
@@ -195,8 +207,11 @@ def cost_cell(rs, column):
             per.append(c / (b / 1e9))
         elif o:
             per.append(c * 1e3 / o)
-    unit = "s/GB" if rs and rs[0]["unit"] == "MB/s" else "ms/op"
     return f"{fmt(statistics.median(per))} {unit}" if per else "—"
+
+
+CLIENT_LABEL = {"curl": "curl 8", "curl-system": "curl (system)", "bench-buffer": "bench, buffer",
+                "bench-null": "bench, null", "bench": "bench"}
 
 
 def report(args):
@@ -220,34 +235,24 @@ def report(args):
     out.append("|" + "---|" * (2 + len(servers) + len(ours)))
     cost = ["| workload | client | " + " | ".join(servers) + " |",
             "|" + "---|" * (2 + len(servers))]
-    ccost = list(cost)
+    client_cost = list(cost)
     notes = []
     for key, label, higher, clients in order:
         for client in clients:
-            cells, meds, cpus, ccpus = [], {}, [], []
+            cells, meds, cpus, client_cpus = [], {}, [], []
             any_data = False
             for s in servers:
                 rs = [r for r in measured if r["server"] == s and r["row"] == key
                       and r["client"] == client]
-                vals = [num(r["value"]) for r in rs if num(r["value"]) is not None]
                 any_data = any_data or bool(rs)
-                med, text = cell(vals)
-                if rs and not vals:
-                    text = "failed"
-                elif not rs:
-                    text = "—"
-                errs = sum(int(num(r["errors"]) or 0) for r in rs)
-                if errs:
-                    text += f" ⚠{errs} err"
-                    notes.append(f"{s} {key} {client}: {errs} errors; "
-                                 + "; ".join(r["note"] for r in rs if r["note"])[:400])
+                med, text = server_cell(rs, f"{s} {key} {client}", notes)
                 if med is not None:
                     meds[s] = med
                 cells.append(text)
                 # Server and client CPU per GB (bytes rows) or per operation.
-                if key != "idle":
-                    cpus.append(cost_cell(rs, "server_cpu_s"))
-                    ccpus.append(cost_cell(rs, "client_cpu_s"))
+                unit = "s/GB" if rs and rs[0]["unit"] == "MB/s" else "ms/op"
+                cpus.append(cpu_cell(rs, unit))
+                client_cpus.append(cpu_cell(rs, unit, "client_cpu_s"))
             if not any_data:
                 continue
             ratios = []
@@ -264,9 +269,9 @@ def report(args):
             if key != "idle":
                 cost.append(f"| {label} | {CLIENT_LABEL.get(client, client)} | "
                             + " | ".join(cpus) + " |")
-                if any(c != "—" for c in ccpus):
-                    ccost.append(f"| {label} | {CLIENT_LABEL.get(client, client)} | "
-                                 + " | ".join(ccpus) + " |")
+                if any(c != "—" for c in client_cpus):
+                    client_cost.append(f"| {label} | {CLIENT_LABEL.get(client, client)} | "
+                                       + " | ".join(client_cpus) + " |")
     ip = [num(r["value"]) for r in measured if r["row"] == "iperf3" and num(r["value"])]
     med, text = cell(ip)
     out.append("")
@@ -318,12 +323,12 @@ def report(args):
             out.append(f"| {n} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     out += ["", "Server CPU (medians): CPU time of the server's process tree per GB moved or "
             "per operation, from /proc/PID/stat before and after each run.", ""] + cost
-    if len(ccost) > 2:
-        out += ["", "Client CPU (medians): CPU time of the client (curl or ringftp-bench, and the "
-                "`timeout` around it) per GB or per operation, from bash's `times` before and "
-                "after each run. Beside the wall time per GB (1000 / MB/s) it shows whose CPU sets "
-                "the pace: a client near one core-second per wall second is the limit for every "
-                "server alike.", ""] + ccost
+    if len(client_cost) > 2:
+        out += ["", "Client CPU (medians): CPU time of the client (curl or ringftp-bench, with the "
+                "`timeout` around it) per GB or per operation, from bash's `times` before and after "
+                "each run. Beside the wall time per GB (1000 / MB/s) it shows whose CPU sets the "
+                "pace: a single client near one CPU-second per second of wall time is the limit for "
+                "every server alike.", ""] + client_cost
     if notes:
         out += ["", "Errors:"] + [f"- {n}" for n in notes]
     text = "\n".join(out) + "\n"

@@ -6,12 +6,11 @@ or per handshake, the issue's targets, and what each server negotiated.
 """
 import json
 import os
-import statistics
 import sys
 
 sys.dont_write_bytecode = True  # no __pycache__ in the tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stats import cell, fmt, num, read_raw  # noqa: E402
+from stats import cell, cpu_cell, num, read_raw, server_cell  # noqa: E402
 
 # row, label, higher is better, target (ringftpd / vsftpd), "min" or "max"
 ROWS = [
@@ -99,29 +98,11 @@ def main():
         cells, meds, cpus = [], {}, []
         for s in servers:
             rs = [r for r in measured if r["server"] == s and r["row"] == key]
-            vals = [num(r["value"]) for r in rs if num(r["value"]) is not None]
-            med, text = cell(vals)
-            if not rs:
-                text = "—"
-            errs = sum(int(num(r["errors"]) or 0) for r in rs)
-            if errs:
-                text += f" ⚠{errs} err"
-                notes.append(f"{s} {key}: {errs} errors; "
-                             + "; ".join(r["note"] for r in rs if r["note"])[:400])
+            med, text = server_cell(rs, f"{s} {key}", notes)
             if med is not None:
                 meds[s] = med
             cells.append(text)
-            per = []
-            for r in rs:
-                c, b, o = num(r["server_cpu_s"]), num(r["bytes"]), num(r["ops"])
-                if c is None or key == "idle":
-                    continue
-                if r["unit"] == "MB/s" and b:
-                    per.append(c / (b / 1e9))
-                elif o:
-                    per.append(c * 1e3 / o)
-            unit = "s/GB" if key in ("retr", "stor") else "ms/handshake"
-            cpus.append(f"{fmt(statistics.median(per))} {unit}" if per else "—")
+            cpus.append(cpu_cell(rs, "s/GB" if key in ("retr", "stor") else "ms/handshake"))
         ratios = []
         for s in ours:
             if s in meds and peer in meds and meds[peer]:

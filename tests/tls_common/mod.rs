@@ -1,11 +1,13 @@
-//! Test PKI made at test time with rcgen (no committed keys), and rustls clients for it.
+//! Test PKI made at test time with rcgen (no committed keys), rustls clients for it, and the
+//! curl and Python ftplib set-up the FTPS suites share.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{BasicConstraints, Certificate, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use ringftp::tls::rustls;
 use rustls::client::{
     ClientSessionMemoryCache, ClientSessionStore, Tls12ClientSessionValue, Tls13ClientSessionValue,
@@ -33,16 +35,9 @@ impl Pki {
         let dir = std::env::temp_dir().join(format!("ringftp-tls-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "ringftp test CA");
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         let ca = dir.join("ca.pem");
-        std::fs::write(&ca, issuer.pem()).unwrap();
-        let client_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["client.test".to_string()]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
-        let client = params.signed_by(&client_key, &issuer).unwrap();
+        let issuer = new_ca("ringftp test CA", &ca);
+        let (client, client_key) = issue_client("alice", &issuer);
         let ca_der = issuer.der().clone();
         let mut pki = Pki {
             cert: dir.join("cert.pem"),
@@ -97,6 +92,75 @@ impl Pki {
     pub fn name() -> ServerName<'static> {
         ServerName::try_from("localhost").unwrap()
     }
+
+    /// ringftpd's flags for this certificate and key.
+    pub fn server_args(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".to_string(),
+            self.cert.display().to_string(),
+            "--tls-key".to_string(),
+            self.key.display().to_string(),
+        ]
+    }
+}
+
+/// A self-signed CA with the common name `cn`; its certificate is written to `pem`.
+pub fn new_ca(cn: &str, pem: &Path) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(pem, issuer.pem()).unwrap();
+    issuer
+}
+
+/// A client certificate for `name` (common name `name`, DNS name `name.test`) that `issuer`
+/// signs, with its key.
+pub fn issue_client(name: &str, issuer: &CertifiedIssuer<'static, KeyPair>) -> (Certificate, KeyPair) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![format!("{name}.test")]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    (params.signed_by(&key, issuer).unwrap(), key)
+}
+
+/// curl with `args`, verbose (stderr shows the commands sent and the replies) and bounded:
+/// curl gives up after `secs`, and `timeout` stops it 10 s later should it hang. Returns
+/// (success, stderr).
+pub fn curl_within(secs: u64, args: &[&str]) -> (bool, String) {
+    let out = Command::new("timeout")
+        .arg((secs + 10).to_string())
+        .args(["curl", "-sS", "-v", "--max-time", &secs.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("curl");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// [`curl_within`] 30 s.
+pub fn curl(args: &[&str]) -> (bool, String) {
+    curl_within(30, args)
+}
+
+/// Python: `Reusing`, an `ftplib.FTP_TLS` whose PROT P data connections resume the control
+/// connection's TLS session, as FTPS clients do and ringftpd requires by default (ftplib by
+/// itself does not).
+pub const PY_REUSING: &str = r#"
+import ftplib
+class Reusing(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+"#;
+
+/// `python3 -c` with [`PY_REUSING`] and then `script`, bounded by `timeout secs`; the caller
+/// adds the script's arguments.
+pub fn python_reusing(secs: u64, script: &str) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(secs.to_string()).args(["python3", "-c"]).arg(format!("{PY_REUSING}{script}"));
+    cmd
 }
 
 impl Drop for Pki {
