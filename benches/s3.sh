@@ -15,18 +15,24 @@
 #      (heap and stacks only), sampled every 5 ms, over its idle value.
 #   3. 32 concurrent 16 MiB uploads all complete (curl exit 0) and are all in the bucket at
 #      the right size (checked with boto3).
+#   4. --hash-uploads: the BIG upload without it, with sha256 and with crc32 (ROUNDS interleaved
+#      rounds, fresh server each: MiB/s and the server's CPU seconds per GiB, medians), then
+#      HASH of that object answered from its metadata and, with the metadata removed,
+#      computed by downloading it (ftplib, median of 3 each).
 #
 # Usage: benches/s3.sh            (needs curl, python3 with moto[server] and boto3, root for
 #                                  clear_refs; builds ringftpd in release mode)
 # Knobs: RINGFTPD (a prebuilt binary), BIG (MiB, default 256), KEEP=1 (keep the work dir),
-#        SECTIONS (which of the three to run, default "1 2 3"; e.g. SECTIONS=2 for memory only).
+#        SECTIONS (which to run, default "1 2 3 4"; e.g. SECTIONS=2 for memory only),
+#        ROUNDS (section 4, default 3).
 # Everything listens on 127.0.0.1; every client runs under `timeout`; the trap stops the
 # servers by pid.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIG=${BIG:-256}
-SECTIONS=${SECTIONS:-1 2 3}
+SECTIONS=${SECTIONS:-1 2 3 4}
+ROUNDS=${ROUNDS:-3}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 WORK=$(mktemp -d /tmp/ringftp-s3bench.XXXXXX)
 PIDS=()
@@ -66,13 +72,15 @@ B = os.environ['BUCKET']"
 python3 -c "$BOTO
 s3.create_bucket(Bucket=B)"
 
-# Starts (or restarts) ringftpd on a fresh port: SERVER is its pid, URL its base URL.
+# Starts (or restarts) ringftpd on a fresh port: SERVER is its pid, URL its base URL;
+# EXTRA holds more flags.
 SERVER=
+EXTRA=()
 start_server() {
     if [[ -n $SERVER ]]; then kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; fi
     FTP_PORT=$(free_port)
     "$RINGFTPD" --storage "s3://$BUCKET/ftp" --s3-endpoint "$S3_URL" --s3-path-style \
-        --listen "127.0.0.1:$FTP_PORT" --user bench:bench --log-level warn --max-sessions-per-ip 0 \
+        --listen "127.0.0.1:$FTP_PORT" --user bench:bench --log-level warn --max-sessions-per-ip 0 "${EXTRA[@]}" \
         >"$WORK/ringftpd.out" 2>>"$WORK/ringftpd.log" &
     SERVER=$!
     PIDS+=("$SERVER")
@@ -163,7 +171,7 @@ for n in 1 8; do
 done
 fi
 
-want 3 || exit 0
+if want 3; then
 
 echo "== 3. 32 concurrent 16 MiB uploads"
 head -c "$((16 * 1024 * 1024))" /dev/urandom >"$WORK/m16"
@@ -184,3 +192,48 @@ pending=$(python3 -c "$BOTO
 print(len(s3.list_multipart_uploads(Bucket=B).get('Uploads', [])))")
 echo "curl failures: $failed; objects of 16 MiB in the bucket: $found/32; pending multipart uploads: $pending; $(mibps 512 "$t0" "$t1") MiB/s total"
 [[ $failed == 0 && $found == 32 && $pending == 0 ]]
+fi
+
+want 4 || exit 0
+
+echo "== 4. --hash-uploads, ${BIG} MiB: upload cost, HASH from metadata vs computed"
+[[ -f $WORK/big ]] || head -c "$((BIG * 1024 * 1024))" /dev/urandom >"$WORK/big"
+printf x >"$WORK/one"
+ticks=$(getconf CLK_TCK)
+cpu() { awk '{ print $14 + $15 }' "/proc/$SERVER/stat"; }
+median() { python3 -c "import statistics, sys; print(f'{statistics.median(map(float, sys.argv[1:])):.2f}')" "$@"; }
+declare -A rate cost
+for r in $(seq "$ROUNDS"); do
+    for algo in off sha256 crc32; do
+        EXTRA=()
+        [[ $algo == off ]] || EXTRA=(--hash-uploads "$algo")
+        start_server
+        timeout 60 curl -sS -T "$WORK/one" "$URL/warm"
+        c0=$(cpu); t0=$(now)
+        timeout 600 curl -sS -T "$WORK/big" "$URL/h-$algo"
+        t1=$(now); c1=$(cpu)
+        rate[$algo]+=" $(mibps "$BIG" "$t0" "$t1")"
+        cost[$algo]+=" $(python3 -c "print(($c1 - $c0) / $ticks / ($BIG / 1024))")"
+    done
+done
+for algo in off sha256 crc32; do
+    # shellcheck disable=SC2086
+    echo "$algo: $(median ${rate[$algo]}) MiB/s, $(median ${cost[$algo]}) CPU s/GiB (rounds:${rate[$algo]})"
+done
+# The last server kept crc32; HASH asks for SHA-256 (the default), so a sha256 server again.
+EXTRA=(--hash-uploads sha256)
+start_server
+timeout 600 curl -sS -T "$WORK/big" "$URL/h-hash"
+HASH_TIME="import ftplib, os, statistics, sys, time
+ftp = ftplib.FTP()
+ftp.connect('127.0.0.1', int(os.environ['FTP_PORT']), timeout=600)
+ftp.login('bench', 'bench')
+times = []
+for _ in range(3):
+    t0 = time.monotonic(); reply = ftp.sendcmd('HASH h-hash'); times.append(time.monotonic() - t0)
+print(f'{statistics.median(times) * 1000:.1f} ms ({reply.split()[3][:16]}...)')"
+echo "HASH from metadata: $(FTP_PORT=$FTP_PORT python3 -c "$HASH_TIME")"
+python3 -c "$BOTO
+k = 'ftp/h-hash'
+s3.copy_object(Bucket=B, Key=k, CopySource={'Bucket': B, 'Key': k}, Metadata={}, MetadataDirective='REPLACE')"
+echo "HASH computed:      $(FTP_PORT=$FTP_PORT python3 -c "$HASH_TIME")"

@@ -258,7 +258,7 @@ impl<S: Storage, A: Authenticator> ServerBuilder<S, A> {
     /// Computes the digest of every whole upload (STOR or STOU from offset 0) while it streams
     /// and keeps it with the file ([`crate::Storage::store_digest`]; the filesystem backend
     /// uses an extended attribute; a [`crate::DataSink::StreamWithDigest`] gets it before its
-    /// shutdown, which the S3 backend sends as object metadata for uploads of one part), so
+    /// shutdown, and the S3 backend keeps it as object metadata), so
     /// that HASH and the X digests answer at once while the file keeps its size and mtime
     /// (default `None`: off). Spliced uploads feed the hasher from a `tee(2)` of their pipe,
     /// on a thread of their own past the first 2 MiB.

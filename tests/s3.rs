@@ -25,6 +25,11 @@ fn server(moto: &Moto, bucket: &str, tag: &str) -> TestServer {
 
 /// [`server`] with more flags.
 fn server_with(moto: &Moto, bucket: &str, tag: &str, extra: &[&str]) -> TestServer {
+    server_at(&moto.url(), bucket, tag, extra)
+}
+
+/// [`server_with`] for the S3 endpoint `url`.
+fn server_at(url: &str, bucket: &str, tag: &str, extra: &[&str]) -> TestServer {
     TestServer::builder(tag)
         .no_root()
         .log_level("info,ringftp=debug")
@@ -32,7 +37,7 @@ fn server_with(moto: &Moto, bucket: &str, tag: &str, extra: &[&str]) -> TestServ
             "--storage".to_string(),
             format!("s3://{bucket}/pre"),
             "--s3-endpoint".to_string(),
-            moto.url(),
+            url.to_string(),
             "--s3-path-style".to_string(),
         ])
         .args(extra.iter().copied())
@@ -530,11 +535,12 @@ fn raw_replies(r: &Ran) -> Vec<String> {
 }
 
 /// `--hash-uploads sha256`: an upload of one part (up to 8 MiB) is one PutObject that carries
-/// its digest as user metadata, and HASH answers from it; a multipart upload keeps none and
-/// HASH computes its digest. Checked with boto3's head_object, and by planting a different
-/// digest in the metadata (copy_object with REPLACE), which HASH then returns.
+/// its digest as user metadata; a multipart upload gets it after completion, from a CopyObject
+/// onto itself. HASH answers from the metadata. Checked with boto3's head_object, by planting
+/// a different digest in the metadata (copy_object with REPLACE), which HASH then returns, and
+/// with boto3's download of every object, whose content the stamp must not change.
 #[test]
-fn hash_uploads_keeps_the_digest_of_one_part_uploads_as_metadata() {
+fn hash_uploads_keeps_the_digest_as_metadata() {
     let moto = Moto::start();
     moto.bucket("hashed");
     let server = server_with(&moto, "hashed", "s3-hashed", &["--hash-uploads", "sha256"]);
@@ -553,8 +559,15 @@ fn hash_uploads_keeps_the_digest_of_one_part_uploads_as_metadata() {
         "for k in ['small.bin', 'part.bin', 'big.bin']:\n\
          \x20   print(k, s3.head_object(Bucket=B, Key='pre/' + k)['Metadata'].get('ringftp-sha256', '-'))",
     );
-    let expected = format!("small.bin {}\npart.bin {}\nbig.bin -\n", sums[0], sums[1]);
+    let expected = format!("small.bin {}\npart.bin {}\nbig.bin {}\n", sums[0], sums[1], sums[2]);
     assert_eq!(heads, expected, "{}", server.log_for_failure());
+    let mut stored: Vec<_> = files
+        .iter()
+        .zip(&sums)
+        .map(|((name, len), sum)| (format!("pre/{name}"), *len, sum.clone()))
+        .collect();
+    stored.sort();
+    assert_eq!(moto.objects("hashed", ""), stored);
     let steps: Vec<String> = files.iter().map(|(name, _)| format!("raw HASH {name}")).collect();
     let r = py(&server, &steps.iter().map(String::as_str).collect::<Vec<_>>()).ok(&server);
     let want: Vec<String> = files
@@ -566,15 +579,25 @@ fn hash_uploads_keeps_the_digest_of_one_part_uploads_as_metadata() {
 
     // HASH takes the metadata as it is, without reading the object: a planted digest shows it.
     let fake = "ab".repeat(32);
+    let big_fake = "cd".repeat(32);
     moto.py(
         "hashed",
         &format!(
-            "s3.copy_object(Bucket=B, Key='pre/small.bin', CopySource={{'Bucket': B, 'Key': 'pre/small.bin'}}, \
-             Metadata={{'ringftp-sha256': '{fake}'}}, MetadataDirective='REPLACE')"
+            "for k, d in [('pre/small.bin', '{fake}'), ('pre/big.bin', '{big_fake}')]:\n\
+             \x20   s3.copy_object(Bucket=B, Key=k, CopySource={{'Bucket': B, 'Key': k}}, \
+             Metadata={{'ringftp-sha256': d}}, MetadataDirective='REPLACE')"
         ),
     );
-    let r = py(&server, &["raw HASH small.bin", "raw XSHA256 small.bin"]).ok(&server);
-    assert_eq!(raw_replies(&r), [format!("213 SHA-256 0-1000 {fake} small.bin"), format!("250 {fake}")]);
+    let r = py(&server, &["raw HASH small.bin", "raw XSHA256 small.bin", "raw HASH big.bin"]).ok(&server);
+    let big_len = 16 * MIB + 3;
+    assert_eq!(
+        raw_replies(&r),
+        [
+            format!("213 SHA-256 0-1000 {fake} small.bin"),
+            format!("250 {fake}"),
+            format!("213 SHA-256 0-{big_len} {big_fake} big.bin")
+        ]
+    );
     // An overwrite by another client drops the metadata with the old object: computed again.
     let other = work.join("other");
     let other_sum = write_random(&other, 777);
@@ -582,4 +605,173 @@ fn hash_uploads_keeps_the_digest_of_one_part_uploads_as_metadata() {
     let r = py(&server, &["raw HASH small.bin"]).ok(&server);
     assert_eq!(raw_replies(&r), [format!("213 SHA-256 0-777 {other_sum} small.bin")], "{}", r.describe());
     assert_eq!(moto.pending_uploads("hashed"), Vec::<String>::new());
+}
+
+/// The other algorithms keep their digest of a multipart upload (two parts, the smallest) too,
+/// as boto3 sees it, against Python's own hashlib and zlib.
+#[test]
+fn hash_uploads_of_every_algorithm_on_multipart_uploads() {
+    let moto = Moto::start();
+    moto.bucket("algos");
+    for (algo, python) in [
+        ("sha1", "hashlib.sha1(d).hexdigest()"),
+        ("md5", "hashlib.md5(d).hexdigest()"),
+        ("crc32", "'%08x' % zlib.crc32(d)"),
+    ] {
+        let server = server_with(&moto, "algos", &format!("s3-{algo}"), &["--hash-uploads", algo]);
+        let src = server.work().join("two");
+        write_random(&src, 8 * MIB + 1);
+        let name = format!("{algo}.bin");
+        run_text(curl(&server).arg("-T").arg(&src).arg(server.url(&name))).ok(&server);
+        let got = moto.py(
+            "algos",
+            &format!(
+                "import zlib\n\
+                 d = open({src:?}, 'rb').read()\n\
+                 m = s3.head_object(Bucket=B, Key='pre/{name}')['Metadata'].get('ringftp-{algo}', '-')\n\
+                 print(m == {python}, m)",
+                src = src.display().to_string()
+            ),
+        );
+        assert!(got.starts_with("True "), "{algo}: {got}\n{}", server.log_for_failure());
+    }
+}
+
+/// An HTTP proxy in front of moto that logs each CompleteMultipartUpload (key and ETag) and
+/// each CopyObject (key, `x-amz-copy-source-if-match`, `x-amz-metadata-directive`), and
+/// overwrites the key `RACE_KEY` with `theirs` right after its upload completed, before the
+/// completion's answer goes back: another client's write landing between ringftpd's
+/// completion and its metadata stamp, every time. moto 5 ignores
+/// `x-amz-copy-source-if-match`, so the proxy answers a copy whose condition fails with
+/// S3's 412 itself.
+const RACE_PROXY: &str = r#"
+import http.client, http.server, os, re, urllib.parse
+import boto3
+from botocore.config import Config
+UP = urllib.parse.urlsplit(os.environ['S3_URL'])
+s3 = boto3.client('s3', endpoint_url=os.environ['S3_URL'], config=Config(s3={'addressing_style': 'path'}))
+RACE = os.environ['RACE_KEY']
+FAILED = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>'
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *args): pass
+    def forward(self):
+        n = int(self.headers.get('Content-Length') or 0)
+        body = self.rfile.read(n) if n else b''
+        url = urllib.parse.urlsplit(self.path)
+        bucket, _, key = urllib.parse.unquote(url.path).lstrip('/').partition('/')
+        source = self.headers.get('x-amz-copy-source')
+        if self.command == 'PUT' and source:
+            cond = self.headers.get('x-amz-copy-source-if-match')
+            print('copy', key, cond, self.headers.get('x-amz-metadata-directive'), flush=True)
+            sb, _, sk = urllib.parse.unquote(source).lstrip('/').partition('/')
+            if cond and s3.head_object(Bucket=sb, Key=sk)['ETag'].strip('"') != cond.strip('"'):
+                return self.reply(412, [('Content-Type', 'application/xml')], FAILED)
+        conn = http.client.HTTPConnection(UP.hostname, UP.port, timeout=60)
+        conn.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+        r = conn.getresponse()
+        data = r.read()
+        if self.command == 'POST' and 'uploadId=' in url.query and r.status == 200:
+            m = re.search(rb'<ETag>(.*?)</ETag>', data)
+            etag = m.group(1).decode().replace('&quot;', '"') if m else '-'
+            print('complete', key, etag, flush=True)
+            if key == RACE:
+                s3.put_object(Bucket=bucket, Key=key, Body=b'theirs')
+        skip = ('transfer-encoding', 'connection', 'content-length')
+        headers = [(k, v) for k, v in r.getheaders() if k.lower() not in skip]
+        length = r.getheader('Content-Length', '0') if self.command == 'HEAD' else None
+        self.reply(r.status, headers, data, length)
+    def reply(self, status, headers, data, length=None):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header('Content-Length', length or str(len(data)))
+        self.end_headers()
+        if self.command != 'HEAD':
+            self.wfile.write(data)
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = forward
+
+server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Proxy)
+print('port', server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// The digest stamp of a multipart upload is a CopyObject conditional on the ETag its
+/// completion returned: the object is stamped when nobody wrote it meanwhile, and when
+/// someone did (the proxy overwrites `race.bin` between completion and stamp, see
+/// [`RACE_PROXY`]) their object keeps their bytes and no digest of ours, the upload still
+/// gets 226, and HASH computes the digest of what is there.
+#[test]
+fn digest_stamp_is_conditional_on_the_completed_etag() {
+    let moto = Moto::start();
+    moto.bucket("race");
+    let mut proxy = KillOnDrop(
+        Command::new("python3")
+            .arg("-c")
+            .arg(RACE_PROXY)
+            .env("S3_URL", moto.url())
+            .env("RACE_KEY", "pre/race.bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the proxy"),
+    );
+    let mut out = BufReader::new(proxy.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let port: u16 = first.trim().strip_prefix("port ").and_then(|p| p.parse().ok()).expect("proxy port");
+    let url = format!("http://127.0.0.1:{port}");
+    let server = server_at(&url, "race", "s3-race", &["--hash-uploads", "sha256"]);
+    let src = server.work().join("two");
+    let sum = write_random(&src, 8 * MIB + 1);
+    for name in ["calm.bin", "race.bin"] {
+        run_text(curl(&server).arg("-T").arg(&src).arg(server.url(name))).ok(&server);
+    }
+    // HASH through the proxy, before it stops and its log is read.
+    let r = py(&server, &["raw HASH race.bin", "raw HASH calm.bin"]).ok(&server);
+    let theirs = {
+        use sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(b"theirs"))
+    };
+    assert_eq!(
+        raw_replies(&r),
+        [
+            format!("213 SHA-256 0-6 {theirs} race.bin"),
+            format!("213 SHA-256 0-{} {sum} calm.bin", 8 * MIB + 1)
+        ]
+    );
+    drop(proxy);
+    let log: Vec<String> = out.lines().map_while(|l| l.ok()).collect();
+    for key in ["pre/calm.bin", "pre/race.bin"] {
+        let etag = log
+            .iter()
+            .find_map(|l| l.strip_prefix(&format!("complete {key} ")))
+            .unwrap_or_else(|| panic!("no completion of {key}: {log:?}"));
+        assert!(etag.starts_with('"') && etag.ends_with("-2\""), "{etag}");
+        assert!(log.contains(&format!("copy {key} {etag} REPLACE")), "{key}: {log:?}");
+    }
+    let heads = moto.py(
+        "race",
+        "for k in ['calm.bin', 'race.bin']:\n\
+         \x20   h = s3.head_object(Bucket=B, Key='pre/' + k)\n\
+         \x20   print(k, h['ContentLength'], h['Metadata'].get('ringftp-sha256', '-'))",
+    );
+    assert_eq!(
+        heads,
+        format!("calm.bin {} {sum}\nrace.bin 6 -\n", 8 * MIB + 1),
+        "{}",
+        server.log_for_failure()
+    );
+    assert!(server.stderr_log().contains("cannot keep the upload's digest"), "{}", server.log_for_failure());
+}
+
+/// A child process killed (and waited for) when the test ends, also by a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -572,19 +572,24 @@ pub(crate) async fn receive_stream<R: AsyncRead + Unpin>(
     let mut buf = vec![0u8; meter.chunk(STREAM_BUFFER)];
     let mut disk = FromWire::new(ascii);
     let mut total = 0u64;
-    let mut hasher = digest.as_ref().map(|(algo, _)| Hasher::new(*algo));
+    let mut hasher = digest.as_ref().map(|(algo, slot)| {
+        slot.begin(*algo);
+        Hasher::new(*algo)
+    });
     loop {
         let n = sock.read(&mut buf).await.map_err(DataError::Net)?;
         let out = disk.convert(buf.get(..n).unwrap_or_default(), n == 0);
+        dst.write_all(out).await.map_err(DataError::Storage)?;
         if let (Some(h), Some((_, slot))) = (&mut hasher, &digest) {
-            // Hashed as stored (after TYPE A conversion), and only while the sink can use it.
+            // Hashed as stored (after TYPE A conversion), and only while the sink wants it:
+            // after the write, so a sink that takes the hashing over at its first byte
+            // (`DigestSlot::take_over`) has none hashed twice.
             if slot.wanted() {
                 h.update(out);
             } else {
                 hasher = None;
             }
         }
-        dst.write_all(out).await.map_err(DataError::Storage)?;
         if n == 0 {
             break;
         }

@@ -8,6 +8,8 @@
 //! queued. A job whose session went away stops at its next block.
 
 use std::fs::File;
+#[cfg(feature = "object")]
+use std::future::Future;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -77,6 +79,93 @@ impl Hasher {
             Hasher::Sha1(h) => h.finalize().to_vec(),
             Hasher::Md5(h) => h.finalize().to_vec(),
             Hasher::Crc32(h) => h.finalize().to_be_bytes().to_vec(),
+        }
+    }
+}
+
+#[cfg(feature = "object")]
+/// Blocks smaller than this are hashed on the shard: a thread hop would cost more.
+const INLINE_BLOCK: usize = 256 * 1024;
+
+#[cfg(feature = "object")]
+/// The digest of an upload whose bytes a sink holds in large blocks it keeps for a while
+/// anyway (an object upload's parts): each block is hashed on tokio's blocking pool while
+/// the sink sends it, one block at a time and in order, so a slow digest costs the shard
+/// nothing but a wait when the next block is ready before the previous one is hashed.
+/// Bytes may also be hashed on the shard as they arrive ([`BlockHasher::update`]); a block
+/// is hashed from where those end.
+pub(crate) struct BlockHasher {
+    algo: HashAlgo,
+    state: BlockState,
+    /// Bytes hashed or being hashed: where the next block's hashing starts.
+    hashed: u64,
+}
+
+#[cfg(feature = "object")]
+enum BlockState {
+    Idle(Hasher),
+    Busy(tokio::task::JoinHandle<Hasher>),
+    /// A job failed (the pool is shutting down) or a block came while one was hashed, or
+    /// out of order: no digest.
+    Failed,
+}
+
+#[cfg(feature = "object")]
+impl BlockHasher {
+    pub(crate) fn new(algo: HashAlgo) -> BlockHasher {
+        BlockHasher { algo, state: BlockState::Idle(Hasher::new(algo)), hashed: 0 }
+    }
+
+    /// Hashes `bytes` here, now (call only when ready): the next bytes of the upload.
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        match &mut self.state {
+            BlockState::Idle(h) => h.update(bytes),
+            _ => self.state = BlockState::Failed,
+        }
+        self.hashed += bytes.len() as u64;
+    }
+
+    /// Ready once the last block is hashed.
+    pub(crate) fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if let BlockState::Busy(job) = &mut self.state {
+            self.state = match std::task::ready!(std::pin::Pin::new(job).poll(cx)) {
+                Ok(h) => BlockState::Idle(h),
+                Err(_) => BlockState::Failed,
+            };
+        }
+        std::task::Poll::Ready(())
+    }
+
+    /// Starts hashing what `block`, the upload's bytes up to offset `end`, holds past the
+    /// bytes already hashed (call only when ready).
+    pub(crate) fn push<B: AsRef<[u8]> + Send + 'static>(&mut self, block: B, end: u64) {
+        let len = block.as_ref().len() as u64;
+        let Some(skip) = self.hashed.checked_sub(end.saturating_sub(len)).filter(|&s| s <= len) else {
+            self.state = BlockState::Failed;
+            return;
+        };
+        let BlockState::Idle(mut h) = std::mem::replace(&mut self.state, BlockState::Failed) else {
+            return;
+        };
+        self.hashed = end;
+        // `skip` is at most the block's length, which is a usize.
+        let from = usize::try_from(skip).unwrap_or(usize::MAX);
+        if len - skip < INLINE_BLOCK as u64 {
+            h.update(block.as_ref().get(from..).unwrap_or_default());
+            self.state = BlockState::Idle(h);
+        } else {
+            self.state = BlockState::Busy(tokio::task::spawn_blocking(move || {
+                h.update(block.as_ref().get(from..).unwrap_or_default());
+                h
+            }));
+        }
+    }
+
+    /// The digest of every byte hashed, if it is ready and nothing went wrong.
+    pub(crate) fn finish(self) -> Option<(HashAlgo, Vec<u8>)> {
+        match self.state {
+            BlockState::Idle(h) => Some((self.algo, h.finish())),
+            _ => None,
         }
     }
 }
@@ -173,5 +262,38 @@ mod tests {
         assert_eq!(hash_permit().unwrap_err().kind(), ErrorKind::Unavailable);
         drop(permits);
         assert!(hash_permit().is_ok());
+    }
+
+    #[cfg(feature = "object")]
+    #[test]
+    fn block_hasher_hashes_blocks_in_order_after_inline_bytes() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let data: Vec<u8> = (0..3 * 1024 * 1024 + 7u32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut h = BlockHasher::new(HashAlgo::Sha256);
+        rt.block_on(async {
+            // 100 bytes as they arrive, then the first block (which holds them too), a large
+            // block for the pool, and a small one hashed here.
+            h.update(&data[..100]);
+            let ends = [1024 * 1024, 3 * 1024 * 1024, data.len()];
+            let mut start = 0;
+            for end in ends {
+                std::future::poll_fn(|cx| h.poll_ready(cx)).await;
+                h.push(data[start..end].to_vec(), end as u64);
+                start = end;
+            }
+            std::future::poll_fn(|cx| h.poll_ready(cx)).await;
+        });
+        assert_eq!(h.finish().unwrap(), (HashAlgo::Sha256, digest(HashAlgo::Sha256, &data)));
+
+        // A gap, or a block while one is hashed, gives no digest.
+        let mut gap = BlockHasher::new(HashAlgo::Crc32);
+        gap.push(vec![1u8; 10], 20);
+        assert!(gap.finish().is_none());
+        let mut early = BlockHasher::new(HashAlgo::Crc32);
+        rt.block_on(async {
+            early.push(vec![1u8; 1 << 20], 1 << 20);
+            early.push(vec![1u8; 10], (1 << 20) + 10);
+        });
+        assert!(early.finish().is_none());
     }
 }

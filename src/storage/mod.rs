@@ -10,6 +10,8 @@
 //! empty path is the home itself. A backend must still confine itself (the filesystem backend
 //! lets the kernel do it with `openat2(RESOLVE_BENEATH)`), because symlinks are resolved below it.
 
+#[cfg(feature = "object")]
+mod copy_object;
 mod fs;
 mod hash;
 #[cfg(feature = "object")]
@@ -175,6 +177,8 @@ pub(crate) async fn list_all<L: Lister>(mut lister: L) -> Result<Vec<DirEntry>> 
     Ok(entries)
 }
 
+#[cfg(feature = "object")]
+pub(crate) use hash::BlockHasher;
 pub(crate) use hash::Hasher;
 pub use hash::{hash_permit, HashPermit};
 
@@ -206,14 +210,19 @@ pub enum DataSink {
 
 /// Where the data path hands a [`DataSink::StreamWithDigest`] its upload's digest: a shared
 /// cell (one upload, one shard: no lock). The stream may also say early that it can no longer
-/// use one (an S3 upload past its first part), and the data path stops hashing.
+/// use one, and the data path stops hashing.
 #[derive(Debug, Clone, Default)]
 pub struct DigestSlot(std::rc::Rc<std::cell::RefCell<DigestState>>);
 
 #[derive(Debug, Default)]
 enum DigestState {
+    /// The data path has not said whether it hashes this upload.
     #[default]
     Wanted,
+    /// The data path hashes this upload with this algorithm.
+    Hashing(HashAlgo),
+    /// The stream hashes the bytes itself ([`DigestSlot::take_over`]).
+    TakenOver,
     Unwanted,
     Digest(HashAlgo, Vec<u8>),
 }
@@ -237,15 +246,39 @@ impl DigestSlot {
         *self.0.borrow_mut() = DigestState::Unwanted;
     }
 
-    /// Whether a digest is still wanted.
+    /// Takes the hashing over from the data path, before the first byte: the algorithm the
+    /// data path would hash this upload with (none if it hashes none), after which it hashes
+    /// nothing and leaves no digest. For a stream that holds the bytes in large buffers anyway
+    /// and can hash them off the shard (an S3 upload's parts).
+    #[cfg_attr(not(feature = "object"), allow(dead_code))]
+    pub(crate) fn take_over(&self) -> Option<HashAlgo> {
+        let mut state = self.0.borrow_mut();
+        match *state {
+            DigestState::Hashing(algo) => {
+                *state = DigestState::TakenOver;
+                Some(algo)
+            }
+            _ => None,
+        }
+    }
+
+    /// Says that the data path hashes this upload, before its first byte.
+    pub(crate) fn begin(&self, algo: HashAlgo) {
+        let mut state = self.0.borrow_mut();
+        if matches!(*state, DigestState::Wanted) {
+            *state = DigestState::Hashing(algo);
+        }
+    }
+
+    /// Whether the data path should (still) hash the upload.
     pub(crate) fn wanted(&self) -> bool {
-        matches!(*self.0.borrow(), DigestState::Wanted)
+        matches!(*self.0.borrow(), DigestState::Wanted | DigestState::Hashing(_))
     }
 
     /// Leaves the digest, if one is still wanted.
     pub(crate) fn put(&self, algo: HashAlgo, digest: Vec<u8>) {
         let mut state = self.0.borrow_mut();
-        if matches!(*state, DigestState::Wanted) {
+        if matches!(*state, DigestState::Wanted | DigestState::Hashing(_)) {
             *state = DigestState::Digest(algo, digest);
         }
     }

@@ -21,14 +21,20 @@
 //! server killed mid-upload leaves them to the bucket's `AbortIncompleteMultipartUpload`
 //! lifecycle rule.
 //! APPE and REST + STOR get 504 ([`ErrorKind::NotSupported`]): an object cannot be appended to.
-//! With [`crate::ServerBuilder::hash_uploads`], an upload of one part at most (8 MiB) is one
-//! PutObject that carries its digest as user metadata (`x-amz-meta-ringftp-sha256: <hex>`),
-//! and HASH answers from a HEAD; see [`ObjectWriter`] for why only then. A larger upload is
-//! multipart, and S3 takes metadata only when the upload is created, before any byte: keeping
-//! its digest would take a server-side CopyObject with `x-amz-metadata-directive: REPLACE`
-//! after completion (a full copy of the object on the store, UploadPartCopy past 5 GiB, a new
-//! ETag and time; opendal 0.59's copy cannot set the directive), so its HASH is computed on
-//! demand as before. A rename's CopyObject keeps the metadata with the bytes.
+//! With [`crate::ServerBuilder::hash_uploads`], an upload keeps its digest as user metadata
+//! (`x-amz-meta-ringftp-sha256: <hex>`) and HASH answers from a HEAD. An upload of one part
+//! at most (8 MiB) is one PutObject that carries it. A larger upload is multipart, and S3
+//! takes metadata only when the upload is created, before any byte: once it has completed,
+//! a CopyObject of the object onto itself with `x-amz-metadata-directive: REPLACE` adds the
+//! digest ([`MetadataCopy`], signed here as opendal 0.59's copy cannot set the directive),
+//! on condition that the object still has the ETag the completion returned, so an object
+//! someone else wrote meanwhile is never stamped with this upload's digest. The copy is
+//! S3's, on the store (no byte comes back), and gives the object a new ETag (the MD5 of its
+//! bytes, no longer `<md5 of part md5s>-<parts>`) and modification time; the 226 waits for
+//! it, so a HASH right after it answers from the metadata. A failed copy is logged and the
+//! upload still succeeds; so is an upload past 5 GiB, which one CopyObject cannot copy: the
+//! HASH of those objects is computed on demand (the object downloaded and hashed). A rename's
+//! CopyObject keeps the metadata with the bytes.
 //! RNFR/RNTO of a file is a server-side copy and a delete (not atomic; S3's single CopyObject
 //! limits it to 5 GiB); of a directory, 504. The largest upload is 10,000 parts, 78 GiB.
 //!
@@ -47,6 +53,7 @@ use std::io;
 use std::path::{Component, Path};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -56,9 +63,10 @@ use opendal::layers::RetryLayer;
 use opendal::{EntryMode, HttpTransporter, OperationContext, Operator, Writer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::copy_object::{MetadataCopy, MAX_COPY};
 use super::{
-    hash, hash_permit, stored_digest, DataSink, DataSource, DigestSlot, DirEntry, ErrorKind, FileKind,
-    HashAlgo, Lister, Metadata, Result, Storage, StorageError, WriteMode,
+    hash, hash_permit, stored_digest, BlockHasher, DataSink, DataSource, DigestSlot, DirEntry, ErrorKind,
+    FileKind, HashAlgo, Lister, Metadata, Result, Storage, StorageError, WriteMode,
 };
 use crate::auth::{Permissions, User};
 
@@ -164,11 +172,13 @@ pub struct ObjectStorage {
     config: S3Config,
 }
 
-/// One shard's operators: `retrying` for idempotent calls, `once` for uploads.
+/// One shard's operators: `retrying` for idempotent calls, `once` for uploads, and `copy` for
+/// what opendal cannot send.
 #[derive(Clone)]
 struct Operators {
     retrying: Operator,
     once: Operator,
+    copy: Arc<MetadataCopy>,
 }
 
 thread_local! {
@@ -213,7 +223,9 @@ impl ObjectStorage {
             .read_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        let transport = HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(client));
+        let transport =
+            HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(client.clone()));
+        let copy = Arc::new(MetadataCopy::new(c, client, transport.clone()));
         let once = Operator::new(b)
             .map_err(|e| format!("bad S3 configuration: {e}"))?
             .with_context(OperationContext::new().with_http_transport(transport));
@@ -224,7 +236,7 @@ impl ObjectStorage {
                 .with_max_delay(Duration::from_secs(2))
                 .with_jitter(),
         );
-        Ok(Operators { retrying, once })
+        Ok(Operators { retrying, once, copy })
     }
 
     /// This shard's operators, built on first use.
@@ -583,11 +595,14 @@ impl Storage for ObjectStorage {
             sent: [None, None],
             key: key.key,
             digest: digest.clone(),
+            hash: None,
+            size: 0,
+            copy: ops.copy,
         };
         Ok(DataSink::StreamWithDigest(Box::pin(writer), digest))
     }
 
-    /// The digest in the object's metadata (set by an upload of one part with
+    /// The digest in the object's metadata (kept by an upload with
     /// [`crate::ServerBuilder::hash_uploads`]) at the cost of a HEAD; else the whole object,
     /// downloaded and hashed. Metadata belongs to the object, so an overwrite by anyone
     /// drops it: no size or time check is needed.
@@ -731,10 +746,16 @@ enum WriteState {
 ///
 /// The writer is made late, because S3 takes user metadata only in the request that creates
 /// the object (PutObject, or CreateMultipartUpload before the first part): the first part is
-/// held here until a byte past it arrives (then the upload is multipart, its digest comes too
-/// late, and the [`DigestSlot`] is refused so the data path stops hashing), or until
-/// shutdown, when the upload is one PutObject (opendal sends a single part that way) and the
-/// digest the data path left in the slot goes with it as `x-amz-meta-ringftp-<algo>`.
+/// held here until a byte past it arrives (then the upload is multipart, and its digest is
+/// stamped after completion), or until shutdown, when the upload is one PutObject (opendal
+/// sends a single part that way) and its digest goes with it as `x-amz-meta-ringftp-<algo>`.
+///
+/// With [`crate::ServerBuilder::hash_uploads`] the writer hashes the upload itself (it takes
+/// the [`DigestSlot`] over): the first part as it fills, on the shard in the data path's
+/// 64 KiB steps, as the digest must be ready when it turns out to be the only part; every
+/// later part on tokio's blocking pool while it is sent ([`BlockHasher`]): an upload waits
+/// for its digest only when hashing a part takes longer than sending one, and its shard
+/// serves its other sessions meanwhile.
 struct ObjectWriter {
     state: WriteState,
     /// The part being filled; no allocation until its first byte.
@@ -744,10 +765,16 @@ struct ObjectWriter {
     sent: [Option<Bytes>; 2],
     key: String,
     digest: DigestSlot,
+    /// The upload's digest, when this writer computes it ([`DigestSlot::take_over`]).
+    hash: Option<BlockHasher>,
+    /// Bytes written so far.
+    size: u64,
+    copy: Arc<MetadataCopy>,
 }
 
 impl ObjectWriter {
-    /// Waits for the writer to be idle; an error leaves it idle for `Drop` to abort.
+    /// Waits for the writer to be idle and the last part hashed; an error leaves it idle for
+    /// `Drop` to abort.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if let WriteState::Busy(fut, closing) = &mut self.state {
             let closing = *closing;
@@ -757,6 +784,9 @@ impl ObjectWriter {
                 _ => WriteState::Done,
             };
             result.map_err(io_error)?;
+        }
+        if let Some(hash) = &mut self.hash {
+            ready!(hash.poll_ready(cx));
         }
         Poll::Ready(Ok(()))
     }
@@ -801,6 +831,9 @@ impl ObjectWriter {
             let part = std::mem::take(&mut self.part).freeze();
             self.sent.rotate_left(1);
             self.sent[1] = Some(part.clone());
+            if let Some(hash) = &mut self.hash {
+                hash.push(part.clone(), self.size);
+            }
             self.state = WriteState::Busy(
                 Box::pin(async move {
                     let result = writer.write(part).await;
@@ -809,6 +842,25 @@ impl ObjectWriter {
                 false,
             );
         }
+    }
+}
+
+/// Stamps a completed multipart upload with its digest ([`MetadataCopy`]). Best effort: the
+/// upload has succeeded either way, and without the stamp HASH computes the digest.
+async fn stamp_digest(
+    copy: &MetadataCopy,
+    key: &str,
+    size: u64,
+    etag: Option<&str>,
+    metadata: &[(String, String)],
+) {
+    let Some(etag) = etag else {
+        tracing::warn!(key, "the upload's completion gave no ETag; its digest is not kept");
+        return;
+    };
+    match copy.replace_metadata(key, size, etag, metadata).await {
+        Ok(()) => tracing::debug!(key, "digest kept in the object's metadata"),
+        Err(e) => tracing::warn!(key, error = %e, "cannot keep the upload's digest in its metadata"),
     }
 }
 
@@ -821,9 +873,12 @@ impl AsyncWrite for ObjectWriter {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        if self.size == 0 && self.hash.is_none() {
+            self.hash = self.digest.take_over().map(BlockHasher::new);
+        }
         if self.part.len() == PART_SIZE {
-            // The first part, held, and more bytes: a multipart upload. Its metadata would
-            // have been needed before this part; no digest then.
+            // The first part, held, and more bytes: a multipart upload, whose metadata comes
+            // after completion (see `poll_shutdown`).
             if matches!(self.state, WriteState::Unopened(_)) {
                 self.digest.refuse();
                 self.open(None);
@@ -836,7 +891,20 @@ impl AsyncWrite for ObjectWriter {
             self.part = self.next_buffer();
         }
         let n = buf.len().min(PART_SIZE - self.part.len());
-        self.part.extend_from_slice(buf.get(..n).unwrap_or_default());
+        let bytes = buf.get(..n).unwrap_or_default();
+        self.part.extend_from_slice(bytes);
+        self.size += n as u64;
+        // The first part is hashed as it fills, as it may be the only one and its digest must
+        // be ready for the PutObject at once; later parts on the blocking pool as they are
+        // sent. Past what a CopyObject copies, the digest could not be kept.
+        let (first, size) = (matches!(self.state, WriteState::Unopened(_)), self.size);
+        if let Some(hash) = &mut self.hash {
+            if first {
+                hash.update(bytes);
+            } else if size > MAX_COPY {
+                self.hash = None;
+            }
+        }
         // The first full part waits (above) to learn whether it is the only one.
         if self.part.len() == PART_SIZE && matches!(self.state, WriteState::Idle(_)) {
             self.send_part();
@@ -852,8 +920,11 @@ impl AsyncWrite for ObjectWriter {
         ready!(self.poll_idle(cx))?;
         if matches!(self.state, WriteState::Unopened(_)) {
             // One part at most: a single PutObject, which can carry the digest.
-            let metadata =
-                self.digest.take().map(|(algo, digest)| (metadata_key(algo), stored_digest::to_hex(&digest)));
+            let digest = match self.hash.take() {
+                Some(hash) => hash.finish(),
+                None => self.digest.take(),
+            };
+            let metadata = digest.map(|(algo, digest)| (metadata_key(algo), stored_digest::to_hex(&digest)));
             self.open(metadata);
             ready!(self.poll_idle(cx))?;
         }
@@ -862,10 +933,18 @@ impl AsyncWrite for ObjectWriter {
             ready!(self.poll_idle(cx))?;
         }
         if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
+            // A multipart upload hashed here: its digest goes on after completion.
+            let stamp = self.hash.take().and_then(BlockHasher::finish).map(|(algo, digest)| {
+                let metadata = [(metadata_key(algo), stored_digest::to_hex(&digest))];
+                (self.copy.clone(), self.key.clone(), self.size, metadata)
+            });
             self.state = WriteState::Busy(
                 Box::pin(async move {
-                    let result = writer.close().await.map(drop);
-                    (Some(writer), result)
+                    let result = writer.close().await;
+                    if let (Ok(meta), Some((copy, key, size, metadata))) = (&result, stamp) {
+                        stamp_digest(&copy, &key, size, meta.etag(), &metadata).await;
+                    }
+                    (Some(writer), result.map(drop))
                 }),
                 true,
             );
