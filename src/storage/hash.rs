@@ -99,6 +99,9 @@ pub(crate) struct BlockHasher {
     state: BlockState,
     /// Bytes hashed or being hashed: where the next block's hashing starts.
     hashed: u64,
+    /// Since when the caller waits for a block's hash, and how long it waited before.
+    waiting: Option<std::time::Instant>,
+    waited: std::time::Duration,
 }
 
 #[cfg(feature = "object")]
@@ -113,7 +116,13 @@ enum BlockState {
 #[cfg(feature = "object")]
 impl BlockHasher {
     pub(crate) fn new(algo: HashAlgo) -> BlockHasher {
-        BlockHasher { algo, state: BlockState::Idle(Hasher::new(algo)), hashed: 0 }
+        BlockHasher {
+            algo,
+            state: BlockState::Idle(Hasher::new(algo)),
+            hashed: 0,
+            waiting: None,
+            waited: std::time::Duration::ZERO,
+        }
     }
 
     /// Hashes `bytes` here, now (call only when ready): the next bytes of the upload.
@@ -128,12 +137,25 @@ impl BlockHasher {
     /// Ready once the last block is hashed.
     pub(crate) fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         if let BlockState::Busy(job) = &mut self.state {
-            self.state = match std::task::ready!(std::pin::Pin::new(job).poll(cx)) {
+            let done = std::pin::Pin::new(job).poll(cx);
+            let std::task::Poll::Ready(done) = done else {
+                self.waiting.get_or_insert_with(std::time::Instant::now);
+                return std::task::Poll::Pending;
+            };
+            self.state = match done {
                 Ok(h) => BlockState::Idle(h),
                 Err(_) => BlockState::Failed,
             };
+            if let Some(since) = self.waiting.take() {
+                self.waited += since.elapsed();
+            }
         }
         std::task::Poll::Ready(())
+    }
+
+    /// How long the caller waited for blocks to be hashed (in [`BlockHasher::poll_ready`]).
+    pub(crate) fn waited(&self) -> std::time::Duration {
+        self.waited
     }
 
     /// Starts hashing what `block`, the upload's bytes up to offset `end`, holds past the

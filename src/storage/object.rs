@@ -934,9 +934,11 @@ impl AsyncWrite for ObjectWriter {
         }
         if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
             // A multipart upload hashed here: its digest goes on after completion.
-            let stamp = self.hash.take().and_then(BlockHasher::finish).map(|(algo, digest)| {
+            let stamp = self.hash.take().and_then(|hash| {
+                tracing::debug!(key = self.key, waited = ?hash.waited(), "upload hashed");
+                let (algo, digest) = hash.finish()?;
                 let metadata = [(metadata_key(algo), stored_digest::to_hex(&digest))];
-                (self.copy.clone(), self.key.clone(), self.size, metadata)
+                Some((self.copy.clone(), self.key.clone(), self.size, metadata))
             });
             self.state = WriteState::Busy(
                 Box::pin(async move {
