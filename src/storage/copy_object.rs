@@ -44,7 +44,7 @@ impl MetadataCopy {
         let region = config.region.as_deref().unwrap_or("us-east-1");
         // As opendal's S3 builder resolves them: its credential chain, with the static
         // credentials first, and its endpoint (the configured one, else the AWS_* variables
-        // it reads, else AWS's regional endpoint).
+        // it reads, else AWS's regional endpoint; without a bucket name in it).
         let mut provider = ProvideCredentialChain::new().push(DefaultCredentialProvider::new());
         if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
             provider = provider.push_front(StaticCredentialProvider::new(id, secret));
@@ -63,7 +63,8 @@ impl MetadataCopy {
                     .find_map(|v| std::env::var(v).ok())
             })
             .map(|e| if e.starts_with("http") { e } else { format!("https://{e}") })
-            .map(|e| e.trim_end_matches('/').to_owned())
+            .map(|e| e.trim_end_matches('/').replace(&format!("//{}.", config.bucket), "//"))
+            .filter(|e| e != "https://s3.amazonaws.com")
             .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
         let base = match endpoint.split_once("//") {
             Some((scheme, host)) if !config.path_style => format!("{scheme}//{}.{host}", config.bucket),
@@ -146,6 +147,8 @@ mod tests {
         assert_eq!(base(hosted), ("https://b.s3.eu-west-1.amazonaws.com".into(), String::new()));
         let bare = S3Config::new("b").endpoint("minio.example:9000").path_style(true);
         assert_eq!(base(bare).0, "https://minio.example:9000/b");
+        let global = S3Config::new("b").endpoint("https://b.s3.amazonaws.com").region("eu-west-3");
+        assert_eq!(base(global).0, "https://b.s3.eu-west-3.amazonaws.com");
     }
 
     #[test]
