@@ -20,7 +20,8 @@ use nix::sys::stat::fstat;
 
 use super::HashAlgo;
 
-/// The short lowercase name of `algo` (`sha256`), as attribute and metadata names use it.
+/// The short lowercase name of `algo` (`sha256`), as S3 metadata names use it.
+#[cfg_attr(not(feature = "object"), allow(dead_code))]
 pub(super) fn short_name(algo: HashAlgo) -> &'static str {
     match algo {
         HashAlgo::Sha1 => "sha1",
