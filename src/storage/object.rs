@@ -50,7 +50,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use opendal::layers::RetryLayer;
 use opendal::{EntryMode, HttpTransporter, OperationContext, Operator, Writer};
@@ -579,8 +579,7 @@ impl Storage for ObjectStorage {
         let digest = DigestSlot::new();
         let writer = ObjectWriter {
             state: WriteState::Unopened(ops.once),
-            part: BytesMut::new(),
-            sent: [None, None],
+            part: None,
             key: key.key,
             digest: digest.clone(),
         };
@@ -722,10 +721,9 @@ enum WriteState {
 /// An upload: an `AsyncWrite` over an opendal multipart writer.
 ///
 /// `poll_write` copies bytes into the part being filled; a full part goes to the writer, which
-/// sends the part before it meanwhile, and the next `poll_write` waits for that. Once a part
-/// is sent its buffer is filled again, so an upload allocates two [`PART_SIZE`] buffers in
-/// all (the pages are touched only as they fill) and the allocator holds no freed part
-/// between them. `poll_shutdown` sends the last part and completes the upload, and only then
+/// sends the part before it meanwhile, and the next `poll_write` waits for that. Each part is
+/// a [`PartBuf`], whose memory goes back to the kernel when opendal drops the sent part, so
+/// an upload holds at most two parts whatever the allocator keeps. `poll_shutdown` sends the last part and completes the upload, and only then
 /// does the object exist. Dropped before that, it aborts the multipart upload (on the current
 /// shard's runtime).
 ///
@@ -737,11 +735,8 @@ enum WriteState {
 /// digest the data path left in the slot goes with it as `x-amz-meta-ringftp-<algo>`.
 struct ObjectWriter {
     state: WriteState,
-    /// The part being filled; no allocation until its first byte.
-    part: BytesMut,
-    /// The last two parts handed to the writer, newest last: the older one is sent once the
-    /// newer has been written, and its buffer is then ours alone again.
-    sent: [Option<Bytes>; 2],
+    /// The part being filled; no mapping until its first byte.
+    part: Option<PartBuf>,
     key: String,
     digest: DigestSlot,
 }
@@ -784,23 +779,15 @@ impl ObjectWriter {
         }
     }
 
-    /// A buffer for the next part: a sent part's, if nothing else holds it any more.
-    fn next_buffer(&mut self) -> BytesMut {
-        match self.sent[0].take().map(Bytes::try_into_mut) {
-            Some(Ok(mut buf)) if buf.capacity() >= PART_SIZE => {
-                buf.clear();
-                buf
-            }
-            _ => BytesMut::with_capacity(PART_SIZE),
-        }
+    /// The bytes in the part being filled.
+    fn part_len(&self) -> usize {
+        self.part.as_ref().map_or(0, |p| p.len)
     }
 
     /// Hands the filled part to the writer (the state must be idle).
     fn send_part(&mut self) {
         if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
-            let part = std::mem::take(&mut self.part).freeze();
-            self.sent.rotate_left(1);
-            self.sent[1] = Some(part.clone());
+            let part = self.part.take().map(Bytes::from_owner).unwrap_or_default();
             self.state = WriteState::Busy(
                 Box::pin(async move {
                     let result = writer.write(part).await;
@@ -809,6 +796,39 @@ impl ObjectWriter {
                 false,
             );
         }
+    }
+}
+
+/// An upload part's buffer: an anonymous mapping of [`PART_SIZE`] bytes rather than the
+/// allocator's memory, handed to opendal as [`Bytes`] that own it. When the last copy of a
+/// sent part drops, the mapping is unmapped and its memory is the kernel's again at once; an
+/// allocator (mimalloc) keeps freed 8 MiB blocks resident for reuse, half a MiB or more per
+/// upload beyond its two parts. Pages are touched only as the part fills.
+struct PartBuf {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl PartBuf {
+    fn new() -> io::Result<PartBuf> {
+        Ok(PartBuf { map: memmap2::MmapMut::map_anon(PART_SIZE)?, len: 0 })
+    }
+
+    /// Copies as much of `buf` as fits; how much that was.
+    fn fill(&mut self, buf: &[u8]) -> usize {
+        let free = self.map.get_mut(self.len..).unwrap_or_default();
+        let n = buf.len().min(free.len());
+        if let (Some(to), Some(from)) = (free.get_mut(..n), buf.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        self.len += n;
+        n
+    }
+}
+
+impl AsRef<[u8]> for PartBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.map.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -821,7 +841,7 @@ impl AsyncWrite for ObjectWriter {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if self.part.len() == PART_SIZE {
+        if self.part_len() == PART_SIZE {
             // The first part, held, and more bytes: a multipart upload. Its metadata would
             // have been needed before this part; no digest then.
             if matches!(self.state, WriteState::Unopened(_)) {
@@ -832,13 +852,13 @@ impl AsyncWrite for ObjectWriter {
             self.send_part();
             ready!(self.poll_idle(cx))?;
         }
-        if self.part.capacity() == 0 {
-            self.part = self.next_buffer();
-        }
-        let n = buf.len().min(PART_SIZE - self.part.len());
-        self.part.extend_from_slice(buf.get(..n).unwrap_or_default());
+        let part = match &mut self.part {
+            Some(part) => part,
+            empty => empty.insert(PartBuf::new()?),
+        };
+        let n = part.fill(buf);
         // The first full part waits (above) to learn whether it is the only one.
-        if self.part.len() == PART_SIZE && matches!(self.state, WriteState::Idle(_)) {
+        if self.part_len() == PART_SIZE && matches!(self.state, WriteState::Idle(_)) {
             self.send_part();
         }
         Poll::Ready(Ok(n))
@@ -857,7 +877,7 @@ impl AsyncWrite for ObjectWriter {
             self.open(metadata);
             ready!(self.poll_idle(cx))?;
         }
-        if !self.part.is_empty() {
+        if self.part_len() > 0 {
             self.send_part();
             ready!(self.poll_idle(cx))?;
         }
