@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Peak RSS of ringftpd while one client lists a 100,000-entry directory (LIST, NLST, MLSD).
-usage: [LIST_N=100000] list_memory.py RINGFTPD [ENGINE_ARGS...]
+"""Peak RSS of ringftpd while one client lists a 100,000-entry directory (LIST, NLST, MLSD on
+the data connection, STAT on the control connection).
+usage: [LIST_N=100000] [VERBS="LIST NLST MLSD STAT"] list_memory.py RINGFTPD [ENGINE_ARGS...]
 
 Prints VmHWM (the process's peak resident set) after login and after each listing, so the
-growth is what the listing cost. The directory is made once in /dev/shm/ringlist/big (the
-one benches/list_stall.py uses; another LIST_N gets its own)."""
+growth is what the listings cost; a peak only grows, so to see one verb's own cost run it
+alone (VERBS=STAT). The directory is made once in /dev/shm/ringlist/big (the one
+benches/list_stall.py uses; another LIST_N gets its own)."""
 import ftplib, os, socket, subprocess, sys, time
 binary = sys.argv[1]; extra = sys.argv[2:]
 N = int(os.environ.get("LIST_N", "100000"))
+VERBS = os.environ.get("VERBS", "LIST NLST MLSD STAT").split()
 root = "/dev/shm/ringlist"
 name = "big" if N == 100000 else f"big{N}"
 big = os.path.join(root, name)
@@ -37,10 +40,18 @@ try:
     ftp.voidcmd("NOOP")
     base = hwm_kib()
     report = [f"after login {base} KiB"]
-    for what in ("LIST", "NLST", "MLSD"):
-        count = [0]
-        ftp.retrlines(f"{what} {name}", lambda _line: count.__setitem__(0, count[0] + 1))
-        assert count[0] == N, f"{what}: {count[0]} lines"
+    for what in VERBS:
+        if what == "STAT":
+            # One multi-line 213 reply: a first line, a line per entry, a last line. ftplib
+            # stops at the first line that starts "213 ", so a middle one would show here.
+            lines = ftp.sendcmd(f"STAT {name}").split("\n")
+            assert lines[0].startswith("213-") and lines[-1] == "213 End of status", lines[-1]
+            count = len(lines) - 2
+        else:
+            seen = [0]
+            ftp.retrlines(f"{what} {name}", lambda _line: seen.__setitem__(0, seen[0] + 1))
+            count = seen[0]
+        assert count == N, f"{what}: {count} lines"
         report.append(f"{what} {hwm_kib()} KiB")
     peak = hwm_kib()
     print(f"{binary}, {N} entries: {'; '.join(report)}; listing cost {peak - base} KiB of peak RSS")

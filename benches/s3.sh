@@ -131,6 +131,7 @@ if want 2; then
 echo "== 2. memory during 64 MiB uploads (KiB)"
 head -c "$((64 * 1024 * 1024))" /dev/urandom >"$WORK/m64"
 head -c 1024 /dev/urandom >"$WORK/k1"
+head -c "$((9 * 1024 * 1024))" /dev/urandom >"$WORK/m9"
 rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$SERVER/status"; }
 # Prints the largest RssAnon of pid $1 until the file $2 exists (sampled every 5 ms).
 SAMPLER="import sys, os, time
@@ -141,11 +142,13 @@ while not os.path.exists(stop):
     time.sleep(0.005)
 print(top)"
 for n in 1 8; do
-    # A fresh server, warmed up (each shard's S3 client, TLS roots and connections exist), so
-    # the peak over the idle RSS is what the uploads themselves take.
+    # A fresh server, warmed up (each shard's S3 client, TLS roots and connections exist, and
+    # the multipart path has run: two parts of 9 MiB), so the peak over the idle RSS is what
+    # the uploads themselves take, not what the first multipart upload sets up once.
     start_server
     jobs_=()
     for i in 1 2 3 4; do timeout 60 curl -sS -T "$WORK/k1" "$URL/warm-$n-$i" & jobs_+=($!); done
+    for i in 1 2 3 4; do timeout 60 curl -sS -T "$WORK/m9" "$URL/warm9-$n-$i" & jobs_+=($!); done
     for j in "${jobs_[@]}"; do wait "$j"; done
     sleep 1
     base=$(rss VmRSS)

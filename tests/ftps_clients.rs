@@ -152,6 +152,11 @@ for active in (False, True):
 f.set_pasv(True)
 names = [n for n, _ in f.mlsd()]
 assert "py0" in names and "py1" in names, names
+# STAT of a directory of several pages: one multi-line reply, sent in parts through TLS.
+lines = f.sendcmd("STAT many").split("\n")
+assert lines[0] == "213-Status follows:" and lines[-1] == "213 End of status", (lines[0], lines[-1])
+assert all(l.startswith(" ") for l in lines[1:-1]), "continuation lines"
+print("stat", len(set(l.rsplit(" ", 1)[1] for l in lines[1:-1])))
 # REST STOR: resume an upload.
 f.storbinary("STOR part", io.BytesIO(data[:5000]))
 f.storbinary("STOR part", io.BytesIO(data[5000:]), rest=5000)
@@ -190,11 +195,17 @@ fn python(srv: &TestServer, pki: &Pki, mode: &str) -> String {
 }
 
 #[test]
-fn python_ftplib_resuming_passive_active_rest_mlsd_abor() {
+fn python_ftplib_resuming_passive_active_rest_mlsd_stat_abor() {
     let pki = Pki::new();
     let srv = server("ftps-python", &pki, &[]);
     std::fs::write(srv.root().join("big"), pattern(64 * MIB)).unwrap();
+    let many = srv.root().join("many");
+    std::fs::create_dir(&many).unwrap();
+    for i in 0..3000 {
+        std::fs::File::create(many.join(format!("f{i:04}"))).unwrap();
+    }
     let out = python(&srv, &pki, "reuse");
+    assert!(out.contains("stat 3000"), "{out}");
     assert!(out.contains("abor 426 226"), "{out}");
     assert!(out.contains("done TLSv1.3"), "{out}");
 }

@@ -217,7 +217,8 @@ fn a_large_directory_is_listed_whole() {
 }
 
 /// 20,000 entries: many pages of the filesystem lister, each written to the data connection
-/// as it is read. curl's LIST and NLST and ftplib's MLSD each get every name exactly once.
+/// (or, for STAT, the control connection) as it is read. curl's LIST and NLST, ftplib's MLSD
+/// and a raw STAT each get every name exactly once.
 #[test]
 fn twenty_thousand_entries_in_pages() {
     let server = TestServer::start("list-20k");
@@ -249,4 +250,19 @@ fn twenty_thousand_entries_in_pages() {
     let mlsd: Vec<String> = r.lines_with("mlsd| ").iter().map(|l| facts(&l["mlsd| ".len()..]).1).collect();
     assert!(r.stdout.contains("mlsd: 226"), "{}", r.describe());
     exactly("MLSD", mlsd);
+
+    // STAT on the control connection, sent a page at a time: one well-formed multi-line reply
+    // (RFC 959 §4.2: no line before the last starts with "213 "), every name once, and the
+    // next command's reply right after it.
+    let mut c = Control::connect(server.addr(), std::time::Duration::from_secs(30));
+    c.login(USER, PASS);
+    let (code, text) = c.cmd("STAT many");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!((code, lines.first().copied()), (213, Some("213-Status follows:")), "{:?}", &lines[..2]);
+    assert_eq!(lines.last().copied(), Some("213 End of status"));
+    let middle = &lines[1..lines.len() - 1];
+    assert!(middle.iter().all(|l| l.starts_with(' ') && !l.starts_with("213 ")), "continuation lines");
+    exactly("STAT", middle.iter().map(|l| ls_name(l).2).collect());
+    assert_eq!(c.cmd("NOOP"), (200, "200 NOOP ok.".to_string()));
+    assert_eq!(c.cmd("STAT missing").0, 550);
 }

@@ -148,7 +148,7 @@ fn rest_download() {
 
 /// A directory of 2,500 objects, a subdirectory and the directory's own marker made with
 /// boto3, served with 250-key ListObjectsV2 pages (`--s3-list-page`; eleven pages), listed by
-/// LIST, NLST and MLSD: every entry exactly once, the marker never, each page sent as it
+/// LIST, NLST, MLSD and STAT: every entry exactly once, the marker never, each page sent as it
 /// arrives (the server logs one line per page).
 #[test]
 fn large_directory_listing() {
@@ -198,10 +198,24 @@ fn large_directory_listing() {
     let out = run_text(curl(&server).arg(server.url("many/"))).ok(&server);
     assert_eq!(out.stdout.lines().count(), N + 1);
 
-    // Four listings of eleven pages each, every page its own batch of at most 250 keys.
+    // So does STAT, on the control connection a page at a time: one well-formed multi-line
+    // reply (no line before the last starts with "213 "), each name once.
+    let mut c = Control::connect(server.addr(), Duration::from_secs(60));
+    c.login(USER, PASS);
+    let (code, text) = c.cmd("STAT many");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!((code, lines[0], lines[lines.len() - 1]), (213, "213-Status follows:", "213 End of status"));
+    let middle = &lines[1..lines.len() - 1];
+    assert!(middle.iter().all(|l| l.starts_with(' ') && !l.starts_with("213 ")), "continuation lines");
+    let stat: std::collections::BTreeSet<String> =
+        middle.iter().map(|l| l.rsplit(' ').next().unwrap().to_string()).collect();
+    assert_eq!((middle.len(), &stat), (N + 1, &want), "STAT: each name once");
+    assert_eq!(c.cmd("NOOP").0, 200);
+
+    // Five listings of eleven pages each, every page its own batch of at most 250 keys.
     let log = server.stderr_log();
     let pages: Vec<&str> = log.lines().filter(|l| l.contains("listing page")).collect();
-    assert!(pages.len() >= 4 * 11, "{} pages logged:\n{}", pages.len(), server.log_for_failure());
+    assert!(pages.len() >= 5 * 11, "{} pages logged:\n{}", pages.len(), server.log_for_failure());
     assert!(
         pages.iter().all(|l| l
             .split("keys=")

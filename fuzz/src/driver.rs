@@ -79,8 +79,12 @@ pub struct Driver {
     s: Session,
     /// Made at the first storage answer: most inputs never log in.
     fs: Option<MemFs>,
-    /// The last reply's wire form.
+    /// The last reply's wire form, or of every part of a reply sent in parts so far.
     wire: Vec<u8>,
+    /// The text of the parts of a reply sent in parts so far ([`Reply::is_partial`]).
+    parts: Option<(u16, Vec<u8>)>,
+    /// What is left of the directory a STAT opened, for its `ListPage`s.
+    pages: std::vec::IntoIter<ringftp::DirEntry>,
     now: Instant,
     wall: SystemTime,
     peer: SocketAddr,
@@ -113,6 +117,8 @@ impl Driver {
             s: Session::new(config, peer, local, now),
             fs: None,
             wire: Vec::new(),
+            parts: None,
+            pages: Vec::new().into_iter(),
             now,
             wall: c.wall(),
             peer: canonical(peer),
@@ -213,10 +219,18 @@ impl Driver {
             }
             Some(Owed::Fs(req)) => {
                 let wall = self.wall;
-                let outcome = match a {
-                    Answer::Ok(_) | Answer::ReadOnly => self.fs().run(&req, wall),
+                let outcome = match (a, &req) {
+                    // A page of one to three entries, or the rest.
+                    (Answer::Ok(n), FsRequest::ListPage(_)) => {
+                        FsOutcome::Listing(self.pages.by_ref().take(1 + n as usize % 3).collect())
+                    }
+                    (Answer::ReadOnly, FsRequest::ListPage(_)) => FsOutcome::Listing(self.pages.by_ref().collect()),
+                    (Answer::Ok(_) | Answer::ReadOnly, _) => self.fs().run(&req, wall),
                     _ => a.fs_outcome(),
                 };
+                if let (FsOutcome::Opened { .. }, FsRequest::OpenList(p)) = (&outcome, &req) {
+                    self.pages = self.fs().list(p).unwrap_or_default().into_iter();
+                }
                 self.opened = matches!(outcome, FsOutcome::Opened { .. }).then_some(req);
                 self.s.fs_done(outcome, now, self.wall);
                 self.drain(Call::Other);
@@ -311,10 +325,30 @@ impl Driver {
     }
 
     fn reply(&mut self, r: &Reply, call: Call) {
-        self.wire.clear();
+        let start = if self.parts.is_some() { self.wire.len() } else { 0 };
+        self.wire.truncate(start);
         r.write_to(&mut self.wire);
-        trace!("<- {}", self.wire.escape_ascii());
-        check_wire(&self.wire, r.code().get(), r.text());
+        trace!("<- {}", self.wire[start..].escape_ascii());
+        // A reply in parts is checked whole, as the client reads it: the parts' wire forms
+        // one after the other are one reply of all their texts.
+        if let Some((code, text)) = &mut self.parts {
+            assert_eq!(*code, r.code().get(), "a part of another code: {r:?}");
+            let more = r.text().strip_suffix(b"\n").unwrap_or(r.text());
+            if !more.is_empty() || !r.is_partial() {
+                text.push(b'\n');
+                text.extend_from_slice(more);
+            }
+        } else if r.is_partial() {
+            let first = r.text().strip_suffix(b"\n").unwrap_or(r.text());
+            self.parts = Some((r.code().get(), first.to_vec()));
+        }
+        if r.is_partial() {
+            return;
+        }
+        match self.parts.take() {
+            Some((code, text)) => check_wire(&self.wire, code, &text),
+            None => check_wire(&self.wire, r.code().get(), r.text()),
+        }
         if r.is_preliminary() {
             assert_eq!(r.code(), code::FILE_STATUS_OK, "unexpected 1xx: {r:?}");
             assert_eq!(call, Call::Started, "a 150 not from transfer_started");

@@ -173,8 +173,8 @@ impl MemFs {
         }
     }
 
-    /// What the engine's `run_fs` does for `FsRequest::List`: a directory's entries, or the
-    /// one entry of anything else.
+    /// A directory's entries (what its `FsRequest::ListPage`s add up to), or the one entry
+    /// of anything else.
     pub fn list(&self, p: &[u8]) -> Result<Vec<DirEntry>, ErrorKind> {
         let meta = self.metadata(p)?;
         if !meta.is_dir() {
@@ -315,7 +315,6 @@ impl MemFs {
         let done = |r: Result<(), ErrorKind>| r.map_or_else(FsOutcome::Failed, |()| FsOutcome::Done);
         match req {
             FsRequest::Metadata(p) => self.metadata(p).map_or_else(FsOutcome::Failed, FsOutcome::Metadata),
-            FsRequest::List(p) => self.list(p).map_or_else(FsOutcome::Failed, FsOutcome::Listing),
             FsRequest::OpenList(p) => match self.metadata(p) {
                 Ok(m) if m.is_dir() => FsOutcome::Opened { size: None },
                 Ok(_) => FsOutcome::Failed(ErrorKind::NotADirectory),

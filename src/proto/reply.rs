@@ -4,6 +4,11 @@
 //! `123-first`, the middle lines indented by one space (so a line that starts with digits can
 //! never be mistaken for the end), and `123 last`. CR and LF never appear inside a line on the
 //! wire, whatever the text holds, so a file name cannot inject a reply.
+//!
+//! A reply too long to hold at once (STAT of a large directory) goes out in parts: a
+//! [`Reply::opening`] (`123-first` and indented lines), any number of [`Reply::continuation`]s
+//! (indented lines only), then an ordinary reply with the same code, whose single line is the
+//! `123 last` that ends it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -148,17 +153,48 @@ pub mod code {
 pub struct Reply {
     code: ReplyCode,
     text: Cow<'static, [u8]>,
+    part: Part,
+}
+
+/// Which part of a multi-line reply a [`Reply`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// All of it: the last line carries the code.
+    Whole,
+    /// Its first lines; the end comes later.
+    Opening,
+    /// Middle lines only.
+    Continuation,
 }
 
 impl Reply {
     /// A reply with static text.
     pub const fn new(code: ReplyCode, text: &'static str) -> Self {
-        Reply { code, text: Cow::Borrowed(text.as_bytes()) }
+        Reply { code, text: Cow::Borrowed(text.as_bytes()), part: Part::Whole }
     }
 
     /// A reply with text built at run time (may contain non-UTF-8 path bytes).
     pub fn owned(code: ReplyCode, text: impl Into<Vec<u8>>) -> Self {
-        Reply { code, text: Cow::Owned(text.into()) }
+        Reply { code, text: Cow::Owned(text.into()), part: Part::Whole }
+    }
+
+    /// The first lines of a multi-line reply whose end comes later: `123-` and the first line,
+    /// then the others indented. [`Reply::continuation`]s may follow; a whole reply with the
+    /// same code (one line) ends it.
+    pub fn opening(code: ReplyCode, text: impl Into<Vec<u8>>) -> Self {
+        Reply { code, text: Cow::Owned(text.into()), part: Part::Opening }
+    }
+
+    /// More middle lines of the reply a [`Reply::opening`] began, each indented; an empty text
+    /// sends nothing.
+    pub fn continuation(code: ReplyCode, text: impl Into<Vec<u8>>) -> Self {
+        Reply { code, text: Cow::Owned(text.into()), part: Part::Continuation }
+    }
+
+    /// Whether this is a part of a reply that later ones complete ([`Reply::opening`],
+    /// [`Reply::continuation`]): the client has no whole reply yet.
+    pub fn is_partial(&self) -> bool {
+        self.part != Part::Whole
     }
 
     /// The reply code.
@@ -181,10 +217,14 @@ impl Reply {
         let code = self.code.0;
         let digits = [b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8];
         let text = self.text.strip_suffix(b"\n").unwrap_or(&self.text);
+        if text.is_empty() && self.part == Part::Continuation {
+            return;
+        }
         let mut lines = text.split(|&b| b == b'\n').peekable();
-        let mut first = true;
+        // Only a whole reply ends here, and only a continuation has no first line.
+        let mut first = self.part != Part::Continuation;
         while let Some(line) = lines.next() {
-            let last = lines.peek().is_none();
+            let last = lines.peek().is_none() && self.part == Part::Whole;
             if first || last {
                 out.extend_from_slice(&digits);
                 out.push(if last { b' ' } else { b'-' });
@@ -241,6 +281,20 @@ mod tests {
         assert_eq!(wire(&r), "214-a\r\n \r\n 226 fake\r\n \r\n214 z\r\n");
         assert_eq!(wire(&Reply::new(code::HELP, "\n")), "214 \r\n");
         assert_eq!(wire(&Reply::new(code::HELP, "\n\n")), "214-\r\n214 \r\n");
+    }
+
+    #[test]
+    fn a_reply_in_parts_is_one_multi_line_reply() {
+        let parts = [
+            Reply::opening(code::FILE_STATUS, "Status follows:\nline 1\r\n"),
+            Reply::continuation(code::FILE_STATUS, ""),
+            Reply::continuation(code::FILE_STATUS, "213 line 2\r\nline 3\r\n"),
+            Reply::new(code::FILE_STATUS, "End of status"),
+        ];
+        let all: String = parts.iter().map(wire).collect();
+        assert_eq!(all, "213-Status follows:\r\n line 1\r\n 213 line 2\r\n line 3\r\n213 End of status\r\n");
+        assert!(parts[0].is_partial() && parts[2].is_partial() && !parts[3].is_partial());
+        assert_eq!(wire(&Reply::opening(code::FILE_STATUS, "Status")), "213-Status\r\n");
     }
 
     #[test]

@@ -17,13 +17,15 @@ use crate::types::{DirEntry, ErrorKind, HashAlgo, Permissions, UploadPolicy, Wri
 pub enum FsRequest {
     /// Metadata of a path, following symlinks; answer [`FsOutcome::Metadata`].
     Metadata(Vec<u8>),
-    /// Every entry of a directory at once (STAT, whose reply is one message); answer
-    /// [`FsOutcome::Listing`].
-    List(Vec<u8>),
-    /// Open a directory for the listing transfer that follows; answer
+    /// Open a directory for the listing transfer that follows, or for STAT; answer
     /// [`FsOutcome::Opened`] and keep the [`crate::storage::Lister`] for the next
-    /// [`Action::Transfer`], which writes it a page at a time ([`TransferData::Listing`]).
+    /// [`Action::Transfer`], which writes it a page at a time ([`TransferData::Listing`]),
+    /// or for the [`FsRequest::ListPage`]s that follow.
     OpenList(Vec<u8>),
+    /// The next page of the directory the last [`FsRequest::OpenList`] opened (STAT of a
+    /// directory, whose reply carries the listing and goes out a page at a time); answer
+    /// [`FsOutcome::Listing`] with a page that is not empty, or an empty one at the end.
+    ListPage(Vec<u8>),
     /// Open a file for the download that follows, at `offset`; answer
     /// [`FsOutcome::Opened`] and keep the handle for the next [`Action::Transfer`].
     OpenRead {
@@ -88,8 +90,8 @@ impl FsRequest {
     pub fn path(&self) -> &[u8] {
         match self {
             FsRequest::Metadata(p)
-            | FsRequest::List(p)
             | FsRequest::OpenList(p)
+            | FsRequest::ListPage(p)
             | FsRequest::OpenRead { path: p, .. }
             | FsRequest::OpenWrite { path: p, .. }
             | FsRequest::MakeDir(p)
@@ -234,7 +236,7 @@ pub(super) enum FsPurpose {
     Rnto,
     Mlst(Vec<u8>),
     Stat(Vec<u8>),
-    StatDir,
+    StatDir(StatDir),
     Mkd(Vec<u8>),
     Rmd,
     Dele,
@@ -247,6 +249,24 @@ pub(super) enum FsPurpose {
     /// MFMT, SITE, AVBL, HASH and the X digests (see `site.rs`).
     Cmd(super::site::CmdPurpose),
 }
+
+/// STAT of a directory: opened, then read a page at a time, each page sent as part of one
+/// multi-line 213 reply, so the directory is never held whole.
+#[derive(Debug)]
+pub(super) struct StatDir {
+    path: Vec<u8>,
+    format: ListFormat,
+    /// Storage opened the directory; the pages follow.
+    opened: bool,
+    /// The reply's first line is out: it must be ended, whatever happens.
+    started: bool,
+}
+
+/// The first and last lines of STAT's listing reply.
+const STAT_HEAD: &[u8] = b"Status follows:\n";
+const STAT_END: &str = "End of status";
+/// The last line of one that could not be finished.
+const STAT_INCOMPLETE: &str = "End of status: listing incomplete.";
 
 /// Names STOU tries before giving up.
 const STOU_ATTEMPTS: u32 = 100;
@@ -522,14 +542,20 @@ impl Session {
                 let format = ListFormat { kind: plan.kind, writable, facts: self.facts, now: wall };
                 return self.start_planned(plan, TransferData::Listing(format), false, None, now);
             }
-            (FsPurpose::Stat(p), FsOutcome::Metadata(m)) if m.is_dir() => {
-                return self.fs(FsPurpose::StatDir, FsRequest::List(p));
-            }
             (FsPurpose::Stat(p), FsOutcome::Metadata(m)) => {
+                let format = ListFormat { kind: TransferKind::List, writable, facts: self.facts, now: wall };
+                if m.is_dir() {
+                    let request = FsRequest::OpenList(p.clone());
+                    let dir = StatDir { path: p, format, opened: false, started: false };
+                    return self.fs(FsPurpose::StatDir(dir), request);
+                }
                 let entry = DirEntry { name: path::file_name(&p).to_vec(), metadata: m };
-                return self.stat_listing(std::slice::from_ref(&entry), wall);
+                let mut text = STAT_HEAD.to_vec();
+                format.write(std::slice::from_ref(&entry), &mut text);
+                text.extend_from_slice(STAT_END.as_bytes());
+                return self.reply(Reply::owned(code::FILE_STATUS, text));
             }
-            (FsPurpose::StatDir, FsOutcome::Listing(entries)) => return self.stat_listing(&entries, wall),
+            (FsPurpose::StatDir(dir), outcome) => return self.stat_dir(dir, outcome),
             (purpose, FsOutcome::Failed(kind)) => return self.fs_failed(&purpose, kind),
             (purpose, FsOutcome::Metadata(meta)) => (purpose, Some(meta)),
             (purpose, FsOutcome::Done) => (purpose, None),
@@ -594,16 +620,48 @@ impl Session {
         }
     }
 
-    fn stat_listing(&mut self, entries: &[DirEntry], now: SystemTime) {
-        let mut text = b"Status follows:\n".to_vec();
-        for e in entries {
-            listing::write_list_line(&e.name, &e.metadata, now, &mut text);
-            // Lines end in CRLF in listings; the reply format adds its own line ends.
-            text.truncate(text.len() - 2);
-            text.push(b'\n');
+    /// Ends a STAT reply that has begun, so that what the session says next (the 421 of a
+    /// shutdown) is a reply of its own.
+    pub(super) fn end_begun_reply(&mut self) {
+        if matches!(&self.waiting, Waiting::Fs(FsPurpose::StatDir(dir)) if dir.started) {
+            self.reply_static(code::FILE_STATUS, STAT_INCOMPLETE);
         }
-        text.extend_from_slice(b"End of status");
-        self.reply(Reply::owned(code::FILE_STATUS, text));
+    }
+
+    /// The next step of a STAT of a directory: ask for a page, send it, or end the reply. A
+    /// directory that cannot be listed before anything is sent gets one error reply; once the
+    /// reply has begun, a failure ends it with a line that says the listing is incomplete.
+    fn stat_dir(&mut self, mut dir: StatDir, outcome: FsOutcome) {
+        match outcome {
+            FsOutcome::Opened { .. } if !dir.opened => dir.opened = true,
+            FsOutcome::Listing(entries) if dir.opened && !entries.is_empty() => {
+                // The listing's CRLF line ends become the reply's own.
+                let mut text = if dir.started { Vec::new() } else { STAT_HEAD.to_vec() };
+                dir.format.write(&entries, &mut text);
+                self.reply(if dir.started {
+                    Reply::continuation(code::FILE_STATUS, text)
+                } else {
+                    Reply::opening(code::FILE_STATUS, text)
+                });
+                dir.started = true;
+            }
+            FsOutcome::Listing(_) if dir.opened => {
+                if !dir.started {
+                    self.reply(Reply::opening(code::FILE_STATUS, STAT_HEAD));
+                }
+                return self.reply_static(code::FILE_STATUS, STAT_END);
+            }
+            FsOutcome::Failed(kind) if dir.started => {
+                let text = format!("{STAT_END}: listing incomplete ({}).", kind.text());
+                return self.reply(Reply::owned(code::FILE_STATUS, text));
+            }
+            FsOutcome::Failed(kind) => return self.reply(Reply::new(kind.reply_code(), kind.text())),
+            // An answer of the wrong kind: an engine bug. A begun reply still gets its end.
+            _ if dir.started => return self.reply_static(code::FILE_STATUS, STAT_INCOMPLETE),
+            _ => return self.reply_static(code::LOCAL_ERROR, "Local error in processing."),
+        }
+        let request = FsRequest::ListPage(dir.path.clone());
+        self.fs(FsPurpose::StatDir(dir), request);
     }
 }
 

@@ -118,7 +118,9 @@ impl Default for SessionConfig {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Action {
-    /// Send this reply on the control connection.
+    /// Send this reply on the control connection. A [`Reply::is_partial`] one is a part of a
+    /// longer reply that later ones complete (STAT of a directory, a page at a time): the
+    /// engine may write it before it carries out the next action.
     Reply(Reply),
     /// Check these credentials; answer with [`Session::login_done`].
     Authenticate {
@@ -158,7 +160,8 @@ pub enum FsOutcome {
     Done,
     /// The metadata asked for.
     Metadata(Metadata),
-    /// The directory's entries.
+    /// A page of the directory being listed ([`FsRequest::ListPage`]); empty once it is
+    /// exhausted.
     Listing(Vec<DirEntry>),
     /// The file is open for the transfer that follows; its size if known (for the 150).
     Opened {
@@ -1039,6 +1042,7 @@ impl Session {
             }
             return;
         }
+        self.end_begun_reply();
         self.reply_static(code::NOT_AVAILABLE, reason);
         self.close();
     }

@@ -613,12 +613,93 @@ fn mlst_and_stat_path() {
         t.fs(FsOutcome::Metadata(Metadata::new(FileKind::File, 3).mode(0o644))),
         vec!["250-Listing /f\r\n type=file;size=3;perm=adfrw;UNIX.mode=0644; /f\r\n250 End"]
     );
-    t.send("STAT /");
-    assert_eq!(t.meta(FileKind::Dir, 0), vec!["Fs(List([47]))"]);
-    let entries = vec![DirEntry { name: b"a".to_vec(), metadata: Metadata::new(FileKind::File, 1) }];
-    let out = t.fs(FsOutcome::Listing(entries));
+    t.send("STAT f");
+    let out = t.meta(FileKind::File, 3);
     assert!(out[0].starts_with("213-Status follows:\r\n -rw-r--r--"), "{out:?}");
-    assert!(out[0].ends_with("213 End of status"));
+    assert!(out[0].ends_with(" f\r\n213 End of status"), "{out:?}");
+}
+
+fn entry(name: &[u8]) -> DirEntry {
+    DirEntry { name: name.to_vec(), metadata: Metadata::new(FileKind::File, 1) }
+}
+
+/// STAT of a directory up to its first page request.
+fn stat_dir(t: &mut T) {
+    t.send("STAT /d");
+    assert_eq!(t.meta(FileKind::Dir, 0), vec!["Fs(OpenList([47, 100]))"]);
+    assert_eq!(t.fs(FsOutcome::Opened { size: None }), vec!["Fs(ListPage([47, 100]))"]);
+}
+
+#[test]
+fn stat_of_a_directory_is_one_reply_sent_a_page_at_a_time() {
+    let mut t = T::new();
+    t.login();
+    stat_dir(&mut t);
+    // Commands sent meanwhile wait for the whole reply.
+    assert!(t.send("NOOP").is_empty());
+    let first = t.fs(FsOutcome::Listing(vec![entry(b"a"), entry(b"b")]));
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(first[0].starts_with("213-Status follows:\r\n -rw-r--r--"), "{first:?}");
+    assert!(first[0].ends_with(" b"), "{first:?}");
+    assert_eq!(first[1], "Fs(ListPage([47, 100]))");
+    // A name cannot end the reply early, nor start a line of its own.
+    let second = t.fs(FsOutcome::Listing(vec![entry(b"c\r\n213 x")]));
+    assert!(second[0].starts_with(" -rw-r--r--") && second[0].ends_with(" c??213 x"), "{second:?}");
+    assert_eq!(second[1], "Fs(ListPage([47, 100]))");
+    assert_eq!(t.fs(FsOutcome::Listing(Vec::new())), vec!["213 End of status", "200 NOOP ok."]);
+}
+
+#[test]
+fn stat_of_an_empty_directory() {
+    let mut t = T::new();
+    t.login();
+    stat_dir(&mut t);
+    assert_eq!(t.fs(FsOutcome::Listing(Vec::new())), vec!["213-Status follows:", "213 End of status"]);
+}
+
+#[test]
+fn stat_of_a_directory_that_cannot_be_listed_gets_one_error_reply() {
+    let mut t = T::new();
+    t.login();
+    t.send("STAT /d");
+    t.meta(FileKind::Dir, 0);
+    assert_eq!(t.fs(FsOutcome::Failed(ErrorKind::PermissionDenied)), vec!["550 Permission denied"]);
+    // Nor when the first page fails: nothing was sent yet.
+    stat_dir(&mut t);
+    assert_eq!(t.fs(FsOutcome::Failed(ErrorKind::Unavailable)), vec!["450 Resource temporarily unavailable"]);
+    assert_eq!(t.send("NOOP"), vec!["200 NOOP ok."]);
+}
+
+#[test]
+fn stat_listing_that_fails_midway_still_ends_its_reply() {
+    let mut t = T::new();
+    t.login();
+    stat_dir(&mut t);
+    let first = t.fs(FsOutcome::Listing(vec![entry(b"a")]));
+    assert!(first[0].starts_with("213-Status follows:"), "{first:?}");
+    assert_eq!(
+        t.fs(FsOutcome::Failed(ErrorKind::Local)),
+        vec!["213 End of status: listing incomplete (Local error in processing)."]
+    );
+    // An answer of the wrong kind (an engine bug) ends it too.
+    stat_dir(&mut t);
+    t.fs(FsOutcome::Listing(vec![entry(b"a")]));
+    assert_eq!(t.fs(FsOutcome::Done), vec!["213 End of status: listing incomplete."]);
+    assert_eq!(t.send("NOOP"), vec!["200 NOOP ok."]);
+}
+
+#[test]
+fn shutdown_during_a_stat_listing_ends_its_reply_first() {
+    let mut t = T::new();
+    t.login();
+    stat_dir(&mut t);
+    t.fs(FsOutcome::Listing(vec![entry(b"a")]));
+    t.s.shutdown("Server shutting down.");
+    assert_eq!(
+        t.drain(),
+        vec!["213 End of status: listing incomplete.", "421 Server shutting down.", "Close"]
+    );
+    assert!(t.fs(FsOutcome::Listing(Vec::new())).is_empty());
 }
 
 #[test]

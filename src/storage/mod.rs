@@ -49,8 +49,8 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Opens the directory `path` for listing (LIST, NLST, MLSD, STAT): its entries, without
     /// `.` and `..`, come a page at a time from the returned [`Lister`], and the data path
-    /// writes each page to the client before it asks for the next, so a listing holds one
-    /// page, not the directory. A directory that cannot be listed fails here, before the 150.
+    /// (or, for STAT, the control connection) writes each page to the client before it asks
+    /// for the next, so a listing holds one page, not the directory. A directory that cannot be listed fails here, before the 150.
     fn list(&self, user: &User, path: &Path) -> impl Future<Output = Result<Self::Lister>>;
 
     /// Opens `path` for reading, positioned at `offset` (RETR, after REST).
@@ -168,13 +168,6 @@ impl Lister for std::vec::IntoIter<DirEntry> {
         out.extend(self);
         Ok(true)
     }
-}
-
-/// Every entry of a listing at once (STAT of a directory, whose reply is one message).
-pub(crate) async fn list_all<L: Lister>(mut lister: L) -> Result<Vec<DirEntry>> {
-    let mut entries = Vec::new();
-    while lister.next_page(&mut entries).await? {}
-    Ok(entries)
 }
 
 #[cfg(feature = "object")]

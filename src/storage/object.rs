@@ -57,7 +57,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use opendal::layers::RetryLayer;
 use opendal::{EntryMode, HttpTransporter, OperationContext, Operator, Writer};
@@ -591,8 +591,7 @@ impl Storage for ObjectStorage {
         let digest = DigestSlot::new();
         let writer = ObjectWriter {
             state: WriteState::Unopened(ops.once),
-            part: BytesMut::new(),
-            sent: [None, None],
+            part: None,
             key: key.key,
             digest: digest.clone(),
             hash: None,
@@ -737,10 +736,9 @@ enum WriteState {
 /// An upload: an `AsyncWrite` over an opendal multipart writer.
 ///
 /// `poll_write` copies bytes into the part being filled; a full part goes to the writer, which
-/// sends the part before it meanwhile, and the next `poll_write` waits for that. Once a part
-/// is sent its buffer is filled again, so an upload allocates two [`PART_SIZE`] buffers in
-/// all (the pages are touched only as they fill) and the allocator holds no freed part
-/// between them. `poll_shutdown` sends the last part and completes the upload, and only then
+/// sends the part before it meanwhile, and the next `poll_write` waits for that. Each part is
+/// a [`PartBuf`], whose memory goes back to the kernel when opendal drops the sent part, so
+/// an upload holds at most two parts whatever the allocator keeps. `poll_shutdown` sends the last part and completes the upload, and only then
 /// does the object exist. Dropped before that, it aborts the multipart upload (on the current
 /// shard's runtime).
 ///
@@ -758,11 +756,8 @@ enum WriteState {
 /// serves its other sessions meanwhile.
 struct ObjectWriter {
     state: WriteState,
-    /// The part being filled; no allocation until its first byte.
-    part: BytesMut,
-    /// The last two parts handed to the writer, newest last: the older one is sent once the
-    /// newer has been written, and its buffer is then ours alone again.
-    sent: [Option<Bytes>; 2],
+    /// The part being filled; no mapping until its first byte.
+    part: Option<PartBuf>,
     key: String,
     digest: DigestSlot,
     /// The upload's digest, when this writer computes it ([`DigestSlot::take_over`]).
@@ -814,23 +809,15 @@ impl ObjectWriter {
         }
     }
 
-    /// A buffer for the next part: a sent part's, if nothing else holds it any more.
-    fn next_buffer(&mut self) -> BytesMut {
-        match self.sent[0].take().map(Bytes::try_into_mut) {
-            Some(Ok(mut buf)) if buf.capacity() >= PART_SIZE => {
-                buf.clear();
-                buf
-            }
-            _ => BytesMut::with_capacity(PART_SIZE),
-        }
+    /// The bytes in the part being filled.
+    fn part_len(&self) -> usize {
+        self.part.as_ref().map_or(0, |p| p.len)
     }
 
     /// Hands the filled part to the writer (the state must be idle).
     fn send_part(&mut self) {
         if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
-            let part = std::mem::take(&mut self.part).freeze();
-            self.sent.rotate_left(1);
-            self.sent[1] = Some(part.clone());
+            let part = self.part.take().map(Bytes::from_owner).unwrap_or_default();
             if let Some(hash) = &mut self.hash {
                 hash.push(part.clone(), self.size);
             }
@@ -864,6 +851,39 @@ async fn stamp_digest(
     }
 }
 
+/// An upload part's buffer: an anonymous mapping of [`PART_SIZE`] bytes rather than the
+/// allocator's memory, handed to opendal as [`Bytes`] that own it. When the last copy of a
+/// sent part drops, the mapping is unmapped and its memory is the kernel's again at once; an
+/// allocator (mimalloc) keeps freed 8 MiB blocks resident for reuse, half a MiB or more per
+/// upload beyond its two parts. Pages are touched only as the part fills.
+struct PartBuf {
+    map: memmap2::MmapMut,
+    len: usize,
+}
+
+impl PartBuf {
+    fn new() -> io::Result<PartBuf> {
+        Ok(PartBuf { map: memmap2::MmapMut::map_anon(PART_SIZE)?, len: 0 })
+    }
+
+    /// Copies as much of `buf` as fits; how much that was.
+    fn fill(&mut self, buf: &[u8]) -> usize {
+        let free = self.map.get_mut(self.len..).unwrap_or_default();
+        let n = buf.len().min(free.len());
+        if let (Some(to), Some(from)) = (free.get_mut(..n), buf.get(..n)) {
+            to.copy_from_slice(from);
+        }
+        self.len += n;
+        n
+    }
+}
+
+impl AsRef<[u8]> for PartBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.map.get(..self.len).unwrap_or_default()
+    }
+}
+
 impl AsyncWrite for ObjectWriter {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         ready!(self.poll_idle(cx))?;
@@ -876,7 +896,7 @@ impl AsyncWrite for ObjectWriter {
         if self.size == 0 && self.hash.is_none() {
             self.hash = self.digest.take_over().map(BlockHasher::new);
         }
-        if self.part.len() == PART_SIZE {
+        if self.part_len() == PART_SIZE {
             // The first part, held, and more bytes: a multipart upload, whose metadata comes
             // after completion (see `poll_shutdown`).
             if matches!(self.state, WriteState::Unopened(_)) {
@@ -887,12 +907,12 @@ impl AsyncWrite for ObjectWriter {
             self.send_part();
             ready!(self.poll_idle(cx))?;
         }
-        if self.part.capacity() == 0 {
-            self.part = self.next_buffer();
-        }
-        let n = buf.len().min(PART_SIZE - self.part.len());
+        let part = match &mut self.part {
+            Some(part) => part,
+            empty => empty.insert(PartBuf::new()?),
+        };
+        let n = part.fill(buf);
         let bytes = buf.get(..n).unwrap_or_default();
-        self.part.extend_from_slice(bytes);
         self.size += n as u64;
         // The first part is hashed as it fills, as it may be the only one and its digest must
         // be ready for the PutObject at once; later parts on the blocking pool as they are
@@ -906,7 +926,7 @@ impl AsyncWrite for ObjectWriter {
             }
         }
         // The first full part waits (above) to learn whether it is the only one.
-        if self.part.len() == PART_SIZE && matches!(self.state, WriteState::Idle(_)) {
+        if self.part_len() == PART_SIZE && matches!(self.state, WriteState::Idle(_)) {
             self.send_part();
         }
         Poll::Ready(Ok(n))
@@ -928,7 +948,7 @@ impl AsyncWrite for ObjectWriter {
             self.open(metadata);
             ready!(self.poll_idle(cx))?;
         }
-        if !self.part.is_empty() {
+        if self.part_len() > 0 {
             self.send_part();
             ready!(self.poll_idle(cx))?;
         }
