@@ -8,7 +8,8 @@
 #                                    (a release build of the tests; slow under TCG)
 #   tests/ktls-vm.sh [--bench MIB] [ARGS...]   ARGS go to the test binary, e.g. a test name filter
 # KTLS_VM_MEM: the guest's memory in MB (1536). The bench keeps its file and the upload in the
-# guest's tmpfs, so a bench of N MiB wants about 2 N MiB more than the default.
+# guest's /tmp, a tmpfs of half the memory, so a bench of N MiB wants over 4 N MiB
+# (KTLS_VM_MEM=6144 for --bench 1024).
 # KTLS_VM_TIMEOUT: seconds the whole guest run may take (600).
 # KTLS_GUEST=1 tells the tests they run in a throwaway guest, where one of them may unload a
 # cipher's module to play a kernel without it.
