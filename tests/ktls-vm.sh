@@ -6,6 +6,13 @@
 # (README there); installs its packages when missing and running as root.
 #   tests/ktls-vm.sh [--bench MIB]   --bench: also time a RETR and a STOR of MIB on kTLS and on rustls
 #                                    (a release build of the tests; slow under TCG)
+#   tests/ktls-vm.sh [--bench MIB] [ARGS...]   ARGS go to the test binary, e.g. a test name filter
+# KTLS_VM_MEM: the guest's memory in MB (1536). The bench keeps its file and the upload in the
+# guest's /tmp, a tmpfs of half the memory, so a bench of N MiB wants over 4 N MiB
+# (KTLS_VM_MEM=6144 for --bench 1024).
+# KTLS_VM_TIMEOUT: seconds the whole guest run may take (600).
+# KTLS_GUEST=1 tells the tests they run in a throwaway guest, where one of them may unload a
+# cipher's module to play a kernel without it.
 # Exit status: the test binary's (0 = passed).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +36,7 @@ bench=() profile=()
 if [ "${1:-}" = --bench ]; then
     bench=(--env "KTLS_BENCH_MIB=${2:?--bench needs a size in MiB}")
     profile=(--release)
+    shift 2
 fi
 
 cd "$ROOT"
@@ -41,5 +49,5 @@ echo "ktls-vm.sh: running $bin in the kTLS guest" >&2
 # a checkout there (CI's clone may be one) is shared into the guest at the same path.
 share=()
 case "$ROOT/" in /tmp/* | /run/* | /dev/shm/*) share=(--share "$ROOT") ;; esac
-"$VM/run-guest.sh" --hostroot "${share[@]}" --mem 1536 --env KTLS_REQUIRED=1 --env RINGFTP_TEST_STARTUP_SECS=90 --env "KTLS_TEST_MIB=${KTLS_TEST_MIB:-8}" "${bench[@]}" --timeout 600 \
-    "$bin" --test-threads=1 --nocapture
+"$VM/run-guest.sh" --hostroot "${share[@]}" --mem "${KTLS_VM_MEM:-1536}" --env KTLS_REQUIRED=1 --env KTLS_GUEST=1 --env RINGFTP_TEST_STARTUP_SECS=90 --env "KTLS_TEST_MIB=${KTLS_TEST_MIB:-8}" "${bench[@]}" --timeout "${KTLS_VM_TIMEOUT:-600}" \
+    "$bin" --test-threads=1 --nocapture "$@"

@@ -8,6 +8,8 @@
 //! Then a real ringftpd serves curl and Python's ftplib over PROT P on both engines: on a
 //! kernel with kTLS the transfers must take the kTLS path (its log line, its metric and the
 //! kernel's own TLS counters say so), elsewhere the rustls one; checksums either way.
+//! In the guest (`KTLS_GUEST`), ChaCha20-Poly1305's module is also unloaded, to show a kernel
+//! with kTLS but without one cipher: that cipher stays on rustls, the others keep kTLS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -257,13 +259,20 @@ fn client_config(pki: &Pki, tls12: bool, suite: rustls::CipherSuite) -> Arc<rust
     Arc::new(c)
 }
 
+/// Whether this kernel has kTLS; its absence fails the test where `KTLS_REQUIRED` is set (the
+/// guest), and elsewhere lets the caller skip or check the rustls fallback.
+fn ktls_present() -> bool {
+    let have = ktls::available();
+    assert!(
+        have || std::env::var_os("KTLS_REQUIRED").is_none(),
+        "KTLS_REQUIRED is set but this kernel has no kTLS"
+    );
+    have
+}
+
 #[test]
 fn ktls_splice_both_directions() {
-    if !ktls::available() {
-        assert!(
-            std::env::var_os("KTLS_REQUIRED").is_none(),
-            "KTLS_REQUIRED is set but this kernel has no kTLS"
-        );
+    if !ktls_present() {
         println!("kTLS absent on this kernel (setsockopt TCP_ULP \"tls\" failed): skipping");
         return;
     }
@@ -408,12 +417,8 @@ f.quit()
 
 #[test]
 fn ringftpd_ftps_transfers_take_ktls_where_the_kernel_has_it() {
-    let have = ktls::available();
+    let have = ktls_present();
     if !have {
-        assert!(
-            std::env::var_os("KTLS_REQUIRED").is_none(),
-            "KTLS_REQUIRED is set but this kernel has no kTLS"
-        );
         println!("kTLS absent: ringftpd must fall back to rustls");
     }
     let len = e2e_mib() * common::MIB;
@@ -512,7 +517,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// Throughput of a big RETR and STOR on kTLS against rustls, same machine, one curl each, when
-/// `KTLS_BENCH_MIB` is set (tests/ktls-vm.sh --bench); skipped otherwise.
+/// `KTLS_BENCH_MIB` is set (tests/ktls-vm.sh --bench); skipped otherwise. Prints MB/s and the
+/// server's CPU seconds per GB of each, then the kTLS/rustls ratios.
 #[test]
 fn ringftpd_ktls_vs_rustls_retr_throughput() {
     let Some(mib) = std::env::var("KTLS_BENCH_MIB").ok().and_then(|v| v.parse::<u64>().ok()) else {
@@ -520,41 +526,44 @@ fn ringftpd_ktls_vs_rustls_retr_throughput() {
         return;
     };
     let pki = Pki::new();
+    let gb = (mib << 20) as f64 / 1e9;
+    // (MB/s, CPU s/GB) of RETR then STOR, for --ktls auto then off.
+    let mut figures = Vec::new();
     for mode in ["auto", "off"] {
         let srv = ftps_server(&format!("ktls-bench-{mode}"), &pki, "auto", &["--ktls", mode]);
-        common::make_file(&srv.root().join("big.bin"), mib * common::MIB, 14);
-        let url = format!("ftp://localhost:{}/big.bin", srv.port());
-        let cpu0 = cpu_seconds(srv.pid());
-        let started = std::time::Instant::now();
-        let out = curl_ftps(&pki, &["-o", "/dev/null", "-w", "%{size_download}", &url]);
-        let secs = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(srv.pid()) - cpu0;
-        assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (mib * common::MIB).to_string());
-        let path = if data_path_count(&scrape(&srv), "ktls") == 1 { "kTLS" } else { "rustls" };
-        let gb = (mib << 20) as f64 / 1e9;
-        println!(
-            "bench: RETR {mib} MiB --ktls {mode} ({path}): {:.1} MB/s, server CPU {:.2} s/GB",
-            gb * 1e3 / secs,
-            cpu / gb
-        );
-
-        // And back: the same bytes uploaded, checked on disk.
         let src = srv.root().join("big.bin");
+        common::make_file(&src, mib * common::MIB, 14);
+        let timed = |dir: &str, args: &[&str], transfers: u64| {
+            let cpu0 = cpu_seconds(srv.pid());
+            let started = std::time::Instant::now();
+            let out = curl_ftps(&pki, args);
+            let secs = started.elapsed().as_secs_f64();
+            let cpu = cpu_seconds(srv.pid()) - cpu0;
+            assert!(out.status.success(), "curl {dir}: {out:?}\n{}", srv.log_for_failure());
+            let path = if data_path_count(&scrape(&srv), "ktls") == transfers { "kTLS" } else { "rustls" };
+            let (mbps, cpu_gb) = (gb * 1e3 / secs, cpu / gb);
+            println!(
+                "bench: {dir} {mib} MiB --ktls {mode} ({path}): {mbps:.1} MB/s, server CPU {cpu_gb:.2} s/GB ({secs:.1} s)"
+            );
+            ((mbps, cpu_gb), String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        let url = format!("ftp://localhost:{}/big.bin", srv.port());
+        let (retr, size) = timed("RETR", &["-o", "/dev/null", "-w", "%{size_download}", &url], 1);
+        assert_eq!(size, (mib * common::MIB).to_string(), "RETR bytes");
+        // And back: the same bytes uploaded, checked on disk by digest (no second copy in memory).
         let up = format!("ftp://localhost:{}/up.bin", srv.port());
-        let cpu0 = cpu_seconds(srv.pid());
-        let started = std::time::Instant::now();
-        let out = curl_ftps(&pki, &["-T", src.to_str().unwrap(), &up]);
-        let secs = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(srv.pid()) - cpu0;
-        assert!(out.status.success(), "curl STOR: {out:?}\n{}", srv.log_for_failure());
-        assert_eq!(std::fs::read(srv.root().join("up.bin")).unwrap(), std::fs::read(&src).unwrap());
-        let path = if data_path_count(&scrape(&srv), "ktls") == 2 { "kTLS" } else { "rustls" };
-        println!(
-            "bench: STOR {mib} MiB --ktls {mode} ({path}): {:.1} MB/s, server CPU {:.2} s/GB",
-            gb * 1e3 / secs,
-            cpu / gb
-        );
+        let (stor, _) = timed("STOR", &["-T", src.to_str().unwrap(), &up], 2);
+        assert_eq!(common::sha256_file(&srv.root().join("up.bin")), common::sha256_file(&src), "STOR bytes");
+        figures.push((retr, stor));
+    }
+    if let [(k_retr, k_stor), (r_retr, r_stor)] = figures[..] {
+        for (dir, k, r) in [("RETR", k_retr, r_retr), ("STOR", k_stor, r_stor)] {
+            println!(
+                "bench: {dir} {mib} MiB kTLS/rustls: MB/s x{:.2}, server CPU per GB x{:.2}",
+                k.0 / r.0,
+                k.1 / r.1
+            );
+        }
     }
 }
 
@@ -672,4 +681,212 @@ fn ringftpd_upload_record_other_than_data() {
         let path = if ktls::available() { "ktls" } else { "rustls" };
         assert_eq!(data_path_count(&scrape(&srv), path), 2, "{engine}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A kernel that has kTLS but lacks one cipher
+
+/// The module that provides the kernel's `rfc7539(chacha20,poly1305)` AEAD.
+const CHACHA_MODULE: &str = "chacha20poly1305";
+
+/// Sets zero TLS 1.3 ChaCha20-Poly1305 TX keys on a fresh loopback socket, asking the kernel
+/// directly: ringftp's own probe answers once per process, and this process's later tests
+/// need a fresh answer.
+fn kernel_sets_chacha() -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let client = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let _server = listener.accept()?;
+    let fd = client.as_raw_fd();
+    let ulp = b"tls";
+    // SAFETY: fd is an open socket; the value is a valid buffer of the given length.
+    let rc = unsafe { libc::setsockopt(fd, libc::SOL_TCP, libc::TCP_ULP, ulp.as_ptr().cast(), 3) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let info = libc::tls12_crypto_info_chacha20_poly1305 {
+        info: libc::tls_crypto_info {
+            version: libc::TLS_1_3_VERSION,
+            cipher_type: libc::TLS_CIPHER_CHACHA20_POLY1305,
+        },
+        iv: [0; 12],
+        key: [0; 32],
+        salt: [0; 0],
+        rec_seq: [0; 8],
+    };
+    let len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: fd is an open socket; info is a plain C struct of `len` bytes.
+    let rc =
+        unsafe { libc::setsockopt(fd, libc::SOL_TLS, libc::TLS_TX, std::ptr::addr_of!(info).cast(), len) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The modules /proc/modules says use `name` (its fourth field), or None when `name` is not
+/// a loaded module (built in, or absent).
+fn module_users(name: &str) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string("/proc/modules").ok()?;
+    text.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.first() == Some(&name)).then(|| {
+            f.get(3).map_or(vec![], |u| {
+                u.split(',').filter(|u| !u.is_empty() && *u != "-").map(String::from).collect()
+            })
+        })
+    })
+}
+
+/// Unloads `name` and, first, the modules that use it (delete_module(2): no kmod on the host
+/// root the guest runs in). Returns the names unloaded.
+fn unload(name: &str) -> Vec<String> {
+    let mut gone = Vec::new();
+    for user in module_users(name).unwrap_or_default() {
+        gone.extend(unload(&user));
+    }
+    let c = std::ffi::CString::new(name).unwrap();
+    // SAFETY: c is a NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_delete_module, c.as_ptr(), libc::O_NONBLOCK) };
+    assert_eq!(
+        rc,
+        0,
+        "delete_module({name}): {} (in use: did a test before this one take it on kTLS in this \
+         process? run with --test-threads=1 as tests/ktls-vm.sh does)",
+        std::io::Error::last_os_error()
+    );
+    gone.push(name.to_string());
+    gone
+}
+
+/// Stops the kernel loading modules on demand while it lives (kernel.modprobe = /bin/false,
+/// so request_module fails), and restores the old helper on drop, even on a failed assert:
+/// then a module unloaded comes back on its next use.
+struct NoAutoload(String);
+
+impl NoAutoload {
+    const PATH: &'static str = "/proc/sys/kernel/modprobe";
+
+    fn new() -> NoAutoload {
+        let old = std::fs::read_to_string(Self::PATH).unwrap().trim().to_string();
+        std::fs::write(Self::PATH, "/bin/false").unwrap();
+        NoAutoload(old)
+    }
+}
+
+impl Drop for NoAutoload {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.0);
+    }
+}
+
+/// A kernel with kTLS but without one cipher's implementation: the guest's ChaCha20-Poly1305
+/// is a module, unloaded here with autoload stopped. TLS 1.3 ChaCha20 transfers both ways
+/// stay on rustls (every byte checked by SHA-256; the data-path metric and one debug line per
+/// connection say so), and an AES-GCM transfer right after still takes kTLS, on both engines.
+///
+/// It changes the kernel's state, so it runs only where `KTLS_GUEST` is set (tests/ktls-vm.sh's
+/// throwaway guest), as root. Its name sorts it before the tests that take ChaCha20 on kTLS
+/// in this process (libtest runs them in name order with --test-threads=1): those keep the
+/// module in use. It restores autoload at the end, and the module comes back on demand.
+#[test]
+fn kernel_lacking_chacha20_serves_it_on_rustls() {
+    if !ktls_present() {
+        println!("kTLS absent on this kernel: skipping");
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if std::env::var_os("KTLS_GUEST").is_none() || unsafe { libc::geteuid() } != 0 {
+        println!("not root in a throwaway kTLS guest (KTLS_GUEST unset): not unloading a cipher; skipping");
+        return;
+    }
+    kernel_sets_chacha().expect("ChaCha20-Poly1305 on kTLS before the unload");
+    if module_users(CHACHA_MODULE).is_none() {
+        println!(
+            "{CHACHA_MODULE} is built into this kernel (not in /proc/modules): cannot remove it; skipping"
+        );
+        return;
+    }
+    let autoload = NoAutoload::new();
+    let gone = unload(CHACHA_MODULE);
+    let err = kernel_sets_chacha().expect_err("ChaCha20 keys still taken with its module unloaded");
+    println!("unloaded {gone:?}; TLS_TX with ChaCha20-Poly1305 now fails: {err}");
+
+    let pki = Pki::new();
+    let chacha: &[&str] = &["--tlsv1.3", "--tls13-ciphers", "TLS_CHACHA20_POLY1305_SHA256"];
+    let aes: &[&str] = &["--tlsv1.3", "--tls13-ciphers", "TLS_AES_128_GCM_SHA256"];
+    for engine in ["uring", "epoll"] {
+        let srv = ftps_server(&format!("ktls-nochacha-{engine}"), &pki, engine, &[]);
+        let want = curl_retr(&pki, &srv, chacha);
+        let src = srv.work().join("src.bin");
+        let url = format!("ftp://localhost:{}/up.bin", srv.port());
+        let out = curl_ftps(&pki, &[chacha, &["-T", src.to_str().unwrap(), &url]].concat());
+        assert!(out.status.success(), "curl STOR: {out:?}\n{}", srv.log_for_failure());
+        assert_eq!(common::sha256_file(&srv.root().join("up.bin")), want, "STOR ({engine})");
+        let metrics = scrape(&srv);
+        let paths = (data_path_count(&metrics, "ktls"), data_path_count(&metrics, "rustls"));
+        assert_eq!(paths, (0, 2), "{engine}: ChaCha20 transfers\n{}", srv.log_for_failure());
+        let log = srv.stderr_log();
+        assert_eq!(
+            log.matches("kTLS not taken; TLS data connection on rustls").count(),
+            2,
+            "{engine}: {log}"
+        );
+        assert_eq!(log.matches("kTLS does not take this cipher").count(), 1, "{engine}: one probe: {log}");
+        assert!(log.contains("Chacha20Poly1305"), "{engine}: the probe names the cipher: {log}");
+
+        // AES-GCM right after: kTLS.
+        curl_retr(&pki, &srv, aes);
+        let metrics = scrape(&srv);
+        let paths = (data_path_count(&metrics, "ktls"), data_path_count(&metrics, "rustls"));
+        assert_eq!(paths, (1, 2), "{engine}: AES-GCM transfer\n{}", srv.log_for_failure());
+        assert_eq!(srv.stderr_log().matches("TLS data connection on kTLS").count(), 1, "{engine}");
+        println!(
+            "{engine}: TLS 1.3 ChaCha20 RETR + STOR on rustls, then AES-128-GCM RETR on kTLS; SHA-256 ok"
+        );
+    }
+
+    // With the module back, a server that took ChaCha20 on kTLS keeps it loaded (its probe
+    // socket holds it), so its later connections' TLS_TX cannot fail for want of it.
+    drop(autoload);
+    kernel_sets_chacha().expect("ChaCha20-Poly1305 back on kTLS once autoload is restored");
+    println!("autoload restored: {CHACHA_MODULE} loaded again on demand");
+    let srv = ftps_server("ktls-chacha-pinned", &pki, "auto", &[]);
+    curl_retr(&pki, &srv, chacha);
+    assert_eq!(
+        data_path_count(&scrape(&srv), "ktls"),
+        1,
+        "ChaCha20 on kTLS again\n{}",
+        srv.log_for_failure()
+    );
+    let c = std::ffi::CString::new(CHACHA_MODULE).unwrap();
+    // SAFETY: c is a NUL-terminated string that outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_delete_module, c.as_ptr(), libc::O_NONBLOCK) };
+    let err = std::io::Error::last_os_error();
+    assert!(
+        rc != 0 && matches!(err.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN)),
+        "unloaded: {rc} {err}"
+    );
+    println!("{CHACHA_MODULE} cannot be unloaded under a server that took it on kTLS: {err}");
+    // Once that server is gone, nothing holds it; autoload brings it back for the next tests.
+    drop(srv);
+    assert_eq!(unload(CHACHA_MODULE), [CHACHA_MODULE]);
+    kernel_sets_chacha().expect("ChaCha20-Poly1305 autoloaded again");
+}
+
+/// RETR of a fresh 2 MiB + 1 file with these curl TLS options, checked by SHA-256; returns
+/// the digest (the source is `work/src.bin`).
+fn curl_retr(pki: &Pki, srv: &common::TestServer, tls: &[&str]) -> String {
+    let src = srv.work().join("src.bin");
+    if !src.exists() {
+        common::make_file(&src, 2 * common::MIB + 1, 15);
+        std::fs::copy(&src, srv.root().join("down.bin")).unwrap();
+    }
+    let want = common::sha256_file(&src);
+    let got = srv.work().join("got.bin");
+    let _ = std::fs::remove_file(&got);
+    let url = format!("ftp://localhost:{}/down.bin", srv.port());
+    let out = curl_ftps(pki, &[tls, &["-o", got.to_str().unwrap(), &url]].concat());
+    assert!(out.status.success(), "curl RETR: {out:?}\n{}", srv.log_for_failure());
+    assert_eq!(common::sha256_file(&got), want, "RETR");
+    want
 }

@@ -262,13 +262,18 @@ enum Cipher {
     Chacha20Poly1305,
 }
 
-/// Sets zero keys of this version and cipher, both directions, on a fresh loopback socket.
+/// Sets zero keys of this version and cipher, both directions, on a fresh loopback socket,
+/// and keeps that socket open for the life of the process: its kernel TLS context holds the
+/// cipher's crypto module (e.g. `chacha20poly1305.ko`), so the module cannot be unloaded
+/// after this said yes, and a real connection's TLS_TX/TLS_RX, which come after the secrets
+/// have left rustls and cannot fall back, cannot fail for want of it. A cipher the kernel
+/// lacks at the probe stays on rustls for this process.
 fn kernel_takes(version: Version, cipher: Cipher) -> bool {
-    static TAKES: [OnceLock<bool>; 6] = [const { OnceLock::new() }; 6];
+    static TAKES: [OnceLock<Option<std::net::TcpStream>>; 6] = [const { OnceLock::new() }; 6];
     let slot = version as usize * 3 + cipher as usize;
     let Some(once) = TAKES.get(slot) else { return false };
-    *once.get_or_init(|| {
-        let probe = || -> io::Result<()> {
+    let pin = once.get_or_init(|| {
+        let probe = || -> io::Result<std::net::TcpStream> {
             if !available() {
                 return Err(io::ErrorKind::Unsupported.into());
             }
@@ -280,16 +285,18 @@ fn kernel_takes(version: Version, cipher: Cipher) -> bool {
             let key = [0u8; 32];
             let key = key.get(..cipher_key_len(cipher)).unwrap_or_default();
             set_crypto(fd, libc::TLS_TX, version.wire(), cipher, key, &[0; 12], 0)?;
-            set_crypto(fd, libc::TLS_RX, version.wire(), cipher, key, &[0; 12], 0)
+            set_crypto(fd, libc::TLS_RX, version.wire(), cipher, key, &[0; 12], 0)?;
+            Ok(client)
         };
         match probe() {
-            Ok(()) => true,
+            Ok(pin) => Some(pin),
             Err(e) => {
                 tracing::debug!(?version, ?cipher, "kTLS does not take this cipher ({e}); rustls serves it");
-                false
+                None
             }
         }
-    })
+    });
+    pin.is_some()
 }
 
 fn cipher_key_len(cipher: Cipher) -> usize {
