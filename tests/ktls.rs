@@ -389,18 +389,12 @@ fn curl_ftps(pki: &Pki, args: &[&str]) -> std::process::Output {
         .expect("curl")
 }
 
-/// Python's ftplib, resuming the control session on data connections (as FTPS clients
-/// do): STOR then RETR of the file at argv[3] as argv[4]; `unwrap()` on the upload sends
+/// Python's ftplib through [`tls_common::PY_REUSING`], resuming the control session on data
+/// connections (as FTPS clients do): STOR then RETR of the file at argv[3] as argv[4]; `unwrap()` on the upload sends
 /// close_notify and waits for the server's, so an upload ends at a TLS alert record.
 const PYTHON: &str = r#"
 import ftplib, ssl, sys, io, hashlib
 port, ca, src, name = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-class Reusing(ftplib.FTP_TLS):
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
-        return conn, size
 f = Reusing(context=ssl.create_default_context(cafile=ca), timeout=120)
 f.connect("localhost", port)
 f.auth()
@@ -450,8 +444,7 @@ fn ringftpd_ftps_transfers_take_ktls_where_the_kernel_has_it() {
         // Python: STOR ended by close_notify, then RETR.
         let small = srv.work().join("small.bin");
         common::make_file(&small, common::MIB + 1, 12);
-        let out = std::process::Command::new("timeout")
-            .args([CLIENT_BOUND, "python3", "-c", PYTHON])
+        let out = tls_common::python_reusing(300, PYTHON)
             .arg(port.to_string())
             .arg(&pki.ca)
             .arg(&small)
