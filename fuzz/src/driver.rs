@@ -27,7 +27,6 @@
 //! 10. At the end, answering everything leaves every command answered.
 
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use ringftp::proto::{address, code, Reply};
@@ -40,21 +39,7 @@ use ringftp::User;
 use crate::memfs::MemFs;
 use crate::oracle::{check_active, check_fs, check_transfer, Ledger};
 use crate::script::{Answer, Script, Step, Stray};
-use crate::wire::{check_listing, check_wire};
-
-/// Whether to print the transcript to stderr (`RINGFTP_FUZZ_TRACE=1`), for reproducing.
-fn trace() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("RINGFTP_FUZZ_TRACE").is_some_and(|v| v != "0"))
-}
-
-macro_rules! trace {
-    ($($t:tt)*) => {
-        if trace() {
-            eprintln!($($t)*);
-        }
-    };
-}
+use crate::wire::{check_listing, Assembler};
 
 /// An answer the session is owed.
 #[derive(Debug)]
@@ -79,10 +64,7 @@ pub struct Driver {
     s: Session,
     /// Made at the first storage answer: most inputs never log in.
     fs: Option<MemFs>,
-    /// The last reply's wire form, or of every part of a reply sent in parts so far.
-    wire: Vec<u8>,
-    /// The text of the parts of a reply sent in parts so far ([`Reply::is_partial`]).
-    parts: Option<(u16, Vec<u8>)>,
+    wire: Assembler,
     /// What is left of the directory a STAT opened, for its `ListPage`s.
     pages: std::vec::IntoIter<ringftp::DirEntry>,
     now: Instant,
@@ -116,8 +98,7 @@ impl Driver {
             replies: Ledger::new(config.max_line),
             s: Session::new(config, peer, local, now),
             fs: None,
-            wire: Vec::new(),
-            parts: None,
+            wire: Assembler::default(),
             pages: Vec::new().into_iter(),
             now,
             wall: c.wall(),
@@ -325,29 +306,10 @@ impl Driver {
     }
 
     fn reply(&mut self, r: &Reply, call: Call) {
-        let start = if self.parts.is_some() { self.wire.len() } else { 0 };
-        self.wire.truncate(start);
-        r.write_to(&mut self.wire);
-        trace!("<- {}", self.wire[start..].escape_ascii());
-        // A reply in parts is checked whole, as the client reads it: the parts' wire forms
-        // one after the other are one reply of all their texts.
-        if let Some((code, text)) = &mut self.parts {
-            assert_eq!(*code, r.code().get(), "a part of another code: {r:?}");
-            let more = r.text().strip_suffix(b"\n").unwrap_or(r.text());
-            if !more.is_empty() || !r.is_partial() {
-                text.push(b'\n');
-                text.extend_from_slice(more);
-            }
-        } else if r.is_partial() {
-            let first = r.text().strip_suffix(b"\n").unwrap_or(r.text());
-            self.parts = Some((r.code().get(), first.to_vec()));
-        }
-        if r.is_partial() {
+        let whole = self.wire.push(r);
+        trace!("<- {}", self.wire.last().escape_ascii());
+        if !whole {
             return;
-        }
-        match self.parts.take() {
-            Some((code, text)) => check_wire(&self.wire, code, &text),
-            None => check_wire(&self.wire, r.code().get(), r.text()),
         }
         if r.is_preliminary() {
             assert_eq!(r.code(), code::FILE_STATUS_OK, "unexpected 1xx: {r:?}");

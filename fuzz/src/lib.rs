@@ -10,6 +10,22 @@
 //!   addresses, one final reply per command), checked by the driver.
 //! - [`paths`]: invariants of `proto::path::resolve`.
 
+/// Whether to print the transcript to stderr (`RINGFTP_FUZZ_TRACE=1`), for reproducing.
+pub fn tracing() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("RINGFTP_FUZZ_TRACE").is_some_and(|v| v != "0"))
+}
+
+/// `eprintln!` when [`tracing`].
+#[macro_export]
+macro_rules! trace {
+    ($($t:tt)*) => {
+        if $crate::tracing() {
+            eprintln!($($t)*);
+        }
+    };
+}
+
 pub mod driver;
 pub mod memfs;
 pub mod oracle;

@@ -2,6 +2,52 @@
 
 use ringftp::proto::Reply;
 
+/// Reassembles replies the session sends in parts ([`Reply::is_partial`]) and checks each
+/// whole reply as the client reads it: the parts' wire forms one after the other are one
+/// reply of all their texts.
+#[derive(Debug, Default)]
+pub struct Assembler {
+    /// The wire form of the last reply, or of every part so far of one sent in parts.
+    wire: Vec<u8>,
+    /// Where the last part starts in `wire`.
+    start: usize,
+    /// The code and text of the parts so far.
+    parts: Option<(u16, Vec<u8>)>,
+}
+
+impl Assembler {
+    /// Adds `r`; once a reply is whole, checks it with [`check_wire`] and returns true.
+    pub fn push(&mut self, r: &Reply) -> bool {
+        self.start = if self.parts.is_some() { self.wire.len() } else { 0 };
+        self.wire.truncate(self.start);
+        r.write_to(&mut self.wire);
+        if let Some((code, text)) = &mut self.parts {
+            assert_eq!(*code, r.code().get(), "a part of another code: {r:?}");
+            let more = r.text().strip_suffix(b"\n").unwrap_or(r.text());
+            if !more.is_empty() || !r.is_partial() {
+                text.push(b'\n');
+                text.extend_from_slice(more);
+            }
+        } else if r.is_partial() {
+            let first = r.text().strip_suffix(b"\n").unwrap_or(r.text());
+            self.parts = Some((r.code().get(), first.to_vec()));
+        }
+        if r.is_partial() {
+            return false;
+        }
+        match self.parts.take() {
+            Some((code, text)) => check_wire(&self.wire, code, &text),
+            None => check_wire(&self.wire, r.code().get(), r.text()),
+        }
+        true
+    }
+
+    /// The wire form of the reply (or part) pushed last.
+    pub fn last(&self) -> &[u8] {
+        &self.wire[self.start..]
+    }
+}
+
 /// Writes `reply` and checks the result with [`check_wire`]; returns the wire bytes.
 pub fn write_and_check(reply: &Reply) -> Vec<u8> {
     let mut out = Vec::new();

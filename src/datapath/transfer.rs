@@ -119,6 +119,17 @@ pub(crate) async fn send_file(
     // The file is known to be in the page cache up to here.
     let mut cached_until = 0u64;
     let inline = is_local(&file);
+    // Corked, the kernel sends only full segments whatever the chunk boundaries (proftpd corks
+    // around its sendfile too). Uncorked, each chunk ended in a short segment and the
+    // segments, wakeups and acks cost a third more server CPU per GB: 1 GiB RETR, 5
+    // interleaved runs, curl 1983 -> 2347 MB/s at 0.53 -> 0.42 s/GB, ringftp-bench --sink
+    // null 1724 -> 2709 MB/s at 0.56 -> 0.34 s/GB. Not under a rate limit, whose small
+    // paced chunks the cork would hold back for up to 200 ms; nor for one chunk, which
+    // goes out in one splice anyway.
+    let cork = meter.rate.is_none() && remaining > u64::from(chunk);
+    if cork {
+        let _ = socket2::SockRef::from(sock).set_tcp_cork(true);
+    }
     while remaining > 0 {
         lease.dirty = true;
         let want = u32::try_from(remaining).unwrap_or(u32::MAX).min(chunk);
@@ -149,6 +160,10 @@ pub(crate) async fn send_file(
         lease.dirty = false;
         total += n as u64;
         meter.account(n).await;
+    }
+    if cork {
+        // Sends the tail now rather than at close.
+        let _ = socket2::SockRef::from(sock).set_tcp_cork(false);
     }
     drop((pipe_read, pipe_write));
     drop(lease);
