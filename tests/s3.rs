@@ -10,13 +10,16 @@ mod moto;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
 use moto::{Moto, KEY_ID, PRELUDE, SECRET};
+use ringftp::storage::{HashAlgo, ObjectStorage, S3Config};
+use ringftp::{Server, ServerHandle, User, UserList};
 
 /// ringftpd serving `s3://bucket/pre` of this moto.
 fn server(moto: &Moto, bucket: &str, tag: &str) -> TestServer {
@@ -778,6 +781,157 @@ fn digest_stamp_is_conditional_on_the_completed_etag() {
         server.log_for_failure()
     );
     assert!(server.stderr_log().contains("cannot keep the upload's digest"), "{}", server.log_for_failure());
+}
+
+/// The library serving `s3://BUCKET/pre` at an S3 endpoint in this process, uploads hashed
+/// with SHA-256, and the digest stamp's single-copy limit lowered to 5 MiB
+/// (`S3Config::copy_limit`, hidden, which ringftpd does not expose): a 12 MiB upload is then
+/// stamped by the multipart copy onto itself that uploads past 5 GiB take, in 5 MiB parts.
+/// Shut down on drop.
+struct SmallCopies {
+    handle: Option<ServerHandle>,
+    addr: SocketAddr,
+    scratch: Scratch,
+}
+
+impl SmallCopies {
+    fn start(endpoint: &str, bucket: &str, tag: &str) -> SmallCopies {
+        let config =
+            S3Config::new(bucket).prefix("pre").endpoint(endpoint).path_style(true).copy_limit(5 * MIB);
+        let users = UserList::new().user_with_password(User::new(USER), PASS.as_bytes());
+        let (lo, hi) = passive_ports_block();
+        let handle = Server::builder(ObjectStorage::new(config).unwrap(), users)
+            .listen("127.0.0.1:0".parse().unwrap())
+            .passive_ports(lo..=hi)
+            .hash_uploads(Some(HashAlgo::Sha256))
+            .shutdown_grace(Duration::from_secs(1))
+            .engine(common::engine())
+            .build()
+            .unwrap()
+            .start()
+            .unwrap();
+        let addr = handle.local_addrs()[0];
+        let scratch = Scratch::new(tag);
+        SmallCopies { handle: Some(handle), addr, scratch }
+    }
+
+    fn work(&self, name: &str) -> PathBuf {
+        self.scratch.join(name)
+    }
+
+    /// Uploads `src` as `name` with curl, which must get the 226.
+    fn upload(&self, src: &Path, name: &str) {
+        let r = run_text(
+            Command::new("curl")
+                .args(["-sS", "--max-time", "60", "--user", &format!("{USER}:{PASS}"), "-T"])
+                .arg(src)
+                .arg(format!("ftp://{}/{name}", self.addr)),
+        );
+        assert!(r.status.success(), "{}", r.describe());
+    }
+
+    /// The `raw` replies of the Python client's `steps`.
+    fn raw(&self, steps: &[&str]) -> Vec<String> {
+        let r = run_text(ftpclient_at(self.addr).args(["--user", USER, "--password", PASS]).args(steps));
+        assert!(r.status.success(), "{}", r.describe());
+        raw_replies(&r)
+    }
+}
+
+impl Drop for SmallCopies {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown();
+        }
+    }
+}
+
+/// An upload past the single-copy limit gets its digest from a multipart copy onto itself:
+/// boto3 sees the digest in its metadata, its bytes intact, the ETag of a three-part upload
+/// (the copy's 5 + 5 + 2 MiB, not the upload's two 8 MiB parts), and no multipart upload left;
+/// HASH answers from the metadata (a planted digest shows it).
+#[test]
+fn digest_past_the_single_copy_limit_by_multipart_copy() {
+    let moto = Moto::start();
+    moto.bucket("bigcopy");
+    let server = SmallCopies::start(&moto.url(), "bigcopy", "s3-bigcopy");
+    let src = server.work("big");
+    let len = 12 * MIB + 5;
+    let sum = write_random(&src, len);
+    server.upload(&src, "big.bin");
+    let head = moto.py(
+        "bigcopy",
+        "h = s3.head_object(Bucket=B, Key='pre/big.bin')\n\
+         print(h['ETag'], h['Metadata'].get('ringftp-sha256', '-'))",
+    );
+    let (etag, stored) = head.trim().split_once(' ').unwrap();
+    assert_eq!(stored, sum);
+    assert!(etag.ends_with("-3\""), "{etag}");
+    assert_eq!(moto.objects("bigcopy", ""), [("pre/big.bin".to_string(), len, sum.clone())]);
+    assert_eq!(moto.pending_uploads("bigcopy"), Vec::<String>::new());
+    assert_eq!(server.raw(&["raw HASH big.bin"]), [format!("213 SHA-256 0-{len} {sum} big.bin")]);
+    let fake = "ef".repeat(32);
+    moto.py(
+        "bigcopy",
+        &format!(
+            "s3.copy_object(Bucket=B, Key='pre/big.bin', CopySource={{'Bucket': B, 'Key': 'pre/big.bin'}}, \
+             Metadata={{'ringftp-sha256': '{fake}'}}, MetadataDirective='REPLACE')"
+        ),
+    );
+    assert_eq!(server.raw(&["raw HASH big.bin"]), [format!("213 SHA-256 0-{len} {fake} big.bin")]);
+}
+
+/// The multipart copy is conditional on the upload's ETag part by part: when another client
+/// overwrites the object between the upload's completion and the stamp ([`RACE_PROXY`]), the
+/// first part copy gets 412, the copy's upload is aborted (none left pending), their object
+/// keeps their bytes and no digest of ours, and the upload still gets 226. An object nobody
+/// touched is copied in three parts, each on the upload's ETag.
+#[test]
+fn multipart_copy_is_conditional_on_the_completed_etag() {
+    let moto = Moto::start();
+    moto.bucket("bigrace");
+    let mut proxy = KillOnDrop(
+        Command::new("python3")
+            .arg("-c")
+            .arg(RACE_PROXY)
+            .env("S3_URL", moto.url())
+            .env("RACE_KEY", "pre/race.bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the proxy"),
+    );
+    let mut out = BufReader::new(proxy.0.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    let port: u16 = first.trim().strip_prefix("port ").and_then(|p| p.parse().ok()).expect("proxy port");
+    let server = SmallCopies::start(&format!("http://127.0.0.1:{port}"), "bigrace", "s3-bigrace");
+    let src = server.work("big");
+    let len = 12 * MIB;
+    let sum = write_random(&src, len);
+    for name in ["calm.bin", "race.bin"] {
+        server.upload(&src, name);
+    }
+    drop(server);
+    drop(proxy);
+    let log: Vec<String> = out.lines().map_while(|l| l.ok()).collect();
+    let lines = |prefix: &str| log.iter().filter_map(|l| l.strip_prefix(prefix)).collect::<Vec<_>>();
+    for (key, copies) in [("pre/calm.bin", 3), ("pre/race.bin", 1)] {
+        // The upload's completion, and the copy's own (calm only).
+        let completed = lines(&format!("complete {key} "));
+        assert_eq!(completed.len(), if copies == 3 { 2 } else { 1 }, "{key}: {log:?}");
+        let etag = completed[0];
+        assert!(etag.starts_with('"') && etag.ends_with("-2\""), "{etag}");
+        assert_eq!(lines(&format!("copy {key} {etag} ")), vec!["None"; copies], "{key}: {log:?}");
+    }
+    let heads = moto.py(
+        "bigrace",
+        "for k in ['calm.bin', 'race.bin']:\n\
+         \x20   h = s3.head_object(Bucket=B, Key='pre/' + k)\n\
+         \x20   print(k, h['ContentLength'], h['Metadata'].get('ringftp-sha256', '-'))",
+    );
+    assert_eq!(heads, format!("calm.bin {len} {sum}\nrace.bin 6 -\n"));
+    assert_eq!(moto.pending_uploads("bigrace"), Vec::<String>::new());
 }
 
 /// A child process killed (and waited for) when the test ends, also by a panic.

@@ -1,14 +1,21 @@
-//! The one S3 request [`super::ObjectStorage`] sends without opendal: a CopyObject of an
-//! object onto itself that replaces its user metadata (`x-amz-metadata-directive: REPLACE`),
-//! which stamps a completed multipart upload with its digest. opendal 0.59's copy cannot set
-//! the directive, so the request is signed here (AWS SigV4, with the reqsign crates opendal
-//! signs with, for the same endpoint, region, addressing style and credentials) and sent with
-//! the shard's HTTP client, the one its opendal operators use.
+//! The S3 requests [`super::ObjectStorage`] sends without opendal: a copy of an object onto
+//! itself that replaces its user metadata, which stamps a completed multipart upload with its
+//! digest. opendal 0.59's copy cannot set the metadata, so the requests are signed here (AWS
+//! SigV4, with the reqsign crates opendal signs with, for the same endpoint, region,
+//! addressing style and credentials) and sent with the shard's HTTP client, the one its
+//! opendal operators use.
 //!
-//! The copy is conditional on the ETag the completion returned
-//! (`x-amz-copy-source-if-match`), so an object that someone else wrote meanwhile is never
-//! stamped with this upload's digest: S3 answers 412 and nothing changes. S3 copies at most
-//! 5 GiB in one CopyObject ([`MAX_COPY`]).
+//! Up to 5 GiB ([`MAX_COPY`], S3's limit for one copy) it is one CopyObject with
+//! `x-amz-metadata-directive: REPLACE`. A larger object is copied onto itself in parts: a
+//! CreateMultipartUpload with the new metadata, an UploadPartCopy per [`COPY_PART`] range, and
+//! a CompleteMultipartUpload; a failure on the way aborts the copy's upload, so none is left
+//! behind. Either way S3 copies on its side and no byte comes back.
+//!
+//! Every copy is conditional on the ETag the upload's completion returned
+//! (`x-amz-copy-source-if-match`, on each part), so an object that someone else wrote
+//! meanwhile is never stamped with this upload's digest: S3 answers 412 and nothing changes.
+//! The completion of a copy in parts also carries `If-Match` (S3's conditional write), which
+//! closes the window between the last part copy and the completion on stores that honour it.
 
 use std::time::Duration;
 
@@ -19,13 +26,21 @@ use reqsign_core::{Context, OsEnv, ProvideCredentialChain, Signer};
 
 use super::S3Config;
 
-/// The largest object one CopyObject copies (S3's limit).
+/// The largest object one CopyObject copies (S3's limit; also the largest part).
 pub(super) const MAX_COPY: u64 = 5 << 30;
+
+/// The smallest part of a multipart upload but the last (S3's limit).
+pub(super) const MIN_PART: u64 = 5 << 20;
+
+/// The range each UploadPartCopy copies. 1 GiB keeps each request short (a few seconds on S3's
+/// side, so its timeout stays tight) and the largest upload (78 GiB) under 80 parts, far from
+/// S3's 10,000; larger parts would save only a few requests per huge object.
+const COPY_PART: u64 = 1 << 30;
 
 /// How long a copy may take at least; larger objects get more ([`timeout`]).
 const BASE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Signs and sends CopyObject requests for one shard.
+/// Signs and sends the metadata copies for one shard.
 #[derive(Clone)]
 pub(super) struct MetadataCopy {
     client: reqwest::Client,
@@ -35,6 +50,8 @@ pub(super) struct MetadataCopy {
     bucket: String,
     /// The key prefix, with a trailing `/` unless empty.
     prefix: String,
+    /// The largest object copied in one CopyObject ([`MAX_COPY`] but in tests).
+    max_copy: u64,
 }
 
 impl MetadataCopy {
@@ -71,7 +88,14 @@ impl MetadataCopy {
             _ => format!("{endpoint}/{}", config.bucket),
         };
         let prefix = if config.prefix.is_empty() { String::new() } else { format!("{}/", config.prefix) };
-        MetadataCopy { client, signer, base, bucket: config.bucket.clone(), prefix }
+        MetadataCopy {
+            client,
+            signer,
+            base,
+            bucket: config.bucket.clone(),
+            prefix,
+            max_copy: config.copy_limit,
+        }
     }
 
     /// Replaces the user metadata of the object `key` (below the prefix), `size` bytes long,
@@ -83,36 +107,142 @@ impl MetadataCopy {
         etag: &str,
         metadata: &[(String, String)],
     ) -> Result<(), String> {
-        if size > MAX_COPY {
-            return Err(format!("{size} bytes is more than one CopyObject copies"));
-        }
         let path = percent_encode_path(&format!("{}{key}", self.prefix));
-        let mut req = http::Request::put(format!("{}/{path}", self.base))
-            .header("x-amz-copy-source", format!("/{}/{path}", self.bucket))
-            .header("x-amz-copy-source-if-match", etag)
-            .header("x-amz-metadata-directive", "REPLACE")
-            .header(http::header::CONTENT_LENGTH, "0");
-        for (name, value) in metadata {
-            req = req.header(format!("x-amz-meta-{name}"), value);
+        let object =
+            Object { url: format!("{}/{path}", self.base), source: format!("/{}/{path}", self.bucket) };
+        if size > self.max_copy {
+            return self.copy_in_parts(&object, size, etag, metadata).await;
         }
+        let req = with_metadata(http::Request::put(&object.url), metadata)
+            .header("x-amz-copy-source", &object.source)
+            .header("x-amz-copy-source-if-match", etag)
+            .header("x-amz-metadata-directive", "REPLACE");
+        let body = self.send(req, Vec::new(), timeout(size)).await?;
+        element(&body, "CopyObjectResult").map(drop).ok_or_else(|| failure(&body))
+    }
+
+    /// The copy of an object past [`MetadataCopy::max_copy`] onto itself, in parts; aborted
+    /// on failure.
+    async fn copy_in_parts(
+        &self,
+        object: &Object,
+        size: u64,
+        etag: &str,
+        metadata: &[(String, String)],
+    ) -> Result<(), String> {
+        // The metadata goes with the upload's creation. Uploads set no Content-Type, so the
+        // copy keeps the store's default as a single CopyObject with REPLACE does.
+        let req = with_metadata(http::Request::post(format!("{}?uploads", object.url)), metadata);
+        let body = self.send(req, Vec::new(), BASE_TIMEOUT).await?;
+        let upload = element(&body, "UploadId").ok_or_else(|| failure(&body))?;
+        let upload = format!("{}?uploadId={}", object.url, percent_encode_path(&upload));
+        let copied = self.copy_parts(object, &upload, size, etag).await;
+        if copied.is_err() {
+            self.abort(&upload).await;
+        }
+        copied
+    }
+
+    /// Copies the object's bytes into the multipart upload `upload` (its URL) and completes it.
+    async fn copy_parts(&self, object: &Object, upload: &str, size: u64, etag: &str) -> Result<(), String> {
+        let part = self.max_copy.min(COPY_PART);
+        let mut complete = String::from("<CompleteMultipartUpload>");
+        let (mut start, mut number) = (0u64, 1u32);
+        while start < size {
+            let end = size.min(start.saturating_add(part));
+            let req = http::Request::put(format!("{upload}&partNumber={number}"))
+                .header("x-amz-copy-source", &object.source)
+                .header("x-amz-copy-source-range", format!("bytes={start}-{}", end - 1))
+                .header("x-amz-copy-source-if-match", etag);
+            let body = self.send(req, Vec::new(), timeout(end - start)).await?;
+            let part_etag = element(&body, "ETag").ok_or_else(|| failure(&body))?;
+            complete.push_str(&format!(
+                "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+                quick_xml::escape::escape(&part_etag)
+            ));
+            (start, number) = (end, number + 1);
+        }
+        complete.push_str("</CompleteMultipartUpload>");
+        let req = http::Request::post(upload).header(http::header::IF_MATCH, etag);
+        let body = self.send(req, complete.into_bytes(), timeout(size)).await?;
+        element(&body, "CompleteMultipartUploadResult").map(drop).ok_or_else(|| failure(&body))
+    }
+
+    /// Aborts the multipart upload `upload` (its URL); DELETE is idempotent, so a failure is
+    /// retried a little before the parts are left to the bucket's lifecycle rule.
+    async fn abort(&self, upload: &str) {
+        for attempt in 0..3u32 {
+            match self.send(http::Request::delete(upload), Vec::new(), BASE_TIMEOUT).await {
+                Ok(_) => return,
+                Err(e) if attempt == 2 => {
+                    tracing::warn!(error = %e, "cannot abort the digest stamp's multipart copy; its parts stay until the bucket's lifecycle rule removes them");
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+            }
+        }
+    }
+
+    /// Signs and sends `req` with `body`, waiting at most `timeout`; the answer's body if its
+    /// status is a success, else an error with the status and the start of the body.
+    async fn send(
+        &self,
+        req: http::request::Builder,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<bytes::Bytes, String> {
+        let req = req.header(http::header::CONTENT_LENGTH, body.len());
         let (mut parts, ()) = req.body(()).map_err(|e| format!("bad request: {e}"))?.into_parts();
         self.signer.sign(&mut parts, None).await.map_err(|e| format!("cannot sign: {e}"))?;
         // reqwest writes the Host header from the URL, as opendal has it.
         parts.headers.remove(http::header::HOST);
-        let mut req = reqwest::Request::try_from(http::Request::from_parts(parts, Vec::<u8>::new()))
+        let mut req = reqwest::Request::try_from(http::Request::from_parts(parts, body))
             .map_err(|e| format!("bad request: {e}"))?;
-        *req.timeout_mut() = Some(timeout(size));
+        *req.timeout_mut() = Some(timeout);
         let resp = self.client.execute(req).await.map_err(|e| format!("request failed: {e}"))?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| format!("reading the answer failed: {e}"))?;
-        // S3 answers 200 as the copy starts and may still report an error in the body.
-        if status.is_success() && contains(&body, b"<CopyObjectResult") {
-            Ok(())
+        if status.is_success() {
+            Ok(body)
         } else {
-            let text = String::from_utf8_lossy(body.get(..body.len().min(300)).unwrap_or_default());
-            Err(format!("{status}: {text}"))
+            Err(format!("{status}: {}", failure(&body)))
         }
     }
+}
+
+/// Where an object is: its URL, and its `x-amz-copy-source`.
+struct Object {
+    url: String,
+    source: String,
+}
+
+/// `req` with `metadata` as the object's user metadata (`x-amz-meta-*`).
+fn with_metadata(mut req: http::request::Builder, metadata: &[(String, String)]) -> http::request::Builder {
+    for (name, value) in metadata {
+        req = req.header(format!("x-amz-meta-{name}"), value);
+    }
+    req
+}
+
+/// The text of the first element `name` in the XML `body`, unescaped. S3 answers some
+/// requests (copies, completions) 200 as it starts, and may still report an error in the
+/// body: an answer is a success only with the element the success has.
+fn element(body: &[u8], name: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_reader(body);
+    loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(e) if e.local_name().as_ref() == name => {
+                let text = reader.read_text(e.name()).ok()?;
+                return quick_xml::escape::unescape(&text).ok().map(|t| t.into_owned());
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+/// The start of an answer's body, for the log.
+fn failure(body: &[u8]) -> String {
+    String::from_utf8_lossy(body.get(..body.len().min(300)).unwrap_or_default()).into_owned()
 }
 
 /// How long the copy of `size` bytes may take: S3 copies on its side at a few hundred MB/s,
@@ -120,10 +250,6 @@ impl MetadataCopy {
 /// (300 s by default) bounds the wait for the whole upload's end anyway.
 fn timeout(size: u64) -> Duration {
     BASE_TIMEOUT + Duration::from_secs(size >> 26)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -149,6 +275,21 @@ mod tests {
         assert_eq!(base(bare).0, "https://minio.example:9000/b");
         let global = S3Config::new("b").endpoint("https://b.s3.amazonaws.com").region("eu-west-3");
         assert_eq!(base(global).0, "https://b.s3.eu-west-3.amazonaws.com");
+    }
+
+    #[test]
+    fn answers_are_read_from_their_elements() {
+        let part = br#"<?xml version="1.0" encoding="UTF-8"?>
+<CopyPartResult><LastModified>2026-12-02T23:00:00.000Z</LastModified><ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag></CopyPartResult>"#;
+        assert_eq!(element(part, "ETag").unwrap(), "\"9b2cf535f27731c974343645a3985328\"");
+        let created = b"<InitiateMultipartUploadResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            <Bucket>b</Bucket><Key>k</Key><UploadId>a+b/c=</UploadId></InitiateMultipartUploadResult>";
+        assert_eq!(element(created, "UploadId").unwrap(), "a+b/c=");
+        // A 200 whose body is an error is no success.
+        let failed =
+            b"<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>";
+        assert_eq!(element(failed, "CompleteMultipartUploadResult"), None);
+        assert_eq!(element(b"not xml <", "ETag"), None);
     }
 
     #[test]

@@ -28,13 +28,14 @@
 //! a CopyObject of the object onto itself with `x-amz-metadata-directive: REPLACE` adds the
 //! digest ([`MetadataCopy`], signed here as opendal 0.59's copy cannot set the directive),
 //! on condition that the object still has the ETag the completion returned, so an object
-//! someone else wrote meanwhile is never stamped with this upload's digest. The copy is
-//! S3's, on the store (no byte comes back), and gives the object a new ETag (the MD5 of its
-//! bytes, no longer `<md5 of part md5s>-<parts>`) and modification time; the 226 waits for
-//! it, so a HASH right after it answers from the metadata. A failed copy is logged and the
-//! upload still succeeds; so is an upload past 5 GiB, which one CopyObject cannot copy: the
-//! HASH of those objects is computed on demand (the object downloaded and hashed). A rename's
-//! CopyObject keeps the metadata with the bytes.
+//! someone else wrote meanwhile is never stamped with this upload's digest. Past 5 GiB, which
+//! one CopyObject cannot copy, it is a multipart copy onto itself in 1 GiB parts, each on the
+//! same condition. The copy is S3's, on the store (no byte comes back), and gives the object
+//! a new ETag (the MD5 of its bytes, or `<md5 of part md5s>-<parts>` of the copy's parts) and
+//! modification time; the 226 waits for it, so a HASH right after it answers from the
+//! metadata. A failed copy is logged and the upload still succeeds: the HASH of that object
+//! is computed on demand (the object downloaded and hashed). A rename's CopyObject keeps the
+//! metadata with the bytes.
 //! RNFR/RNTO of a file is a server-side copy and a delete (not atomic; S3's single CopyObject
 //! limits it to 5 GiB); of a directory, 504. The largest upload is 10,000 parts, 78 GiB.
 //!
@@ -63,7 +64,7 @@ use opendal::layers::RetryLayer;
 use opendal::{EntryMode, HttpTransporter, OperationContext, Operator, Writer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::copy_object::{MetadataCopy, MAX_COPY};
+use super::copy_object::{MetadataCopy, MAX_COPY, MIN_PART};
 use super::{
     hash, hash_permit, stored_digest, BlockHasher, DataSink, DataSource, DigestSlot, DirEntry, ErrorKind,
     FileKind, HashAlgo, Lister, Metadata, Result, Storage, StorageError, WriteMode,
@@ -98,6 +99,8 @@ pub struct S3Config {
     /// Keys per `ListObjectsV2` page (`max-keys`, 1 to 1,000; default 1,000): what a listing
     /// holds in memory at once, against one request per page.
     pub list_page: usize,
+    /// The largest object the digest stamp copies in one CopyObject ([`S3Config::copy_limit`]).
+    pub(super) copy_limit: u64,
 }
 
 impl S3Config {
@@ -112,6 +115,7 @@ impl S3Config {
             access_key_id: None,
             secret_access_key: None,
             list_page: LIST_PAGE,
+            copy_limit: MAX_COPY,
         }
     }
 
@@ -153,6 +157,15 @@ impl S3Config {
     /// Keys per `ListObjectsV2` page, clamped to 1..=1,000 (S3's maximum).
     pub fn list_page(mut self, keys: usize) -> Self {
         self.list_page = keys.clamp(1, LIST_PAGE);
+        self
+    }
+
+    /// Lowers the size past which the digest stamp copies the object in parts rather than in
+    /// one CopyObject (S3's 5 GiB), to at least 5 MiB, S3's smallest part: for tests, which
+    /// cannot upload 5 GiB to exercise the multipart copy.
+    #[doc(hidden)]
+    pub fn copy_limit(mut self, bytes: u64) -> Self {
+        self.copy_limit = bytes.clamp(MIN_PART, MAX_COPY);
         self
     }
 
@@ -916,14 +929,9 @@ impl AsyncWrite for ObjectWriter {
         self.size += n as u64;
         // The first part is hashed as it fills, as it may be the only one and its digest must
         // be ready for the PutObject at once; later parts on the blocking pool as they are
-        // sent. Past what a CopyObject copies, the digest could not be kept.
-        let (first, size) = (matches!(self.state, WriteState::Unopened(_)), self.size);
-        if let Some(hash) = &mut self.hash {
-            if first {
-                hash.update(bytes);
-            } else if size > MAX_COPY {
-                self.hash = None;
-            }
+        // sent.
+        if let (true, Some(hash)) = (matches!(self.state, WriteState::Unopened(_)), &mut self.hash) {
+            hash.update(bytes);
         }
         // The first full part waits (above) to learn whether it is the only one.
         if self.part_len() == PART_SIZE && matches!(self.state, WriteState::Idle(_)) {
