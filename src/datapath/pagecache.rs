@@ -57,6 +57,11 @@ pub(crate) fn is_local(file: &OwnedFd) -> bool {
     fstatfs(file).is_ok_and(|fs| LOCAL.contains(&fs.filesystem_type()))
 }
 
+/// Whether `file` lives in memory (tmpfs), where writing a cached page waits for no disk.
+pub(crate) fn is_in_memory(file: &OwnedFd) -> bool {
+    fstatfs(file).is_ok_and(|fs| fs.filesystem_type() == TMPFS_MAGIC)
+}
+
 /// Pages the kernel counts in: 4 KiB on the architectures this runs on. A larger real page
 /// size only makes the expected count too high, which errs towards io_uring.
 const PAGE: u64 = 4096;

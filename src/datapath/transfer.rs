@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 
 use super::ascii::{FromWire, ToWire};
 use super::fileio::{pread_into, FileIo};
-use super::pagecache::{is_cached, is_local};
+use super::pagecache::{is_cached, is_in_memory, is_local};
 use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
 use super::upload_hash::{TeeHasher, UploadHash};
@@ -275,6 +275,11 @@ pub(crate) async fn receive_file(
         None => None,
     };
     let on_ktls = ktls.is_some();
+    // On tmpfs a write is a copy into memory that waits for no disk: the shard does it itself
+    // rather than waking an io-wq worker or a blocking thread per pipeful, a third busy
+    // thread on a 2-core box. A/B (curl -T 1 GiB to tmpfs, 9 runs each, interleaved): uring
+    // 1706 -> 1759 MB/s at 0.41 -> 0.36 s/GB of server CPU, epoll 1540 -> 1749 at 0.39 -> 0.35.
+    let in_memory = is_in_memory(&file);
     if let Some(early) = ktls.filter(|e| !e.is_empty()) {
         if let Some(tee) = &mut tee {
             tee.update(&early);
@@ -337,7 +342,11 @@ pub(crate) async fn receive_file(
                 len = teed;
             }
             let len = u32::try_from(len).unwrap_or(u32::MAX);
-            let m = io.splice(&pipe_read, -1, &file, offset, len).await.map_err(DataError::Storage)?;
+            let m = if in_memory {
+                splice_to_memory(&pipe_read, &file, offset, len).map_err(DataError::Storage)?
+            } else {
+                io.splice(&pipe_read, -1, &file, offset, len).await.map_err(DataError::Storage)?
+            };
             if m == 0 {
                 return Err(DataError::Storage(io::ErrorKind::WriteZero.into()));
             }
@@ -362,6 +371,21 @@ pub(crate) async fn receive_file(
         hash.digest = tee.finish().await;
     }
     Ok(total)
+}
+
+/// Splices pipe -> file on the shard, for a file in memory (tmpfs), where a write is a copy
+/// into page cache that waits for no disk.
+fn splice_to_memory(pipe: &OwnedFd, file: &OwnedFd, offset: i64, len: u32) -> io::Result<usize> {
+    let mut off = offset;
+    nix::fcntl::splice(
+        pipe.as_fd(),
+        None,
+        file.as_fd(),
+        Some(&mut off),
+        len as usize,
+        SpliceFFlags::SPLICE_F_MOVE,
+    )
+    .map_err(io::Error::from)
 }
 
 /// Sets SO_RCVLOWAT: the socket is readable once `bytes` have arrived (or the peer closed).
