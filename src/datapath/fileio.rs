@@ -4,7 +4,8 @@
 //! can wait for the disk (a page-cache miss, dirty-page throttling, a network filesystem), so
 //! it must never run on a shard thread unless it is known not to wait. Downloads check with
 //! `cachestat` first and read chunks the page cache holds on the shard itself, on both
-//! engines (`pagecache.rs`); every other file operation goes through [`FileIo`]:
+//! engines (`pagecache.rs`), and uploads to tmpfs, which wait for no disk, write on the shard
+//! too; every other file operation goes through [`FileIo`]:
 //! - [`FileIo::Uring`] submits it to io_uring, which runs it in a kernel io-wq worker
 //!   (`uring.rs`);
 //! - [`FileIo::Blocking`] runs the same syscall on the shard runtime's small, bounded pool of
