@@ -37,6 +37,28 @@ async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(io::Error::other)
 }
 
+/// [`FileIo::splice`] on the calling thread: for a blocking-pool thread, or for the shard
+/// itself where the file cannot wait (tmpfs).
+pub(crate) fn splice_here(
+    fd_in: &OwnedFd,
+    off_in: i64,
+    fd_out: &OwnedFd,
+    off_out: i64,
+    len: u32,
+) -> io::Result<usize> {
+    let mut off_in = (off_in >= 0).then_some(off_in);
+    let mut off_out = (off_out >= 0).then_some(off_out);
+    nix::fcntl::splice(
+        fd_in.as_fd(),
+        off_in.as_mut(),
+        fd_out.as_fd(),
+        off_out.as_mut(),
+        len as usize,
+        SpliceFFlags::SPLICE_F_MOVE,
+    )
+    .map_err(io::Error::from)
+}
+
 impl FileIo {
     /// Moves up to `len` bytes from `fd_in` at `off_in` to `fd_out` at `off_out`, where one
     /// side is a pipe (offset -1) and the other a file.
@@ -52,20 +74,7 @@ impl FileIo {
             FileIo::Uring => uring::splice(fd_in, off_in, fd_out, off_out, len).await,
             FileIo::Blocking => {
                 let (fd_in, fd_out) = (Arc::clone(fd_in), Arc::clone(fd_out));
-                blocking(move || {
-                    let mut off_in = (off_in >= 0).then_some(off_in);
-                    let mut off_out = (off_out >= 0).then_some(off_out);
-                    nix::fcntl::splice(
-                        fd_in.as_fd(),
-                        off_in.as_mut(),
-                        fd_out.as_fd(),
-                        off_out.as_mut(),
-                        len as usize,
-                        SpliceFFlags::SPLICE_F_MOVE,
-                    )
-                    .map_err(io::Error::from)
-                })
-                .await?
+                blocking(move || splice_here(&fd_in, off_in, &fd_out, off_out, len)).await?
             }
         }
     }

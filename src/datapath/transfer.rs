@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 use super::ascii::{FromWire, ToWire};
-use super::fileio::{pread_into, FileIo};
+use super::fileio::{pread_into, splice_here, FileIo};
 use super::pagecache::{is_cached, is_in_memory, is_local};
 use super::pipes::PipePool;
 use super::rate::{throttle, RateLimit};
@@ -343,7 +343,7 @@ pub(crate) async fn receive_file(
             }
             let len = u32::try_from(len).unwrap_or(u32::MAX);
             let m = if in_memory {
-                splice_to_memory(&pipe_read, &file, offset, len).map_err(DataError::Storage)?
+                splice_here(&pipe_read, -1, &file, offset, len).map_err(DataError::Storage)?
             } else {
                 io.splice(&pipe_read, -1, &file, offset, len).await.map_err(DataError::Storage)?
             };
@@ -371,21 +371,6 @@ pub(crate) async fn receive_file(
         hash.digest = tee.finish().await;
     }
     Ok(total)
-}
-
-/// Splices pipe -> file on the shard, for a file in memory (tmpfs), where a write is a copy
-/// into page cache that waits for no disk.
-fn splice_to_memory(pipe: &OwnedFd, file: &OwnedFd, offset: i64, len: u32) -> io::Result<usize> {
-    let mut off = offset;
-    nix::fcntl::splice(
-        pipe.as_fd(),
-        None,
-        file.as_fd(),
-        Some(&mut off),
-        len as usize,
-        SpliceFFlags::SPLICE_F_MOVE,
-    )
-    .map_err(io::Error::from)
 }
 
 /// Sets SO_RCVLOWAT: the socket is readable once `bytes` have arrived (or the peer closed).
