@@ -10,12 +10,12 @@
 //! empty path is the home itself. A backend must still confine itself (the filesystem backend
 //! lets the kernel do it with `openat2(RESOLVE_BENEATH)`), because symlinks are resolved below it.
 
-#[cfg(feature = "object")]
-mod copy_object;
 mod fs;
 mod hash;
 #[cfg(feature = "object")]
 mod object;
+#[cfg(feature = "object")]
+mod s3_api;
 mod stored_digest;
 
 pub use fs::{FsLister, FsStorage};

@@ -12,9 +12,9 @@
 //!
 //! # Transfers
 //! RETR is a ranged GET (REST offset = the range start), streamed. STOR is a multipart upload
-//! in [`PART_SIZE`] parts, one part in flight: an upload holds at most two parts in memory (the
-//! one being sent and the next one, which opendal keeps back until it knows whether the upload
-//! is a single PUT), 16 MiB, plus the data path's 64 KiB read buffer. The object appears only
+//! in [`PART_SIZE`] parts, sent by [`S3Api`] rather than opendal's writer, one part in flight
+//! while the next one fills: an upload holds at most two parts in memory, 16 MiB, plus the
+//! data path's 64 KiB read buffer ([`ObjectWriter`]). The object appears only
 //! when the upload completes (S3 writes are atomic), so [`WriteMode::Replace`] needs no commit
 //! step. An upload that ends any other way (ABOR, the client resets, a storage error) aborts
 //! its multipart upload on the store, from the sink's `Drop`, so no parts are left behind; a
@@ -26,7 +26,7 @@
 //! at most (8 MiB) is one PutObject that carries it. A larger upload is multipart, and S3
 //! takes metadata only when the upload is created, before any byte: once it has completed,
 //! a CopyObject of the object onto itself with `x-amz-metadata-directive: REPLACE` adds the
-//! digest ([`MetadataCopy`], signed here as opendal 0.59's copy cannot set the directive),
+//! digest ([`S3Api`], signed here as opendal 0.59's copy cannot set the directive),
 //! on condition that the object still has the ETag the completion returned, so an object
 //! someone else wrote meanwhile is never stamped with this upload's digest. Past 5 GiB, which
 //! one CopyObject cannot copy, it is a multipart copy onto itself in 1 GiB parts, each on the
@@ -42,11 +42,13 @@
 //! # Runtime and retries
 //! Every shard gets its own opendal operator and HTTP client, built on first use on that
 //! shard's thread: requests, connection-pool tasks and their sockets stay on the shard's
-//! current-thread tokio runtime (opendal spawns no tasks for one-part-at-a-time uploads and
-//! single-stream reads, and needs no multi-threaded runtime). Reads, listings, HEAD, copy and
-//! delete are retried with backoff when the store reports a temporary failure; uploads are not
-//! (a retried CreateMultipartUpload whose reply was lost would leave an orphaned upload): a
-//! failed upload gets 451 and the client sends it again.
+//! current-thread tokio runtime (opendal spawns no tasks for single PUTs and single-stream
+//! reads, and needs no multi-threaded runtime; an upload's part goes out from a task spawned
+//! on the shard). Reads, listings, HEAD, copy, delete and each upload part are retried with
+//! backoff when the store reports a temporary failure; a single PUT, the creation and the
+//! completion of a multipart upload are not (a retried CreateMultipartUpload whose reply was
+//! lost would leave an orphaned upload): a failed upload gets 451 and the client sends it
+//! again.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -61,10 +63,10 @@ use std::time::{Duration, SystemTime};
 use bytes::{Buf, Bytes};
 use futures_core::Stream;
 use opendal::layers::RetryLayer;
-use opendal::{EntryMode, HttpTransporter, OperationContext, Operator, Writer};
+use opendal::{EntryMode, HttpTransporter, OperationContext, Operator};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::copy_object::{MetadataCopy, MAX_COPY, MIN_PART};
+use super::s3_api::{Failure, S3Api, Upload, MAX_COPY, MIN_PART};
 use super::{
     hash, hash_permit, stored_digest, BlockHasher, DataSink, DataSource, DigestSlot, DirEntry, ErrorKind,
     FileKind, HashAlgo, Lister, Metadata, Result, Storage, StorageError, WriteMode,
@@ -185,13 +187,13 @@ pub struct ObjectStorage {
     config: S3Config,
 }
 
-/// One shard's operators: `retrying` for idempotent calls, `once` for uploads, and `copy` for
-/// what opendal cannot send.
+/// One shard's operators: `retrying` for idempotent calls, `once` for single-part uploads, and
+/// `api` for what opendal cannot send (or not as an upload needs it).
 #[derive(Clone)]
 struct Operators {
     retrying: Operator,
     once: Operator,
-    copy: Arc<MetadataCopy>,
+    api: Arc<S3Api>,
 }
 
 thread_local! {
@@ -238,7 +240,7 @@ impl ObjectStorage {
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         let transport =
             HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(client.clone()));
-        let copy = Arc::new(MetadataCopy::new(c, client, transport.clone()));
+        let api = Arc::new(S3Api::new(c, client, transport.clone()));
         let once = Operator::new(b)
             .map_err(|e| format!("bad S3 configuration: {e}"))?
             .with_context(OperationContext::new().with_http_transport(transport));
@@ -249,7 +251,7 @@ impl ObjectStorage {
                 .with_max_delay(Duration::from_secs(2))
                 .with_jitter(),
         );
-        Ok(Operators { retrying, once, copy })
+        Ok(Operators { retrying, once, api })
     }
 
     /// This shard's operators, built on first use.
@@ -603,13 +605,19 @@ impl Storage for ObjectStorage {
         self.require_parent(&ops, &key).await?;
         let digest = DigestSlot::new();
         let writer = ObjectWriter {
-            state: WriteState::Unopened(ops.once),
             part: None,
             key: key.key,
             digest: digest.clone(),
             hash: None,
             size: 0,
-            copy: ops.copy,
+            op: ops.once,
+            api: ops.api,
+            upload: None,
+            etags: Vec::new(),
+            sending: None,
+            step: None,
+            done: false,
+            failed: false,
         };
         Ok(DataSink::StreamWithDigest(Box::pin(writer), digest))
     }
@@ -732,34 +740,32 @@ impl AsyncRead for ObjectReader {
     }
 }
 
-type WriteFuture = Pin<Box<dyn Future<Output = (Option<Writer>, opendal::Result<()>)> + Send>>;
+/// A request an upload waits for before it goes on: the creation of its multipart upload, its
+/// single PutObject, or its completion.
+type Step = Pin<Box<dyn Future<Output = io::Result<Stepped>> + Send>>;
 
-/// Where an upload's writer is: not made yet, ready for bytes, busy sending, or done.
-enum WriteState {
-    /// No request sent yet; the writer is made once the upload is known to need more than
-    /// one part, or at shutdown (see [`ObjectWriter`]).
-    Unopened(Operator),
-    Idle(Writer),
-    /// Making the writer, sending bytes, or (on shutdown) completing the upload; no writer
-    /// comes back when it could not be made.
-    Busy(WriteFuture, bool),
-    Done,
+/// What a [`Step`] achieved.
+enum Stepped {
+    Created(Upload),
+    /// The object exists: nothing is left to abort.
+    Stored,
 }
 
-/// An upload: an `AsyncWrite` over an opendal multipart writer.
+/// An upload: an `AsyncWrite` that cuts the bytes into [`PART_SIZE`] parts.
 ///
-/// `poll_write` copies bytes into the part being filled; a full part goes to the writer, which
-/// sends the part before it meanwhile, and the next `poll_write` waits for that. Each part is
-/// a [`PartBuf`], whose memory goes back to the kernel when opendal drops the sent part, so
-/// an upload holds at most two parts whatever the allocator keeps. `poll_shutdown` sends the last part and completes the upload, and only then
-/// does the object exist. Dropped before that, it aborts the multipart upload (on the current
-/// shard's runtime).
+/// `poll_write` copies bytes into the part being filled. A full part is sent (UploadPart, by
+/// [`S3Api`]) from a task of its own on the shard, so it goes out while the next part fills;
+/// the next full part waits for it. Each part is a [`PartBuf`], whose memory goes back to the
+/// kernel when its request is done, so an upload holds at most two parts, the one being sent
+/// and the one being filled, whatever the allocator keeps. `poll_shutdown` sends the last part
+/// and completes the upload, and only then does the object exist. Dropped before that, it
+/// aborts the multipart upload (on the current shard's runtime).
 ///
-/// The writer is made late, because S3 takes user metadata only in the request that creates
-/// the object (PutObject, or CreateMultipartUpload before the first part): the first part is
-/// held here until a byte past it arrives (then the upload is multipart, and its digest is
-/// stamped after completion), or until shutdown, when the upload is one PutObject (opendal
-/// sends a single part that way) and its digest goes with it as `x-amz-meta-ringftp-<algo>`.
+/// The upload is created late, because S3 takes user metadata only in the request that
+/// creates the object (PutObject, or CreateMultipartUpload before the first part): the first
+/// part is held here until a byte past it arrives (then the upload is multipart, and its
+/// digest is stamped after completion), or until shutdown, when the upload is one PutObject
+/// (through opendal) and its digest goes with it as `x-amz-meta-ringftp-<algo>`.
 ///
 /// With [`crate::ServerBuilder::hash_uploads`] the writer hashes the upload itself (it takes
 /// the [`DigestSlot`] over): the first part as it fills, on the shard in the data path's
@@ -768,7 +774,6 @@ enum WriteState {
 /// for its digest only when hashing a part takes longer than sending one, and its shard
 /// serves its other sessions meanwhile.
 struct ObjectWriter {
-    state: WriteState,
     /// The part being filled; no mapping until its first byte.
     part: Option<PartBuf>,
     key: String,
@@ -777,21 +782,49 @@ struct ObjectWriter {
     hash: Option<BlockHasher>,
     /// Bytes written so far.
     size: u64,
-    copy: Arc<MetadataCopy>,
+    /// For the single PutObject.
+    op: Operator,
+    api: Arc<S3Api>,
+    /// The multipart upload, once created.
+    upload: Option<Upload>,
+    /// The ETags of the parts sent, in order.
+    etags: Vec<String>,
+    /// The part being sent.
+    sending: Option<tokio::task::JoinHandle<std::result::Result<String, Failure>>>,
+    step: Option<Step>,
+    /// The object exists: the writer takes no more bytes, and there is nothing to abort.
+    done: bool,
+    /// A request failed: the writer takes no more bytes, and `Drop` aborts the upload.
+    failed: bool,
 }
 
 impl ObjectWriter {
-    /// Waits for the writer to be idle and the last part hashed; an error leaves it idle for
-    /// `Drop` to abort.
+    /// Waits for the step under way; an error fails the upload, for `Drop` to abort.
+    fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.failed {
+            return Poll::Ready(Err(io::Error::other("the upload failed")));
+        }
+        if let Some(step) = &mut self.step {
+            let stepped = ready!(step.as_mut().poll(cx));
+            self.step = None;
+            match stepped.inspect_err(|_| self.failed = true)? {
+                Stepped::Created(upload) => self.upload = Some(upload),
+                Stepped::Stored => self.done = true,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Waits for the step under way, the part being sent and its hash.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let WriteState::Busy(fut, closing) = &mut self.state {
-            let closing = *closing;
-            let (writer, result) = ready!(fut.as_mut().poll(cx));
-            self.state = match writer {
-                Some(writer) if !closing || result.is_err() => WriteState::Idle(writer),
-                _ => WriteState::Done,
-            };
-            result.map_err(io_error)?;
+        ready!(self.poll_step(cx))?;
+        if let Some(sending) = &mut self.sending {
+            let sent = ready!(Pin::new(sending).poll(cx));
+            self.sending = None;
+            let sent = sent
+                .map_err(|e| io::Error::other(format!("the part's task failed: {e}")))
+                .and_then(|sent| sent.map_err(Failure::into_io));
+            self.etags.push(sent.inspect_err(|_| self.failed = true)?);
         }
         if let Some(hash) = &mut self.hash {
             ready!(hash.poll_ready(cx));
@@ -799,27 +832,10 @@ impl ObjectWriter {
         Poll::Ready(Ok(()))
     }
 
-    /// Makes the writer (the state must be unopened), with `metadata` as the object's user
-    /// metadata. No request goes out until the first part is written.
-    fn open(&mut self, metadata: Option<(String, String)>) {
-        if let WriteState::Unopened(op) = std::mem::replace(&mut self.state, WriteState::Done) {
-            let key = self.key.clone();
-            self.state = WriteState::Busy(
-                Box::pin(async move {
-                    // One part in flight. No `chunk`: the parts come whole, and opendal's own
-                    // chunking (which keeps up to a part more) passes writes of 5 MiB or more on.
-                    let mut writer = op.writer_with(&key).concurrent(1);
-                    if let Some(pair) = metadata {
-                        writer = writer.user_metadata([pair]);
-                    }
-                    match writer.await {
-                        Ok(writer) => (Some(writer), Ok(())),
-                        Err(e) => (None, Err(e)),
-                    }
-                }),
-                false,
-            );
-        }
+    /// Starts `step` and waits for it.
+    fn start(&mut self, cx: &mut Context<'_>, step: Step) -> Poll<io::Result<()>> {
+        self.step = Some(step);
+        self.poll_step(cx)
     }
 
     /// The bytes in the part being filled.
@@ -827,45 +843,33 @@ impl ObjectWriter {
         self.part.as_ref().map_or(0, |p| p.len)
     }
 
-    /// Hands the filled part to the writer (the state must be idle).
+    /// Sends the part being filled as the next part of the upload (which must be created and
+    /// idle), from a task on this shard.
     fn send_part(&mut self) {
-        if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
-            let part = self.part.take().map(Bytes::from_owner).unwrap_or_default();
-            if let Some(hash) = &mut self.hash {
-                hash.push(part.clone(), self.size);
-            }
-            self.state = WriteState::Busy(
-                Box::pin(async move {
-                    let result = writer.write(part).await;
-                    (Some(writer), result)
-                }),
-                false,
-            );
+        let (Some(upload), Some(part)) = (&self.upload, self.part.take()) else {
+            return;
+        };
+        let part = Bytes::from_owner(part);
+        if let Some(hash) = &mut self.hash {
+            hash.push(part.clone(), self.size);
         }
+        let (api, upload) = (self.api.clone(), upload.clone());
+        let number = u32::try_from(self.etags.len() + 1).unwrap_or(u32::MAX);
+        self.sending = Some(tokio::spawn(async move { api.upload_part(&upload, number, part).await }));
     }
 }
 
-/// Stamps a completed multipart upload with its digest ([`MetadataCopy`]). Best effort: the
+/// Stamps a completed multipart upload with its digest ([`S3Api::replace_metadata`]). Best effort: the
 /// upload has succeeded either way, and without the stamp HASH computes the digest.
-async fn stamp_digest(
-    copy: &MetadataCopy,
-    key: &str,
-    size: u64,
-    etag: Option<&str>,
-    metadata: &[(String, String)],
-) {
-    let Some(etag) = etag else {
-        tracing::warn!(key, "the upload's completion gave no ETag; its digest is not kept");
-        return;
-    };
-    match copy.replace_metadata(key, size, etag, metadata).await {
+async fn stamp_digest(api: &S3Api, key: &str, size: u64, etag: &str, metadata: &[(String, String)]) {
+    match api.replace_metadata(key, size, etag, metadata).await {
         Ok(()) => tracing::debug!(key, "digest kept in the object's metadata"),
         Err(e) => tracing::warn!(key, error = %e, "cannot keep the upload's digest in its metadata"),
     }
 }
 
 /// An upload part's buffer: an anonymous mapping of [`PART_SIZE`] bytes rather than the
-/// allocator's memory, handed to opendal as [`Bytes`] that own it. When the last copy of a
+/// allocator's memory, handed to the HTTP client as [`Bytes`] that own it. When the last copy of a
 /// sent part drops, the mapping is unmapped and its memory is the kernel's again at once; an
 /// allocator (mimalloc) keeps freed 8 MiB blocks resident for reuse, half a MiB or more per
 /// upload beyond its two parts. Pages are touched only as the part fills.
@@ -899,8 +903,8 @@ impl AsRef<[u8]> for PartBuf {
 
 impl AsyncWrite for ObjectWriter {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        ready!(self.poll_idle(cx))?;
-        if matches!(self.state, WriteState::Done) {
+        ready!(self.poll_step(cx))?;
+        if self.done {
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "upload already finished")));
         }
         if buf.is_empty() {
@@ -910,15 +914,18 @@ impl AsyncWrite for ObjectWriter {
             self.hash = self.digest.take_over().map(BlockHasher::new);
         }
         if self.part_len() == PART_SIZE {
-            // The first part, held, and more bytes: a multipart upload, whose metadata comes
-            // after completion (see `poll_shutdown`).
-            if matches!(self.state, WriteState::Unopened(_)) {
+            // A full part and more bytes: the first one makes the upload multipart, whose
+            // metadata comes after completion (see `poll_shutdown`).
+            if self.upload.is_none() {
                 self.digest.refuse();
-                self.open(None);
-                ready!(self.poll_idle(cx))?;
+                let (api, key) = (self.api.clone(), self.key.clone());
+                let create = async move {
+                    api.create_upload(&key).await.map(Stepped::Created).map_err(Failure::into_io)
+                };
+                ready!(self.start(cx, Box::pin(create)))?;
             }
-            self.send_part();
             ready!(self.poll_idle(cx))?;
+            self.send_part();
         }
         let part = match &mut self.part {
             Some(part) => part,
@@ -930,12 +937,9 @@ impl AsyncWrite for ObjectWriter {
         // The first part is hashed as it fills, as it may be the only one and its digest must
         // be ready for the PutObject at once; later parts on the blocking pool as they are
         // sent.
-        if let (true, Some(hash)) = (matches!(self.state, WriteState::Unopened(_)), &mut self.hash) {
+        let multipart = self.upload.is_some();
+        if let (false, Some(hash)) = (multipart, &mut self.hash) {
             hash.update(bytes);
-        }
-        // The first full part waits (above) to learn whether it is the only one.
-        if self.part_len() == PART_SIZE && matches!(self.state, WriteState::Idle(_)) {
-            self.send_part();
         }
         Poll::Ready(Ok(n))
     }
@@ -946,80 +950,82 @@ impl AsyncWrite for ObjectWriter {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_idle(cx))?;
-        if matches!(self.state, WriteState::Unopened(_)) {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        if self.upload.is_none() {
             // One part at most: a single PutObject, which can carry the digest.
             let digest = match self.hash.take() {
                 Some(hash) => hash.finish(),
                 None => self.digest.take(),
             };
             let metadata = digest.map(|(algo, digest)| (metadata_key(algo), stored_digest::to_hex(&digest)));
-            self.open(metadata);
-            ready!(self.poll_idle(cx))?;
+            let part = self.part.take().map(Bytes::from_owner).unwrap_or_default();
+            let (op, key) = (self.op.clone(), self.key.clone());
+            let put = async move {
+                let mut put = op.write_with(&key, part);
+                if let Some(pair) = metadata {
+                    put = put.user_metadata([pair]);
+                }
+                put.await.map(|_| Stepped::Stored).map_err(io_error)
+            };
+            return self.start(cx, Box::pin(put));
         }
         if self.part_len() > 0 {
             self.send_part();
             ready!(self.poll_idle(cx))?;
         }
-        if let WriteState::Idle(mut writer) = std::mem::replace(&mut self.state, WriteState::Done) {
-            // A multipart upload hashed here: its digest goes on after completion.
-            let stamp = self.hash.take().and_then(|hash| {
-                tracing::debug!(key = self.key, waited = ?hash.waited(), "upload hashed");
-                let (algo, digest) = hash.finish()?;
-                let metadata = [(metadata_key(algo), stored_digest::to_hex(&digest))];
-                Some((self.copy.clone(), self.key.clone(), self.size, metadata))
-            });
-            self.state = WriteState::Busy(
-                Box::pin(async move {
-                    let result = writer.close().await;
-                    if let (Ok(meta), Some((copy, key, size, metadata))) = (&result, stamp) {
-                        stamp_digest(&copy, &key, size, meta.etag(), &metadata).await;
-                    }
-                    (Some(writer), result.map(drop))
-                }),
-                true,
-            );
-            ready!(self.poll_idle(cx))?;
-        }
-        Poll::Ready(Ok(()))
+        // A multipart upload hashed here: its digest goes on after completion.
+        let stamp = self.hash.take().and_then(|hash| {
+            tracing::debug!(key = self.key, waited = ?hash.waited(), "upload hashed");
+            let (algo, digest) = hash.finish()?;
+            Some([(metadata_key(algo), stored_digest::to_hex(&digest))])
+        });
+        let (api, key, size) = (self.api.clone(), self.key.clone(), self.size);
+        let (upload, etags) = (self.upload.clone(), std::mem::take(&mut self.etags));
+        let complete = async move {
+            let Some(upload) = upload else { return Ok(Stepped::Stored) };
+            let etag = api.complete_upload(&upload, &etags).await.map_err(Failure::into_io)?;
+            if let Some(metadata) = stamp {
+                stamp_digest(&api, &key, size, &etag, &metadata).await;
+            }
+            Ok(Stepped::Stored)
+        };
+        self.start(cx, Box::pin(complete))
     }
 }
 
 impl Drop for ObjectWriter {
     fn drop(&mut self) {
-        let (pending, closing): (WriteFuture, bool) =
-            match std::mem::replace(&mut self.state, WriteState::Done) {
-                // Nothing was sent: nothing to abort.
-                WriteState::Done | WriteState::Unopened(_) => return,
-                WriteState::Idle(writer) => (Box::pin(std::future::ready((Some(writer), Ok(())))), false),
-                WriteState::Busy(fut, closing) => (fut, closing),
-            };
+        if self.done || (self.upload.is_none() && self.step.is_none()) {
+            // Stored, or nothing sent: nothing to abort.
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!(key = self.key, "no runtime to abort an unfinished upload on");
             return;
         };
-        let key = std::mem::take(&mut self.key);
+        let (api, step, sending, mut upload) =
+            (self.api.clone(), self.step.take(), self.sending.take(), self.upload.take());
         let abort = async move {
-            let (writer, result) = pending.await;
-            let Some(mut writer) = writer else {
-                return;
-            };
-            // A completing upload is let finish (the client sent every byte); if it
-            // succeeds there is nothing to abort.
-            if closing && result.is_ok() {
-                return;
-            }
-            // DELETE ?uploadId is idempotent: retry it a little.
-            for attempt in 0..3u32 {
-                match writer.abort().await {
-                    Ok(()) => {
-                        tracing::debug!(key, "upload aborted on the store");
-                        return;
-                    }
-                    Err(e) if attempt == 2 => {
-                        tracing::warn!(key, error = %e, "cannot abort the multipart upload; its parts stay until the bucket's lifecycle rule removes them");
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
+            // A completion or a single put under way is let finish (the client sent every
+            // byte); once the object exists there is nothing to abort. A creation is waited
+            // for, to abort what it created.
+            if let Some(step) = step {
+                match step.await {
+                    Ok(Stepped::Stored) => return,
+                    Ok(Stepped::Created(created)) => upload = Some(created),
+                    Err(_) => {}
                 }
+            }
+            // A part under way is cut short: S3 may keep a part that completes after the
+            // abort, so the abort waits for it.
+            if let Some(sending) = sending {
+                sending.abort();
+                drop(sending.await);
+            }
+            if let Some(upload) = upload {
+                api.abort_upload(&upload).await;
             }
         };
         // On a shard's current-thread runtime, the task runs on the shard.

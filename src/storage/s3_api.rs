@@ -1,11 +1,25 @@
-//! The S3 requests [`super::ObjectStorage`] sends without opendal: a copy of an object onto
-//! itself that replaces its user metadata, which stamps a completed multipart upload with its
-//! digest. opendal 0.59's copy cannot set the metadata, so the requests are signed here (AWS
-//! SigV4, with the reqsign crates opendal signs with, for the same endpoint, region,
-//! addressing style and credentials) and sent with the shard's HTTP client, the one its
-//! opendal operators use.
+//! The S3 requests [`super::ObjectStorage`] sends itself rather than through opendal: the
+//! multipart upload of an upload's parts, and a copy of an object onto itself that replaces
+//! its user metadata, which stamps a completed multipart upload with its digest. They are
+//! signed here (AWS SigV4, with the reqsign crates opendal signs with, for the same endpoint,
+//! region, addressing style and credentials) and sent with the shard's HTTP client, the one
+//! its opendal operators use.
 //!
-//! Up to 5 GiB ([`MAX_COPY`], S3's limit for one copy) it is one CopyObject with
+//! # Uploads
+//! opendal 0.59's multipart writer keeps each write back until the next one arrives (to know
+//! which part is the last), so with one part being filled it holds two more: sending one part
+//! while the next arrives would take three parts of memory, and with two the upload stops
+//! receiving while each part is sent. Sent from here, a part goes out as soon as it is full
+//! and the next fills meanwhile: two parts per upload, and the client's bytes keep coming
+//! while the store takes the previous part. A part is idempotent (the same number and bytes),
+//! so a part that fails with a network error, a throttling answer or a 5xx is sent again
+//! ([`PART_ATTEMPTS`]); the creation and the completion are not (a retried creation whose
+//! answer was lost would leave an orphaned upload; a retried completion fails with
+//! NoSuchUpload).
+//!
+//! # Digest stamps
+//! opendal 0.59's copy cannot set the metadata. Up to 5 GiB ([`MAX_COPY`], S3's limit for one
+//! copy) it is one CopyObject with
 //! `x-amz-metadata-directive: REPLACE`. A larger object is copied onto itself in parts: a
 //! CreateMultipartUpload with the new metadata, an UploadPartCopy per [`COPY_PART`] range, and
 //! a CompleteMultipartUpload; a failure on the way aborts the copy's upload, so none is left
@@ -17,8 +31,11 @@
 //! The completion of a copy in parts also carries `If-Match` (S3's conditional write), which
 //! closes the window between the last part copy and the completion on stores that honour it.
 
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use opendal::raw::percent_encode_path;
 use opendal::HttpTransporter;
 use reqsign_aws_v4::{Credential, DefaultCredentialProvider, RequestSigner, StaticCredentialProvider};
@@ -40,9 +57,15 @@ const COPY_PART: u64 = 1 << 30;
 /// How long a copy may take at least; larger objects get more ([`timeout`]).
 const BASE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Signs and sends the metadata copies for one shard.
-#[derive(Clone)]
-pub(super) struct MetadataCopy {
+/// How often a part is sent before its upload fails.
+const PART_ATTEMPTS: u32 = 3;
+
+/// How long one part's request may take: 8 MiB at 300 KB/s. The client's read timeout (no
+/// byte for 60 s) catches a store that stops answering sooner.
+const PART_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Signs and sends one shard's own S3 requests.
+pub(super) struct S3Api {
     client: reqwest::Client,
     signer: Signer<Credential>,
     /// The URL keys are appended to: `endpoint/bucket` (path style) or `scheme://bucket.host`.
@@ -54,7 +77,7 @@ pub(super) struct MetadataCopy {
     max_copy: u64,
 }
 
-impl MetadataCopy {
+impl S3Api {
     /// For the store `config` names, sending with `client`; `transport` (over the same client)
     /// fetches credentials that need a request (instance metadata, STS).
     pub(super) fn new(config: &S3Config, client: reqwest::Client, transport: HttpTransporter) -> Self {
@@ -88,28 +111,83 @@ impl MetadataCopy {
             _ => format!("{endpoint}/{}", config.bucket),
         };
         let prefix = if config.prefix.is_empty() { String::new() } else { format!("{}/", config.prefix) };
-        MetadataCopy {
-            client,
-            signer,
-            base,
-            bucket: config.bucket.clone(),
-            prefix,
-            max_copy: config.copy_limit,
+        S3Api { client, signer, base, bucket: config.bucket.clone(), prefix, max_copy: config.copy_limit }
+    }
+
+    /// Where the object `key` (below the prefix) is.
+    fn object(&self, key: &str) -> Object {
+        let path = percent_encode_path(&format!("{}{key}", self.prefix));
+        Object { url: format!("{}/{path}", self.base), source: format!("/{}/{path}", self.bucket) }
+    }
+
+    /// Starts a multipart upload of the object `key`; the URL its parts go to.
+    pub(super) async fn create_upload(&self, key: &str) -> Result<Upload, Failure> {
+        let object = self.object(key);
+        let answer =
+            self.send(http::Request::post(format!("{}?uploads", object.url)), Bytes::new(), BASE_TIMEOUT);
+        let id = element(&answer.await?.1, "UploadId").ok_or_else(|| Failure::answer("no UploadId"))?;
+        Ok(Upload(Arc::from(format!("{}?uploadId={}", object.url, percent_encode_path(&id)))))
+    }
+
+    /// Sends part `number` (from 1) of `upload`, again after a failure that may pass; its ETag.
+    pub(super) async fn upload_part(
+        &self,
+        upload: &Upload,
+        number: u32,
+        part: Bytes,
+    ) -> Result<String, Failure> {
+        let url = format!("{}&partNumber={number}", upload.0);
+        let mut attempt = 1;
+        loop {
+            let sent = self.send(http::Request::put(&url), part.clone(), PART_TIMEOUT).await;
+            match sent.and_then(|(headers, _)| {
+                let etag = headers.get(http::header::ETAG).and_then(|v| v.to_str().ok());
+                etag.map(str::to_owned).ok_or_else(|| Failure::answer("a part's answer has no ETag"))
+            }) {
+                Ok(etag) => return Ok(etag),
+                Err(e) if attempt < PART_ATTEMPTS && e.is_temporary() => {
+                    tracing::debug!(error = %e, number, attempt, "sending the part again");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
+    /// Completes `upload` from its parts' ETags, in order; the object's ETag.
+    pub(super) async fn complete_upload(&self, upload: &Upload, etags: &[String]) -> Result<String, Failure> {
+        let mut body = String::from("<CompleteMultipartUpload>");
+        for (number, etag) in (1u32..).zip(etags) {
+            body.push_str(&format!(
+                "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+                quick_xml::escape::escape(etag)
+            ));
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        // S3 assembles the parts before it answers: a few seconds for a large upload.
+        let wait = BASE_TIMEOUT + Duration::from_millis(etags.len() as u64 * 100);
+        let (_, answer) = self.send(http::Request::post(&*upload.0), Bytes::from(body), wait).await?;
+        // The answer's root is CompleteMultipartUploadResult (moto: ...Response); an error
+        // has no ETag.
+        element(&answer, "ETag").ok_or_else(|| Failure::answer(&failure(&answer)))
+    }
+
+    /// Aborts `upload`, so none of its parts stays on the store.
+    pub(super) async fn abort_upload(&self, upload: &Upload) {
+        self.abort(&upload.0).await;
+    }
+
     /// Replaces the user metadata of the object `key` (below the prefix), `size` bytes long,
-    /// with `metadata`, if its ETag is still `etag`. The error says why not, for the log.
+    /// with `metadata`, if its ETag is still `etag`.
     pub(super) async fn replace_metadata(
         &self,
         key: &str,
         size: u64,
         etag: &str,
         metadata: &[(String, String)],
-    ) -> Result<(), String> {
-        let path = percent_encode_path(&format!("{}{key}", self.prefix));
-        let object =
-            Object { url: format!("{}/{path}", self.base), source: format!("/{}/{path}", self.bucket) };
+    ) -> Result<(), Failure> {
+        let object = self.object(key);
         if size > self.max_copy {
             return self.copy_in_parts(&object, size, etag, metadata).await;
         }
@@ -117,8 +195,8 @@ impl MetadataCopy {
             .header("x-amz-copy-source", &object.source)
             .header("x-amz-copy-source-if-match", etag)
             .header("x-amz-metadata-directive", "REPLACE");
-        let body = self.send(req, Vec::new(), timeout(size)).await?;
-        element(&body, "CopyObjectResult").map(drop).ok_or_else(|| failure(&body))
+        let (_, body) = self.send(req, Bytes::new(), timeout(size)).await?;
+        element(&body, "CopyObjectResult").map(drop).ok_or_else(|| Failure::answer(&failure(&body)))
     }
 
     /// The copy of an object past [`MetadataCopy::max_copy`] onto itself, in parts; aborted
@@ -129,12 +207,12 @@ impl MetadataCopy {
         size: u64,
         etag: &str,
         metadata: &[(String, String)],
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         // The metadata goes with the upload's creation. Uploads set no Content-Type, so the
         // copy keeps the store's default as a single CopyObject with REPLACE does.
         let req = with_metadata(http::Request::post(format!("{}?uploads", object.url)), metadata);
-        let body = self.send(req, Vec::new(), BASE_TIMEOUT).await?;
-        let upload = element(&body, "UploadId").ok_or_else(|| failure(&body))?;
+        let (_, body) = self.send(req, Bytes::new(), BASE_TIMEOUT).await?;
+        let upload = element(&body, "UploadId").ok_or_else(|| Failure::answer(&failure(&body)))?;
         let upload = format!("{}?uploadId={}", object.url, percent_encode_path(&upload));
         let copied = self.copy_parts(object, &upload, size, etag).await;
         if copied.is_err() {
@@ -144,7 +222,7 @@ impl MetadataCopy {
     }
 
     /// Copies the object's bytes into the multipart upload `upload` (its URL) and completes it.
-    async fn copy_parts(&self, object: &Object, upload: &str, size: u64, etag: &str) -> Result<(), String> {
+    async fn copy_parts(&self, object: &Object, upload: &str, size: u64, etag: &str) -> Result<(), Failure> {
         let part = self.max_copy.min(COPY_PART);
         let mut complete = String::from("<CompleteMultipartUpload>");
         let (mut start, mut number) = (0u64, 1u32);
@@ -154,8 +232,8 @@ impl MetadataCopy {
                 .header("x-amz-copy-source", &object.source)
                 .header("x-amz-copy-source-range", format!("bytes={start}-{}", end - 1))
                 .header("x-amz-copy-source-if-match", etag);
-            let body = self.send(req, Vec::new(), timeout(end - start)).await?;
-            let part_etag = element(&body, "ETag").ok_or_else(|| failure(&body))?;
+            let (_, body) = self.send(req, Bytes::new(), timeout(end - start)).await?;
+            let part_etag = element(&body, "ETag").ok_or_else(|| Failure::answer(&failure(&body)))?;
             complete.push_str(&format!(
                 "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
                 quick_xml::escape::escape(&part_etag)
@@ -164,47 +242,103 @@ impl MetadataCopy {
         }
         complete.push_str("</CompleteMultipartUpload>");
         let req = http::Request::post(upload).header(http::header::IF_MATCH, etag);
-        let body = self.send(req, complete.into_bytes(), timeout(size)).await?;
-        element(&body, "CompleteMultipartUploadResult").map(drop).ok_or_else(|| failure(&body))
+        let (_, body) = self.send(req, Bytes::from(complete), timeout(size)).await?;
+        element(&body, "ETag").map(drop).ok_or_else(|| Failure::answer(&failure(&body)))
     }
 
     /// Aborts the multipart upload `upload` (its URL); DELETE is idempotent, so a failure is
     /// retried a little before the parts are left to the bucket's lifecycle rule.
     async fn abort(&self, upload: &str) {
         for attempt in 0..3u32 {
-            match self.send(http::Request::delete(upload), Vec::new(), BASE_TIMEOUT).await {
-                Ok(_) => return,
+            match self.send(http::Request::delete(upload), Bytes::new(), BASE_TIMEOUT).await {
+                Ok(_) => {
+                    tracing::debug!(upload, "multipart upload aborted on the store");
+                    return;
+                }
                 Err(e) if attempt == 2 => {
-                    tracing::warn!(error = %e, "cannot abort the digest stamp's multipart copy; its parts stay until the bucket's lifecycle rule removes them");
+                    tracing::warn!(upload, error = %e, "cannot abort a multipart upload; its parts stay until the bucket's lifecycle rule removes them");
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(200 << attempt)).await,
             }
         }
     }
 
-    /// Signs and sends `req` with `body`, waiting at most `timeout`; the answer's body if its
-    /// status is a success, else an error with the status and the start of the body.
+    /// Signs and sends `req` with `body` (unsigned: S3 checks the TCP and TLS layers' integrity
+    /// as for opendal's requests), waiting at most `timeout`; the answer's headers and body if
+    /// its status is a success.
     async fn send(
         &self,
         req: http::request::Builder,
-        body: Vec<u8>,
+        body: Bytes,
         timeout: Duration,
-    ) -> Result<bytes::Bytes, String> {
+    ) -> Result<(http::HeaderMap, Bytes), Failure> {
         let req = req.header(http::header::CONTENT_LENGTH, body.len());
-        let (mut parts, ()) = req.body(()).map_err(|e| format!("bad request: {e}"))?.into_parts();
-        self.signer.sign(&mut parts, None).await.map_err(|e| format!("cannot sign: {e}"))?;
+        let (mut parts, ()) =
+            req.body(()).map_err(|e| Failure::local(format!("bad request: {e}")))?.into_parts();
+        self.signer.sign(&mut parts, None).await.map_err(|e| Failure::local(format!("cannot sign: {e}")))?;
         // reqwest writes the Host header from the URL, as opendal has it.
         parts.headers.remove(http::header::HOST);
         let mut req = reqwest::Request::try_from(http::Request::from_parts(parts, body))
-            .map_err(|e| format!("bad request: {e}"))?;
+            .map_err(|e| Failure::local(format!("bad request: {e}")))?;
         *req.timeout_mut() = Some(timeout);
-        let resp = self.client.execute(req).await.map_err(|e| format!("request failed: {e}"))?;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| format!("reading the answer failed: {e}"))?;
+        let network = |e: reqwest::Error| Failure { status: None, message: e.to_string() };
+        let resp = self.client.execute(req).await.map_err(network)?;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = resp.bytes().await.map_err(network)?;
         if status.is_success() {
-            Ok(body)
+            Ok((headers, body))
         } else {
-            Err(format!("{status}: {}", failure(&body)))
+            Err(Failure { status: Some(status), message: failure(&body) })
+        }
+    }
+}
+
+/// A multipart upload: the URL its parts go to (`object?uploadId=...`).
+#[derive(Clone, Debug)]
+pub(super) struct Upload(Arc<str>);
+
+/// Why a request failed: the store's answer (its status and the start of its body), or none
+/// (the network, a timeout; `status` is `None`).
+#[derive(Debug)]
+pub(super) struct Failure {
+    status: Option<http::StatusCode>,
+    message: String,
+}
+
+impl Failure {
+    /// A 2xx answer without what its success carries.
+    fn answer(message: &str) -> Failure {
+        Failure { status: Some(http::StatusCode::OK), message: message.to_owned() }
+    }
+
+    /// A request that could not be made; never sent again.
+    fn local(message: String) -> Failure {
+        Failure { status: Some(http::StatusCode::BAD_REQUEST), message }
+    }
+
+    /// Whether the same request may succeed later: a network failure, throttling, a 5xx.
+    fn is_temporary(&self) -> bool {
+        self.status.is_none_or(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS)
+    }
+
+    /// As the `io::Error` an upload stream returns (the data path answers 451, or 550 when
+    /// the store refuses the key).
+    pub(super) fn into_io(self) -> io::Error {
+        tracing::warn!(error = %self, "object store upload failed");
+        let kind = match self.status {
+            Some(http::StatusCode::FORBIDDEN) => io::ErrorKind::PermissionDenied,
+            Some(http::StatusCode::NOT_FOUND) => io::ErrorKind::NotFound,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, self.to_string())
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{status}: {}", self.message),
+            None => write!(f, "request failed: {}", self.message),
         }
     }
 }
@@ -261,7 +395,7 @@ mod tests {
         let client = reqwest::Client::new();
         let transport =
             HttpTransporter::new(opendal_http_transport_reqwest::ReqwestTransport::new(client.clone()));
-        let copy = MetadataCopy::new(&config, client, transport);
+        let copy = S3Api::new(&config, client, transport);
         (copy.base, copy.prefix)
     }
 
@@ -288,7 +422,7 @@ mod tests {
         // A 200 whose body is an error is no success.
         let failed =
             b"<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>";
-        assert_eq!(element(failed, "CompleteMultipartUploadResult"), None);
+        assert_eq!(element(failed, "ETag"), None);
         assert_eq!(element(b"not xml <", "ETag"), None);
     }
 
