@@ -66,7 +66,7 @@ use opendal::layers::RetryLayer;
 use opendal::{EntryMode, HttpTransporter, OperationContext, Operator};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::s3_api::{Failure, S3Api, Upload, MAX_COPY, MIN_PART};
+use super::s3_api::{Failure, S3Api, Upload, MAX_COPY, MIN_PART, PART_TIMEOUT};
 use super::{
     hash, hash_permit, stored_digest, BlockHasher, DataSink, DataSource, DigestSlot, DirEntry, ErrorKind,
     FileKind, HashAlgo, Lister, Metadata, Result, Storage, StorageError, WriteMode,
@@ -605,7 +605,8 @@ impl Storage for ObjectStorage {
         self.require_parent(&ops, &key).await?;
         let digest = DigestSlot::new();
         let writer = ObjectWriter {
-            part: None,
+            filling: None,
+            parts: 0,
             key: key.key,
             digest: digest.clone(),
             hash: None,
@@ -751,15 +752,30 @@ enum Stepped {
     Stored,
 }
 
+/// A part's request, a task on the shard: its part number and ETag.
+type PartTask = tokio::task::JoinHandle<std::result::Result<(u32, String), Failure>>;
+
+/// The part being filled.
+struct Filling {
+    part: PartFiller,
+    number: u32,
+    /// Its request, streaming the part as it fills; none for the first part, which waits to
+    /// learn whether it is the only one.
+    request: Option<PartTask>,
+}
+
 /// An upload: an `AsyncWrite` that cuts the bytes into [`PART_SIZE`] parts.
 ///
-/// `poll_write` copies bytes into the part being filled. A full part is sent (UploadPart, by
-/// [`S3Api`]) from a task of its own on the shard, so it goes out while the next part fills;
-/// the next full part waits for it. Each part is a [`PartBuf`], whose memory goes back to the
-/// kernel when its request is done, so an upload holds at most two parts, the one being sent
-/// and the one being filled, whatever the allocator keeps. `poll_shutdown` sends the last part
-/// and completes the upload, and only then does the object exist. Dropped before that, it
-/// aborts the multipart upload (on the current shard's runtime).
+/// `poll_write` copies bytes into the part being filled, and from the second part on, that
+/// part's UploadPart request (sent by [`S3Api`] from a task of its own on the shard) streams
+/// it to the store as it fills: it declares a whole part, so when the upload ends short of
+/// that the request is cut off and the part sent again, its real length, from the buffer. A
+/// full part's request goes on finishing while the next part fills and streams, and the next
+/// full part waits for it: at most two parts in flight and two in memory per upload (each a
+/// [`PartBuf`], kept until its request is done, so a part that fails on the way is sent again
+/// from it), whatever the allocator keeps. `poll_shutdown` sends the last part and completes
+/// the upload, and only then does the object exist. Dropped before that, it aborts the
+/// multipart upload (on the current shard's runtime).
 ///
 /// The upload is created late, because S3 takes user metadata only in the request that
 /// creates the object (PutObject, or CreateMultipartUpload before the first part): the first
@@ -770,12 +786,13 @@ enum Stepped {
 /// With [`crate::ServerBuilder::hash_uploads`] the writer hashes the upload itself (it takes
 /// the [`DigestSlot`] over): the first part as it fills, on the shard in the data path's
 /// 64 KiB steps, as the digest must be ready when it turns out to be the only part; every
-/// later part on tokio's blocking pool while it is sent ([`BlockHasher`]): an upload waits
+/// later part on tokio's blocking pool once it is full ([`BlockHasher`]): an upload waits
 /// for its digest only when hashing a part takes longer than sending one, and its shard
 /// serves its other sessions meanwhile.
 struct ObjectWriter {
-    /// The part being filled; no mapping until its first byte.
-    part: Option<PartBuf>,
+    filling: Option<Filling>,
+    /// Parts begun so far.
+    parts: u32,
     key: String,
     digest: DigestSlot,
     /// The upload's digest, when this writer computes it ([`DigestSlot::take_over`]).
@@ -787,10 +804,10 @@ struct ObjectWriter {
     api: Arc<S3Api>,
     /// The multipart upload, once created.
     upload: Option<Upload>,
-    /// The ETags of the parts sent, in order.
-    etags: Vec<String>,
-    /// The part being sent.
-    sending: Option<tokio::task::JoinHandle<std::result::Result<String, Failure>>>,
+    /// The ETags of the parts sent, by part number.
+    etags: Vec<(u32, String)>,
+    /// The last full part's request.
+    sending: Option<PartTask>,
     step: Option<Step>,
     /// The object exists: the writer takes no more bytes, and there is nothing to abort.
     done: bool,
@@ -815,7 +832,7 @@ impl ObjectWriter {
         Poll::Ready(Ok(()))
     }
 
-    /// Waits for the step under way, the part being sent and its hash.
+    /// Waits for the step under way, the last full part's request and its hash.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         ready!(self.poll_step(cx))?;
         if let Some(sending) = &mut self.sending {
@@ -840,22 +857,72 @@ impl ObjectWriter {
 
     /// The bytes in the part being filled.
     fn part_len(&self) -> usize {
-        self.part.as_ref().map_or(0, |p| p.len)
+        self.filling.as_ref().map_or(0, |f| f.part.len())
     }
 
-    /// Sends the part being filled as the next part of the upload (which must be created and
-    /// idle), from a task on this shard.
-    fn send_part(&mut self) {
-        let (Some(upload), Some(part)) = (&self.upload, self.part.take()) else {
+    /// A new part to fill, streaming from its first byte when the upload is multipart.
+    fn begin_part(&mut self) -> io::Result<()> {
+        let part = PartFiller::new()?;
+        self.parts += 1;
+        let number = self.parts;
+        let request = self.upload.clone().map(|upload| {
+            let (api, part) = (self.api.clone(), part.shared());
+            tokio::spawn(
+                async move { stream_part(&api, &upload, number, part).await.map(|etag| (number, etag)) },
+            )
+        });
+        self.filling = Some(Filling { part, number, request });
+        Ok(())
+    }
+
+    /// Ends the part being filled (the upload must be created, and the last part's request
+    /// done): its streaming request goes on, or, for a short or the first part, the part is
+    /// sent whole.
+    fn end_part(&mut self) {
+        let (Some(upload), Some(filling)) = (&self.upload, self.filling.take()) else {
             return;
         };
-        let part = Bytes::from_owner(part);
+        let part = filling.part.shared();
         if let Some(hash) = &mut self.hash {
-            hash.push(part.clone(), self.size);
+            hash.push(part.bytes(), self.size);
         }
-        let (api, upload) = (self.api.clone(), upload.clone());
-        let number = u32::try_from(self.etags.len() + 1).unwrap_or(u32::MAX);
-        self.sending = Some(tokio::spawn(async move { api.upload_part(&upload, number, part).await }));
+        let full = part.len() == PART_SIZE;
+        self.sending = Some(match filling.request {
+            Some(request) if full => request,
+            request => {
+                // Declared whole, it can never complete: cut it off.
+                if let Some(request) = request {
+                    request.abort();
+                }
+                let (api, upload, number) = (self.api.clone(), upload.clone(), filling.number);
+                tokio::spawn(async move {
+                    api.upload_part(&upload, number, part.bytes()).await.map(|etag| (number, etag))
+                })
+            }
+        });
+    }
+}
+
+/// Streams part `number` of `upload` from `part` as it fills; if that fails with an error
+/// that may pass, sends it again whole once it is full. The wait past the part's last byte
+/// is bounded (the store may stop reading).
+async fn stream_part(
+    api: &S3Api,
+    upload: &Upload,
+    number: u32,
+    part: Arc<PartBuf>,
+) -> std::result::Result<String, Failure> {
+    let streamed = tokio::select! {
+        sent = api.stream_part(upload, number, PART_SIZE, part.body()) => sent,
+        () = async { part.full().await; tokio::time::sleep(PART_TIMEOUT).await } => Err(Failure::timed_out("a part")),
+    };
+    match streamed {
+        Err(e) if e.is_temporary() => {
+            tracing::debug!(error = %e, number, "sending the streamed part again");
+            part.full().await;
+            api.upload_part(upload, number, part.bytes()).await
+        }
+        sent => sent,
     }
 }
 
@@ -869,35 +936,99 @@ async fn stamp_digest(api: &S3Api, key: &str, size: u64, etag: &str, metadata: &
 }
 
 /// An upload part's buffer: an anonymous mapping of [`PART_SIZE`] bytes rather than the
-/// allocator's memory, handed to the HTTP client as [`Bytes`] that own it. When the last copy of a
-/// sent part drops, the mapping is unmapped and its memory is the kernel's again at once; an
-/// allocator (mimalloc) keeps freed 8 MiB blocks resident for reuse, half a MiB or more per
-/// upload beyond its two parts. Pages are touched only as the part fills.
+/// allocator's memory. The one [`PartFiller`] appends to it; its request and its hash read
+/// what is filled, as [`Bytes`] that share it. When the last of them drops, the mapping is
+/// unmapped and its memory is the kernel's again at once; an allocator (mimalloc) keeps freed
+/// 8 MiB blocks resident for reuse, half a MiB or more per upload beyond its two parts. Pages
+/// are touched only as the part fills.
 struct PartBuf {
-    map: memmap2::MmapMut,
-    len: usize,
+    map: memmap2::MmapRaw,
+    /// How many bytes are filled: they are never written again. Grows only, after the bytes
+    /// are in; its receivers are woken as it does.
+    filled: tokio::sync::watch::Sender<usize>,
 }
 
 impl PartBuf {
-    fn new() -> io::Result<PartBuf> {
-        Ok(PartBuf { map: memmap2::MmapMut::map_anon(PART_SIZE)?, len: 0 })
+    fn len(&self) -> usize {
+        *self.filled.borrow()
+    }
+
+    /// The filled bytes from `start`.
+    fn filled_from(&self, start: usize) -> &[u8] {
+        let end = self.len();
+        let start = start.min(end);
+        // SAFETY: the mapping is PART_SIZE bytes and `end` at most that; the bytes below
+        // `filled` are written and never written again (PartFiller::fill writes past it only).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(start), end - start) }
+    }
+
+    /// The filled bytes, sharing the buffer.
+    fn bytes(self: &Arc<Self>) -> Bytes {
+        Bytes::from_owner(Filled { part: self.clone(), start: 0 })
+    }
+
+    /// Waits until the part is full.
+    async fn full(&self) {
+        let mut filled = self.filled.subscribe();
+        drop(filled.wait_for(|&n| n == PART_SIZE).await);
+    }
+
+    /// A request body of the part's bytes as they are filled, up to [`PART_SIZE`].
+    fn body(self: &Arc<Self>) -> reqwest::Body {
+        let state = (self.clone(), self.filled.subscribe(), 0usize);
+        let chunks = futures_util::stream::unfold(state, |(part, mut filled, sent)| async move {
+            if sent == PART_SIZE {
+                return None;
+            }
+            // The sender is in `part`, which this holds: the wait fails never.
+            drop(filled.wait_for(|&n| n > sent).await.ok()?);
+            let chunk = Bytes::from_owner(Filled { part: part.clone(), start: sent });
+            let sent = sent + chunk.len();
+            Some((Ok::<_, io::Error>(chunk), (part, filled, sent)))
+        });
+        reqwest::Body::wrap_stream(chunks)
+    }
+}
+
+/// What a part held filled from `start` on, when it was made.
+struct Filled {
+    part: Arc<PartBuf>,
+    start: usize,
+}
+
+impl AsRef<[u8]> for Filled {
+    fn as_ref(&self) -> &[u8] {
+        self.part.filled_from(self.start)
+    }
+}
+
+/// The one handle that appends to a [`PartBuf`].
+struct PartFiller(Arc<PartBuf>);
+
+impl PartFiller {
+    fn new() -> io::Result<PartFiller> {
+        let map = memmap2::MmapMut::map_anon(PART_SIZE)?.into();
+        Ok(PartFiller(Arc::new(PartBuf { map, filled: tokio::sync::watch::Sender::new(0) })))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn shared(&self) -> Arc<PartBuf> {
+        self.0.clone()
     }
 
     /// Copies as much of `buf` as fits; how much that was.
     fn fill(&mut self, buf: &[u8]) -> usize {
-        let free = self.map.get_mut(self.len..).unwrap_or_default();
-        let n = buf.len().min(free.len());
-        if let (Some(to), Some(from)) = (free.get_mut(..n), buf.get(..n)) {
-            to.copy_from_slice(from);
-        }
-        self.len += n;
+        let len = self.len();
+        let n = buf.len().min(PART_SIZE - len);
+        // SAFETY: `len + n` is at most PART_SIZE, the mapping's length; no slice reaches past
+        // `len` (`filled_from` stops there), and this is the one writer (`&mut self` of the
+        // one PartFiller), so the bytes written are borrowed by no one.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), self.0.map.as_mut_ptr().add(len), n) };
+        self.0.filled.send_replace(len + n);
         n
-    }
-}
-
-impl AsRef<[u8]> for PartBuf {
-    fn as_ref(&self) -> &[u8] {
-        self.map.get(..self.len).unwrap_or_default()
     }
 }
 
@@ -925,18 +1056,19 @@ impl AsyncWrite for ObjectWriter {
                 ready!(self.start(cx, Box::pin(create)))?;
             }
             ready!(self.poll_idle(cx))?;
-            self.send_part();
+            self.end_part();
         }
-        let part = match &mut self.part {
-            Some(part) => part,
-            empty => empty.insert(PartBuf::new()?),
+        if self.filling.is_none() {
+            self.begin_part()?;
+        }
+        let Some(filling) = &mut self.filling else {
+            return Poll::Ready(Ok(0));
         };
-        let n = part.fill(buf);
+        let n = filling.part.fill(buf);
         let bytes = buf.get(..n).unwrap_or_default();
         self.size += n as u64;
         // The first part is hashed as it fills, as it may be the only one and its digest must
-        // be ready for the PutObject at once; later parts on the blocking pool as they are
-        // sent.
+        // be ready for the PutObject at once; later parts on the blocking pool once full.
         let multipart = self.upload.is_some();
         if let (false, Some(hash)) = (multipart, &mut self.hash) {
             hash.update(bytes);
@@ -960,7 +1092,7 @@ impl AsyncWrite for ObjectWriter {
                 None => self.digest.take(),
             };
             let metadata = digest.map(|(algo, digest)| (metadata_key(algo), stored_digest::to_hex(&digest)));
-            let part = self.part.take().map(Bytes::from_owner).unwrap_or_default();
+            let part = self.filling.take().map(|f| f.part.shared().bytes()).unwrap_or_default();
             let (op, key) = (self.op.clone(), self.key.clone());
             let put = async move {
                 let mut put = op.write_with(&key, part);
@@ -971,8 +1103,8 @@ impl AsyncWrite for ObjectWriter {
             };
             return self.start(cx, Box::pin(put));
         }
-        if self.part_len() > 0 {
-            self.send_part();
+        if self.filling.is_some() {
+            self.end_part();
             ready!(self.poll_idle(cx))?;
         }
         // A multipart upload hashed here: its digest goes on after completion.
@@ -982,7 +1114,9 @@ impl AsyncWrite for ObjectWriter {
             Some([(metadata_key(algo), stored_digest::to_hex(&digest))])
         });
         let (api, key, size) = (self.api.clone(), self.key.clone(), self.size);
-        let (upload, etags) = (self.upload.clone(), std::mem::take(&mut self.etags));
+        let (upload, mut etags) = (self.upload.clone(), std::mem::take(&mut self.etags));
+        etags.sort_unstable_by_key(|&(number, _)| number);
+        let etags: Vec<String> = etags.into_iter().map(|(_, etag)| etag).collect();
         let complete = async move {
             let Some(upload) = upload else { return Ok(Stepped::Stored) };
             let etag = api.complete_upload(&upload, &etags).await.map_err(Failure::into_io)?;
@@ -1007,6 +1141,10 @@ impl Drop for ObjectWriter {
         };
         let (api, step, sending, mut upload) =
             (self.api.clone(), self.step.take(), self.sending.take(), self.upload.take());
+        // The filling part's request can never complete: cut it off.
+        if let Some(request) = self.filling.take().and_then(|f| f.request) {
+            request.abort();
+        }
         let abort = async move {
             // A completion or a single put under way is let finish (the client sent every
             // byte); once the object exists there is nothing to abort. A creation is waited

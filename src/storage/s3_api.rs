@@ -62,7 +62,7 @@ const PART_ATTEMPTS: u32 = 3;
 
 /// How long one part's request may take: 8 MiB at 300 KB/s. The client's read timeout (no
 /// byte for 60 s) catches a store that stops answering sooner.
-const PART_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const PART_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Signs and sends one shard's own S3 requests.
 pub(super) struct S3Api {
@@ -140,10 +140,7 @@ impl S3Api {
         let mut attempt = 1;
         loop {
             let sent = self.send(http::Request::put(&url), part.clone(), PART_TIMEOUT).await;
-            match sent.and_then(|(headers, _)| {
-                let etag = headers.get(http::header::ETAG).and_then(|v| v.to_str().ok());
-                etag.map(str::to_owned).ok_or_else(|| Failure::answer("a part's answer has no ETag"))
-            }) {
+            match sent.and_then(|(headers, _)| part_etag(&headers)) {
                 Ok(etag) => return Ok(etag),
                 Err(e) if attempt < PART_ATTEMPTS && e.is_temporary() => {
                     tracing::debug!(error = %e, number, attempt, "sending the part again");
@@ -153,6 +150,21 @@ impl S3Api {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Sends part `number` of `upload`, `len` bytes long, from
+    /// `body` as it comes, with no time limit (the bytes come as fast as the FTP client sends
+    /// them; the caller bounds the wait once they are all there). Once, as its bytes are gone.
+    pub(super) async fn stream_part(
+        &self,
+        upload: &Upload,
+        number: u32,
+        len: usize,
+        body: reqwest::Body,
+    ) -> Result<String, Failure> {
+        let url = format!("{}&partNumber={number}", upload.0);
+        let (headers, _) = self.execute(http::Request::put(&url), body, len, None).await?;
+        part_etag(&headers)
     }
 
     /// Completes `upload` from its parts' ETags, in order; the object's ETag.
@@ -272,7 +284,19 @@ impl S3Api {
         body: Bytes,
         timeout: Duration,
     ) -> Result<(http::HeaderMap, Bytes), Failure> {
-        let req = req.header(http::header::CONTENT_LENGTH, body.len());
+        let len = body.len();
+        self.execute(req, body.into(), len, Some(timeout)).await
+    }
+
+    /// [`S3Api::send`] with `len` bytes of any `body`, and no time limit without `timeout`.
+    async fn execute(
+        &self,
+        req: http::request::Builder,
+        body: reqwest::Body,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<(http::HeaderMap, Bytes), Failure> {
+        let req = req.header(http::header::CONTENT_LENGTH, len);
         let (mut parts, ()) =
             req.body(()).map_err(|e| Failure::local(format!("bad request: {e}")))?.into_parts();
         self.signer.sign(&mut parts, None).await.map_err(|e| Failure::local(format!("cannot sign: {e}")))?;
@@ -280,7 +304,7 @@ impl S3Api {
         parts.headers.remove(http::header::HOST);
         let mut req = reqwest::Request::try_from(http::Request::from_parts(parts, body))
             .map_err(|e| Failure::local(format!("bad request: {e}")))?;
-        *req.timeout_mut() = Some(timeout);
+        *req.timeout_mut() = timeout;
         let network = |e: reqwest::Error| Failure { status: None, message: e.to_string() };
         let resp = self.client.execute(req).await.map_err(network)?;
         let (status, headers) = (resp.status(), resp.headers().clone());
@@ -291,6 +315,12 @@ impl S3Api {
             Err(Failure { status: Some(status), message: failure(&body) })
         }
     }
+}
+
+/// The ETag of an UploadPart's answer.
+fn part_etag(headers: &http::HeaderMap) -> Result<String, Failure> {
+    let etag = headers.get(http::header::ETAG).and_then(|v| v.to_str().ok());
+    etag.map(str::to_owned).ok_or_else(|| Failure::answer("a part's answer has no ETag"))
 }
 
 /// A multipart upload: the URL its parts go to (`object?uploadId=...`).
@@ -311,13 +341,18 @@ impl Failure {
         Failure { status: Some(http::StatusCode::OK), message: message.to_owned() }
     }
 
+    /// A request that took too long; it may pass when sent again.
+    pub(super) fn timed_out(what: &str) -> Failure {
+        Failure { status: None, message: format!("{what} timed out") }
+    }
+
     /// A request that could not be made; never sent again.
     fn local(message: String) -> Failure {
         Failure { status: Some(http::StatusCode::BAD_REQUEST), message }
     }
 
     /// Whether the same request may succeed later: a network failure, throttling, a 5xx.
-    fn is_temporary(&self) -> bool {
+    pub(super) fn is_temporary(&self) -> bool {
         self.status.is_none_or(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS)
     }
 
