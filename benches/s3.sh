@@ -5,8 +5,9 @@
 #   1. Throughput: a 256 MiB file uploaded and downloaded through ringftpd with curl, and with
 #      boto3 straight to moto (upload_file/download_file, boto3's default multipart settings).
 #      Ratio = ringftpd / boto3 (target >= 0.8: ringftpd must not be the bottleneck). boto3
-#      runs twice: with its defaults (10 parts in flight) and one 8 MiB part at a time, as
-#      ringftpd does to keep an upload within two parts of memory.
+#      runs twice: with its defaults (10 parts in flight) and one 8 MiB part at a time
+#      (ringftpd keeps two in flight, one of them streaming as it arrives, within two parts
+#      of memory).
 #   2. Memory: ringftpd's peak RSS (VmHWM, reset through /proc/PID/clear_refs) over its idle
 #      RSS, during 1 and during 8 concurrent 64 MiB uploads, each on a fresh server warmed up
 #      with a few 1 KiB uploads; per upload (target <= 2 parts + 64 KiB = 16448 KiB with
@@ -103,7 +104,7 @@ boto_up=$(mibps "$BIG" "$t0" "$t1")
 t0=$(now); python3 -c "$BOTO
 s3.download_file(B, 'direct/big', '$WORK/big.boto')"; t1=$(now)
 boto_down=$(mibps "$BIG" "$t0" "$t1")
-# boto3 one part at a time, as ringftpd uploads (its memory bound allows one part in flight).
+# boto3 one part at a time: what a client gets from the store without concurrency.
 ONE="from boto3.s3.transfer import TransferConfig
 one = TransferConfig(max_concurrency=1, multipart_chunksize=8 << 20)"
 t0=$(now); python3 -c "$BOTO

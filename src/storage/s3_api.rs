@@ -9,11 +9,12 @@
 //! opendal 0.59's multipart writer keeps each write back until the next one arrives (to know
 //! which part is the last), so with one part being filled it holds two more: sending one part
 //! while the next arrives would take three parts of memory, and with two the upload stops
-//! receiving while each part is sent. Sent from here, a part goes out as soon as it is full
-//! and the next fills meanwhile: two parts per upload, and the client's bytes keep coming
-//! while the store takes the previous part. A part is idempotent (the same number and bytes),
-//! so a part that fails with a network error, a throttling answer or a 5xx is sent again
-//! ([`PART_ATTEMPTS`]); the creation and the completion are not (a retried creation whose
+//! receiving while each part is sent. Sent from here, a part streams to the store as it
+//! arrives ([`S3Api::stream_part`]) while the part before it finishes: two parts in flight
+//! and two in memory per upload (see `ObjectWriter` for how a short last part is handled). A
+//! part is idempotent (the same number and bytes), so a part that fails with a network error,
+//! a throttling answer or a 5xx is sent again from its buffer ([`PART_ATTEMPTS`]); the
+//! creation and the completion are not (a retried creation whose
 //! answer was lost would leave an orphaned upload; a retried completion fails with
 //! NoSuchUpload).
 //!
