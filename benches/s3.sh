@@ -3,7 +3,8 @@
 # same server directly. A benchmark, not a test: it prints numbers and fails only on errors.
 #
 #   1. Throughput: a 256 MiB file uploaded and downloaded through ringftpd with curl, and with
-#      boto3 straight to moto (upload_file/download_file, boto3's default multipart settings).
+#      boto3 straight to moto (upload_file/download_file, boto3's default multipart settings),
+#      ROUNDS rounds in rotated order, medians with min..max.
 #      Ratio = ringftpd / boto3 (target >= 0.8: ringftpd must not be the bottleneck). boto3
 #      runs twice: with its defaults (10 parts in flight) and one 8 MiB part at a time
 #      (ringftpd keeps two in flight, one of them streaming as it arrives, within two parts
@@ -25,7 +26,8 @@
 #                                  clear_refs; builds ringftpd in release mode)
 # Knobs: RINGFTPD (a prebuilt binary), BIG (MiB, default 256), KEEP=1 (keep the work dir),
 #        SECTIONS (which to run, default "1 2 3 4"; e.g. SECTIONS=2 for memory only),
-#        ROUNDS (section 4, default 3).
+#        ROUNDS (sections 1 and 4, default 3), S3S_FS (an s3s-fs binary to serve the bucket
+#        instead of moto).
 # Everything listens on 127.0.0.1; every client runs under `timeout`; the trap stops the
 # servers by pid.
 set -euo pipefail
@@ -62,7 +64,15 @@ wait_port() {
 
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
 S3_PORT=$(free_port)
-python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
+if [[ -n ${S3S_FS:-} ]]; then
+    # s3s-fs (`cargo install s3s-fs --features binary`): a Rust S3 server over a directory,
+    # far faster than moto, so what it measures is the client and ringftpd more than the store.
+    mkdir -p "$WORK/store"
+    "$S3S_FS" --host 127.0.0.1 --port "$S3_PORT" --access-key bench --secret-key bench "$WORK/store" \
+        >"$WORK/s3s.log" 2>&1 &
+else
+    python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
+fi
 PIDS+=($!)
 wait_port "$S3_PORT"
 export S3_URL=http://127.0.0.1:$S3_PORT BUCKET=bench
@@ -97,35 +107,59 @@ if want 1; then
 head -c "$((BIG * 1024 * 1024))" /dev/urandom >"$WORK/big"
 SUM=$(sha256sum "$WORK/big" | cut -d' ' -f1)
 
-echo "== 1. throughput, ${BIG} MiB (MiB/s)"
-t0=$(now); python3 -c "$BOTO
-s3.upload_file('$WORK/big', B, 'direct/big')"; t1=$(now)
-boto_up=$(mibps "$BIG" "$t0" "$t1")
-t0=$(now); python3 -c "$BOTO
-s3.download_file(B, 'direct/big', '$WORK/big.boto')"; t1=$(now)
-boto_down=$(mibps "$BIG" "$t0" "$t1")
-# boto3 one part at a time: what a client gets from the store without concurrency.
+echo "== 1. throughput, ${BIG} MiB (MiB/s; median (min..max) of $ROUNDS rounds, order rotated)"
+# boto3 is timed inside Python, from the call to its return (its interpreter's start and
+# imports left out); curl from its start to its exit (login and the transfer's 226
+# included). Each measurement starts after `sync`, so one's written-back files do not slow
+# the next.
 ONE="from boto3.s3.transfer import TransferConfig
 one = TransferConfig(max_concurrency=1, multipart_chunksize=8 << 20)"
-t0=$(now); python3 -c "$BOTO
+boto_time() { # $1: the call, timed
+    python3 -c "$BOTO
 $ONE
-s3.upload_file('$WORK/big', B, 'direct/big1', Config=one)"; t1=$(now)
-boto1_up=$(mibps "$BIG" "$t0" "$t1")
-t0=$(now); python3 -c "$BOTO
-$ONE
-s3.download_file(B, 'direct/big1', '$WORK/big.boto1', Config=one)"; t1=$(now)
-boto1_down=$(mibps "$BIG" "$t0" "$t1")
-t0=$(now); timeout 600 curl -sS -T "$WORK/big" "$URL/big"; t1=$(now)
-ftp_up=$(mibps "$BIG" "$t0" "$t1")
-t0=$(now); timeout 600 curl -sS -o "$WORK/big.ftp" "$URL/big"; t1=$(now)
-ftp_down=$(mibps "$BIG" "$t0" "$t1")
-[[ $(sha256sum "$WORK/big.ftp" | cut -d' ' -f1) == "$SUM" ]] || { echo "download differs" >&2; exit 1; }
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
-printf '%-10s %10s %10s %7s %14s %7s\n' "" ringftpd boto3 ratio "boto3 1-part" ratio
-printf '%-10s %10s %10s %7s %14s %7s\n' upload "$ftp_up" "$boto_up" "$(ratio "$ftp_up" "$boto_up")" \
-    "$boto1_up" "$(ratio "$ftp_up" "$boto1_up")"
-printf '%-10s %10s %10s %7s %14s %7s\n' download "$ftp_down" "$boto_down" "$(ratio "$ftp_down" "$boto_down")" \
-    "$boto1_down" "$(ratio "$ftp_down" "$boto1_down")"
+t = time.monotonic(); $1; print(time.monotonic() - t)"
+}
+ftp_time() { # curl arguments
+    local t0 t1
+    t0=$(now)
+    timeout 600 curl -sS "$@"
+    t1=$(now)
+    python3 -c "print($t1 - $t0)"
+}
+declare -A SAMPLES
+measure() { # $1: round, $2: what
+    local t
+    sync
+    case $2 in
+    boto_up) t=$(boto_time "s3.upload_file('$WORK/big', B, 'direct/big$1')") ;;
+    boto1_up) t=$(boto_time "s3.upload_file('$WORK/big', B, 'direct/one$1', Config=one)") ;;
+    ftp_up) t=$(ftp_time -T "$WORK/big" "$URL/big$1") ;;
+    boto_down) t=$(boto_time "s3.download_file(B, 'direct/big$1', '$WORK/big.boto')") ;;
+    boto1_down) t=$(boto_time "s3.download_file(B, 'direct/one$1', '$WORK/big.boto1', Config=one)") ;;
+    ftp_down)
+        t=$(ftp_time -o "$WORK/big.ftp" "$URL/big$1")
+        [[ $(sha256sum "$WORK/big.ftp" | cut -d' ' -f1) == "$SUM" ]] || { echo "download differs" >&2; exit 1; }
+        ;;
+    esac
+    SAMPLES[$2]+="$(python3 -c "print(f'{$BIG / $t:.1f}')") "
+}
+for round in $(seq "$ROUNDS"); do
+    ups=(boto_up boto1_up ftp_up)
+    downs=(boto_down boto1_down ftp_down)
+    for i in 0 1 2; do measure "$round" "${ups[$(((i + round) % 3))]}"; done
+    for i in 0 1 2; do measure "$round" "${downs[$(((i + round) % 3))]}"; done
+done
+python3 - "${SAMPLES[ftp_up]}" "${SAMPLES[boto_up]}" "${SAMPLES[boto1_up]}" \
+    "${SAMPLES[ftp_down]}" "${SAMPLES[boto_down]}" "${SAMPLES[boto1_down]}" <<'PY'
+import statistics, sys
+rows = [[float(x) for x in a.split()] for a in sys.argv[1:]]
+med = [statistics.median(r) for r in rows]
+cell = lambda r: f"{statistics.median(r):.1f} ({min(r):.0f}..{max(r):.0f})"
+print(f"{'':9} {'ringftpd':>20} {'boto3':>20} {'ratio':>6} {'boto3 1-part':>20} {'ratio':>6}")
+for name, i in (("upload", 0), ("download", 3)):
+    print(f"{name:9} {cell(rows[i]):>20} {cell(rows[i + 1]):>20} {med[i] / med[i + 1]:6.2f} "
+          f"{cell(rows[i + 2]):>20} {med[i] / med[i + 2]:6.2f}")
+PY
 fi
 
 if want 2; then
