@@ -975,8 +975,13 @@ impl PartBuf {
 
     /// A request body of the part's bytes as they are filled, up to [`PART_SIZE`].
     fn body(self: &Arc<Self>) -> reqwest::Body {
+        reqwest::Body::wrap_stream(self.chunks())
+    }
+
+    /// The part's bytes as they are filled, in chunks of what is new, up to [`PART_SIZE`].
+    fn chunks(self: &Arc<Self>) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
         let state = (self.clone(), self.filled.subscribe(), 0usize);
-        let chunks = futures_util::stream::unfold(state, |(part, mut filled, sent)| async move {
+        futures_util::stream::unfold(state, |(part, mut filled, sent)| async move {
             if sent == PART_SIZE {
                 return None;
             }
@@ -985,8 +990,7 @@ impl PartBuf {
             let chunk = Bytes::from_owner(Filled { part: part.clone(), start: sent });
             let sent = sent + chunk.len();
             Some((Ok::<_, io::Error>(chunk), (part, filled, sent)))
-        });
-        reqwest::Body::wrap_stream(chunks)
+        })
     }
 }
 
@@ -1168,5 +1172,52 @@ impl Drop for ObjectWriter {
         };
         // On a shard's current-thread runtime, the task runs on the shard.
         drop(runtime.spawn(abort));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    /// A part's stream gives every byte once, in order, as the filler appends, and ends at a
+    /// full part; the buffer's bytes are those written.
+    #[test]
+    fn a_part_streams_what_is_filled() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut filler = PartFiller::new().unwrap();
+            let part = filler.shared();
+            let reader = tokio::spawn({
+                let part = part.clone();
+                async move {
+                    let mut got = Vec::new();
+                    let mut chunks = 0;
+                    let mut stream = std::pin::pin!(part.chunks());
+                    while let Some(chunk) = stream.next().await {
+                        got.extend_from_slice(&chunk.unwrap());
+                        chunks += 1;
+                    }
+                    (got, chunks)
+                }
+            });
+            let piece: Vec<u8> = (0..100_003u32).map(|i| (i % 251) as u8).collect();
+            let mut sent = Vec::new();
+            while filler.len() < PART_SIZE {
+                let n = filler.fill(&piece);
+                sent.extend_from_slice(&piece[..n]);
+                // Let the reader take what is there, sometimes.
+                if sent.len() % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            assert_eq!(filler.fill(b"more"), 0, "a full part takes no more");
+            let (got, chunks) = tokio::time::timeout(Duration::from_secs(10), reader).await.unwrap().unwrap();
+            assert_eq!(got.len(), PART_SIZE);
+            assert!(got == sent, "streamed bytes differ from those filled");
+            assert!(chunks > 1, "the stream waited for bytes, {chunks} chunk(s)");
+            assert!(part.bytes() == sent, "the buffer differs from what was filled");
+        });
     }
 }
