@@ -212,7 +212,7 @@ impl S3Api {
         element(&body, "CopyObjectResult").map(drop).ok_or_else(|| Failure::answer(&failure(&body)))
     }
 
-    /// The copy of an object past [`MetadataCopy::max_copy`] onto itself, in parts; aborted
+    /// The copy of an object past [`S3Api::max_copy`] onto itself, in parts; aborted
     /// on failure.
     async fn copy_in_parts(
         &self,
