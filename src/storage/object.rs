@@ -903,8 +903,8 @@ impl ObjectWriter {
     }
 }
 
-/// Streams part `number` of `upload` from `part` as it fills; if that fails with an error
-/// that may pass, sends it again whole once it is full. The wait past the part's last byte
+/// Streams part `number` of `upload` from `part` as it fills; if that fails, sends it again
+/// whole once it is full. The wait past the part's last byte
 /// is bounded (the store may stop reading).
 async fn stream_part(
     api: &S3Api,
@@ -917,8 +917,11 @@ async fn stream_part(
         () = async { part.full().await; tokio::time::sleep(PART_TIMEOUT).await } => Err(Failure::timed_out("a part")),
     };
     match streamed {
-        Err(e) if e.is_temporary() => {
-            tracing::debug!(error = %e, number, "sending the streamed part again");
+        // Whatever the failure: the bytes are all in the buffer, and a stream can fail for
+        // reasons a whole part does not meet (S3 answers 400 RequestTimeout to a body that
+        // pauses for 20 s, as a slow FTP client's may). The whole part's own retries decide.
+        Err(e) => {
+            tracing::debug!(error = %e, number, "sending the streamed part again, whole");
             part.full().await;
             api.upload_part(upload, number, part.bytes()).await
         }

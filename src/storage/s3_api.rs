@@ -353,7 +353,7 @@ impl Failure {
     }
 
     /// Whether the same request may succeed later: a network failure, throttling, a 5xx.
-    pub(super) fn is_temporary(&self) -> bool {
+    fn is_temporary(&self) -> bool {
         self.status.is_none_or(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS)
     }
 
