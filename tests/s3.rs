@@ -13,6 +13,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -544,6 +546,80 @@ fn thirty_two_concurrent_uploads() {
     assert_eq!(got, want);
     assert_eq!(moto.pending_uploads("many"), Vec::<String>::new());
     eprintln!("{N} concurrent 16 MiB uploads in {took:?}");
+}
+
+/// A TCP proxy to `upstream` that cuts, once, the connection carrying the first request whose
+/// line has `marker` in it, a MiB into what follows (both ways shut); everything else it
+/// passes through. Set once it has cut.
+fn cutting_proxy(upstream: SocketAddr, marker: &'static [u8]) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = Arc::new(AtomicBool::new(false));
+    let flag = cut.clone();
+    thread::spawn(move || {
+        // Ends with the test process; each connection ends when either side closes.
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
+            let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut from_server, mut to_client) = (server, client);
+            thread::spawn(move || drop(std::io::copy(&mut from_server, &mut to_client)));
+            let flag = flag.clone();
+            thread::spawn(move || {
+                use std::io::Read;
+                let mut buf = vec![0u8; 64 << 10];
+                let mut seen: Vec<u8> = Vec::new();
+                let mut after: Option<usize> = None;
+                loop {
+                    let n = match from_client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if after.is_none() {
+                        // A window over the stream's last bytes, for a marker across reads.
+                        seen.extend_from_slice(&buf[..n]);
+                        if let Some(at) = seen.windows(marker.len()).position(|w| w == marker) {
+                            if !flag.swap(true, Ordering::SeqCst) {
+                                after = Some(seen.len() - at);
+                            }
+                        }
+                        let keep = seen.len().saturating_sub(marker.len());
+                        seen.drain(..keep);
+                    } else if let Some(sent) = &mut after {
+                        *sent += n;
+                    }
+                    if to_server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    if after.is_some_and(|sent| sent >= 1 << 20) {
+                        let _ = to_server.shutdown(std::net::Shutdown::Both);
+                        let _ = from_client.shutdown(std::net::Shutdown::Both);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, cut)
+}
+
+/// A streamed part whose connection is cut mid-body is sent again whole from its buffer, and
+/// the upload completes intact: 20 MiB, so part 2 streams (and is cut) and part 3 is a short
+/// last part (its streamed request cut off by ringftpd and sent whole).
+#[test]
+fn a_streamed_part_cut_off_is_sent_again_whole() {
+    let moto = Moto::start();
+    moto.bucket("cut");
+    let upstream: SocketAddr = moto.url().trim_start_matches("http://").parse().unwrap();
+    let (proxy, cut) = cutting_proxy(upstream, b"partNumber=2 HTTP/1.1");
+    let server = server_at(&format!("http://{proxy}"), "cut", "s3-cut", &[]);
+    let src = server.work().join("src");
+    let sum = write_random(&src, 20 * MIB);
+    run_text(curl(&server).arg("-T").arg(&src).arg(server.url("f"))).ok(&server);
+    assert!(cut.load(Ordering::SeqCst), "the proxy never saw part 2\n{}", server.log_for_failure());
+    assert_eq!(moto.objects("cut", ""), [("pre/f".to_string(), 20 * MIB, sum)]);
+    assert_eq!(moto.pending_uploads("cut"), Vec::<String>::new());
+    let log = server.log_for_failure();
+    assert!(log.contains("sending the streamed part again, whole"), "{log}");
 }
 
 /// The `raw` replies of an ftpclient run.
