@@ -12,9 +12,9 @@
 //!
 //! # Transfers
 //! RETR is a ranged GET (REST offset = the range start), streamed. STOR is a multipart upload
-//! in [`PART_SIZE`] parts, sent by [`S3Api`] rather than opendal's writer, one part in flight
-//! while the next one fills: an upload holds at most two parts in memory, 16 MiB, plus the
-//! data path's 64 KiB read buffer ([`ObjectWriter`]). The object appears only
+//! in [`PART_SIZE`] parts, sent by [`S3Api`] rather than opendal's writer, each streaming to
+//! the store as it fills while the part before it finishes: an upload holds at most two parts
+//! in memory, 16 MiB, plus the data path's 64 KiB read buffer ([`ObjectWriter`]). The object appears only
 //! when the upload completes (S3 writes are atomic), so [`WriteMode::Replace`] needs no commit
 //! step. An upload that ends any other way (ABOR, the client resets, a storage error) aborts
 //! its multipart upload on the store, from the sink's `Drop`, so no parts are left behind; a
@@ -752,13 +752,12 @@ enum Stepped {
     Stored,
 }
 
-/// A part's request, a task on the shard: its part number and ETag.
-type PartTask = tokio::task::JoinHandle<std::result::Result<(u32, String), Failure>>;
+/// A part's request, a task on the shard: the part's ETag.
+type PartTask = tokio::task::JoinHandle<std::result::Result<String, Failure>>;
 
 /// The part being filled.
 struct Filling {
     part: PartFiller,
-    number: u32,
     /// Its request, streaming the part as it fills; none for the first part, which waits to
     /// learn whether it is the only one.
     request: Option<PartTask>,
@@ -791,7 +790,7 @@ struct Filling {
 /// serves its other sessions meanwhile.
 struct ObjectWriter {
     filling: Option<Filling>,
-    /// Parts begun so far.
+    /// Parts begun so far: the number of the part being filled.
     parts: u32,
     key: String,
     digest: DigestSlot,
@@ -804,8 +803,9 @@ struct ObjectWriter {
     api: Arc<S3Api>,
     /// The multipart upload, once created.
     upload: Option<Upload>,
-    /// The ETags of the parts sent, by part number.
-    etags: Vec<(u32, String)>,
+    /// The ETags of the parts sent, in order: each part's request is waited for before the
+    /// next part ends.
+    etags: Vec<String>,
     /// The last full part's request.
     sending: Option<PartTask>,
     step: Option<Step>,
@@ -867,11 +867,9 @@ impl ObjectWriter {
         let number = self.parts;
         let request = self.upload.clone().map(|upload| {
             let (api, part) = (self.api.clone(), part.shared());
-            tokio::spawn(
-                async move { stream_part(&api, &upload, number, part).await.map(|etag| (number, etag)) },
-            )
+            tokio::spawn(async move { stream_part(&api, &upload, number, part).await })
         });
-        self.filling = Some(Filling { part, number, request });
+        self.filling = Some(Filling { part, request });
         Ok(())
     }
 
@@ -894,18 +892,16 @@ impl ObjectWriter {
                 if let Some(request) = request {
                     request.abort();
                 }
-                let (api, upload, number) = (self.api.clone(), upload.clone(), filling.number);
-                tokio::spawn(async move {
-                    api.upload_part(&upload, number, part.bytes()).await.map(|etag| (number, etag))
-                })
+                let (api, upload, number) = (self.api.clone(), upload.clone(), self.parts);
+                tokio::spawn(async move { api.upload_part(&upload, number, part.bytes()).await })
             }
         });
     }
 }
 
 /// Streams part `number` of `upload` from `part` as it fills; if that fails, sends it again
-/// whole once it is full. The wait past the part's last byte
-/// is bounded (the store may stop reading).
+/// whole once it is full. The wait past the part's last byte is bounded (the store may stop
+/// reading).
 async fn stream_part(
     api: &S3Api,
     upload: &Upload,
@@ -929,8 +925,8 @@ async fn stream_part(
     }
 }
 
-/// Stamps a completed multipart upload with its digest ([`S3Api::replace_metadata`]). Best effort: the
-/// upload has succeeded either way, and without the stamp HASH computes the digest.
+/// Stamps a completed multipart upload with its digest ([`S3Api::replace_metadata`]). Best
+/// effort: the upload has succeeded either way, and without the stamp HASH computes the digest.
 async fn stamp_digest(api: &S3Api, key: &str, size: u64, etag: &str, metadata: &[(String, String)]) {
     match api.replace_metadata(key, size, etag, metadata).await {
         Ok(()) => tracing::debug!(key, "digest kept in the object's metadata"),
@@ -1121,9 +1117,7 @@ impl AsyncWrite for ObjectWriter {
             Some([(metadata_key(algo), stored_digest::to_hex(&digest))])
         });
         let (api, key, size) = (self.api.clone(), self.key.clone(), self.size);
-        let (upload, mut etags) = (self.upload.clone(), std::mem::take(&mut self.etags));
-        etags.sort_unstable_by_key(|&(number, _)| number);
-        let etags: Vec<String> = etags.into_iter().map(|(_, etag)| etag).collect();
+        let (upload, etags) = (self.upload.clone(), std::mem::take(&mut self.etags));
         let complete = async move {
             let Some(upload) = upload else { return Ok(Stepped::Stored) };
             let etag = api.complete_upload(&upload, &etags).await.map_err(Failure::into_io)?;
