@@ -1,4 +1,4 @@
-//! FTPS end to end with real clients (curl, lftp, Python's ftplib) against ringftpd:
+//! FTPS end to end with real clients (curl, lftp, Python's ftplib, rclone) against ringftpd:
 //! explicit AUTH TLS and implicit FTPS, PROT P data in EPSV, PASV, EPRT and PORT mode,
 //! session reuse enforced, and the refusals. Run on both engines (RINGFTP_TEST_ENGINE).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -241,6 +241,87 @@ fn lftp_round_trip() {
     assert!(out.status.success(), "{out:?}\n{}", srv.log_for_failure());
     assert_eq!(std::fs::read(srv.root().join("l.bin")).unwrap(), data);
     assert_eq!(std::fs::read(srv.work().join("l.back")).unwrap(), data);
+}
+
+/// rclone (Go's crypto/tls, through the jlaffaye/ftp library) with TLS and session reuse
+/// required: a copy up, `rclone check`, and a copy back, over explicit FTPS in TLS 1.3 and
+/// implicit FTPS in TLS 1.2. rclone resumes sessions from one client-wide cache keyed by host,
+/// so its pool of control connections hands one connection's ticket to another's data
+/// connection, which a server binding each data connection to its own control session
+/// refuses (as FileZilla Server and proftpd do): with reuse enforced it runs with
+/// `--ftp-concurrency 1`; with `--dangerous-no-tls-session-reuse` its defaults work too.
+/// Go resumes TLS 1.2 by ticket only, so the TLS 1.2 run needs the server's TLS 1.2 tickets.
+#[test]
+fn rclone_round_trips_over_explicit_and_implicit_ftps() {
+    let pki = Pki::new();
+    let local = |srv: &TestServer| {
+        let dir = srv.work().join("local");
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, len) in [0, 1, 4096, MIB + 1, 3 * MIB + 7].into_iter().enumerate() {
+            std::fs::write(dir.join(format!("f{i}.bin")), pattern(len + i as u64)).unwrap();
+        }
+        dir
+    };
+    let rclone = |srv: &TestServer, port: u16, tls: &[&str], args: &[&str]| {
+        let obscured = Command::new("rclone").args(["obscure", PASS]).output().expect("rclone");
+        let pass = String::from_utf8(obscured.stdout).unwrap().trim().to_string();
+        let out = Command::new("timeout")
+            .args(["90", "rclone", "--config", "/dev/null", "--contimeout", "10s", "--timeout", "30s"])
+            .args(["--retries", "1", "--low-level-retries", "1", "--ftp-no-check-certificate"])
+            .args(["--ftp-host", "127.0.0.1", "--ftp-port", &port.to_string(), "--ftp-user", USER])
+            .args(["--ftp-pass", &pass])
+            .args(tls)
+            .args(args)
+            .output()
+            .expect("rclone is required (tests/run.sh installs it)");
+        assert!(
+            out.status.success(),
+            "rclone {tls:?} {args:?}: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            srv.log_for_failure()
+        );
+    };
+    let same_tree = |a: &std::path::Path, b: &std::path::Path| {
+        let mut names: Vec<_> = std::fs::read_dir(a).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names.len(), 5);
+        for name in names {
+            let want = std::fs::read(a.join(&name)).unwrap();
+            assert_eq!(std::fs::read(b.join(&name)).unwrap(), want, "{name:?} in {}", b.display());
+        }
+    };
+
+    let srv = server("ftps-rclone", &pki, &["--tls", "required", "--tls-data", "required"]);
+    let (explicit, implicit) = (srv.addrs()[0].port(), srv.addrs()[1].port());
+    let src = local(&srv);
+    let src_arg = src.to_str().unwrap();
+    let modes: [(u16, &[&str], &str); 2] = [
+        (explicit, &["--ftp-explicit-tls", "--ftp-concurrency", "1"], "TLSv1_3"),
+        (implicit, &["--ftp-tls", "--ftp-concurrency", "1", "--ftp-disable-tls13"], "TLSv1_2"),
+    ];
+    for (i, (port, tls, version)) in modes.into_iter().enumerate() {
+        let remote = format!(":ftp:dst{i}");
+        rclone(&srv, port, tls, &["copy", src_arg, &remote]);
+        same_tree(&src, &srv.root().join(format!("dst{i}")));
+        rclone(&srv, port, tls, &["check", src_arg, &remote]);
+        let back = srv.work().join(format!("back{i}"));
+        rclone(&srv, port, tls, &["copy", &remote, back.to_str().unwrap()]);
+        same_tree(&src, &back);
+        let log = srv.stderr_log();
+        assert!(log.contains(&format!("tls=\"{version}\"")), "no {version} login\n{}", srv.log_for_failure());
+    }
+    assert!(
+        !srv.stderr_log().contains("not resumed"),
+        "a data connection was refused\n{}",
+        srv.log_for_failure()
+    );
+
+    // Reuse relaxed: rclone's defaults (several control connections) work.
+    let relaxed =
+        server("ftps-rclone-relaxed", &pki, &["--tls", "required", "--dangerous-no-tls-session-reuse"]);
+    let src = local(&relaxed);
+    rclone(&relaxed, relaxed.port(), &["--ftp-explicit-tls"], &["copy", src.to_str().unwrap(), ":ftp:dst"]);
+    same_tree(&src, &relaxed.root().join("dst"));
 }
 
 /// A raw control connection: reads one reply line (multi-line replies are not used here).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringftp::tls::{rustls, AcceptError, ClientAuth, ControlTls, KtlsMode, TlsAcceptor, TlsConfig, TlsInfo};
+use rustls::client::Tls12Resumption;
 use tls_common::Pki;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -75,15 +76,25 @@ fn acceptor(pki: &Pki, reuse: bool) -> TlsAcceptor {
         .unwrap()
 }
 
-fn reuse_matrix(tls12: bool) {
+/// `tls12`: `None` for TLS 1.3, else how the TLS 1.2 client resumes (rustls's client prefers
+/// a ticket when the server issues one; Go's crypto/tls resumes by ticket only).
+fn reuse_matrix(tls12: Option<Tls12Resumption>) {
     run(async {
         let pki = Pki::new();
+        let client = |pki: &Pki| {
+            let (config, rec) = pki.client(tls12.is_some(), false);
+            let Some(how) = tls12 else { return (config, rec) };
+            let mut config = (*config).clone();
+            config.resumption = config.resumption.tls12_resumption(how);
+            (Arc::new(config), rec)
+        };
+        let tls12 = tls12.is_some();
         let acceptor = acceptor(&pki, true);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
 
         // Control connection A and its client's session cache.
         let ctl_a = acceptor.control();
-        let (client_a, rec_a) = pki.client(tls12, false);
+        let (client_a, rec_a) = client(&pki);
         let (_sa, _ca) = control(&listener, &ctl_a, client_a.clone()).await;
 
         // Data connections of A that resume A's session: accepted, several in a row (TLS 1.3
@@ -99,7 +110,7 @@ fn reuse_matrix(tls12: bool) {
         }
 
         // A client with no session: full handshake, refused, and not one byte sent.
-        let (fresh, rec_fresh) = pki.client(tls12, false);
+        let (fresh, rec_fresh) = client(&pki);
         let (verdict, got) = data(&listener, &ctl_a, fresh.clone()).await;
         assert!(matches!(verdict, Err(AcceptError::NotResumed)), "{verdict:?}");
         assert!(got.is_empty());
@@ -116,7 +127,7 @@ fn reuse_matrix(tls12: bool) {
 
         // Control connection B, whose own data connection works (its session data is good).
         let ctl_b = acceptor.control();
-        let (client_b, rec_b) = pki.client(tls12, false);
+        let (client_b, rec_b) = client(&pki);
         let (_sb, _cb) = control(&listener, &ctl_b, client_b.clone()).await;
         let (verdict, got) = data(&listener, &ctl_b, client_b.clone()).await;
         verdict.unwrap();
@@ -138,12 +149,14 @@ fn reuse_matrix(tls12: bool) {
 
 #[test]
 fn tls13_data_must_resume_own_control_session() {
-    reuse_matrix(false);
+    reuse_matrix(None);
 }
 
+/// TLS 1.2 tickets are keys into the control connection's store too, as its session IDs are.
 #[test]
 fn tls12_data_must_resume_own_control_session() {
-    reuse_matrix(true);
+    reuse_matrix(Some(Tls12Resumption::SessionIdOrTickets));
+    reuse_matrix(Some(Tls12Resumption::SessionIdOnly));
 }
 
 #[test]

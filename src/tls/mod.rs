@@ -20,7 +20,7 @@
 //! resume the TLS session of its own control connection, so that whoever opens it has the
 //! control connection's keys, not just its IP address. Each [`ControlTls`] derives its own
 //! `ServerConfig`s from the base with a private session store, and no stateless ticketer:
-//! TLS 1.2 session IDs and TLS 1.3 tickets are keys into that store alone, so a ticket or
+//! TLS 1.2 session IDs and tickets and TLS 1.3 tickets are keys into that store alone, so a ticket or
 //! session ID from another control connection finds nothing and the client falls back to a
 //! full handshake, which [`ControlTls::accept_data`] refuses. TLS 1.3 tickets stay valid for
 //! several data connections (rustls would take them once): early data is off, so there is no
@@ -345,7 +345,9 @@ impl ControlTls {
         self.control
             .get_or_init(|| {
                 let mut c = (*self.base).clone();
-                c.session_storage = Arc::new(StoreView { store: self.store.clone(), pending: None });
+                let view = Arc::new(StoreView::new(&self.base, self.store.clone(), None));
+                c.session_storage = view.clone();
+                c.ticketer = view;
                 c.send_tls13_tickets = CONTROL_TICKETS;
                 Arc::new(c)
             })
@@ -361,9 +363,10 @@ impl ControlTls {
     fn data_with(&self, tickets: usize) -> DataTls {
         // Sessions and tickets a data connection creates stay pending until it passes the
         // check: a refused full handshake must not leave a session someone could resume.
-        let view = Arc::new(StoreView { store: self.store.clone(), pending: Some(Mutex::new(Vec::new())) });
+        let view = Arc::new(StoreView::new(&self.base, self.store.clone(), Some(Mutex::new(Vec::new()))));
         let mut c = (*self.base).clone();
         c.session_storage = view.clone();
+        c.ticketer = view.clone();
         c.send_tls13_tickets = tickets;
         DataTls { config: Arc::new(c), view, require_reuse: self.require_reuse }
     }
@@ -525,12 +528,22 @@ const RECENT_MAX: usize = 4;
 
 /// One configuration's handle on a [`SessionStore`]: the control connection's puts go in
 /// directly, a data connection's wait in `pending` for [`DataTls::finish`].
+///
+/// It is also the configuration's ticketer: a ticket is a random key into the same store, not
+/// the session encrypted (rustls's stateless tickets would be valid on any connection that
+/// shares the ticket key). TLS 1.3 tickets are that already; TLS 1.2 tickets are what lets a
+/// client that resumes only by ticket (Go's crypto/tls: rclone) reuse its control session.
 struct StoreView {
     store: Arc<SessionStore>,
     pending: Option<Mutex<Vec<Entry>>>,
+    random: &'static dyn rustls::crypto::SecureRandom,
 }
 
 impl StoreView {
+    fn new(base: &ServerConfig, store: Arc<SessionStore>, pending: Option<Mutex<Vec<Entry>>>) -> StoreView {
+        StoreView { store, pending, random: base.crypto_provider().secure_random }
+    }
+
     fn commit(&self) {
         let Some(pending) = &self.pending else { return };
         let Ok(mut pending) = pending.lock() else { return };
@@ -583,5 +596,28 @@ impl StoresServerSessions for StoreView {
 
     fn can_cache(&self) -> bool {
         true
+    }
+}
+
+/// The lifetime rustls gives its own stateful TLS 1.3 tickets.
+const TICKET_LIFETIME_SECS: u32 = 24 * 60 * 60;
+
+impl rustls::server::ProducesTickets for StoreView {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        TICKET_LIFETIME_SECS
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut id = vec![0; 32];
+        self.random.fill(&mut id).ok()?;
+        self.put(id.clone(), plain.to_vec()).then_some(id)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        self.get(ticket)
     }
 }
