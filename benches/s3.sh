@@ -27,7 +27,8 @@
 # Knobs: RINGFTPD (a prebuilt binary), BIG (MiB, default 256), KEEP=1 (keep the work dir),
 #        SECTIONS (which to run, default "1 2 3 4"; e.g. SECTIONS=2 for memory only),
 #        ROUNDS (sections 1 and 4, default 3), S3S_FS (an s3s-fs binary to serve the bucket
-#        instead of moto).
+#        instead of moto), GARAGE (a garage binary, `cargo install garage@2.5.0 --locked`,
+#        about 11 minutes on 2 cores: Garage, a production object store, one node on loopback).
 # Everything listens on 127.0.0.1; every client runs under `timeout`; the trap stops the
 # servers by pid.
 set -euo pipefail
@@ -64,7 +65,44 @@ wait_port() {
 
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
 S3_PORT=$(free_port)
-if [[ -n ${S3S_FS:-} ]]; then
+CREATE_BUCKET=1
+if [[ -n ${GARAGE:-} ]]; then
+    # Garage (garagehq.deuxfleurs.fr): a distributed object store people run in production,
+    # here as one node with replication 1 and its own metadata and data directories. Its S3
+    # keys are its own (imported below), the bucket is made with its CLI.
+    export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567
+    export AWS_SECRET_ACCESS_KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    mkdir -p "$WORK/garage"
+    RPC_PORT=$(free_port)
+    cat >"$WORK/garage/garage.toml" <<EOF
+metadata_dir = "$WORK/garage/meta"
+data_dir = "$WORK/garage/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$RPC_PORT"
+rpc_public_addr = "127.0.0.1:$RPC_PORT"
+rpc_secret = "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "127.0.0.1:$S3_PORT"
+root_domain = ".s3.localhost"
+EOF
+    G=("$GARAGE" -c "$WORK/garage/garage.toml")
+    "${G[@]}" server >"$WORK/garage.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$S3_PORT"
+    node=
+    for _ in $(seq 100); do
+        node=$("${G[@]}" node id -q 2>/dev/null | cut -d@ -f1) && [[ -n $node ]] && break
+        sleep 0.1
+    done
+    "${G[@]}" layout assign -z dc1 -c 100G "$node" >/dev/null
+    "${G[@]}" layout apply --version 1 >/dev/null
+    "${G[@]}" key import --yes -n bench "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" >/dev/null
+    "${G[@]}" bucket create bench >/dev/null
+    "${G[@]}" bucket allow --read --write --owner bench --key bench >/dev/null
+    CREATE_BUCKET=0
+elif [[ -n ${S3S_FS:-} ]]; then
     # s3s-fs (`cargo install s3s-fs --features binary`): a Rust S3 server over a directory,
     # far faster than moto, so what it measures is the client and ringftpd more than the store.
     mkdir -p "$WORK/store"
@@ -73,14 +111,16 @@ if [[ -n ${S3S_FS:-} ]]; then
 else
     python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
 fi
-PIDS+=($!)
-wait_port "$S3_PORT"
+if [[ -z ${GARAGE:-} ]]; then
+    PIDS+=($!)
+    wait_port "$S3_PORT"
+fi
 export S3_URL=http://127.0.0.1:$S3_PORT BUCKET=bench
 BOTO="import boto3, os, sys, time
 from botocore.config import Config
 s3 = boto3.client('s3', endpoint_url=os.environ['S3_URL'], config=Config(s3={'addressing_style': 'path'}))
 B = os.environ['BUCKET']"
-python3 -c "$BOTO
+[[ $CREATE_BUCKET == 0 ]] || python3 -c "$BOTO
 s3.create_bucket(Bucket=B)"
 
 # Starts (or restarts) ringftpd on a fresh port: SERVER is its pid, URL its base URL;
