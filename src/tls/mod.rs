@@ -19,14 +19,15 @@
 //! **Session reuse (RFC 4217 §10, vsftpd's `require_ssl_reuse`).** A data connection must
 //! resume the TLS session of its own control connection, so that whoever opens it has the
 //! control connection's keys, not just its IP address. Each [`ControlTls`] derives its own
-//! `ServerConfig`s from the base with a private session store, and no stateless ticketer:
-//! TLS 1.2 session IDs and tickets and TLS 1.3 tickets are keys into that store alone, so a ticket or
-//! session ID from another control connection finds nothing and the client falls back to a
-//! full handshake, which [`ControlTls::accept_data`] refuses. TLS 1.3 tickets stay valid for
+//! `ServerConfig`s from the base with a private session store, which is also its ticketer (no
+//! stateless tickets): TLS 1.2 session IDs and tickets and TLS 1.3 tickets are keys into that
+//! store alone, so a ticket or session ID from another control connection finds nothing and the
+//! client falls back to a full handshake, which [`ControlTls::accept_data`] refuses. TLS 1.3
+//! tickets stay valid for
 //! several data connections (rustls would take them once): early data is off, so there is no
 //! replay to guard against, and clients such as Python's ftplib and curl offer the control
 //! connection's ticket again on every data connection. A data connection's own new session
-//! (its TLS 1.3 ticket, or the session ID of a TLS 1.2 full handshake) is kept only once the
+//! (its TLS 1.3 ticket, or the ticket or session ID of a TLS 1.2 handshake) is kept only once the
 //! handshake passed the check, so a refused handshake leaves nothing that could be resumed.
 //! The store is small and bounded (4 control entries, 4 data entries), so an idle session
 //! costs little.

@@ -82,8 +82,9 @@ impl Moto {
         let _ = std::fs::remove_dir_all(&g.dir);
         std::fs::create_dir_all(&g.dir).unwrap();
         let rpc = free_port();
-        let secret: String =
-            (0..32).map(|i| format!("{:02x}", (i * 37 + self.port as usize) % 256)).collect();
+        let mut secret = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom").unwrap(), &mut secret).unwrap();
+        let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         let config = format!(
             "metadata_dir = {meta:?}\ndata_dir = {data:?}\ndb_engine = \"lmdb\"\n\
              replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
