@@ -281,25 +281,7 @@ fn lftp_reverse_mirror_keeps_times_and_modes() {
 }
 
 fn rclone(server: &TestServer) -> Command {
-    let obscured = run(Command::new("rclone").args(["obscure", PASS]));
-    assert!(obscured.status.success(), "rclone obscure failed");
-    let pass = String::from_utf8(obscured.stdout).unwrap().trim().to_string();
-    let mut c = Command::new("rclone");
-    c.args([
-        "--config",
-        "/dev/null",
-        "--contimeout",
-        "10s",
-        "--timeout",
-        "30s",
-        "--retries",
-        "1",
-        "--low-level-retries",
-        "1",
-    ])
-    .args(["--ftp-host", &server.host(), "--ftp-port", &server.port().to_string()])
-    .args(["--ftp-user", USER, "--ftp-pass", &pass]);
-    c
+    common::rclone(&server.host(), server.port())
 }
 
 #[test]

@@ -263,17 +263,9 @@ fn rclone_round_trips_over_explicit_and_implicit_ftps() {
         dir
     };
     let rclone = |srv: &TestServer, port: u16, tls: &[&str], args: &[&str]| {
-        let obscured = Command::new("rclone").args(["obscure", PASS]).output().expect("rclone");
-        let pass = String::from_utf8(obscured.stdout).unwrap().trim().to_string();
-        let out = Command::new("timeout")
-            .args(["90", "rclone", "--config", "/dev/null", "--contimeout", "10s", "--timeout", "30s"])
-            .args(["--retries", "1", "--low-level-retries", "1", "--ftp-no-check-certificate"])
-            .args(["--ftp-host", "127.0.0.1", "--ftp-port", &port.to_string(), "--ftp-user", USER])
-            .args(["--ftp-pass", &pass])
-            .args(tls)
-            .args(args)
-            .output()
-            .expect("rclone is required (tests/run.sh installs it)");
+        let mut cmd = common::rclone("127.0.0.1", port);
+        cmd.arg("--ftp-no-check-certificate").args(tls).args(args);
+        let out = common::run_timeout(&mut cmd, Duration::from_secs(90));
         assert!(
             out.status.success(),
             "rclone {tls:?} {args:?}: {}\n{}",

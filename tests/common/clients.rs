@@ -1,4 +1,4 @@
-//! External clients (curl, Python's ftplib, lftp) and the bounded runner they go through.
+//! External clients (curl, Python's ftplib, lftp, rclone) and the bounded runner they go through.
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -8,6 +8,21 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{TestServer, CLIENT_TIMEOUT, PASS, USER};
+
+/// rclone for the FTP server at `host:port` as the test user, on no config file, with short
+/// timeouts and one try (so a refused connection fails the run, not a retry): add its
+/// `--ftp-*` flags and subcommand.
+pub fn rclone(host: &str, port: u16) -> Command {
+    let obscured = run(Command::new("rclone").args(["obscure", PASS]));
+    assert!(obscured.status.success(), "rclone obscure failed (tests/run.sh installs rclone)");
+    let pass = String::from_utf8(obscured.stdout).unwrap().trim().to_string();
+    let mut c = Command::new("rclone");
+    c.args(["--config", "/dev/null", "--contimeout", "10s", "--timeout", "30s"])
+        .args(["--retries", "1", "--low-level-retries", "1"])
+        .args(["--ftp-host", host, "--ftp-port", &port.to_string()])
+        .args(["--ftp-user", USER, "--ftp-pass", &pass]);
+    c
+}
 
 /// Runs a client command with [`CLIENT_TIMEOUT`]; see [`run_timeout`].
 pub fn run(cmd: &mut Command) -> Output {
