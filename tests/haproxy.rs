@@ -49,6 +49,9 @@ fn haproxy() -> PathBuf {
             .map(PathBuf::from)
             .find(|p| p.exists())
     };
+    // One install at a time: the tests run in parallel and apt-get takes a lock.
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = found() {
         return p;
     }
