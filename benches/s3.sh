@@ -89,7 +89,8 @@ root_domain = ".s3.localhost"
 EOF
     G=("$GARAGE" -c "$WORK/garage/garage.toml")
     "${G[@]}" server >"$WORK/garage.log" 2>&1 &
-    PIDS+=($!)
+    STORE=$!
+    PIDS+=("$STORE")
     wait_port "$S3_PORT"
     node=
     for _ in $(seq 100); do
@@ -112,7 +113,8 @@ else
     python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$WORK/moto.log" 2>&1 &
 fi
 if [[ -z ${GARAGE:-} ]]; then
-    PIDS+=($!)
+    STORE=$!
+    PIDS+=("$STORE")
     wait_port "$S3_PORT"
 fi
 export S3_URL=http://127.0.0.1:$S3_PORT BUCKET=bench
@@ -151,37 +153,55 @@ echo "== 1. throughput, ${BIG} MiB (MiB/s; median (min..max) of $ROUNDS rounds, 
 # boto3 is timed inside Python, from the call to its return (its interpreter's start and
 # imports left out); curl from its start to its exit (login and the transfer's 226
 # included). Each measurement starts after `sync`, so one's written-back files do not slow
-# the next.
+# the next. CPU seconds of each part are taken too: the client's (getrusage around boto3's
+# call; curl's own rusage), ringftpd's and the store's (/proc/PID/stat), so the cost table
+# shows what each path costs in all and whose CPU it is, on a machine where the client, the
+# store and ringftpd share the same cores.
 ONE="from boto3.s3.transfer import TransferConfig
 one = TransferConfig(max_concurrency=1, multipart_chunksize=8 << 20)"
+# Both print "WALL CLIENT-CPU" in seconds.
 boto_time() { # $1: the call, timed
     python3 -c "$BOTO
 $ONE
-t = time.monotonic(); $1; print(time.monotonic() - t)"
+import resource
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+c = cpu(); t = time.monotonic(); $1; print(time.monotonic() - t, cpu() - c)"
 }
 ftp_time() { # curl arguments
-    local t0 t1
-    t0=$(now)
-    timeout 600 curl -sS "$@"
-    t1=$(now)
-    python3 -c "print($t1 - $t0)"
+    python3 -c "import resource, subprocess, sys, time
+t = time.monotonic()
+subprocess.run(['timeout', '600', 'curl', '-sS'] + sys.argv[1:], check=True)
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(time.monotonic() - t, r.ru_utime + r.ru_stime)" "$@"
 }
-declare -A SAMPLES
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+declare -A SAMPLES COST
 measure() { # $1: round, $2: what
-    local t
+    local t c out f0 s0 f1 s1
     sync
+    f0=$(ticks "$SERVER")
+    s0=$(ticks "$STORE")
     case $2 in
-    boto_up) t=$(boto_time "s3.upload_file('$WORK/big', B, 'direct/big$1')") ;;
-    boto1_up) t=$(boto_time "s3.upload_file('$WORK/big', B, 'direct/one$1', Config=one)") ;;
-    ftp_up) t=$(ftp_time -T "$WORK/big" "$URL/big$1") ;;
-    boto_down) t=$(boto_time "s3.download_file(B, 'direct/big$1', '$WORK/big.boto')") ;;
-    boto1_down) t=$(boto_time "s3.download_file(B, 'direct/one$1', '$WORK/big.boto1', Config=one)") ;;
+    boto_up) out=$(boto_time "s3.upload_file('$WORK/big', B, 'direct/big$1')") ;;
+    boto1_up) out=$(boto_time "s3.upload_file('$WORK/big', B, 'direct/one$1', Config=one)") ;;
+    ftp_up) out=$(ftp_time -T "$WORK/big" "$URL/big$1") ;;
+    boto_down) out=$(boto_time "s3.download_file(B, 'direct/big$1', '$WORK/big.boto')") ;;
+    boto1_down) out=$(boto_time "s3.download_file(B, 'direct/one$1', '$WORK/big.boto1', Config=one)") ;;
     ftp_down)
-        t=$(ftp_time -o "$WORK/big.ftp" "$URL/big$1")
+        out=$(ftp_time -o "$WORK/big.ftp" "$URL/big$1")
         [[ $(sha256sum "$WORK/big.ftp" | cut -d' ' -f1) == "$SUM" ]] || { echo "download differs" >&2; exit 1; }
         ;;
     esac
+    # The store may still be finishing the request (writing back, releasing): let it settle.
+    sleep 0.5
+    f1=$(ticks "$SERVER")
+    s1=$(ticks "$STORE")
+    read -r t c <<<"$out"
     SAMPLES[$2]+="$(python3 -c "print(f'{$BIG / $t:.1f}')") "
+    # wall,client,ringftpd,store CPU seconds (clock ticks are 1/100 s here)
+    COST[$2]+="$t,$c,$(((f1 - f0)))e-2,$(((s1 - s0)))e-2 "
 }
 for round in $(seq "$ROUNDS"); do
     ups=(boto_up boto1_up ftp_up)
@@ -199,6 +219,20 @@ print(f"{'':9} {'ringftpd':>20} {'boto3':>20} {'ratio':>6} {'boto3 1-part':>20} 
 for name, i in (("upload", 0), ("download", 3)):
     print(f"{name:9} {cell(rows[i]):>20} {cell(rows[i + 1]):>20} {med[i] / med[i + 1]:6.2f} "
           f"{cell(rows[i + 2]):>20} {med[i] / med[i + 2]:6.2f}")
+PY
+echo "-- cost per ${BIG} MiB (seconds, medians): wall, CPU of the client, ringftpd and the store, and"
+echo "   all CPU over the wall time (2 would be both cores busy the whole time on a 2-core machine)"
+python3 - "$(nproc)" \
+    "ftp up=${COST[ftp_up]}" "boto3 up=${COST[boto_up]}" "boto3 1-part up=${COST[boto1_up]}" \
+    "ftp down=${COST[ftp_down]}" "boto3 down=${COST[boto_down]}" "boto3 1-part down=${COST[boto1_down]}" <<'PY'
+import statistics, sys
+print(f"{'':18} {'wall':>6} {'client':>7} {'ringftpd':>9} {'store':>6} {'cpu/wall':>9}   ({sys.argv[1]} cores)")
+for arg in sys.argv[2:]:
+    name, samples = arg.split("=", 1)
+    rows = [[float(x) for x in s.split(",")] for s in samples.split()]
+    wall, client, ftp, store = (statistics.median(r[k] for r in rows) for k in range(4))
+    load = statistics.median((r[1] + r[2] + r[3]) / r[0] for r in rows)
+    print(f"{name:18} {wall:6.2f} {client:7.2f} {ftp:9.2f} {store:6.2f} {load:9.2f}")
 PY
 fi
 
