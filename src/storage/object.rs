@@ -66,7 +66,7 @@ use opendal::layers::RetryLayer;
 use opendal::{EntryMode, HttpTransporter, OperationContext, Operator};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::s3_api::{Failure, S3Api, Upload, MAX_COPY, MIN_PART, PART_TIMEOUT};
+use super::s3_api::{Failure, S3Api, SentPart, Upload, MAX_COPY, MIN_PART, PART_TIMEOUT};
 use super::{
     hash, hash_permit, stored_digest, BlockHasher, DataSink, DataSource, DigestSlot, DirEntry, ErrorKind,
     FileKind, HashAlgo, Lister, Metadata, Result, Storage, StorageError, WriteMode,
@@ -103,6 +103,9 @@ pub struct S3Config {
     pub list_page: usize,
     /// The largest object the digest stamp copies in one CopyObject ([`S3Config::copy_limit`]).
     pub(super) copy_limit: u64,
+    /// Upload parts carry their CRC32 for the store to check (default on; see
+    /// [`S3Config::checksums`]).
+    pub checksums: bool,
 }
 
 impl S3Config {
@@ -118,6 +121,7 @@ impl S3Config {
             secret_access_key: None,
             list_page: LIST_PAGE,
             copy_limit: MAX_COPY,
+            checksums: true,
         }
     }
 
@@ -153,6 +157,15 @@ impl S3Config {
     /// Path-style addressing (`endpoint/bucket/key`).
     pub fn path_style(mut self, on: bool) -> Self {
         self.path_style = on;
+        self
+    }
+
+    /// Whether multipart uploads declare CRC32 and each part carries the CRC32 of its bytes,
+    /// which the store checks (as AWS's SDKs do since 2025). On by default; turn it off for a
+    /// store that predates S3's flexible checksums and refuses them (Ceph RGW before 18,
+    /// MinIO before 2023).
+    pub fn checksums(mut self, on: bool) -> Self {
+        self.checksums = on;
         self
     }
 
@@ -614,7 +627,7 @@ impl Storage for ObjectStorage {
             op: ops.once,
             api: ops.api,
             upload: None,
-            etags: Vec::new(),
+            sent: Vec::new(),
             sending: None,
             step: None,
             done: false,
@@ -752,8 +765,8 @@ enum Stepped {
     Stored,
 }
 
-/// A part's request, a task on the shard: the part's ETag.
-type PartTask = tokio::task::JoinHandle<std::result::Result<String, Failure>>;
+/// A part's request, a task on the shard: the part as the store has it.
+type PartTask = tokio::task::JoinHandle<std::result::Result<SentPart, Failure>>;
 
 /// The part being filled.
 struct Filling {
@@ -803,9 +816,8 @@ struct ObjectWriter {
     api: Arc<S3Api>,
     /// The multipart upload, once created.
     upload: Option<Upload>,
-    /// The ETags of the parts sent, in order: each part's request is waited for before the
-    /// next part ends.
-    etags: Vec<String>,
+    /// The parts sent, in order: each part's request is waited for before the next part ends.
+    sent: Vec<SentPart>,
     /// The last full part's request.
     sending: Option<PartTask>,
     step: Option<Step>,
@@ -841,7 +853,7 @@ impl ObjectWriter {
             let sent = sent
                 .map_err(|e| io::Error::other(format!("the part's task failed: {e}")))
                 .and_then(|sent| sent.map_err(Failure::into_io));
-            self.etags.push(sent.inspect_err(|_| self.failed = true)?);
+            self.sent.push(sent.inspect_err(|_| self.failed = true)?);
         }
         if let Some(hash) = &mut self.hash {
             ready!(hash.poll_ready(cx));
@@ -907,9 +919,9 @@ async fn stream_part(
     upload: &Upload,
     number: u32,
     part: Arc<PartBuf>,
-) -> std::result::Result<String, Failure> {
+) -> std::result::Result<SentPart, Failure> {
     let streamed = tokio::select! {
-        sent = api.stream_part(upload, number, PART_SIZE, part.body()) => sent,
+        sent = api.stream_part(upload, number, PART_SIZE, part.chunks()) => sent,
         () = async { part.full().await; tokio::time::sleep(PART_TIMEOUT).await } => Err(Failure::timed_out("a part")),
     };
     match streamed {
@@ -970,11 +982,6 @@ impl PartBuf {
     async fn full(&self) {
         let mut filled = self.filled.subscribe();
         drop(filled.wait_for(|&n| n == PART_SIZE).await);
-    }
-
-    /// A request body of the part's bytes as they are filled, up to [`PART_SIZE`].
-    fn body(self: &Arc<Self>) -> reqwest::Body {
-        reqwest::Body::wrap_stream(self.chunks())
     }
 
     /// The part's bytes as they are filled, in chunks of what is new, up to [`PART_SIZE`].
@@ -1117,10 +1124,10 @@ impl AsyncWrite for ObjectWriter {
             Some([(metadata_key(algo), stored_digest::to_hex(&digest))])
         });
         let (api, key, size) = (self.api.clone(), self.key.clone(), self.size);
-        let (upload, etags) = (self.upload.clone(), std::mem::take(&mut self.etags));
+        let (upload, parts) = (self.upload.clone(), std::mem::take(&mut self.sent));
         let complete = async move {
             let Some(upload) = upload else { return Ok(Stepped::Stored) };
-            let etag = api.complete_upload(&upload, &etags).await.map_err(Failure::into_io)?;
+            let etag = api.complete_upload(&upload, &parts).await.map_err(Failure::into_io)?;
             if let Some(metadata) = stamp {
                 stamp_digest(&api, &key, size, &etag, &metadata).await;
             }

@@ -18,6 +18,17 @@
 //! answer was lost would leave an orphaned upload; a retried completion fails with
 //! NoSuchUpload).
 //!
+//! With [`S3Config::checksums`] (the default) an upload declares CRC32 (`x-amz-checksum-algorithm`,
+//! as AWS's SDKs do since 2025) and every part carries the CRC32 of its bytes, which the store
+//! checks before it keeps the part (400 BadDigest otherwise, and the part is sent again): a
+//! whole part in the `x-amz-checksum-crc32` header, a streamed part, whose CRC is known only
+//! once its last byte is out, as the trailer of an `aws-chunked` body of one chunk
+//! (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`), so its length is known up front. The completion
+//! names each part's CRC, and the object gets S3's composite CRC32. Without a declared
+//! algorithm, stores that add a checksum of their own default to a full-object CRC64NVME (moto
+//! computes it in Python, over the whole object, in the completion). Stores that predate
+//! flexible checksums (Ceph RGW before 18, MinIO before 2023) refuse them: turn them off there.
+//!
 //! # Digest stamps
 //! opendal 0.59's copy cannot set the metadata. Up to 5 GiB ([`MAX_COPY`], S3's limit for one
 //! copy) it is one CopyObject with
@@ -33,10 +44,14 @@
 //! closes the window between the last part copy and the completion on stores that honour it.
 
 use std::io;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
+use base64::prelude::{Engine, BASE64_STANDARD};
 use bytes::Bytes;
+use futures_core::Stream;
 use opendal::raw::percent_encode_path;
 use opendal::HttpTransporter;
 use reqsign_aws_v4::{Credential, DefaultCredentialProvider, RequestSigner, StaticCredentialProvider};
@@ -76,6 +91,16 @@ pub(super) struct S3Api {
     prefix: String,
     /// The largest object copied in one CopyObject ([`MAX_COPY`] but in tests).
     max_copy: u64,
+    /// Parts carry their CRC32 ([`S3Config::checksums`]).
+    checksums: bool,
+}
+
+/// A part the store has: what the completion names it by.
+#[derive(Clone, Debug)]
+pub(super) struct SentPart {
+    etag: String,
+    /// The base64 CRC32 of its bytes, when parts carry one.
+    crc32: Option<String>,
 }
 
 impl S3Api {
@@ -112,7 +137,15 @@ impl S3Api {
             _ => format!("{endpoint}/{}", config.bucket),
         };
         let prefix = if config.prefix.is_empty() { String::new() } else { format!("{}/", config.prefix) };
-        S3Api { client, signer, base, bucket: config.bucket.clone(), prefix, max_copy: config.copy_limit }
+        S3Api {
+            client,
+            signer,
+            base,
+            bucket: config.bucket.clone(),
+            prefix,
+            max_copy: config.copy_limit,
+            checksums: config.checksums,
+        }
     }
 
     /// Where the object `key` (below the prefix) is.
@@ -124,25 +157,33 @@ impl S3Api {
     /// Starts a multipart upload of the object `key`; the URL its parts go to.
     pub(super) async fn create_upload(&self, key: &str) -> Result<Upload, Failure> {
         let object = self.object(key);
-        let answer =
-            self.send(http::Request::post(format!("{}?uploads", object.url)), Bytes::new(), BASE_TIMEOUT);
+        let mut req = http::Request::post(format!("{}?uploads", object.url));
+        if self.checksums {
+            req = req.header("x-amz-checksum-algorithm", "CRC32");
+        }
+        let answer = self.send(req, Bytes::new(), BASE_TIMEOUT);
         let id = element(&answer.await?.1, "UploadId").ok_or_else(|| Failure::answer("no UploadId"))?;
         Ok(Upload(Arc::from(format!("{}?uploadId={}", object.url, percent_encode_path(&id)))))
     }
 
-    /// Sends part `number` (from 1) of `upload`, again after a failure that may pass; its ETag.
+    /// Sends part `number` (from 1) of `upload`, again after a failure that may pass.
     pub(super) async fn upload_part(
         &self,
         upload: &Upload,
         number: u32,
         part: Bytes,
-    ) -> Result<String, Failure> {
+    ) -> Result<SentPart, Failure> {
         let url = format!("{}&partNumber={number}", upload.0);
+        let crc32 = self.checksums.then(|| crc32_base64(crc32fast::hash(&part)));
         let mut attempt = 1;
         loop {
-            let sent = self.send(http::Request::put(&url), part.clone(), PART_TIMEOUT).await;
+            let mut req = http::Request::put(&url);
+            if let Some(crc) = &crc32 {
+                req = req.header("x-amz-checksum-crc32", crc);
+            }
+            let sent = self.send(req, part.clone(), PART_TIMEOUT).await;
             match sent.and_then(|(headers, _)| part_etag(&headers)) {
-                Ok(etag) => return Ok(etag),
+                Ok(etag) => return Ok(SentPart { etag, crc32 }),
                 Err(e) if attempt < PART_ATTEMPTS && e.is_temporary() => {
                     tracing::debug!(error = %e, number, attempt, "sending the part again");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
@@ -153,33 +194,50 @@ impl S3Api {
         }
     }
 
-    /// Sends part `number` of `upload`, `len` bytes long, from
-    /// `body` as it comes, with no time limit (the bytes come as fast as the FTP client sends
-    /// them; the caller bounds the wait once they are all there). Once, as its bytes are gone.
-    pub(super) async fn stream_part(
+    /// Sends part `number` of `upload`, `len` bytes long, from `chunks` as they come, with no
+    /// time limit (the bytes come as fast as the FTP client sends them; the caller bounds the
+    /// wait once they are all there). Once, as its bytes are gone. With checksums the body is
+    /// `aws-chunked`: one chunk of `len` bytes, then the CRC32 trailer.
+    pub(super) async fn stream_part<S>(
         &self,
         upload: &Upload,
         number: u32,
         len: usize,
-        body: reqwest::Body,
-    ) -> Result<String, Failure> {
-        let url = format!("{}&partNumber={number}", upload.0);
-        let (headers, _) = self.execute(http::Request::put(&url), body, len, None).await?;
-        part_etag(&headers)
+        chunks: S,
+    ) -> Result<SentPart, Failure>
+    where
+        S: Stream<Item = io::Result<Bytes>> + Send + 'static,
+    {
+        let req = http::Request::put(format!("{}&partNumber={number}", upload.0));
+        if !self.checksums {
+            let (headers, _) = self.execute(req, reqwest::Body::wrap_stream(chunks), len, None).await?;
+            return Ok(SentPart { etag: part_etag(&headers)?, crc32: None });
+        }
+        let body = AwsChunked::new(len, chunks);
+        let (encoded, crc32) = (body.encoded_len(), body.crc32.clone());
+        let req = req
+            .header("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER")
+            .header(http::header::CONTENT_ENCODING, "aws-chunked")
+            .header("x-amz-decoded-content-length", len)
+            .header("x-amz-trailer", "x-amz-checksum-crc32");
+        let (headers, _) = self.execute(req, reqwest::Body::wrap_stream(body), encoded, None).await?;
+        let crc32 = crc32.get().cloned().ok_or_else(|| Failure::local("the part's CRC is missing".into()))?;
+        Ok(SentPart { etag: part_etag(&headers)?, crc32: Some(crc32) })
     }
 
-    /// Completes `upload` from its parts' ETags, in order; the object's ETag.
-    pub(super) async fn complete_upload(&self, upload: &Upload, etags: &[String]) -> Result<String, Failure> {
+    /// Completes `upload` from its parts, in order; the object's ETag.
+    pub(super) async fn complete_upload(&self, upload: &Upload, parts: &[SentPart]) -> Result<String, Failure> {
         let mut body = String::from("<CompleteMultipartUpload>");
-        for (number, etag) in (1u32..).zip(etags) {
-            body.push_str(&format!(
-                "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
-                quick_xml::escape::escape(etag)
-            ));
+        for (number, part) in (1u32..).zip(parts) {
+            body.push_str(&format!("<Part><PartNumber>{number}</PartNumber>"));
+            if let Some(crc) = &part.crc32 {
+                body.push_str(&format!("<ChecksumCRC32>{crc}</ChecksumCRC32>"));
+            }
+            body.push_str(&format!("<ETag>{}</ETag></Part>", quick_xml::escape::escape(&part.etag)));
         }
         body.push_str("</CompleteMultipartUpload>");
         // S3 assembles the parts before it answers: a few seconds for a large upload.
-        let wait = BASE_TIMEOUT + Duration::from_millis(etags.len() as u64 * 100);
+        let wait = BASE_TIMEOUT + Duration::from_millis(parts.len() as u64 * 100);
         let (_, answer) = self.send(http::Request::post(&*upload.0), Bytes::from(body), wait).await?;
         // The answer's root is CompleteMultipartUploadResult (moto: ...Response); an error
         // has no ETag.
@@ -314,6 +372,71 @@ impl S3Api {
             Ok((headers, body))
         } else {
             Err(Failure { status: Some(status), message: failure(&body) })
+        }
+    }
+}
+
+/// A CRC32 as S3 writes it: the base64 of its four bytes, big-endian.
+fn crc32_base64(crc: u32) -> String {
+    BASE64_STANDARD.encode(crc.to_be_bytes())
+}
+
+/// An `aws-chunked` body of one chunk, `len` bytes from the inner stream, then its CRC32 as
+/// the trailer; `crc32` holds that CRC once the trailer is out.
+struct AwsChunked<S> {
+    inner: Pin<Box<S>>,
+    head: Option<Bytes>,
+    len: usize,
+    /// None once the trailer is out.
+    hasher: Option<crc32fast::Hasher>,
+    crc32: Arc<OnceLock<String>>,
+}
+
+impl<S> AwsChunked<S> {
+    fn new(len: usize, inner: S) -> Self {
+        AwsChunked {
+            inner: Box::pin(inner),
+            head: Some(Bytes::from(format!("{len:x}\r\n"))),
+            len,
+            hasher: Some(crc32fast::Hasher::new()),
+            crc32: Arc::default(),
+        }
+    }
+
+    fn trailer(crc: &str) -> String {
+        format!("\r\n0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n")
+    }
+
+    /// The body's length on the wire: framing, bytes and trailer.
+    fn encoded_len(&self) -> usize {
+        let head = self.head.as_ref().map_or(0, Bytes::len);
+        head + self.len + Self::trailer(&crc32_base64(0)).len()
+    }
+}
+
+impl<S: Stream<Item = io::Result<Bytes>>> Stream for AwsChunked<S> {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some(head) = this.head.take() {
+            return Poll::Ready(Some(Ok(head)));
+        }
+        let Some(hasher) = &mut this.hasher else {
+            return Poll::Ready(None);
+        };
+        match std::task::ready!(this.inner.as_mut().poll_next(cx)) {
+            Some(Ok(chunk)) => {
+                hasher.update(&chunk);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => {
+                let crc = crc32_base64(this.hasher.take().map_or(0, crc32fast::Hasher::finalize));
+                let trailer = Bytes::from(Self::trailer(&crc));
+                let _ = this.crc32.set(crc);
+                Poll::Ready(Some(Ok(trailer)))
+            }
         }
     }
 }

@@ -85,6 +85,7 @@ pub struct FileConfig {
     pub s3_region: Option<String>,
     pub s3_path_style: Option<bool>,
     pub s3_list_page: Option<usize>,
+    pub s3_checksums: Option<bool>,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
     /// FTPS: PEM files, relative to the file's directory like `root`.
