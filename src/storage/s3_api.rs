@@ -226,7 +226,11 @@ impl S3Api {
     }
 
     /// Completes `upload` from its parts, in order; the object's ETag.
-    pub(super) async fn complete_upload(&self, upload: &Upload, parts: &[SentPart]) -> Result<String, Failure> {
+    pub(super) async fn complete_upload(
+        &self,
+        upload: &Upload,
+        parts: &[SentPart],
+    ) -> Result<String, Failure> {
         let mut body = String::from("<CompleteMultipartUpload>");
         for (number, part) in (1u32..).zip(parts) {
             body.push_str(&format!("<Part><PartNumber>{number}</PartNumber>"));
@@ -583,6 +587,44 @@ mod tests {
             b"<Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>";
         assert_eq!(element(failed, "ETag"), None);
         assert_eq!(element(b"not xml <", "ETag"), None);
+    }
+
+    /// A stream of ready chunks, as a part's buffer gives them.
+    struct Ready(std::collections::VecDeque<Bytes>);
+
+    impl Stream for Ready {
+        type Item = io::Result<Bytes>;
+        fn poll_next(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(Ok))
+        }
+    }
+
+    #[test]
+    fn streamed_parts_are_one_aws_chunk_with_a_crc32_trailer() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let pieces = data.chunks(30_000).map(Bytes::copy_from_slice).collect();
+        let mut body = AwsChunked::new(data.len(), Ready(pieces));
+        let (declared, crc) = (body.encoded_len(), body.crc32.clone());
+        assert!(crc.get().is_none(), "no CRC before the trailer");
+        let mut cx = TaskContext::from_waker(std::task::Waker::noop());
+        let mut wire = Vec::new();
+        for _ in 0..10 {
+            match Pin::new(&mut body).poll_next(&mut cx) {
+                Poll::Ready(Some(chunk)) => wire.extend_from_slice(&chunk.unwrap()),
+                Poll::Ready(None) => break,
+                Poll::Pending => panic!("a ready stream is never pending"),
+            }
+        }
+        // zlib's CRC32 of these bytes, as S3 writes it (base64 of the big-endian bytes).
+        let b64 = crc32_base64(crc32fast::hash(&data));
+        assert_eq!(b64.len(), 8);
+        let mut expected = b"11170\r\n".to_vec();
+        expected.extend_from_slice(&data);
+        expected.extend_from_slice(format!("\r\n0\r\nx-amz-checksum-crc32:{b64}\r\n\r\n").as_bytes());
+        assert_eq!(wire, expected);
+        assert_eq!(declared, wire.len(), "Content-Length is the framed length");
+        assert_eq!(crc.get(), Some(&b64));
+        assert_eq!(crc32_base64(0x1234_5678), "EjRWeA==");
     }
 
     #[test]
