@@ -266,10 +266,16 @@ impl S3Api {
         if size > self.max_copy {
             return self.copy_in_parts(&object, size, etag, metadata).await;
         }
-        let req = with_metadata(http::Request::put(&object.url), metadata)
+        let mut req = with_metadata(http::Request::put(&object.url), metadata)
             .header("x-amz-copy-source", &object.source)
             .header("x-amz-copy-source-if-match", etag)
             .header("x-amz-metadata-directive", "REPLACE");
+        if self.checksums {
+            // The copy is one object, not the upload's parts: it gets a whole-object CRC32.
+            // Without this moto keeps the parts' composite CRC as if it were one, which
+            // clients that check it (boto3) then refuse.
+            req = req.header("x-amz-checksum-algorithm", "CRC32");
+        }
         let (_, body) = self.send(req, Bytes::new(), timeout(size)).await?;
         element(&body, "CopyObjectResult").map(drop).ok_or_else(|| Failure::answer(&failure(&body)))
     }
