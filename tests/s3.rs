@@ -548,14 +548,27 @@ fn thirty_two_concurrent_uploads() {
     eprintln!("{N} concurrent 16 MiB uploads in {took:?}");
 }
 
-/// A TCP proxy to `upstream` that cuts, once, the connection carrying the first request whose
-/// line has `marker` in it, a MiB into what follows (both ways shut); everything else it
-/// passes through. Set once it has cut.
-fn cutting_proxy(upstream: SocketAddr, marker: &'static [u8]) -> (SocketAddr, Arc<AtomicBool>) {
+/// What [`meddling_proxy`] does, once, to the request that has its marker.
+#[derive(Clone, Copy, PartialEq)]
+enum Meddle {
+    /// Cuts the connection a MiB into what follows the marker (both ways shut).
+    Cut,
+    /// Flips the bits of one byte of the body, 64 KiB past the marker, and passes on the
+    /// rest: corruption the TCP checksum missed.
+    Flip,
+}
+
+/// A TCP proxy to `upstream` that meddles, once, with the first request that has `marker`
+/// in it; everything else it passes through. Set once it has.
+fn meddling_proxy(
+    upstream: SocketAddr,
+    marker: &'static [u8],
+    meddle: Meddle,
+) -> (SocketAddr, Arc<AtomicBool>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let cut = Arc::new(AtomicBool::new(false));
-    let flag = cut.clone();
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
     thread::spawn(move || {
         // Ends with the test process; each connection ends when either side closes.
         for client in listener.incoming().flatten() {
@@ -568,13 +581,21 @@ fn cutting_proxy(upstream: SocketAddr, marker: &'static [u8]) -> (SocketAddr, Ar
                 use std::io::Read;
                 let mut buf = vec![0u8; 64 << 10];
                 let mut seen: Vec<u8> = Vec::new();
+                // Bytes since the marker, on the connection that has it.
                 let mut after: Option<usize> = None;
+                let mut flipped = false;
                 loop {
                     let n = match from_client.read(&mut buf) {
                         Ok(0) | Err(_) => break,
                         Ok(n) => n,
                     };
-                    if after.is_none() {
+                    if let Some(sent) = &mut after {
+                        if meddle == Meddle::Flip && !flipped && *sent >= 64 << 10 {
+                            buf[0] ^= 0xff;
+                            flipped = true;
+                        }
+                        *sent += n;
+                    } else {
                         // A window over the stream's last bytes, for a marker across reads.
                         seen.extend_from_slice(&buf[..n]);
                         if let Some(at) = seen.windows(marker.len()).position(|w| w == marker) {
@@ -584,13 +605,11 @@ fn cutting_proxy(upstream: SocketAddr, marker: &'static [u8]) -> (SocketAddr, Ar
                         }
                         let keep = seen.len().saturating_sub(marker.len());
                         seen.drain(..keep);
-                    } else if let Some(sent) = &mut after {
-                        *sent += n;
                     }
                     if to_server.write_all(&buf[..n]).is_err() {
                         break;
                     }
-                    if after.is_some_and(|sent| sent >= 1 << 20) {
+                    if meddle == Meddle::Cut && after.is_some_and(|sent| sent >= 1 << 20) {
                         let _ = to_server.shutdown(std::net::Shutdown::Both);
                         let _ = from_client.shutdown(std::net::Shutdown::Both);
                         break;
@@ -599,7 +618,7 @@ fn cutting_proxy(upstream: SocketAddr, marker: &'static [u8]) -> (SocketAddr, Ar
             });
         }
     });
-    (addr, cut)
+    (addr, done)
 }
 
 /// A streamed part whose connection is cut mid-body is sent again whole from its buffer, and
@@ -610,7 +629,7 @@ fn a_streamed_part_cut_off_is_sent_again_whole() {
     let moto = Moto::start();
     moto.bucket("cut");
     let upstream: SocketAddr = moto.url().trim_start_matches("http://").parse().unwrap();
-    let (proxy, cut) = cutting_proxy(upstream, b"partNumber=2 HTTP/1.1");
+    let (proxy, cut) = meddling_proxy(upstream, b"partNumber=2 HTTP/1.1", Meddle::Cut);
     let server = server_at(&format!("http://{proxy}"), "cut", "s3-cut", &[]);
     let src = server.work().join("src");
     let sum = write_random(&src, 20 * MIB);
@@ -620,6 +639,39 @@ fn a_streamed_part_cut_off_is_sent_again_whole() {
     assert_eq!(moto.pending_uploads("cut"), Vec::<String>::new());
     let log = server.log_for_failure();
     assert!(log.contains("sending the streamed part again, whole"), "{log}");
+}
+
+/// A part that arrives corrupted (a flipped byte, past the TCP checksum) fails the store's
+/// CRC32 check and is sent again, and the object is intact: once in a streamed part (its
+/// `aws-chunked` trailer; 20 MiB, part 2) and once in a part sent whole (its
+/// `x-amz-checksum-crc32` header; the short last part 3, the only whole part). Garage only:
+/// moto keeps a part whatever its checksum says.
+#[test]
+fn a_corrupted_part_fails_its_crc32_and_is_sent_again() {
+    let moto = Moto::start();
+    if !moto.checks_checksums() {
+        eprintln!("skipped: moto does not check the parts' checksums (RINGFTP_TEST_GARAGE runs it)");
+        return;
+    }
+    // A whole part's header has a space after the colon; the trailer has none.
+    let cases = [
+        ("flip2", &b"partNumber=2 HTTP/1.1"[..], "sending the streamed part again, whole"),
+        ("flip3", b"x-amz-checksum-crc32: ", "sending the part again"),
+    ];
+    for (bucket, marker, resent) in cases {
+        moto.bucket(bucket);
+        let upstream: SocketAddr = moto.url().trim_start_matches("http://").parse().unwrap();
+        let (proxy, flipped) = meddling_proxy(upstream, marker, Meddle::Flip);
+        let server = server_at(&format!("http://{proxy}"), bucket, bucket, &[]);
+        let src = server.work().join("src");
+        let sum = write_random(&src, 20 * MIB);
+        run_text(curl(&server).arg("-T").arg(&src).arg(server.url("f"))).ok(&server);
+        let log = server.log_for_failure();
+        assert!(flipped.load(Ordering::SeqCst), "the proxy never saw {marker:?}\n{log}");
+        assert_eq!(moto.objects(bucket, ""), [("pre/f".to_string(), 20 * MIB, sum)], "{log}");
+        assert_eq!(moto.pending_uploads(bucket), Vec::<String>::new());
+        assert!(log.contains(resent), "no {resent:?}\n{log}");
+    }
 }
 
 /// The `raw` replies of an ftpclient run.

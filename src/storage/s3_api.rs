@@ -487,7 +487,16 @@ impl Failure {
 
     /// Whether the same request may succeed later: a network failure, throttling, a 5xx.
     fn is_temporary(&self) -> bool {
+        // A part whose bytes do not match its CRC32 was damaged on the way (BadDigest is
+        // S3's code; InvalidDigest Garage's); its buffer still has the right ones.
+        let damaged = || {
+            self.status == Some(http::StatusCode::BAD_REQUEST)
+                && ["<Code>BadDigest</Code>", "<Code>InvalidDigest</Code>"]
+                    .iter()
+                    .any(|c| self.message.contains(c))
+        };
         self.status.is_none_or(|s| s.is_server_error() || s == http::StatusCode::TOO_MANY_REQUESTS)
+            || damaged()
     }
 
     /// As the `io::Error` an upload stream returns (the data path answers 451, or 550 when

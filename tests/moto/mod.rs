@@ -134,6 +134,12 @@ impl Moto {
         }
     }
 
+    /// Whether the store refuses a part whose checksum does not match its bytes (Garage
+    /// does; moto keeps it).
+    pub fn checks_checksums(&self) -> bool {
+        self.garage.is_some()
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
