@@ -641,8 +641,45 @@ fn a_streamed_part_cut_off_is_sent_again_whole() {
     assert!(log.contains("sending the streamed part again, whole"), "{log}");
 }
 
-/// A part that arrives corrupted (a flipped byte, past the TCP checksum) fails the store's
-/// CRC32 check and is sent again, and the object is intact: once in a streamed part (its
+/// `--s3-checksums`: every part of a multipart upload carries its CRC32 (streamed parts in
+/// an `aws-chunked` trailer, the short last part in a header) and the completion names them,
+/// so the object has S3's composite CRC32, checked here against the one Python computes
+/// from the file. With `--hash-uploads` the digest stamp's copy gets a whole-object CRC32,
+/// which boto3 checks as it downloads every object (`objects`).
+#[test]
+fn s3_checksums_reach_the_store() {
+    let moto = Moto::start();
+    moto.bucket("crc");
+    let server = server_with(&moto, "crc", "s3-crc", &["--s3-checksums"]);
+    let src = server.work().join("src");
+    let sum = write_random(&src, 20 * MIB);
+    run_text(curl(&server).arg("-T").arg(&src).arg(server.url("f"))).ok(&server);
+    let code = format!(
+        "import zlib, base64\n\
+         crc = lambda b: zlib.crc32(b).to_bytes(4, 'big')\n\
+         parts = []\n\
+         with open({src:?}, 'rb') as f:\n\
+         \x20   while chunk := f.read(8 << 20): parts.append(crc(chunk))\n\
+         want = base64.b64encode(crc(b''.join(parts))).decode()\n\
+         got = s3.head_object(Bucket=B, Key='pre/f', ChecksumMode='ENABLED').get('ChecksumCRC32', '-')\n\
+         print(got.split('-')[0] == want, len(parts))",
+        src = src.display().to_string()
+    );
+    assert_eq!(moto.py("crc", &code), "True 3\n", "{}", server.log_for_failure());
+    assert_eq!(moto.objects("crc", ""), [("pre/f".to_string(), 20 * MIB, sum.clone())]);
+    // The file stays in the first server's directory.
+    let hashing = server_with(&moto, "crc", "s3-crc-hash", &["--s3-checksums", "--hash-uploads", "sha256"]);
+    run_text(curl(&hashing).arg("-T").arg(&src).arg(hashing.url("g"))).ok(&hashing);
+    let stamped =
+        moto.py("crc", "print(s3.head_object(Bucket=B, Key='pre/g')['Metadata'].get('ringftp-sha256'))");
+    assert_eq!(stamped, format!("{sum}\n"), "{}", hashing.log_for_failure());
+    let both = [("pre/f".to_string(), 20 * MIB, sum.clone()), ("pre/g".to_string(), 20 * MIB, sum)];
+    assert_eq!(moto.objects("crc", ""), both);
+    assert_eq!(moto.pending_uploads("crc"), Vec::<String>::new());
+}
+
+/// With `--s3-checksums`, a part that arrives corrupted (a flipped byte, past the TCP
+/// checksum) fails the store's CRC32 check and is sent again, and the object is intact: once in a streamed part (its
 /// `aws-chunked` trailer; 20 MiB, part 2) and once in a part sent whole (its
 /// `x-amz-checksum-crc32` header; the short last part 3, the only whole part). Garage only:
 /// moto keeps a part whatever its checksum says.
@@ -662,7 +699,7 @@ fn a_corrupted_part_fails_its_crc32_and_is_sent_again() {
         moto.bucket(bucket);
         let upstream: SocketAddr = moto.url().trim_start_matches("http://").parse().unwrap();
         let (proxy, flipped) = meddling_proxy(upstream, marker, Meddle::Flip);
-        let server = server_at(&format!("http://{proxy}"), bucket, bucket, &[]);
+        let server = server_at(&format!("http://{proxy}"), bucket, bucket, &["--s3-checksums"]);
         let src = server.work().join("src");
         let sum = write_random(&src, 20 * MIB);
         run_text(curl(&server).arg("-T").arg(&src).arg(server.url("f"))).ok(&server);
