@@ -23,7 +23,7 @@
 //! checks before it keeps the part (400 BadDigest otherwise, and the part is sent again): a
 //! whole part in the `x-amz-checksum-crc32` header, a streamed part, whose CRC is known only
 //! once its last byte is out, as the trailer of an `aws-chunked` body
-//! (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`) of 64 KiB chunks, whose length is known up front. The
+//! (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`) of one chunk, whose length is known up front. The
 //! completion names each part's CRC, and the object gets S3's composite CRC32. Without a declared
 //! algorithm, stores that add a checksum of their own default to a full-object CRC64NVME (moto
 //! computes it in Python, over the whole object, in the completion). Stores that predate
@@ -197,7 +197,7 @@ impl S3Api {
     /// Sends part `number` of `upload`, `len` bytes long, from `chunks` as they come, with no
     /// time limit (the bytes come as fast as the FTP client sends them; the caller bounds the
     /// wait once they are all there). Once, as its bytes are gone. With checksums the body is
-    /// `aws-chunked`: `len` bytes in 64 KiB chunks, then the CRC32 trailer.
+    /// `aws-chunked`: `len` bytes in [`AWS_CHUNK`]s, then the CRC32 trailer.
     pub(super) async fn stream_part<S>(
         &self,
         upload: &Upload,
@@ -391,11 +391,12 @@ fn crc32_base64(crc: u32) -> String {
     BASE64_STANDARD.encode(crc.to_be_bytes())
 }
 
-/// The size of an `aws-chunked` body's chunks. Stores buffer a chunk whole before they pass
-/// its bytes on, and Garage 2.5 copies what follows a chunk each time it parses one: per
-/// 256 MiB upload its CPU was 1.41 s unchunked, 2.37 s in 8 MiB chunks, 2.52 s in 1 MiB and
-/// 2.88 s in AWS's SDKs' 64 KiB. 1 MiB bounds what the store holds per request.
-const AWS_CHUNK: usize = 1 << 20;
+/// The size of an `aws-chunked` body's chunks: a whole part's, so a streamed part is one
+/// chunk. Stores buffer a chunk whole before they pass its bytes on, and both stores measured
+/// spend the least on the fewest chunks: per 256 MiB upload Garage 2.5 (which copies what
+/// follows a chunk each time it parses one) spent 1.41 CPU seconds unchunked, 2.37 in 8 MiB
+/// chunks, 2.52 in 1 MiB and 2.88 in AWS's SDKs' 64 KiB; moto 2.0 in 8 MiB and 2.7 in 1 MiB.
+const AWS_CHUNK: usize = 8 << 20;
 
 /// An `aws-chunked` body: `len` bytes from the inner stream in chunks of [`AWS_CHUNK`] (the
 /// last one shorter), then a CRC32 of them all as the trailer; `crc32` holds that CRC once
@@ -405,6 +406,8 @@ struct AwsChunked<S> {
     /// A piece from the inner stream not yet passed on (its chunk's header went first).
     pending: Option<Bytes>,
     len: usize,
+    /// The chunks' size ([`AWS_CHUNK`] but in tests).
+    chunk: usize,
     /// Bytes still to come, in all and in the current chunk.
     left: usize,
     left_in_chunk: usize,
@@ -415,10 +418,15 @@ struct AwsChunked<S> {
 
 impl<S> AwsChunked<S> {
     fn new(len: usize, inner: S) -> Self {
+        Self::with_chunk(len, AWS_CHUNK, inner)
+    }
+
+    fn with_chunk(len: usize, chunk: usize, inner: S) -> Self {
         AwsChunked {
             inner: Box::pin(inner),
             pending: None,
             len,
+            chunk,
             left: len,
             left_in_chunk: 0,
             hasher: Some(crc32fast::Hasher::new()),
@@ -439,8 +447,8 @@ impl<S> AwsChunked<S> {
     /// The body's length on the wire: framing, bytes and trailer.
     fn encoded_len(&self) -> usize {
         // Each chunk: its header, its bytes and the CRLF that ends it.
-        let (full, rest) = (self.len / AWS_CHUNK, self.len % AWS_CHUNK);
-        let mut framing = full * (Self::header(true, AWS_CHUNK).len() + 2);
+        let (full, rest) = (self.len / self.chunk, self.len % self.chunk);
+        let mut framing = full * (Self::header(true, self.chunk).len() + 2);
         if rest > 0 {
             framing += Self::header(true, rest).len() + 2;
         }
@@ -480,7 +488,7 @@ impl<S: Stream<Item = io::Result<Bytes>>> Stream for AwsChunked<S> {
                 let long = "the part has more bytes than its length";
                 return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, long))));
             }
-            this.left_in_chunk = this.left.min(AWS_CHUNK);
+            this.left_in_chunk = this.left.min(this.chunk);
             this.pending = Some(piece);
             return Poll::Ready(Some(Ok(Bytes::from(Self::header(first, this.left_in_chunk)))));
         }
@@ -678,23 +686,25 @@ mod tests {
     #[test]
     fn streamed_parts_are_aws_chunks_with_a_crc32_trailer() {
         let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-        // Pieces across the chunk boundary (65536), and one chunk exactly.
-        for (len, size) in [(70_000, 30_000), (70_000, 1), (AWS_CHUNK, 20_000), (100, 7)] {
+        // Pieces across chunk boundaries, a chunk exactly, and one chunk of a whole part.
+        let cases =
+            [(70_000, 30_000, 65_536), (70_000, 1, 65_536), (65_536, 20_000, 65_536), (100, 7, AWS_CHUNK)];
+        for (len, size, chunk) in cases {
             let data = &data[..len];
-            let mut body = AwsChunked::new(data.len(), pieces(data, size));
+            let mut body = AwsChunked::with_chunk(data.len(), chunk, pieces(data, size));
             let (declared, crc) = (body.encoded_len(), body.crc32.clone());
             assert!(crc.get().is_none(), "no CRC before the trailer");
             let wire = wire(&mut body).unwrap();
             // zlib's CRC32 of these bytes, as S3 writes it (base64 of the big-endian bytes).
             let b64 = crc32_base64(crc32fast::hash(data));
             let mut expected = Vec::new();
-            for chunk in data.chunks(AWS_CHUNK) {
-                expected.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-                expected.extend_from_slice(chunk);
+            for piece in data.chunks(chunk) {
+                expected.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                expected.extend_from_slice(piece);
                 expected.extend_from_slice(b"\r\n");
             }
             expected.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{b64}\r\n\r\n").as_bytes());
-            assert_eq!(wire, expected, "{len} bytes in pieces of {size}");
+            assert_eq!(wire, expected, "{len} bytes in pieces of {size}, chunks of {chunk}");
             assert_eq!(declared, wire.len(), "Content-Length is the framed length");
             assert_eq!(crc.get(), Some(&b64));
         }
