@@ -18,16 +18,14 @@
 //! answer was lost would leave an orphaned upload; a retried completion fails with
 //! NoSuchUpload).
 //!
-//! With [`S3Config::checksums`] (off by default: see there for its cost) an upload declares CRC32 (`x-amz-checksum-algorithm`,
-//! as AWS's SDKs do since 2025) and every part carries the CRC32 of its bytes, which the store
-//! checks before it keeps the part (400 BadDigest otherwise, and the part is sent again): a
-//! whole part in the `x-amz-checksum-crc32` header, a streamed part, whose CRC is known only
-//! once its last byte is out, as the trailer of an `aws-chunked` body
-//! (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`) of one chunk, whose length is known up front. The
-//! completion names each part's CRC, and the object gets S3's composite CRC32. Without a declared
-//! algorithm, stores that add a checksum of their own default to a full-object CRC64NVME (moto
-//! computes it in Python, over the whole object, in the completion). Stores that predate
-//! flexible checksums (Ceph RGW before 18, MinIO before 2023) refuse them: turn them off there.
+//! With [`S3Config::checksums`] (off by default; see there for what it costs) an upload
+//! declares CRC32 (`x-amz-checksum-algorithm`, as AWS's SDKs do since 2025) and every part
+//! carries the CRC32 of its bytes, which the store checks before it keeps the part (400
+//! BadDigest otherwise, and the part is sent again): a whole part in the
+//! `x-amz-checksum-crc32` header, a streamed part, whose CRC is known only once its last byte
+//! is out, as the trailer of an `aws-chunked` body (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`) of
+//! one chunk, whose length is known up front. The completion names each part's CRC, and the
+//! object gets S3's composite CRC32.
 //!
 //! # Digest stamps
 //! opendal 0.59's copy cannot set the metadata. Up to 5 GiB ([`MAX_COPY`], S3's limit for one
@@ -197,7 +195,7 @@ impl S3Api {
     /// Sends part `number` of `upload`, `len` bytes long, from `chunks` as they come, with no
     /// time limit (the bytes come as fast as the FTP client sends them; the caller bounds the
     /// wait once they are all there). Once, as its bytes are gone. With checksums the body is
-    /// `aws-chunked`: `len` bytes in [`AWS_CHUNK`]s, then the CRC32 trailer.
+    /// `aws-chunked`: one chunk of `len` bytes, then the CRC32 trailer.
     pub(super) async fn stream_part<S>(
         &self,
         upload: &Upload,
@@ -391,26 +389,19 @@ fn crc32_base64(crc: u32) -> String {
     BASE64_STANDARD.encode(crc.to_be_bytes())
 }
 
-/// The size of an `aws-chunked` body's chunks: a whole part's, so a streamed part is one
-/// chunk. Stores buffer a chunk whole before they pass its bytes on, and both stores measured
-/// spend the least on the fewest chunks: per 256 MiB upload Garage 2.5 (which copies what
-/// follows a chunk each time it parses one) spent 1.41 CPU seconds unchunked, 2.37 in 8 MiB
-/// chunks, 2.52 in 1 MiB and 2.88 in AWS's SDKs' 64 KiB; moto 2.0 in 8 MiB and 2.7 in 1 MiB.
-const AWS_CHUNK: usize = 8 << 20;
-
-/// An `aws-chunked` body: `len` bytes from the inner stream in chunks of [`AWS_CHUNK`] (the
-/// last one shorter), then a CRC32 of them all as the trailer; `crc32` holds that CRC once
-/// the trailer is out. The inner stream's pieces are split at chunk boundaries, not copied.
+/// An `aws-chunked` body of one chunk: `len` bytes from the inner stream, then a CRC32 of
+/// them as the trailer; `crc32` holds that CRC once the trailer is out. One chunk because
+/// stores buffer a chunk whole before they pass its bytes on, and the stores measured spend
+/// the least on the fewest: per 256 MiB upload Garage 2.5 (which copies what follows a chunk
+/// each time it parses one) spent 1.41 CPU seconds unchunked, 2.37 in 8 MiB chunks, 2.52 in
+/// 1 MiB and 2.88 in AWS's SDKs' 64 KiB; moto 2.0 in 8 MiB and 2.7 in 1 MiB.
 struct AwsChunked<S> {
     inner: Pin<Box<S>>,
-    /// A piece from the inner stream not yet passed on (its chunk's header went first).
-    pending: Option<Bytes>,
+    /// The chunk's header, until it is out (none if `len` is 0: only the last chunk).
+    head: Option<Bytes>,
     len: usize,
-    /// The chunks' size ([`AWS_CHUNK`] but in tests).
-    chunk: usize,
-    /// Bytes still to come, in all and in the current chunk.
+    /// Bytes still to come.
     left: usize,
-    left_in_chunk: usize,
     /// None once the trailer is out.
     hasher: Option<crc32fast::Hasher>,
     crc32: Arc<OnceLock<String>>,
@@ -418,41 +409,25 @@ struct AwsChunked<S> {
 
 impl<S> AwsChunked<S> {
     fn new(len: usize, inner: S) -> Self {
-        Self::with_chunk(len, AWS_CHUNK, inner)
-    }
-
-    fn with_chunk(len: usize, chunk: usize, inner: S) -> Self {
         AwsChunked {
             inner: Box::pin(inner),
-            pending: None,
+            head: (len > 0).then(|| Bytes::from(format!("{len:x}\r\n"))),
             len,
-            chunk,
             left: len,
-            left_in_chunk: 0,
             hasher: Some(crc32fast::Hasher::new()),
             crc32: Arc::default(),
         }
     }
 
-    /// A chunk's header, after the CRLF that ends the chunk before it (if any).
-    fn header(first: bool, size: usize) -> String {
-        format!("{}{size:x}\r\n", if first { "" } else { "\r\n" })
+    /// The last chunk (empty) and the trailer, after the CRLF that ends the data chunk.
+    fn trailer(data: bool, crc: &str) -> String {
+        format!("{}0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n", if data { "\r\n" } else { "" })
     }
 
-    /// The last chunk (empty) and the trailer, after the CRLF that ends the chunk before it.
-    fn trailer(first: bool, crc: &str) -> String {
-        format!("{}0\r\nx-amz-checksum-crc32:{crc}\r\n\r\n", if first { "" } else { "\r\n" })
-    }
-
-    /// The body's length on the wire: framing, bytes and trailer.
+    /// The body's length on the wire: header, bytes and trailer.
     fn encoded_len(&self) -> usize {
-        // Each chunk: its header, its bytes and the CRLF that ends it.
-        let (full, rest) = (self.len / self.chunk, self.len % self.chunk);
-        let mut framing = full * (Self::header(true, self.chunk).len() + 2);
-        if rest > 0 {
-            framing += Self::header(true, rest).len() + 2;
-        }
-        framing + self.len + Self::trailer(true, &crc32_base64(0)).len()
+        let head = if self.len > 0 { format!("{:x}\r\n", self.len).len() } else { 0 };
+        head + self.len + Self::trailer(self.len > 0, &crc32_base64(0)).len()
     }
 }
 
@@ -461,44 +436,34 @@ impl<S: Stream<Item = io::Result<Bytes>>> Stream for AwsChunked<S> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if let Some(head) = this.head.take() {
+            return Poll::Ready(Some(Ok(head)));
+        }
         let Some(hasher) = &mut this.hasher else {
             return Poll::Ready(None);
         };
-        let first = this.left == this.len;
-        let mut piece = match this.pending.take() {
-            Some(piece) => piece,
-            None => match std::task::ready!(this.inner.as_mut().poll_next(cx)) {
-                Some(Ok(piece)) if piece.is_empty() => return Poll::Ready(Some(Ok(piece))),
-                Some(Ok(piece)) => piece,
-                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
-                None if this.left > 0 => {
-                    let short = format!("the part ended {} bytes short", this.left);
-                    return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, short))));
-                }
-                None => {
-                    let crc = crc32_base64(this.hasher.take().map_or(0, crc32fast::Hasher::finalize));
-                    let trailer = Bytes::from(Self::trailer(first, &crc));
-                    let _ = this.crc32.set(crc);
-                    return Poll::Ready(Some(Ok(trailer)));
-                }
-            },
-        };
-        if this.left_in_chunk == 0 {
-            if this.left == 0 {
+        match std::task::ready!(this.inner.as_mut().poll_next(cx)) {
+            Some(Ok(piece)) if piece.len() > this.left => {
                 let long = "the part has more bytes than its length";
-                return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, long))));
+                Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, long))))
             }
-            this.left_in_chunk = this.left.min(this.chunk);
-            this.pending = Some(piece);
-            return Poll::Ready(Some(Ok(Bytes::from(Self::header(first, this.left_in_chunk)))));
+            Some(Ok(piece)) => {
+                hasher.update(&piece);
+                this.left -= piece.len();
+                Poll::Ready(Some(Ok(piece)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None if this.left > 0 => {
+                let short = format!("the part ended {} bytes short", this.left);
+                Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, short))))
+            }
+            None => {
+                let crc = crc32_base64(this.hasher.take().map_or(0, crc32fast::Hasher::finalize));
+                let trailer = Bytes::from(Self::trailer(this.len > 0, &crc));
+                let _ = this.crc32.set(crc);
+                Poll::Ready(Some(Ok(trailer)))
+            }
         }
-        if piece.len() > this.left_in_chunk {
-            this.pending = Some(piece.split_off(this.left_in_chunk));
-        }
-        hasher.update(&piece);
-        this.left -= piece.len();
-        this.left_in_chunk -= piece.len();
-        Poll::Ready(Some(Ok(piece)))
     }
 }
 
@@ -684,27 +649,24 @@ mod tests {
     }
 
     #[test]
-    fn streamed_parts_are_aws_chunks_with_a_crc32_trailer() {
+    fn streamed_parts_are_one_aws_chunk_with_a_crc32_trailer() {
         let data: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
-        // Pieces across chunk boundaries, a chunk exactly, and one chunk of a whole part.
-        let cases =
-            [(70_000, 30_000, 65_536), (70_000, 1, 65_536), (65_536, 20_000, 65_536), (100, 7, AWS_CHUNK)];
-        for (len, size, chunk) in cases {
+        for (len, size) in [(70_000, 30_000), (70_000, 1), (100, 7), (0, 1)] {
             let data = &data[..len];
-            let mut body = AwsChunked::with_chunk(data.len(), chunk, pieces(data, size));
+            let mut body = AwsChunked::new(data.len(), pieces(data, size));
             let (declared, crc) = (body.encoded_len(), body.crc32.clone());
             assert!(crc.get().is_none(), "no CRC before the trailer");
             let wire = wire(&mut body).unwrap();
             // zlib's CRC32 of these bytes, as S3 writes it (base64 of the big-endian bytes).
             let b64 = crc32_base64(crc32fast::hash(data));
             let mut expected = Vec::new();
-            for piece in data.chunks(chunk) {
-                expected.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
-                expected.extend_from_slice(piece);
+            if len > 0 {
+                expected.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+                expected.extend_from_slice(data);
                 expected.extend_from_slice(b"\r\n");
             }
             expected.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{b64}\r\n\r\n").as_bytes());
-            assert_eq!(wire, expected, "{len} bytes in pieces of {size}, chunks of {chunk}");
+            assert_eq!(wire, expected, "{len} bytes in pieces of {size}");
             assert_eq!(declared, wire.len(), "Content-Length is the framed length");
             assert_eq!(crc.get(), Some(&b64));
         }
