@@ -641,6 +641,107 @@ fn a_streamed_part_cut_off_is_sent_again_whole() {
     assert!(log.contains("sending the streamed part again, whole"), "{log}");
 }
 
+/// The request [`shadowing_proxy`] holds: its connection to the store and the bytes it has
+/// not passed on.
+type Held = (std::net::TcpStream, Vec<u8>);
+
+/// A TCP proxy to `upstream` that lands a failed request for part 2 on the store after the
+/// part was sent again: it passes on the first request for part 2 up to just short of a MiB
+/// of its body, holds the next 128 KiB and cuts the client off (so ringftpd sends the part
+/// again, whole, through another connection); when the completion comes, it first passes on
+/// the held bytes (Garage begins the part's attempt once it has a 1 MiB block), waits, cuts
+/// that request off, waits, and only then passes the completion on. Set once it has.
+fn shadowing_proxy(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let landed = Arc::new(AtomicBool::new(false));
+    let (flag, stale_taken) = (landed.clone(), Arc::new(AtomicBool::new(false)));
+    let held: Arc<std::sync::Mutex<Option<Held>>> = Arc::default();
+    thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(upstream) else { continue };
+            let (mut from_client, mut to_server) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let (mut from_server, mut to_client) = (server, client);
+            thread::spawn(move || drop(std::io::copy(&mut from_server, &mut to_client)));
+            let (flag, stale_taken, held) = (flag.clone(), stale_taken.clone(), held.clone());
+            thread::spawn(move || {
+                use std::io::Read;
+                const PASSED: usize = (1 << 20) - (64 << 10);
+                let mut buf = vec![0u8; 64 << 10];
+                let mut seen: Vec<u8> = Vec::new();
+                // Bytes since part 2's request line, on the connection that holds it.
+                let mut after: Option<usize> = None;
+                let mut holding = Vec::new();
+                loop {
+                    let n = match from_client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let mut pass = n;
+                    if let Some(sent) = &mut after {
+                        pass = n.min(PASSED.saturating_sub(*sent));
+                        holding.extend_from_slice(&buf[pass..n]);
+                        *sent += pass;
+                    } else {
+                        seen.extend_from_slice(&buf[..n]);
+                        let has = |m: &[u8]| seen.windows(m.len()).any(|w| w == m);
+                        if has(b"partNumber=2 HTTP/1.1") && !stale_taken.swap(true, Ordering::SeqCst) {
+                            let at = seen.windows(21).position(|w| w == b"partNumber=2 HTTP/1.1").unwrap();
+                            let since = seen.len() - at;
+                            pass = n.saturating_sub(since.saturating_sub(PASSED));
+                            holding.extend_from_slice(&buf[pass..n]);
+                            after = Some(since.min(PASSED));
+                        } else if has(b"<CompleteMultipartUpload>") && !flag.load(Ordering::SeqCst) {
+                            if let Some((mut stale, bytes)) = held.lock().unwrap().take() {
+                                let _ = stale.write_all(&bytes);
+                                thread::sleep(Duration::from_millis(500));
+                                let _ = stale.shutdown(std::net::Shutdown::Both);
+                                thread::sleep(Duration::from_millis(500));
+                                flag.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        seen.drain(..seen.len().saturating_sub(64));
+                    }
+                    if to_server.write_all(&buf[..pass]).is_err() {
+                        break;
+                    }
+                    if holding.len() >= 128 << 10 {
+                        *held.lock().unwrap() = Some((to_server, std::mem::take(&mut holding)));
+                        let _ = from_client.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, landed)
+}
+
+/// A part sent again after a failed request is not shadowed by that request when the store
+/// begins it late: Garage completes from the latest attempt of each part, finished or not,
+/// and refuses the completion (InvalidPart); ringftpd sends the part once more and completes
+/// again. Garage only: moto completes from the part as last finished.
+#[test]
+fn a_failed_request_the_store_begins_late_does_not_shadow_the_part() {
+    let moto = Moto::start();
+    if !moto.checks_checksums() {
+        eprintln!("skipped: moto keeps finished parts only (RINGFTP_TEST_GARAGE runs it)");
+        return;
+    }
+    moto.bucket("late");
+    let upstream: SocketAddr = moto.url().trim_start_matches("http://").parse().unwrap();
+    let (proxy, landed) = shadowing_proxy(upstream);
+    let server = server_at(&format!("http://{proxy}"), "late", "s3-late", &[]);
+    let src = server.work().join("src");
+    let sum = write_random(&src, 20 * MIB);
+    run_text(curl(&server).arg("-T").arg(&src).arg(server.url("f"))).ok(&server);
+    let log = server.log_for_failure();
+    assert!(landed.load(Ordering::SeqCst), "the held request never landed\n{log}");
+    assert_eq!(moto.objects("late", ""), [("pre/f".to_string(), 20 * MIB, sum)], "{log}");
+    assert_eq!(moto.pending_uploads("late"), Vec::<String>::new());
+    assert!(log.contains("sending the parts sent more than once again"), "{log}");
+}
+
 /// `--s3-checksums`: every part of a multipart upload carries its CRC32 (streamed parts in
 /// an `aws-chunked` trailer, the short last part in a header) and the completion names them,
 /// so the object has S3's composite CRC32, checked here against the one Python computes

@@ -77,6 +77,11 @@ use crate::auth::{Permissions, User};
 /// parts; an upload buffers up to two of them. [`ObjectWriter`] cuts the parts itself.
 pub(super) const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// How many parts that took more than one request an upload keeps until it completes, to
+/// send them again if the completion is refused ([`S3Api::complete_upload`]): rare, and
+/// bounded so a store that fails every part does not hold the whole upload in memory.
+const KEPT_PARTS: usize = 2;
+
 /// Where the objects are and how to reach them.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -790,7 +795,8 @@ struct Filling {
 /// full part's request goes on finishing while the next part fills and streams, and the next
 /// full part waits for it: at most two parts in flight and two in memory per upload (each a
 /// [`PartBuf`], kept until its request is done, so a part that fails on the way is sent again
-/// from it), whatever the allocator keeps. `poll_shutdown` sends the last part and completes
+/// from it, and up to [`KEPT_PARTS`] more until completion once one did), whatever the
+/// allocator keeps. `poll_shutdown` sends the last part and completes
 /// the upload, and only then does the object exist. Dropped before that, it aborts the
 /// multipart upload (on the current shard's runtime).
 ///
@@ -858,7 +864,11 @@ impl ObjectWriter {
             let sent = sent
                 .map_err(|e| io::Error::other(format!("the part's task failed: {e}")))
                 .and_then(|sent| sent.map_err(Failure::into_io));
-            self.sent.push(sent.inspect_err(|_| self.failed = true)?);
+            let mut sent = sent.inspect_err(|_| self.failed = true)?;
+            if self.sent.iter().filter(|p| p.again.is_some()).count() >= KEPT_PARTS {
+                sent.again = None;
+            }
+            self.sent.push(sent);
         }
         if let Some(hash) = &mut self.hash {
             ready!(hash.poll_ready(cx));
@@ -936,7 +946,8 @@ async fn stream_part(
         Err(e) => {
             tracing::debug!(error = %e, number, "sending the streamed part again, whole");
             part.full().await;
-            api.upload_part(upload, number, part.bytes()).await
+            let sent = api.upload_part(upload, number, part.bytes()).await?;
+            Ok(sent.sent_again(part.bytes()))
         }
         sent => sent,
     }
@@ -1129,10 +1140,10 @@ impl AsyncWrite for ObjectWriter {
             Some([(metadata_key(algo), stored_digest::to_hex(&digest))])
         });
         let (api, key, size) = (self.api.clone(), self.key.clone(), self.size);
-        let (upload, parts) = (self.upload.clone(), std::mem::take(&mut self.sent));
+        let (upload, mut parts) = (self.upload.clone(), std::mem::take(&mut self.sent));
         let complete = async move {
             let Some(upload) = upload else { return Ok(Stepped::Stored) };
-            let etag = api.complete_upload(&upload, &parts).await.map_err(Failure::into_io)?;
+            let etag = api.complete_upload(&upload, &mut parts).await.map_err(Failure::into_io)?;
             if let Some(metadata) = stamp {
                 stamp_digest(&api, &key, size, &etag, &metadata).await;
             }

@@ -99,6 +99,16 @@ pub(super) struct SentPart {
     etag: String,
     /// The base64 CRC32 of its bytes, when parts carry one.
     crc32: Option<String>,
+    /// Its bytes, when it took more than one request: a request that failed may still be
+    /// running on the store's side and shadow the part ([`S3Api::complete_upload`]).
+    pub(super) again: Option<Bytes>,
+}
+
+impl SentPart {
+    /// This part, keeping its bytes `part` because an earlier request for it failed.
+    pub(super) fn sent_again(self, part: Bytes) -> SentPart {
+        SentPart { again: Some(part), ..self }
+    }
 }
 
 impl S3Api {
@@ -181,7 +191,10 @@ impl S3Api {
             }
             let sent = self.send(req, part.clone(), PART_TIMEOUT).await;
             match sent.and_then(|(headers, _)| part_etag(&headers)) {
-                Ok(etag) => return Ok(SentPart { etag, crc32 }),
+                Ok(etag) => {
+                    let again = (attempt > 1).then_some(part);
+                    return Ok(SentPart { etag, crc32, again });
+                }
                 Err(e) if attempt < PART_ATTEMPTS && e.is_temporary() => {
                     tracing::debug!(error = %e, number, attempt, "sending the part again");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
@@ -209,7 +222,7 @@ impl S3Api {
         let req = http::Request::put(format!("{}&partNumber={number}", upload.0));
         if !self.checksums {
             let (headers, _) = self.execute(req, reqwest::Body::wrap_stream(chunks), len, None).await?;
-            return Ok(SentPart { etag: part_etag(&headers)?, crc32: None });
+            return Ok(SentPart { etag: part_etag(&headers)?, crc32: None, again: None });
         }
         let body = AwsChunked::new(len, chunks);
         let (encoded, crc32) = (body.encoded_len(), body.crc32.clone());
@@ -220,15 +233,37 @@ impl S3Api {
             .header("x-amz-trailer", "x-amz-checksum-crc32");
         let (headers, _) = self.execute(req, reqwest::Body::wrap_stream(body), encoded, None).await?;
         let crc32 = crc32.get().cloned().ok_or_else(|| Failure::local("the part's CRC is missing".into()))?;
-        Ok(SentPart { etag: part_etag(&headers)?, crc32: Some(crc32) })
+        Ok(SentPart { etag: part_etag(&headers)?, crc32: Some(crc32), again: None })
     }
 
     /// Completes `upload` from its parts, in order; the object's ETag.
+    ///
+    /// A part sent more than once may be refused as InvalidPart: Garage (2.5) records each
+    /// attempt as it starts, with a timestamp, and completes from the latest attempt of each
+    /// part, finished or not, so a failed attempt the store began after the good one shadows
+    /// it. The parts that kept their bytes ([`SentPart::again`]) are sent once more, after
+    /// every earlier attempt has ended, and the upload completed again.
     pub(super) async fn complete_upload(
         &self,
         upload: &Upload,
-        parts: &[SentPart],
+        parts: &mut [SentPart],
     ) -> Result<String, Failure> {
+        match self.complete(upload, parts).await {
+            Err(e) if e.is_invalid_part() && parts.iter().any(|p| p.again.is_some()) => {
+                tracing::debug!(error = %e, "sending the parts sent more than once again");
+                for (number, part) in (1u32..).zip(parts.iter_mut()) {
+                    if let Some(bytes) = part.again.take() {
+                        *part = self.upload_part(upload, number, bytes).await?;
+                    }
+                }
+                self.complete(upload, parts).await
+            }
+            completed => completed,
+        }
+    }
+
+    /// One CompleteMultipartUpload.
+    async fn complete(&self, upload: &Upload, parts: &[SentPart]) -> Result<String, Failure> {
         let mut body = String::from("<CompleteMultipartUpload>");
         for (number, part) in (1u32..).zip(parts) {
             body.push_str(&format!("<Part><PartNumber>{number}</PartNumber>"));
@@ -499,6 +534,12 @@ impl Failure {
     /// A request that could not be made; never sent again.
     fn local(message: String) -> Failure {
         Failure { status: Some(http::StatusCode::BAD_REQUEST), message }
+    }
+
+    /// Whether the store refused a completion for a part it does not have as named.
+    fn is_invalid_part(&self) -> bool {
+        // 400, or 200 with the error in the body, as S3 may answer a completion.
+        self.status.is_some() && self.message.contains("<Code>InvalidPart</Code>")
     }
 
     /// Whether the same request may succeed later: a network failure, throttling, a 5xx.
